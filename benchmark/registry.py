@@ -1,0 +1,159 @@
+"""One generic plugin registry, used for methods, datasets and protocols.
+
+Shape after lm-evaluation-harness (`lm_eval/api/registry.py`) and timm (`_registry.py`):
+plugins register themselves with a decorator; the registry discovers them lazily on first use
+from three sources, in order:
+
+1. built-in plugin modules (the `methods/`, `datasets/` folders, `benchmark/protocols/`),
+2. installed distributions that declare an entry point in the registry's group
+   (e.g. ``[project.entry-points."ecgbench.methods"] my_method = "my_pkg.my_method"``),
+3. files passed explicitly with ``--plugin path/to/file.py``.
+
+A plugin file that fails to import is recorded as *broken* with its error and does not stop
+the others from loading; asking for a name that is not registered lists the broken plugins
+and suggests close matches ("did you mean ...").
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import pkgutil
+import sys
+import traceback
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T", bound=type)
+
+
+class PluginError(LookupError):
+    """A plugin name or file that cannot be used; the message is meant for the end user."""
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    source: str  # module name, entry point or file path
+    error: str  # one line: exception type and message
+    traceback: str
+
+
+class Registry(Generic[T]):
+    """Maps names to plugin classes of one kind (method, dataset, protocol)."""
+
+    def __init__(self, kind: str, builtin_package: str, entry_point_group: str):
+        self.kind = kind
+        self.builtin_package = builtin_package
+        self.entry_point_group = entry_point_group
+        self._entries: dict[str, T] = {}
+        self._origin: dict[str, str] = {}
+        self.broken: list[BrokenPlugin] = []
+        self._discovered = False
+        self._loading: str | None = None
+
+    # -- registration ------------------------------------------------------------------------
+    def register(self, name: str) -> Callable[[T], T]:
+        """Class decorator: ``@METHODS.register("lamae")``. Sets ``cls.name``."""
+        if not name or not name.replace("_", "").replace("-", "").isalnum() or name != name.lower():
+            raise ValueError(f"{self.kind} name {name!r} must be lower-case letters, digits, '_' or '-'")
+
+        def decorator(cls: T) -> T:
+            origin = self._loading or getattr(cls, "__module__", "?")
+            if name in self._entries and self._entries[name] is not cls:
+                previous = self._origin[name]
+                if previous != origin:
+                    raise PluginError(
+                        f"{self.kind} {name!r} from {origin} is already registered by {previous}; "
+                        f"rename one of them"
+                    )
+            cls.name = name
+            self._entries[name] = cls
+            self._origin[name] = origin
+            return cls
+
+        return decorator
+
+    # -- discovery ---------------------------------------------------------------------------
+    def _import_guarded(self, source: str, load: Callable[[], object]) -> None:
+        previous, self._loading = self._loading, source
+        try:
+            load()
+        except Exception as exc:  # a broken plugin must not break the others
+            self.broken.append(
+                BrokenPlugin(source, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            )
+        finally:
+            self._loading = previous
+
+    def discover(self) -> None:
+        if self._discovered:
+            return
+        self._discovered = True
+        package = importlib.import_module(self.builtin_package)
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+            if info.name.startswith("_"):
+                continue
+            module = f"{self.builtin_package}.{info.name}"
+            self._import_guarded(module, lambda module=module: importlib.import_module(module))
+        for ep in entry_points(group=self.entry_point_group):
+            self._import_guarded(f"entry point {ep.name} = {ep.value}", ep.load)
+
+    def load_file(self, path: str | Path) -> list[str]:
+        """Import a plugin file given on the command line; returns the names it registered."""
+        path = Path(path).resolve()
+        if not path.is_file() or path.suffix != ".py":
+            raise PluginError(f"plugin file {path} does not exist or is not a .py file")
+        self.discover()
+        before = set(self._entries)
+        module_name = f"ecgbench_user_plugins.{path.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        n_broken = len(self.broken)
+        self._import_guarded(str(path), lambda: spec.loader.exec_module(module))
+        if len(self.broken) > n_broken:
+            sys.modules.pop(module_name, None)
+            raise PluginError(f"plugin file {path} failed to import: {self.broken[-1].error}")
+        return sorted(set(self._entries) - before)
+
+    # -- lookup ------------------------------------------------------------------------------
+    def get(self, name: str) -> T:
+        self.discover()
+        if name in self._entries:
+            return self._entries[name]
+        raise PluginError(self._unknown_message(name))
+
+    def _unknown_message(self, name: str) -> str:
+        message = f"unknown {self.kind} {name!r}"
+        close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.5)
+        if close:
+            message += f"; did you mean {' or '.join(repr(c) for c in close)}?"
+        message += f" Valid {self.kind}s: {', '.join(self.names())}."
+        if self.broken:
+            message += " Plugins that failed to load: " + "; ".join(
+                f"{b.source} ({b.error})" for b in self.broken
+            )
+        return message
+
+    def names(self) -> list[str]:
+        self.discover()
+        return sorted(self._entries)
+
+    def origin(self, name: str) -> str:
+        self.get(name)
+        return self._origin[name]
+
+    def __contains__(self, name: str) -> bool:
+        self.discover()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[tuple[str, T]]:
+        self.discover()
+        return iter(sorted(self._entries.items()))
+
+
+METHODS: Registry = Registry("method", "ecgbench_methods", "ecgbench.methods")
+DATASETS: Registry = Registry("dataset", "ecgbench_datasets", "ecgbench.datasets")
+PROTOCOLS: Registry = Registry("protocol", "benchmark.protocols", "ecgbench.protocols")
