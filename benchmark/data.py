@@ -298,4 +298,7 @@ def make_loader(arrays: ECGArrays, indices: np.ndarray, window: int, batch_size:
         WindowDataset(arrays, window, lead_subset), batch_sampler=sampler,
         collate_fn=_unwrap, num_workers=num_workers, pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
+        # its own generator: creating an iterator must not consume the global RNG, or a run
+        # resumed mid-epoch would mask differently from an uninterrupted one
+        generator=torch.Generator().manual_seed(seed),
     )

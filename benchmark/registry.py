@@ -100,24 +100,6 @@ class Registry(Generic[T]):
         for ep in entry_points(group=self.entry_point_group):
             self._import_guarded(f"entry point {ep.name} = {ep.value}", ep.load)
 
-    def load_file(self, path: str | Path) -> list[str]:
-        """Import a plugin file given on the command line; returns the names it registered."""
-        path = Path(path).resolve()
-        if not path.is_file() or path.suffix != ".py":
-            raise PluginError(f"plugin file {path} does not exist or is not a .py file")
-        self.discover()
-        before = set(self._entries)
-        module_name = f"ecgbench_user_plugins.{path.stem}"
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        n_broken = len(self.broken)
-        self._import_guarded(str(path), lambda: spec.loader.exec_module(module))
-        if len(self.broken) > n_broken:
-            sys.modules.pop(module_name, None)
-            raise PluginError(f"plugin file {path} failed to import: {self.broken[-1].error}")
-        return sorted(set(self._entries) - before)
-
     # -- lookup ------------------------------------------------------------------------------
     def get(self, name: str) -> T:
         self.discover()
@@ -157,3 +139,37 @@ class Registry(Generic[T]):
 METHODS: Registry = Registry("method", "ecgbench_methods", "ecgbench.methods")
 DATASETS: Registry = Registry("dataset", "ecgbench_datasets", "ecgbench.datasets")
 PROTOCOLS: Registry = Registry("protocol", "benchmark.protocols", "ecgbench.protocols")
+
+
+def load_plugin_file(path: str | Path) -> dict[str, list[str]]:
+    """Import a plugin file given with ``--plugin``; returns the names it registered per kind.
+
+    The file is imported under a private module name; unlike built-in plugins, a failure here
+    is an error, because the user asked for this file explicitly.
+    """
+    path = Path(path).resolve()
+    if not path.is_file() or path.suffix != ".py":
+        raise PluginError(f"plugin file {path} does not exist or is not a .py file")
+    registries = (METHODS, DATASETS, PROTOCOLS)
+    for registry in registries:
+        registry.discover()
+    before = {r.kind: set(r.names()) for r in registries}
+    module_name = f"ecgbench_user_plugins.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    for registry in registries:
+        registry._loading = str(path)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise PluginError(f"plugin file {path} failed to import: {type(exc).__name__}: {exc}") from exc
+    finally:
+        for registry in registries:
+            registry._loading = None
+    added = {r.kind: sorted(set(r.names()) - before[r.kind]) for r in registries}
+    if not any(added.values()):
+        raise PluginError(f"plugin file {path} registered nothing; decorate its class with "
+                          f"@METHODS.register('name') (from benchmark.registry import METHODS)")
+    return added

@@ -1,0 +1,157 @@
+"""Command line: ``python -m benchmark {run,list,leaderboard} ...``.
+
+Bad input (unknown method, dataset, preset or protocol, malformed ``--seeds`` or ``--set``)
+is reported on one line with the valid choices, exit status 2, and no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .config import ConfigError, parse_overrides
+from .data import DataError, default_cache_root
+from .registry import DATASETS, METHODS, PROTOCOLS, PluginError, load_plugin_file
+from .results import StaleResultError
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but errors are one line (no usage dump) and exit with status 2."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``3`` -> seeds 0,1,2; ``0,4,7`` -> those seeds; ``2-5`` -> 2,3,4,5."""
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        elif "-" in text.strip("-"):
+            first, last = (int(s) for s in text.split("-"))
+            seeds = list(range(first, last + 1))
+        else:
+            seeds = list(range(int(text)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seeds {text!r}: give a count (3), a list (0,4,7) or a range (2-5)") from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds {text!r}: need at least one seed, all distinct and >= 0")
+    return seeds
+
+
+def parse_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of names")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m benchmark", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    run = sub.add_parser("run", help="pretrain and evaluate methods; results go to --out")
+    run.add_argument("--methods", type=parse_names, required=True,
+                     help="comma-separated method names, or 'all' (see `list`)")
+    run.add_argument("--dataset", default="synthetic", help="dataset name (default: synthetic)")
+    run.add_argument("--labels", dest="label_set", default=None, help="label set (default: the dataset's first)")
+    run.add_argument("--root", type=Path, default=None, help="dataset folder, for datasets read from disk")
+    run.add_argument("--preset", default="cpu", help="smoke, cpu (default) or paper")
+    run.add_argument("--seeds", type=parse_seeds, default=[0], help="count (3), list (0,4,7) or range (2-5)")
+    run.add_argument("--protocols", type=parse_names, default=None, help="default: the preset's protocols")
+    run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+    run.add_argument("--leaderboard", type=Path, default=Path("LEADERBOARD.md"),
+                     help="leaderboard file regenerated from --out at the end (default: LEADERBOARD.md)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SCOPE.FIELD=VALUE",
+                     help="override a setting, e.g. pretrain.steps=200, lamae.la_mask_ratio=0.25, linear.max_iter=100")
+    run.add_argument("--plugin", dest="plugins", action="append", type=Path, default=[],
+                     help="load a method/dataset plugin file (repeatable)")
+    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    run.add_argument("--rerun", action="store_true", help="recompute cells that are already finished")
+    run.add_argument("--no-references", dest="add_references", action="store_false",
+                     help="do not add the random_init / scratch reference baselines")
+    run.add_argument("--cache-dir", type=Path, default=None, help=f"prepared data (default: {default_cache_root()})")
+    run.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+
+    lst = sub.add_parser("list", help="list methods, datasets, protocols and presets")
+    lst.add_argument("--plugin", dest="plugins", action="append", type=Path, default=[])
+
+    board = sub.add_parser("leaderboard", help="regenerate LEADERBOARD.md from the results folder only")
+    board.add_argument("--results", type=Path, default=Path("results"))
+    board.add_argument("--out", type=Path, default=Path("LEADERBOARD.md"))
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .leaderboard import summary_table, write_leaderboard
+    from .runner import RunRequest, run
+
+    overrides = parse_overrides(args.overrides)
+    if args.root is not None:
+        overrides.setdefault(args.dataset, {})["root"] = str(args.root)
+    request = RunRequest(
+        methods=args.methods, dataset=args.dataset, label_set=args.label_set, preset=args.preset,
+        seeds=args.seeds, protocols=args.protocols, out=args.out, overrides=overrides, plugins=args.plugins,
+        device=args.device, rerun=args.rerun, add_references=args.add_references, progress=args.progress,
+        cache_root=args.cache_dir or default_cache_root(),
+    )
+    try:
+        records = run(request)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished cells are saved under {args.out}/ and pretraining resumes from its last "
+              f"checkpoint; run the same command again to continue", file=sys.stderr)
+        return 130
+    n = write_leaderboard(args.out, args.leaderboard)
+    print()
+    print(summary_table(records))
+    print(f"\n{len(records)} cells in this run; {args.leaderboard} regenerated from {n} results in {args.out}/")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .presets import PRESETS
+
+    for path in args.plugins:
+        load_plugin_file(path)
+    for title, registry in (("methods", METHODS), ("datasets", DATASETS), ("protocols", PROTOCOLS)):
+        print(f"{title}:")
+        for name, cls in registry:
+            extra = f"  [label sets: {', '.join(cls.label_sets)}]" if registry is DATASETS else ""
+            print(f"  {name:<14} {cls.summary}{extra}")
+        for broken in registry.broken:
+            print(f"  (failed to load {broken.source}: {broken.error})")
+    print("presets:")
+    for name, preset in PRESETS.items():
+        print(f"  {name:<14} {preset.description}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .leaderboard import write_leaderboard
+
+    if not args.results.is_dir():
+        raise DataError(f"results folder {args.results} does not exist; run `python -m benchmark run` first")
+    n = write_leaderboard(args.results, args.out)
+    print(f"{args.out} regenerated from {n} results in {args.results}/")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[benchmark] %(message)s", stream=sys.stderr)
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except (UsageError, PluginError, ConfigError, DataError, StaleResultError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,101 @@
+"""Command-line overrides of typed config dataclasses: ``--set SCOPE.FIELD=VALUE``.
+
+Values are converted with the dataclass field's own type annotation, nested dataclasses are
+reached with dotted paths (``pretrain.optim.base_lr=3e-4``), and the dataclass validates the
+result in ``__post_init__`` as it does for defaults.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad override; the message names the key and the valid choices."""
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
+    """``["lamae.la_depth=3", "pretrain.steps=50"]`` -> ``{"lamae": {"la_depth": "3"}, ...}``."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        scope, dot, field_path = key.strip().partition(".")
+        if not sep or not dot or not field_path:
+            raise ConfigError(f"--set {item!r}: expected SCOPE.FIELD=VALUE, e.g. pretrain.steps=100 or lamae.la_depth=3")
+        out.setdefault(scope, {})[field_path] = value.strip()
+    return out
+
+
+def _convert(value: str, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value.lower() in ("none", "null"):
+            return None
+        return _convert(value, options[0], key)
+    if origin is tuple:
+        inner = typing.get_args(hint)[0]
+        return tuple(_convert(v, inner, key) for v in value.split(",") if v.strip())
+    if hint is bool:
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}={value!r}: expected true or false")
+    if hint in (int, float, str, Path):
+        try:
+            return hint(value)
+        except ValueError:
+            raise ConfigError(f"{key}={value!r}: expected {hint.__name__}") from None
+    raise ConfigError(f"{key}: fields of type {hint} cannot be set from the command line")
+
+
+def apply_overrides(obj: Any, overrides: dict[str, str], scope: str) -> Any:
+    """A copy of dataclass ``obj`` with ``overrides`` ({dotted field: string value}) applied."""
+    if not overrides:
+        return obj
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj) if f.init]
+    direct: dict[str, Any] = {}
+    nested: dict[str, dict[str, str]] = {}
+    for path, value in overrides.items():
+        head, _, rest = path.partition(".")
+        if head not in names:
+            close = difflib.get_close_matches(head, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{scope} has no setting {head!r}{hint} Valid: {', '.join(names)}")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            direct[head] = _convert(value, hints[head], f"{scope}.{head}")
+    for head, sub in nested.items():
+        direct[head] = apply_overrides(getattr(obj, head), sub, f"{scope}.{head}")
+    try:
+        return dataclasses.replace(obj, **direct)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{scope}: {exc}") from None
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses, tuples and paths to plain JSON types (for results and signatures)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def signature(obj: Any) -> str:
+    """Stable short hash of a configuration: equal configs give equal signatures."""
+    canonical = json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

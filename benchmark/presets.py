@@ -1,0 +1,92 @@
+"""Presets: the evaluation protocol and model scale, frozen per preset and shared by all methods.
+
+* ``smoke`` — CI-sized: proves the whole pipeline runs, numbers mean nothing.
+* ``cpu`` — the default: a meaningful comparison on a 2-core laptop in minutes.
+* ``paper`` — GPU scale: ViT-B-sized encoders (ST-MEM's 768/12/12; decoder 256/4/4) at 250 Hz,
+  the scale of the LAMAE/ST-MEM papers' MIMIC-IV-ECG runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import ConfigError, apply_overrides
+from .data import InputSpec
+from .method import MethodConfig
+from .pretrain import PretrainConfig
+from .protocols.finetune import FinetuneConfig
+from .protocols.linear import LinearProbeConfig
+from .training import OptimConfig
+
+
+@dataclass
+class Preset:
+    name: str
+    description: str
+    input: InputSpec
+    model: MethodConfig  # shared architecture fields; each method adds its own defaults
+    pretrain: PretrainConfig
+    protocols: dict[str, Any]  # protocol name -> its config dataclass
+    default_protocols: tuple[str, ...]
+    dataset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def protocol_config(self, name: str, config_cls: type) -> Any:
+        return self.protocols.get(name) or config_cls()
+
+    def with_overrides(self, overrides: dict[str, dict[str, str]]) -> "Preset":
+        """Apply ``--set`` scopes that belong to the preset: input, model, pretrain, protocols."""
+        preset = self
+        for scope, values in overrides.items():
+            if scope in ("input", "model", "pretrain"):
+                preset = dataclasses.replace(preset, **{scope: apply_overrides(getattr(preset, scope), values, scope)})
+            elif scope in preset.protocols:
+                protocols = {**preset.protocols, scope: apply_overrides(preset.protocols[scope], values, scope)}
+                preset = dataclasses.replace(preset, protocols=protocols)
+        return preset
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        name="smoke",
+        description="CI-sized end-to-end check (tiny data and model; numbers are meaningless)",
+        input=InputSpec(fs=100, window_s=2.5),
+        model=MethodConfig(dim=32, depth=2, heads=2, patch_s=0.25, decoder_dim=32, decoder_depth=1, decoder_heads=2),
+        pretrain=PretrainConfig(steps=6, batch_size=16, checkpoint_every=3, log_every=3,
+                                optim=OptimConfig(base_lr=1.5e-3)),
+        protocols={"linear": LinearProbeConfig(l2_grid=(10.0, 0.1), max_iter=30),
+                   "finetune": FinetuneConfig(epochs=2, batch_size=32, patience=1)},
+        default_protocols=("linear", "finetune"),
+        dataset_overrides={"synthetic": {"n_patients": 100, "records_per_patient": 2, "duration_s": 5.0}},
+    ),
+    "cpu": Preset(
+        name="cpu",
+        description="Default: a real comparison on 2 CPU cores in under 10 minutes",
+        input=InputSpec(fs=100, window_s=5.0),
+        model=MethodConfig(dim=64, depth=3, heads=4, patch_s=0.25, decoder_dim=64, decoder_depth=1, decoder_heads=4),
+        pretrain=PretrainConfig(steps=600, batch_size=64, checkpoint_every=100, log_every=20,
+                                optim=OptimConfig(base_lr=1e-3)),
+        protocols={"linear": LinearProbeConfig(),
+                   "finetune": FinetuneConfig(epochs=4, batch_size=64, patience=2)},
+        default_protocols=("linear",),
+        dataset_overrides={"synthetic": {"n_patients": 1500, "records_per_patient": 2, "duration_s": 10.0}},
+    ),
+    "paper": Preset(
+        name="paper",
+        description="GPU scale: ViT-B-sized encoders, 250 Hz, 9 s windows (ST-MEM/LAMAE papers' scale)",
+        input=InputSpec(fs=250, window_s=9.0),
+        model=MethodConfig(dim=768, depth=12, heads=12, patch_s=0.3, decoder_dim=256, decoder_depth=4, decoder_heads=4),
+        pretrain=PretrainConfig(steps=100_000, batch_size=256, checkpoint_every=2000, log_every=100,
+                                num_workers=8, optim=OptimConfig(base_lr=1.5e-4, warmup_frac=0.05)),
+        protocols={"linear": LinearProbeConfig(batch_size=512),
+                   "finetune": FinetuneConfig(epochs=50, batch_size=128, patience=5)},
+        default_protocols=("linear", "finetune"),
+        dataset_overrides={"synthetic": {"n_patients": 50_000, "records_per_patient": 2, "duration_s": 10.0}},
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return PRESETS[name]

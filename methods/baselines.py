@@ -1,0 +1,71 @@
+"""Untrained baselines: a method's architecture with no pretraining.
+
+* ``random_init`` — the frozen, randomly initialised encoder evaluated by the frozen protocols
+  (linear probe ...). Berger et al. 2026, "Evaluation of ECG representations must be fixed"
+  (arXiv 2602.17531) show that such an encoder often matches pretrained ones, so every
+  leaderboard shows it.
+* ``scratch`` — the same architecture trained supervised only (fine-tuning protocol), the
+  "Scratch" column of the LAMAE paper's tables.
+
+[choice] ``arch``: whose architecture (default ``lamae``, the LAMAE paper's Scratch); the
+preset's model size applies, so it matches the pretrained method of the same name.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from benchmark.data import InputSpec
+from benchmark.method import Encoded, Method, MethodConfig, build_method
+from benchmark.registry import METHODS
+
+
+@dataclass
+class UntrainedConfig(MethodConfig):
+    arch: str = "lamae"
+    #: the architecture's full config (the runner fills it from the preset and ``--set arch.*``);
+    #: empty = the architecture's defaults with this config's shared fields
+    arch_config: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.arch in ("random_init", "scratch"):
+            raise ValueError(f"arch must name a pretraining method, got {self.arch!r}")
+
+
+class UntrainedArchitecture(Method):
+    """Wraps another method's network; only its downstream path is used."""
+
+    Config = UntrainedConfig
+    pretrains = False
+
+    def __init__(self, config: UntrainedConfig, input_spec: InputSpec):
+        super().__init__(config, input_spec)
+        arch = METHODS.get(config.arch)
+        self.net = (arch(arch.Config(**config.arch_config), input_spec) if config.arch_config
+                    else build_method(arch, input_spec, **asdict(config)))
+        self.pretraining_only = tuple(f"net.{p}" for p in self.net.pretraining_only)
+        self.no_weight_decay = self.net.no_weight_decay
+
+    @property
+    def feature_dim(self) -> int:
+        return self.net.feature_dim
+
+    def encode(self, signals: torch.Tensor, lead_mask: torch.Tensor, return_hidden: bool = False) -> Encoded:
+        return self.net.encode(signals, lead_mask, return_hidden)
+
+    def layer_id(self, name: str) -> int:
+        return self.net.layer_id(name.removeprefix("net."))
+
+
+@METHODS.register("random_init")
+class RandomInit(UntrainedArchitecture):
+    summary = "Frozen randomly initialised encoder (reference for frozen protocols; Berger et al. 2026)"
+    evaluations = frozenset({"frozen"})
+
+
+@METHODS.register("scratch")
+class Scratch(UntrainedArchitecture):
+    summary = "Same architecture trained supervised from random init (reference for fine-tuning)"
+    evaluations = frozenset({"finetune"})

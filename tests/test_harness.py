@@ -1,0 +1,150 @@
+"""Harness pieces: overrides, optimiser groups, resumable pretraining, protocols, result store."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.config import ConfigError, apply_overrides, parse_overrides, signature
+from benchmark.data import LeakageError, make_loader
+from benchmark.metrics import classification_report
+from benchmark.presets import PRESETS
+from benchmark.pretrain import PretrainConfig, pretrain
+from benchmark.protocol import CellContext, Prediction
+from benchmark.protocols.finetune import Classifier, Finetune, FinetuneConfig
+from benchmark.protocols.linear import LinearProbe, LinearProbeConfig
+from benchmark.registry import METHODS
+from benchmark.results import Cell, ResultStore, StaleResultError
+from benchmark.runner import method_config
+from benchmark.training import OptimConfig, build_optimizer
+from conftest import make_toy_arrays
+
+
+def build(name, arrays, **preset_overrides):
+    preset = PRESETS["smoke"].with_overrides(parse_overrides([f"input.{k}={v}" for k, v in preset_overrides.items()]))
+    cls = METHODS.get(name)
+    torch.manual_seed(0)
+    return cls(method_config(cls, preset, {}), preset.input), preset
+
+
+def test_overrides_are_typed_validated_and_nested():
+    preset = PRESETS["cpu"].with_overrides(parse_overrides(
+        ["pretrain.steps=7", "pretrain.optim.base_lr=3e-4", "linear.l2_grid=1,0.1", "model.dim=32"]))
+    assert preset.pretrain.steps == 7 and preset.pretrain.optim.base_lr == 3e-4
+    assert preset.protocols["linear"].l2_grid == (1.0, 0.1) and preset.model.dim == 32
+    with pytest.raises(ConfigError, match="did you mean 'steps'"):
+        PRESETS["cpu"].with_overrides(parse_overrides(["pretrain.step=7"]))
+    with pytest.raises(ConfigError, match="expected int"):
+        PRESETS["cpu"].with_overrides(parse_overrides(["pretrain.steps=many"]))
+    with pytest.raises(ConfigError, match="must be positive"):
+        PRESETS["cpu"].with_overrides(parse_overrides(["pretrain.steps=0"]))
+    with pytest.raises(ConfigError, match="SCOPE.FIELD=VALUE"):
+        parse_overrides(["steps=3"])
+    config = apply_overrides(METHODS.get("lamae").Config(), {"la_mask_ratio": "0.25", "lead_embedding": "false"}, "lamae")
+    assert config.la_mask_ratio == 0.25 and config.lead_embedding is False
+
+
+def test_signature_changes_with_any_setting():
+    base = PRESETS["cpu"].pretrain
+    assert signature(base) == signature(PretrainConfig(**base.__dict__))
+    assert signature(base) != signature(apply_overrides(base, {"optim.weight_decay": "0.01"}, "pretrain"))
+
+
+def test_layer_decay_scales_learning_rates_from_head_to_embeddings(toy_arrays):
+    method, _ = build("lamae", toy_arrays, window_s=5.0)
+    model = Classifier(method, 2)
+    optimizer, _ = build_optimizer(model, OptimConfig(layer_decay=0.5), 64, 100, method.no_weight_decay)
+    scale_of = {id(p): g["lr_scale"] for g in optimizer.param_groups for p in g["params"]}
+    assert scale_of[id(model.head.weight)] == 1.0
+    assert scale_of[id(method.encoder.patch_embed.weight)] == pytest.approx(0.5 ** method.num_layers)
+    assert id(method.decoder.embed.weight) not in scale_of  # pretraining-only: frozen downstream
+    decay_of = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    assert decay_of[id(method.la_cls)] == 0 and decay_of[id(model.head.weight)] > 0
+
+
+def test_pretraining_resumes_after_interruption_with_identical_weights(toy_arrays, tmp_path):
+    cfg = PretrainConfig(steps=6, batch_size=8, checkpoint_every=2, log_every=2)
+    straight, _ = build("lamae", toy_arrays, window_s=5.0)
+    pretrain(straight, toy_arrays, cfg, seed=1, device=torch.device("cpu"), checkpoint_dir=tmp_path / "a", progress=False)
+
+    interrupted, _ = build("lamae", toy_arrays, window_s=5.0)
+    calls = []
+
+    def crash_at_step_5(step, total):
+        calls.append(step)
+        if step == 5:
+            raise KeyboardInterrupt
+    interrupted.on_train_step = crash_at_step_5
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(interrupted, toy_arrays, cfg, 1, torch.device("cpu"), tmp_path / "b", progress=False)
+    assert (tmp_path / "b" / "last.pt").exists() and not (tmp_path / "b" / "final.pt").exists()
+
+    resumed, _ = build("lamae", toy_arrays, window_s=5.0)
+    report = pretrain(resumed, toy_arrays, cfg, 1, torch.device("cpu"), tmp_path / "b", progress=False)
+    assert report.steps == 6 and [s for s, _ in report.loss_curve] == [2, 4, 6]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_window_sampler_is_deterministic_and_crops_inside_the_record(toy_arrays):
+    loader = make_loader(toy_arrays, toy_arrays.splits["train"], 200, 8, train=True, seed=3)
+    first = [b.signals for b in loader]
+    again = [b.signals for b in loader]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    loader.batch_sampler.set_epoch(1)
+    assert not torch.equal(next(iter(loader)).signals, first[0])
+    assert first[0].shape == (8, 12, 200)
+
+
+def context(arrays, method):
+    def rebuild(**changes):
+        fresh = type(method)(type(method.config)(**{**method.config.__dict__, **changes}), method.input_spec)
+        fresh.load_state_dict(method.state_dict())
+        return fresh
+    return CellContext(method, rebuild, arrays, 0, torch.device("cpu"), progress=False)
+
+
+def test_linear_probe_learns_a_linearly_decodable_label(toy_arrays):
+    method, _ = build("ind_p", toy_arrays, window_s=5.0)
+    output = LinearProbe(LinearProbeConfig(l2_grid=(1.0, 0.01), max_iter=100)).run(context(toy_arrays, method))
+    report = classification_report(output.prediction.y_true, output.prediction.y_score, toy_arrays.label_names)
+    assert report["macro_auroc"] > 0.9, report  # lead amplitude survives a random encoder
+    assert output.details["l2"] in (1.0, 0.01)
+    assert output.prediction.y_score.shape == (len(toy_arrays.splits["test"]), 2)
+
+
+def test_finetuning_improves_on_validation_and_tests_the_best_epoch():
+    arrays = make_toy_arrays(n_patients=80)
+    method, _ = build("lamae", arrays, window_s=5.0)
+    cfg = FinetuneConfig(epochs=6, batch_size=16, patience=6, optim=OptimConfig(base_lr=2e-2, layer_decay=0.75))
+    output = Finetune(cfg).run(context(arrays, method))
+    history = output.details["val_history"]
+    assert output.details["best_epoch"] == int(np.argmax(history))
+    report = classification_report(output.prediction.y_true, output.prediction.y_score, arrays.label_names)
+    assert report["macro_auroc"] > 0.75, (report, history)
+
+
+def test_leakage_between_evaluation_and_pretraining_is_refused(toy_arrays):
+    splits = dict(toy_arrays.splits)
+    splits["pretrain"] = np.concatenate([splits["pretrain"], splits["test"][:1]])
+    with pytest.raises(LeakageError, match="pretrain and test"):
+        type(toy_arrays)(**{**toy_arrays.__dict__, "splits": splits})
+
+
+def test_result_store_is_atomic_and_refuses_stale_configurations(tmp_path):
+    store = ResultStore(tmp_path)
+    cell = Cell("synthetic", "conditions", "smoke", "lamae", "linear", 0)
+    prediction = Prediction(np.array([[0, 1], [1, 0]]), np.array([[0.2, 0.7], [0.9, 0.1]]), np.array(["a", "b"]))
+    record = {"signature": "abc", "metrics": classification_report(prediction.y_true, prediction.y_score, ["x", "y"])}
+    path = store.write(cell, record, prediction)
+    assert store.is_finished(cell, "abc")
+    assert not list(tmp_path.rglob("*.tmp"))
+    saved = json.loads(path.read_text())
+    assert saved["cell"]["method"] == "lamae" and saved["metrics"]["macro_auroc"] == 1.0
+    with np.load(path.with_suffix(".preds.npz")) as preds:
+        assert preds["y_score"].shape == (2, 2) and list(preds["record_ids"]) == ["a", "b"]
+    with pytest.raises(StaleResultError, match="--rerun"):
+        store.is_finished(cell, "different")
+    assert [r["cell"]["method"] for r in store.records()] == ["lamae"]
