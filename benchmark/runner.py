@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .compute import parameter_counts
 from .config import apply_overrides, signature, to_jsonable
 from .data import DatasetPlugin, default_cache_root
 from .method import Method, MethodConfig
@@ -149,8 +150,7 @@ def run(request: RunRequest) -> list[dict]:
                                                      arrays.label_names),
                     "details": to_jsonable(output.details),
                     "compute": {
-                        "encoder_params": method.encoder_parameters(),
-                        "total_params": sum(p.numel() for p in method.parameters()),
+                        **parameter_counts(method),
                         "pretrain": to_jsonable(pretrain_report),
                         "protocol_wall_s": time.perf_counter() - started,
                     },
