@@ -65,7 +65,7 @@ PRESETS: dict[str, Preset] = {
         input=InputSpec(fs=100, window_s=5.0),
         model=MethodConfig(dim=64, depth=3, heads=4, patch_s=0.25, decoder_dim=64, decoder_depth=1, decoder_heads=4),
         pretrain=PretrainConfig(steps=600, batch_size=64, checkpoint_every=100, log_every=20,
-                                optim=OptimConfig(base_lr=1e-3)),
+                                optim=OptimConfig(base_lr=3e-3)),
         protocols={"linear": LinearProbeConfig(),
                    "finetune": FinetuneConfig(epochs=4, batch_size=64, patience=2)},
         default_protocols=("linear",),

@@ -12,7 +12,8 @@ linear probe / fine-tuning head reproduces the ensemble exactly.
   reading of "P"); Ind_S = one encoder shared by all leads plus a learnable lead embedding
   ("S"). The paper's Ind_S scores close to Scratch, so "S" might instead mean the independent
   model trained from scratch; that reading is the ``scratch`` method with ``arch=ind_p``.
-* ``lead_pool``: a lead's representation is its encoder CLS token (default) or token mean.
+* ``lead_pool``: a lead's representation is its encoder CLS token (default) or token mean; the
+  CLS token is passed to the decoder, as in MAE (facebookresearch/mae ``forward_decoder``).
 * masking ratio 0.75 per lead, loss = MSE on masked patches of present leads, ``norm_pix`` off
   — the same reconstruction target as LAMAE so that the comparison isolates cross-lead LA.
 """
@@ -82,7 +83,7 @@ class IndependentLeadMAE(Method):
             keep_ids = random_keep_ids((int(present.sum()),), self.n_patches, n_keep, patches.device)
             tokens, _ = encoder(patches[present, lead], keep_ids, extra)
             dense, is_visible = scatter_visible(tokens[:, 1:], keep_ids, self.n_patches)
-            pred = decoder(dense, is_visible)
+            pred = decoder(dense, is_visible, prefix=tokens[:, :1])
             n_masked = (~is_visible).sum()
             total = total + masked_patch_mse(pred, patches[present, lead], ~is_visible, self.config.norm_pix) * n_masked
             weight = weight + n_masked

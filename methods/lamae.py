@@ -19,8 +19,10 @@ From the paper:
   them from the other leads; their encoders are skipped and all their patches count as masked.
 * ``la_mask_ratio`` 0.5 (paper sweeps 0.25/0.5/0.75), ``la_depth`` 2, ``mask_ratio`` (alpha_E)
   0.75; at least one present lead always stays visible to LA.
-* decoder input for lead l: LA's output for lead l prepended to its visible patch latents and
-  mask tokens at the masked positions (sin-cos temporal positions); ``norm_pix`` off, as the
+* decoder input for lead l: LA's CLS output and LA's output for lead l, prepended to the lead's
+  visible patch latents and mask tokens at the masked positions (sin-cos temporal positions).
+  Feeding the CLS to every decoder is what trains it as the global summary the paper reads out
+  (as MAE passes its CLS token to the decoder); ``norm_pix`` off, as the
   paper's loss is on raw samples. The loss is the mean over masked samples, which equals the
   paper's (1/alpha_E)(1/|L|) sum up to a constant factor.
 * missing leads (lead mask False) are neither encoded, attended to, nor reconstructed; any
@@ -119,13 +121,15 @@ class LAMAE(Method):
         latents = self.la_mask_token.expand(*present.shape, -1).clone()
         latents[encoded] = self._lead_latents(tokens).to(latents.dtype)
         la_out, _ = self._latent_attention(latents, present)
-        lead_context = la_out[:, 1:][present]  # (P, D) one LA output per present lead
+        # decoder context of lead l: LA's CLS (so the downstream token is trained) and LA's lead l
+        lead_context = torch.stack([la_out[:, :1].expand(-1, present.shape[1], -1)[present],
+                                    la_out[:, 1:][present]], dim=1)  # (P, 2, D)
 
         # decoder sequences for every present lead: visible tokens only where encoded
         dense = tokens.new_zeros(*present.shape, self.n_patches, c.dim)
         is_visible = torch.zeros(*present.shape, self.n_patches, dtype=torch.bool, device=dense.device)
         dense[encoded], is_visible[encoded] = scatter_visible(tokens[:, 1:], keep_ids, self.n_patches)
-        pred = self.decoder(dense[present], is_visible[present], prefix=lead_context[:, None])
+        pred = self.decoder(dense[present], is_visible[present], prefix=lead_context)
         loss = masked_patch_mse(pred, patches[present], ~is_visible[present], c.norm_pix)
         return {"loss": loss, "leads_hidden_from_la": hidden_from_la.sum(1).float().mean()}
 

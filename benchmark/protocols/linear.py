@@ -23,7 +23,7 @@ from benchmark.training import require_positive
 
 @dataclass
 class LinearProbeConfig:
-    l2_grid: tuple[float, ...] = (100.0, 10.0, 1.0, 0.1, 1e-2, 1e-3)  # = 1/C, strong to weak
+    l2_grid: tuple[float, ...] = (100.0, 10.0, 1.0, 0.1, 1e-2, 1e-3, 1e-4)  # = 1/C, strong to weak
     max_iter: int = 300
     batch_size: int = 256  # feature extraction
 
