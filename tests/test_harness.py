@@ -148,3 +148,18 @@ def test_result_store_is_atomic_and_refuses_stale_configurations(tmp_path):
     with pytest.raises(StaleResultError, match="--rerun"):
         store.is_finished(cell, "different")
     assert [r["cell"]["method"] for r in store.records()] == ["lamae"]
+
+
+def test_frozen_head_training_keeps_the_best_validation_epoch():
+    from benchmark.frozen_head import FrozenHeadConfig, fit_frozen_head, predict_scores
+    from benchmark.metrics import macro_auroc
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 8, generator=g)
+    y = torch.stack([(x[:, 0] > 0), (x[:, 1] + x[:, 2] > 0)], dim=1).float()
+    head = torch.nn.Linear(8, 2)
+    fitted = fit_frozen_head(head, (x[:400], y[:400]), (x[400:500], y[400:500]),
+                             FrozenHeadConfig(epochs=30, batch_size=64, lr=1e-2, patience=5), seed=0, progress=False)
+    assert fitted.val_macro_auroc == max(fitted.history) > 0.95
+    assert fitted.best_epoch == int(np.argmax(fitted.history))
+    assert macro_auroc(y[500:].numpy(), predict_scores(fitted.head, x[500:])) > 0.95
