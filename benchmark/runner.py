@@ -100,7 +100,11 @@ def run(request: RunRequest) -> list[dict]:
     progress = request.progress and distributed.is_main()
 
     log.info("loading %s (%s labels) at %d Hz", dataset.name, label_set, preset.input.fs)
+    if not distributed.is_main():
+        distributed.barrier()  # rank 0 prepares (or generates) the cache first, alone
     arrays = dataset.load(preset.input.fs, label_set, request.cache_root, progress)
+    if distributed.is_main():
+        distributed.barrier()
     log.info("%d records: %s", len(arrays.signals),
              ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
     data_identity = {"dataset": dataset.name, "dataset_config": dataset.config, "input": preset.input}

@@ -145,3 +145,10 @@ def test_masking_depends_on_the_sample_not_on_how_the_batch_is_split(name):
         again = method.pretrain_loss(data)["loss"]
     assert torch.allclose(whole, (halves[0] + halves[1]) / 2, atol=1e-6)
     assert torch.equal(whole, again)
+
+
+def test_attention_runs_through_fused_scaled_dot_product_attention():
+    """timm's blocks call F.scaled_dot_product_attention (flash/memory-efficient kernels on GPUs)."""
+    method = build("lamae")
+    assert all(block.attn.fused_attn for block in method.encoder.blocks)
+    assert all(block.attn.fused_attn for block in method.la.blocks)
