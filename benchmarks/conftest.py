@@ -50,4 +50,10 @@ def render(payload: dict) -> str:
         by_kind.setdefault(row["benchmark"], []).append({k: v for k, v in row.items() if k != "benchmark"})
     for kind, rows in by_kind.items():
         lines += [f"## {kind}", "", tabulate(rows, headers="keys", tablefmt="github", floatfmt=".4g"), ""]
+    training = [r["ECG/s"] for r in payload["rows"] if r["benchmark"] == "pretraining step" and r["preset"] == "cpu"]
+    loading = [r["ECG/s"] for r in payload["rows"] if r["benchmark"].startswith("cached data loader")]
+    if training and loading:
+        lines += ["## Is data loading a bottleneck?", "",
+                  f"The cached loader delivers {loading[0]:.0f} ECG/s, {loading[0] / max(training):.1f}× the fastest "
+                  f"method's pretraining throughput at the cpu preset ({max(training):.0f} ECG/s; target ≥ 5×).", ""]
     return "\n".join(lines)
