@@ -25,6 +25,7 @@ import torch
 from timm.layers import trunc_normal_
 from torch import nn
 
+from benchmark import rng
 from benchmark.data import LEADS, Batch, InputSpec
 from benchmark.layers import MAEDecoder, PatchEncoder, masked_mean, masked_patch_mse, patchify, random_keep_ids, scatter_visible
 from benchmark.method import Encoded, Method, MethodConfig
@@ -74,13 +75,14 @@ class IndependentLeadMAE(Method):
     def pretrain_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         patches = patchify(batch.signals, self.patch_len)
         n_keep = max(1, int(round(self.n_patches * (1 - self.config.mask_ratio))))
+        lead_keys = rng.fold_in(batch.keys[:, None], torch.arange(len(LEADS), device=patches.device))
         total, weight = patches.new_zeros(()), patches.new_zeros(())
         for lead in range(len(LEADS)):
             present = batch.lead_mask[:, lead]
             if not present.any():
                 continue
             encoder, decoder, extra = self._per_lead(lead, int(present.sum()))
-            keep_ids = random_keep_ids((int(present.sum()),), self.n_patches, n_keep, patches.device)
+            keep_ids = random_keep_ids(lead_keys[present, lead], self.n_patches, n_keep)
             tokens, _ = encoder(patches[present, lead], keep_ids, extra)
             dense, is_visible = scatter_visible(tokens[:, 1:], keep_ids, self.n_patches)
             pred = decoder(dense, is_visible, prefix=tokens[:, :1])
