@@ -146,8 +146,9 @@ class TableStats:
         common = sorted(set(self.seeds(a)) & set(self.seeds(b)))
         if len(common) < 2:
             return None, common
-        pick = lambda m: self.macro(m)[[self.seeds(m).index(s) for s in common]]  # noqa: E731
-        return stats.paired_t_test(pick(a), pick(b)), common
+        def at_common_seeds(method: str) -> np.ndarray:
+            return self.macro(method)[[self.seeds(method).index(s) for s in common]]
+        return stats.paired_t_test(at_common_seeds(a), at_common_seeds(b)), common
 
     def delong_per_label(self, a: str, b: str) -> list[tuple[str, float, float, stats.Test]]:
         """(label, seed-mean AUROC of a, of b, DeLong test of the difference) per scored label."""
