@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {run,list,leaderboard} ...``.
+"""Command line: ``python -m benchmark {run,list,leaderboard,compare} ...``.
 
 Bad input (unknown method, dataset, preset or protocol, malformed ``--seeds`` or ``--set``)
 is reported on one line with the valid choices, exit status 2, and no traceback.
@@ -15,6 +15,7 @@ from .config import ConfigError, parse_overrides
 from .data import DataError, default_cache_root
 from .registry import DATASETS, METHODS, PROTOCOLS, PluginError, load_plugin_file
 from .results import StaleResultError
+from .stats import StatsError
 
 EXIT_USAGE = 2
 
@@ -83,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     run.add_argument("--profile", type=Path, default=None, metavar="DIR",
                      help="trace the first pretraining epoch with torch.profiler into DIR (Chrome trace + top ops)")
+    run.add_argument("--budget", default=None, metavar="BUDGET",
+                     help="pretraining compute per method (= --set pretrain.budget=...): 'steps' (equal step counts), "
+                          "a method name (its FLOPs in pretrain.steps steps; presets: lamae), STEPS@METHOD (600@lamae) "
+                          "or a FLOP count (3.2e15, 120T)")
+    run.add_argument("--train-sizes", default=None, metavar="SIZES",
+                     help="label_efficiency training-set sizes, fractions or counts (e.g. 1%%,10%%,100%% or 50,200)")
+    run.add_argument("--subset-seeds", default=None, metavar="N", help="label_efficiency subsets drawn per size")
+    run.add_argument("--lead-sets", default=None, metavar="SETS",
+                     help="reduced_leads lead sets (e.g. all,limb,precordial,I+II,I,V1+V2+V5)")
 
     lst = sub.add_parser("list", help="list methods, datasets, protocols and presets")
     lst.add_argument("--plugin", dest="plugins", action="append", type=Path, default=[])
@@ -90,6 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="regenerate LEADERBOARD.md from the results folder only")
     board.add_argument("--results", type=Path, default=Path("results"))
     board.add_argument("--out", type=Path, default=Path("LEADERBOARD.md"))
+
+    cmp = sub.add_parser("compare", help="paired comparison of two methods with p-values, from the results folder")
+    cmp.add_argument("method_a")
+    cmp.add_argument("method_b", help="the reference the difference is taken to (A - B)")
+    cmp.add_argument("--results", type=Path, default=Path("results"))
+    cmp.add_argument("--dataset", default=None)
+    cmp.add_argument("--labels", dest="label_set", default=None)
+    cmp.add_argument("--preset", default=None)
+    cmp.add_argument("--protocol", default=None)
+    cmp.add_argument("--variant", default="", help="a sweep point, e.g. n10pct-s0 or leads-I+II (default: plain protocols)")
+    cmp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     return parser
 
 
@@ -101,6 +122,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     if args.root is not None:
         overrides.setdefault(args.dataset, {})["root"] = str(args.root)
+    for value, scope, name in ((args.budget, "pretrain", "budget"), (args.train_sizes, "label_efficiency", "sizes"),
+                               (args.subset_seeds, "label_efficiency", "subset_seeds"),
+                               (args.lead_sets, "reduced_leads", "lead_sets")):
+        if value is not None:
+            overrides.setdefault(scope, {})[name] = value
     try:
         with distributed.session(resolve_device(args.device)) as device:
             request = RunRequest(
@@ -152,7 +178,34 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard}
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .comparison import TableStats, comparable_tables, format_comparison
+    from .results import ResultStore
+
+    if not args.results.is_dir():
+        raise DataError(f"results folder {args.results} does not exist; run `python -m benchmark run` first")
+    if args.resamples < 1:
+        raise UsageError(f"--resamples must be >= 1, got {args.resamples}")
+    store = ResultStore(args.results)
+    wanted = {"dataset": args.dataset, "label_set": args.label_set, "preset": args.preset, "protocol": args.protocol}
+    records = [r for r in store.records()
+               if all(v is None or r["cell"][k] == v for k, v in wanted.items()) and r["cell"].get("variant", "") == args.variant]
+    tables = [t for t in comparable_tables(records) if args.method_a in t.by_method and args.method_b in t.by_method]
+    if not tables:
+        present = sorted({r["cell"]["method"] for r in records})
+        raise DataError(f"no comparable results of both {args.method_a} and {args.method_b} in {args.results} "
+                        f"with these filters (methods present: {', '.join(present) or 'none'})")
+    for table in tables:
+        try:
+            table_stats = TableStats(table, store, args.resamples)
+        except StatsError as exc:
+            raise DataError(f"{table.dataset} / {table.label_set} / {table.protocol}: {exc}") from None
+        print(format_comparison(table_stats, args.method_a, args.method_b))
+        print()
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

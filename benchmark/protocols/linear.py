@@ -65,9 +65,9 @@ class LinearProbe(Protocol):
     def run(self, ctx: CellContext) -> ProtocolOutput:
         cfg, arrays = self.config, ctx.arrays
         feats = {}
-        for split, indices in (("train", ctx.train_indices), ("val", arrays.splits["val"]), ("test", arrays.splits["test"])):
-            x, y = extract_features(ctx.method, arrays, indices, cfg.batch_size, ctx.device, split,
-                                    ctx.progress, ctx.lead_subset)
+        for split in ("train", "val", "test"):
+            x, y = ctx.split_outputs(split, "pooled", lambda indices: extract_features(
+                ctx.method, arrays, indices, cfg.batch_size, ctx.device, split, ctx.progress, ctx.lead_subset))
             feats[split] = (x.to(ctx.device), torch.from_numpy(y).to(ctx.device))
         mean = feats["train"][0].mean(0)
         std = feats["train"][0].std(0).clamp_min(1e-6)
