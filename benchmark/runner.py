@@ -17,6 +17,7 @@ from .config import apply_overrides, signature, to_jsonable
 from .data import DatasetPlugin, default_cache_root
 from .method import Method, MethodConfig
 from .metrics import classification_report
+from .pool import pretraining_pool
 from .presets import Preset, get_preset
 from .pretrain import pretrain
 from .protocol import CellContext, Protocol
@@ -47,6 +48,7 @@ class RunRequest:
     add_references: bool = True
     progress: bool = True
     cache_root: Path = field(default_factory=default_cache_root)
+    pretrain_data: list[str] = field(default_factory=list)  # NAME[:ROOT] pool replacing the dataset's pretrain split
 
 
 def method_config(method_cls: type[Method], preset: Preset, overrides: dict) -> MethodConfig:
@@ -101,6 +103,9 @@ def run(request: RunRequest) -> list[dict]:
     log.info("%d records: %s", len(arrays.signals),
              ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
     data_identity = {"dataset": dataset.name, "dataset_config": dataset.config, "input": preset.input}
+    pretrain_arrays, pool_identity = pretraining_pool(
+        request.pretrain_data, dataset, arrays, lambda name, overrides: build_dataset(name, preset, overrides),
+        request.overrides, preset.input.fs, request.cache_root, request.progress)
 
     records = []
     for seed in request.seeds:
@@ -109,6 +114,8 @@ def run(request: RunRequest) -> list[dict]:
             config = method_config(method_cls, preset, request.overrides)
             pretrain_identity = {**data_identity, "method": method_name, "method_config": config, "seed": seed,
                                  "pretrain": preset.pretrain if method_cls.pretrains else None}
+            if pool_identity and method_cls.pretrains:
+                pretrain_identity["pretrain_data"] = pool_identity
             plan = []
             for name, protocol in protocols.items():
                 if not protocol.applies_to(method_cls):
@@ -129,7 +136,7 @@ def run(request: RunRequest) -> list[dict]:
             pretrain_report = None
             if method_cls.pretrains:
                 checkpoints = store.checkpoint_dir(dataset.name, preset.name, method_name, seed, signature(pretrain_identity))
-                pretrain_report = pretrain(method, arrays, preset.pretrain, seed, device, checkpoints, request.progress)
+                pretrain_report = pretrain(method, pretrain_arrays, preset.pretrain, seed, device, checkpoints, request.progress)
             pretrained_state = {k: v.detach().clone() for k, v in method.state_dict().items()}
 
             def rebuild(**changes) -> Method:
