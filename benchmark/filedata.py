@@ -225,10 +225,9 @@ class PreparedDataset(DatasetPlugin):
             names, descriptions, parents = self.describe_labels(
                 [t for t, c in counts.items() if c >= self.config.min_count], label_set)
             column = {name: j for j, name in enumerate(names)}
-            pairs = np.array([(i, column[t]) for i in np.flatnonzero(labelled) for t in ann.labels[i] if t in column],
-                             dtype=np.int64).reshape(-1, 2)
             labels = np.zeros((n, len(names)), dtype=np.uint8)
-            labels[pairs[:, 0], pairs[:, 1]] = 1
+            for i in np.flatnonzero(labelled):  # row by row: no (row, label) pair list for 800k records
+                labels[i, [column[t] for t in ann.labels[i] if t in column]] = 1
             if not ann.empty_is_negative:
                 empty = labelled & (labels.sum(axis=1) == 0)
                 report += [(record_ids[i], "labels", "excluded from labelled splits",

@@ -20,7 +20,8 @@ a negative; an empty list ``[]`` (no diagnosis at all) is excluded unless
 
 Splits from ``split_column``: ``fold`` (the published split) or ``strat_fold`` (0-19, patient-
 grouped); with m the largest value, test = m, validation = m - 1, train below. Records of
-patients without a labelled record pretrain (they are in no evaluation split).
+patients without a labelled record pretrain (they are in no evaluation split); without the
+labels file (waveforms only) every record can serve as ``--pretrain-data``.
 """
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ class MimicIVECG(PreparedDataset):
                         dtype={"subject_id": str, "study_id": str, "path": str})
 
     def label_files(self):
-        return [self.root / "record_list.csv", self.labels_path]
+        return [path for path in (self.root / "record_list.csv", self.labels_path) if path.is_file()]
 
     def signal_source(self, fs: int) -> SignalSource:
         records = self.records
@@ -96,6 +97,9 @@ class MimicIVECG(PreparedDataset):
     def annotate(self, source: SignalSource, label_set: str | None) -> Annotations:
         cfg = self.config
         patients = self.records["subject_id"].fillna("").str.strip().to_numpy(dtype=str)
+        if label_set is None and not self.labels_path.is_file():  # waveforms only: every ECG may pretrain
+            log.info("%s not found: all MIMIC-IV-ECG records are pretraining data", self.labels_path)
+            return Annotations(patients, np.full(len(patients), ""), split_source=str(self.root / "record_list.csv"))
         required = ["file_name", cfg.split_column]
         if label_set is not None:
             required += [cfg.label_column] + (["ecg_no_within_stay"] if cfg.first_ecg_per_stay else [])

@@ -162,3 +162,12 @@ def test_folds_that_split_a_patient_are_refused(mimic, tmp_path):
     labels.drop(columns=["all_diag_all"]).to_csv(broken, index=False)
     with pytest.raises(DataError, match=r"labels.csv lacks the required column\(s\) all_diag_all .*records_w_diag_icd10"):
         load(root, tmp_path, labels_csv=broken)
+
+
+def test_waveforms_without_the_labels_file_serve_as_pretraining_data(mimic, tmp_path):
+    cls = DATASETS.get("mimic-iv-ecg")
+    dataset = cls(cls.Config(root=mimic[0], labels_csv=tmp_path / "absent.csv"))
+    dataset.workers = 1
+    assert len(dataset.load_pretraining(500, tmp_path / "cache").splits["pretrain"]) == len(ROWS) + 1
+    with pytest.raises(DataError, match="absent.csv not found; set --set mimic-iv-ecg.labels_csv="):
+        dataset.load(500, "chapter-ix", tmp_path / "cache")
