@@ -203,40 +203,14 @@ class PreparedDataset(DatasetPlugin):
     def _build_view(self, directory: Path, cache: Path, source: SignalSource, label_set: str | None) -> None:
         ann = self.annotate(source, label_set)
         record_ids = source.record_ids
-        n = len(record_ids)
         usable = np.load(cache / "lead_mask.npy").any(axis=1)
         split = consolidate_splits(ann.patient_ids, ann.splits, ann.split_source or self.name)
         known = ann.patient_ids != ""
         report = [(record_ids[i], "labels", "excluded", "unknown patient id: the record is used nowhere", 0)
                   for i in np.flatnonzero(~known & usable)]
-
-        if ann.labels is None:
-            names, descriptions, parents, labelled = [], {}, {}, np.zeros(n, dtype=bool)
-            labels = np.zeros((n, 0), dtype=np.uint8)
-        else:
-            report += [(record_ids[i], "labels", "excluded from labelled splits", reason, 0)
-                       for i, reason in sorted(ann.problems.items())]
-            report += [(record_ids[i], "labels", action, detail, 0) for i, action, detail in ann.notes]
-            labelled = usable & known & (split != "") & np.array([tokens is not None for tokens in ann.labels])
-            if ann.selected is not None:
-                labelled &= ann.selected
-            counted = labelled & np.isin(split, ann.count_splits)
-            counts = Counter(t for i in np.flatnonzero(counted) for t in set(ann.labels[i]))
-            names, descriptions, parents = self.describe_labels(
-                [t for t, c in counts.items() if c >= self.config.min_count], label_set)
-            column = {name: j for j, name in enumerate(names)}
-            labels = np.zeros((n, len(names)), dtype=np.uint8)
-            for i in np.flatnonzero(labelled):  # row by row: no (row, label) pair list for 800k records
-                labels[i, [column[t] for t in ann.labels[i] if t in column]] = 1
-            if not ann.empty_is_negative:
-                empty = labelled & (labels.sum(axis=1) == 0)
-                report += [(record_ids[i], "labels", "excluded from labelled splits",
-                            f"no label of set {label_set!r} among the {len(names)} kept", 0) for i in np.flatnonzero(empty)]
-                labelled &= ~empty
-            if not names:
-                raise DataError(f"{self.name}: no label of set {label_set!r} has {self.config.min_count} positive(s) "
-                                f"in {'/'.join(ann.count_splits)}; lower --set {self.name}.min_count or check the labels")
-
+        candidates = usable & known & (split != "")
+        labels, names, descriptions, parents, labelled, notes = self._label_matrix(ann, split, candidates, label_set)
+        report += [(record_ids[i], "labels", action, detail, 0) for i, action, detail in notes]
         splits = {s: np.flatnonzero(labelled & (split == s)) for s in LABELLED_SPLITS}
         splits["pretrain"] = np.flatnonzero(usable & known & np.isin(split, ("train", "")))
         arrays = ECGArrays(  # validates shapes and refuses leakage before anything is written
@@ -244,26 +218,59 @@ class PreparedDataset(DatasetPlugin):
             signals=np.load(cache / "signals.npy", mmap_mode="r"), lead_mask=np.load(cache / "lead_mask.npy"),
             labels=labels, label_names=names, patient_ids=ann.patient_ids.astype(str), record_ids=record_ids,
             splits=splits, label_descriptions=descriptions, label_parents=parents)
+        self._write_view(directory, cache, arrays, report, label_set)
+
+    def _label_matrix(self, ann: Annotations, split: np.ndarray, candidates: np.ndarray, label_set: str | None):
+        """(labels, names, descriptions, parents, rows in the labelled splits, report notes)."""
+        n = len(split)
+        if ann.labels is None:
+            return np.zeros((n, 0), dtype=np.uint8), [], {}, {}, np.zeros(n, dtype=bool), []
+        notes = [(i, "excluded from labelled splits", reason) for i, reason in sorted(ann.problems.items())]
+        notes += ann.notes
+        labelled = candidates & np.array([tokens is not None for tokens in ann.labels])
+        if ann.selected is not None:
+            labelled &= ann.selected
+        counted = labelled & np.isin(split, ann.count_splits)
+        counts = Counter(t for i in np.flatnonzero(counted) for t in set(ann.labels[i]))
+        names, descriptions, parents = self.describe_labels(
+            [t for t, c in counts.items() if c >= self.config.min_count], label_set)
+        if not names:
+            raise DataError(f"{self.name}: no label of set {label_set!r} has {self.config.min_count} positive(s) "
+                            f"in {'/'.join(ann.count_splits)}; lower --set {self.name}.min_count or check the labels")
+        column = {name: j for j, name in enumerate(names)}
+        labels = np.zeros((n, len(names)), dtype=np.uint8)
+        for i in np.flatnonzero(labelled):  # row by row: no (row, label) pair list for 800k records
+            labels[i, [column[t] for t in ann.labels[i] if t in column]] = 1
+        if not ann.empty_is_negative:
+            empty = labelled & (labels.sum(axis=1) == 0)
+            notes += [(i, "excluded from labelled splits", f"no label of set {label_set!r} among the {len(names)} kept")
+                      for i in np.flatnonzero(empty)]
+            labelled &= ~empty
+        return labels, names, descriptions, parents, labelled, notes
+
+    def _write_view(self, directory: Path, cache: Path, arrays: ECGArrays, report: list, label_set: str | None) -> None:
+        """The view's files, written to a temporary folder and renamed (never half-written)."""
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
             np.save(tmp / "labels.npy", arrays.labels)
             np.save(tmp / "patient_ids.npy", arrays.patient_ids)
             np.savez(tmp / "splits.npz", **arrays.splits)
-            meta = {"name": arrays.name, "fs": arrays.fs, "label_names": names, "label_descriptions": descriptions,
-                    "label_parents": parents, "arrays_dir": os.path.relpath(cache, directory)}
+            meta = {"name": arrays.name, "fs": arrays.fs, "label_names": arrays.label_names,
+                    "label_descriptions": arrays.label_descriptions, "label_parents": arrays.label_parents,
+                    "arrays_dir": os.path.relpath(cache, directory)}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
             pd.DataFrame(report, columns=list(REPORT_COLUMNS)).to_csv(tmp / "report.csv", index=False)
             (tmp / "view.json").write_text(json.dumps(to_jsonable({
                 "dataset": self.name, "label_set": label_set, "config": self.config,
                 "label_files": {str(p): file_sha256(p) for p in self.label_files()},
-                "records": {k: len(v) for k, v in arrays.splits.items()}, "labels": len(names),
-                "excluded_from_labelled_splits": len(report)}), indent=1))
+                "records": {k: len(v) for k, v in arrays.splits.items()}, "labels": len(arrays.label_names),
+                "report_rows": len(report)}), indent=1))
             os.replace(tmp, directory)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         summary = ", ".join(f"{k} {len(arrays.splits[k])}" for k in SPLITS)
-        log.info("%s %s: %s; %d labels%s", self.name, label_set or "(unlabelled)", summary, len(names),
+        log.info("%s %s: %s; %d labels%s", self.name, label_set or "(unlabelled)", summary, len(arrays.label_names),
                  f"; {len(report)} label-stage notes in {directory / 'report.csv'}" if report else "")
 
 
