@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {run,list,leaderboard,compare} ...``.
+"""Command line: ``python -m benchmark {run,prepare,list,leaderboard,compare} ...``.
 
 Bad input (unknown method, dataset, preset or protocol, malformed ``--seeds`` or ``--set``)
 is reported on one line with the valid choices, exit status 2, and no traceback.
@@ -93,6 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--subset-seeds", default=None, metavar="N", help="label_efficiency subsets drawn per size")
     run.add_argument("--lead-sets", default=None, metavar="SETS",
                      help="reduced_leads lead sets (e.g. all,limb,precordial,I+II,I,V1+V2+V5)")
+    run.add_argument("--pretrain-data", type=parse_names, default=[], metavar="NAME[:ROOT],...",
+                     help="pretrain on these datasets' pretraining records instead of --dataset's pretrain split "
+                          "(list --dataset too to include it); val/test patients of --dataset are refused")
+
+    prep = sub.add_parser("prepare", help="read, check and cache a dataset once (run does it automatically)")
+    prep.add_argument("--dataset", required=True, help="dataset name (see `list`)")
+    prep.add_argument("--root", type=Path, default=None, help="dataset folder")
+    prep.add_argument("--fs", type=int, default=None, help="sampling rate to prepare, Hz (default: the preset's)")
+    prep.add_argument("--preset", default="cpu", help="preset whose sampling rate is the default (default: cpu)")
+    prep.add_argument("--labels", dest="label_set", default=None, help="label set (default: the dataset's first)")
+    prep.add_argument("--workers", type=int, default=None, help="parallel processes (default: all available cores)")
+    prep.add_argument("--set", dest="overrides", action="append", default=[], metavar="SCOPE.FIELD=VALUE",
+                      help="dataset setting, e.g. ptbxl.preprocess.bandpass_hz=0.67,40")
+    prep.add_argument("--plugin", dest="plugins", action="append", type=Path, default=[])
+    prep.add_argument("--cache-dir", type=Path, default=None, help=f"prepared data (default: {default_cache_root()})")
+    prep.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
     lst = sub.add_parser("list", help="list methods, datasets, protocols and presets")
     lst.add_argument("--plugin", dest="plugins", action="append", type=Path, default=[])
@@ -119,9 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import RunRequest, run
     from .training import resolve_device
 
-    overrides = parse_overrides(args.overrides)
-    if args.root is not None:
-        overrides.setdefault(args.dataset, {})["root"] = str(args.root)
+    overrides = dataset_overrides(args)
     for value, scope, name in ((args.budget, "pretrain", "budget"), (args.train_sizes, "label_efficiency", "sizes"),
                                (args.subset_seeds, "label_efficiency", "subset_seeds"),
                                (args.lead_sets, "reduced_leads", "lead_sets")):
@@ -134,6 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 seeds=args.seeds, protocols=args.protocols, out=args.out, overrides=overrides,
                 plugins=args.plugins, device=str(device), rerun=args.rerun, add_references=args.add_references,
                 progress=args.progress, cache_root=args.cache_dir or default_cache_root(), profile_dir=args.profile,
+                pretrain_data=args.pretrain_data,
             )
             records = run(request)
             writes_outputs = distributed.is_main()
@@ -147,6 +162,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     print()
     print(summary_table(records))
     print(f"\n{len(records)} cells in this run; {args.leaderboard} regenerated from {n} results in {args.out}/")
+    return 0
+
+
+def dataset_overrides(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """``--set`` values with ``--root`` as the dataset's ``root`` setting."""
+    overrides = parse_overrides(args.overrides)
+    if args.root is not None:
+        overrides.setdefault(args.dataset, {})["root"] = str(args.root)
+    return overrides
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .presets import get_preset
+    from .runner import build_dataset
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    for path in args.plugins:
+        load_plugin_file(path)
+    overrides = dataset_overrides(args)
+    preset = get_preset(args.preset).with_overrides(overrides)
+    dataset = build_dataset(args.dataset, preset, overrides)
+    dataset.workers = args.workers
+    label_set = args.label_set or dataset.label_sets[0]
+    dataset.check_label_set(label_set)
+    fs = args.fs or preset.input.fs
+    arrays = dataset.load(fs, label_set, args.cache_dir or default_cache_root(), args.progress)
+    usable = int(arrays.lead_mask.any(axis=1).sum())
+    print(f"{dataset.name} at {fs} Hz, label set {label_set!r}: {len(arrays.signals)} records ({usable} usable), "
+          f"{len(arrays.label_names)} labels; " + ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
     return 0
 
 
@@ -205,7 +250,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "compare": cmd_compare}
+COMMANDS = {"run": cmd_run, "prepare": cmd_prepare, "list": cmd_list, "leaderboard": cmd_leaderboard, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

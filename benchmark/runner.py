@@ -22,6 +22,7 @@ from .config import ConfigError, apply_overrides, signature, to_jsonable
 from .data import DatasetPlugin, default_cache_root
 from .method import Method, MethodConfig
 from .metrics import classification_report
+from .pool import pretraining_pool
 from .presets import Preset, get_preset
 from .pretrain import pretrain
 from .protocol import CellContext, Protocol
@@ -54,6 +55,7 @@ class RunRequest:
     progress: bool = True
     cache_root: Path = field(default_factory=default_cache_root)
     profile_dir: Path | None = None  # trace the first pretraining epoch with torch.profiler
+    pretrain_data: list[str] = field(default_factory=list)  # NAME[:ROOT] pool replacing the dataset's pretrain split
 
 
 @dataclass
@@ -166,8 +168,11 @@ def run(request: RunRequest) -> list[dict]:
 
     log.info("loading %s (%s labels) at %d Hz", dataset.name, label_set, preset.input.fs)
     if not distributed.is_main():
-        distributed.barrier()  # rank 0 prepares (or generates) the cache first, alone
+        distributed.barrier()  # rank 0 prepares (or generates) the caches first, alone
     arrays = dataset.load(preset.input.fs, label_set, request.cache_root, progress)
+    pretrain_arrays, pool_identity = pretraining_pool(
+        request.pretrain_data, dataset, arrays, lambda name, overrides: build_dataset(name, preset, overrides),
+        request.overrides, preset.input.fs, request.cache_root, progress)
     if distributed.is_main():
         distributed.barrier()
     log.info("%d records: %s", len(arrays.signals),
@@ -184,6 +189,8 @@ def run(request: RunRequest) -> list[dict]:
             if method_cls.pretrains else None
         pretrain_identity = {**data_identity, "method": method_name, "seed": seed, "pretrain": pretrain_config,
                              "method_config": method_config(method_cls, preset, request.overrides)}
+        if pool_identity and method_cls.pretrains:
+            pretrain_identity["pretrain_data"] = pool_identity
         for evaluation in evaluations:
             if not evaluation.protocol.applies_to(method_cls):
                 continue
@@ -207,10 +214,11 @@ def run(request: RunRequest) -> list[dict]:
         method = method_cls(identity["method_config"], preset.input)
         pretrain_report = None
         if method_cls.pretrains:
-            pretrain_keys = ("dataset", "dataset_config", "input", "method", "method_config", "seed", "pretrain")
+            pretrain_keys = ("dataset", "dataset_config", "input", "method", "method_config", "seed", "pretrain",
+                             "pretrain_data")
             checkpoints = store.checkpoint_dir(dataset.name, preset.name, method_name, seed,
-                                               signature({k: identity[k] for k in pretrain_keys}))
-            pretrain_report = pretrain(method, arrays, identity["pretrain"], seed, device, checkpoints, progress,
+                                               signature({k: identity[k] for k in pretrain_keys if k in identity}))
+            pretrain_report = pretrain(method, pretrain_arrays, identity["pretrain"], seed, device, checkpoints, progress,
                                        request.profile_dir)
         pretrained_state = {k: v.detach().clone() for k, v in method.state_dict().items()}
 
