@@ -127,7 +127,7 @@ def consolidate_splits(patients: np.ndarray, splits: np.ndarray, source: str) ->
         example = conflicts.index[0]
         raise LeakageError(f"{source}: {len(conflicts)} patient(s) have records in more than one split (e.g. patient "
                            f"{example}: {', '.join(sorted(conflicts.iloc[0]))}); each patient must be in one split")
-    return table.patient.map(per_patient.map(lambda s: s[0])).fillna("").to_numpy(dtype=str)
+    return table.patient.map(per_patient.map(lambda s: s[0])).astype(object).fillna("").to_numpy(dtype=str)
 
 
 class PreparedDataset(DatasetPlugin):
