@@ -28,7 +28,10 @@ From the paper:
 * missing leads (lead mask False) are neither encoded, attended to, nor reconstructed; any
   subset of leads works at evaluation time (set-based).
 * ``readout``: "la_cls" (LAMAE, default) or "encoder_mean" (the mean of per-lead encoder
-  latents, LA discarded) — the latter is the default reading of LAMAE_E.
+  latents, LA discarded) — the latter is the default reading of LAMAE_E (``lamae_e``). With
+  "encoder_mean" the LA modules and lead embeddings are pretraining-only: not run, counted or
+  fine-tuned downstream.
+* with ``la_mask_ratio`` 0 no lead is ever hidden from LA, so there is no LA mask token.
 """
 from __future__ import annotations
 
@@ -79,13 +82,15 @@ class LAMAE(Method):
         self.encoder = PatchEncoder(self.patch_len, self.n_patches, c.dim, c.depth, c.heads, c.mlp_ratio, c.drop_path)
         self.lead_embed = nn.Parameter(torch.zeros(len(LEADS), c.dim)) if c.lead_embedding else None
         self.la_cls = nn.Parameter(torch.zeros(1, 1, c.dim))
-        self.la_mask_token = nn.Parameter(torch.zeros(1, c.dim))
+        self.la_mask_token = nn.Parameter(torch.zeros(1, c.dim)) if c.la_mask_ratio > 0 else None
         self.la = Transformer(c.dim, c.la_depth, c.heads, c.mlp_ratio, c.drop_path)
         self.decoder = MAEDecoder(c.dim, self.patch_len, self.n_patches, c.decoder_dim,
                                   c.decoder_depth, c.decoder_heads, c.mlp_ratio)
         for p in (self.la_cls, self.la_mask_token, self.lead_embed):
             if p is not None:
                 trunc_normal_(p, std=0.02)
+        if c.readout == "encoder_mean":  # LA is discarded downstream
+            self.pretraining_only = (*self.pretraining_only, "la.", "la_cls", "lead_embed")
 
     # -- pieces ------------------------------------------------------------------------------
     def _lead_latents(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -118,7 +123,9 @@ class LAMAE(Method):
         keep_ids = random_keep_ids((int(encoded.sum()),), self.n_patches, n_keep, patches.device)
         tokens, _ = self.encoder(patches[encoded], keep_ids)  # (S, 1 + K, D)
 
-        latents = self.la_mask_token.expand(*present.shape, -1).clone()
+        latents = tokens.new_zeros(*present.shape, c.dim)
+        if self.la_mask_token is not None:
+            latents = latents + self.la_mask_token.to(latents.dtype)
         latents[encoded] = self._lead_latents(tokens).to(latents.dtype)
         la_out, _ = self._latent_attention(latents, present)
         # decoder context of lead l: LA's CLS (so the downstream token is trained) and LA's lead l
@@ -138,11 +145,11 @@ class LAMAE(Method):
         tokens, enc_hidden = self.encoder(patches[lead_mask], return_hidden=return_hidden)
         latents = tokens.new_zeros(*lead_mask.shape, self.config.dim)
         latents[lead_mask] = self._lead_latents(tokens)
-        la_out, la_hidden = self._latent_attention(latents, lead_mask, return_hidden)
         if self.config.readout == "la_cls":
+            la_out, la_hidden = self._latent_attention(latents, lead_mask, return_hidden)
             pooled = la_out[:, 0]
         else:
-            pooled = masked_mean(latents, lead_mask, dim=1)
+            pooled, la_hidden = masked_mean(latents, lead_mask, dim=1), []
         if not return_hidden:
             return Encoded(pooled)
         per_lead_layers = []
