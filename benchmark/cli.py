@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from . import distributed
 from .config import ConfigError, parse_overrides
 from .data import DataError, default_cache_root
 from .registry import DATASETS, METHODS, PROTOCOLS, PluginError, load_plugin_file
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not add the random_init / scratch reference baselines")
     run.add_argument("--cache-dir", type=Path, default=None, help=f"prepared data (default: {default_cache_root()})")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    run.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                     help="trace the first pretraining epoch with torch.profiler into DIR (Chrome trace + top ops)")
 
     lst = sub.add_parser("list", help="list methods, datasets, protocols and presets")
     lst.add_argument("--plugin", dest="plugins", action="append", type=Path, default=[])
@@ -109,22 +112,27 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     from .leaderboard import summary_table, write_leaderboard
     from .runner import RunRequest, run
+    from .training import resolve_device
 
     overrides = parse_overrides(args.overrides)
     if args.root is not None:
         overrides.setdefault(args.dataset, {})["root"] = str(args.root)
-    request = RunRequest(
-        methods=args.methods, dataset=args.dataset, label_set=args.label_set, preset=args.preset,
-        seeds=args.seeds, protocols=args.protocols, out=args.out, overrides=overrides, plugins=args.plugins,
-        device=args.device, rerun=args.rerun, add_references=args.add_references, progress=args.progress,
-        cache_root=args.cache_dir or default_cache_root(),
-    )
     try:
-        records = run(request)
+        with distributed.session(resolve_device(args.device)) as device:
+            request = RunRequest(
+                methods=args.methods, dataset=args.dataset, label_set=args.label_set, preset=args.preset,
+                seeds=args.seeds, protocols=args.protocols, out=args.out, overrides=overrides,
+                plugins=args.plugins, device=str(device), rerun=args.rerun, add_references=args.add_references,
+                progress=args.progress, cache_root=args.cache_dir or default_cache_root(), profile_dir=args.profile,
+            )
+            records = run(request)
+            writes_outputs = distributed.is_main()
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished cells are saved under {args.out}/ and pretraining resumes from its last "
               f"checkpoint; run the same command again to continue", file=sys.stderr)
         return 130
+    if not writes_outputs:
+        return 0
     n = write_leaderboard(args.out, args.leaderboard)
     print()
     print(summary_table(records))

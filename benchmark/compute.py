@@ -19,7 +19,7 @@ def synthetic_batch(method: Method, batch_size: int, n_labels: int = 1, seed: in
     g = torch.Generator().manual_seed(seed)
     signals = torch.randn(batch_size, len(LEADS), method.input_spec.window, generator=g)
     return Batch(signals, torch.ones(batch_size, len(LEADS), dtype=torch.bool),
-                 torch.zeros(batch_size, n_labels), torch.arange(batch_size))
+                 torch.zeros(batch_size, n_labels), torch.arange(batch_size), torch.arange(batch_size) + seed)
 
 
 def pretrain_step_flops(method: Method, batch: Batch) -> int:

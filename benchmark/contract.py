@@ -17,8 +17,11 @@ readout         ``readout(readout_inputs(x))`` equals ``features(x)`` (frozen pr
 lead_mask       features ignore the signal of masked leads (only I and II kept)
 single_lead     a single present lead (I, V1 or V6) gives finite features
 loss            ``pretrain_loss`` is a finite scalar that requires grad
+keyed_noise     the loss does not depend on the global RNG but on ``batch.keys``: masking
+                noise comes from ``benchmark.rng`` so that a sample is masked alike whatever
+                the batch split, device or resume point
 loss_lead_mask  with missing leads (down to one per record) the loss is finite and ignores the
-                masked leads' signal (same random masks)
+                masked leads' signal
 gradients       the loss reaches every trainable parameter except ``downstream_only`` ones
 param_roles     downstream outputs depend on exactly the parameters that are not
                 ``pretraining_only`` (so ``encoder_parameters()`` and fine-tuning are right)
@@ -37,7 +40,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -48,6 +51,7 @@ from .compute import parameter_counts, pretrain_step_flops
 from .data import LEADS, Batch, InputSpec
 from .method import Method
 from .presets import Preset
+from .rng import epoch_keys
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "skip"
 #: the fraction by which the loss must fall when overfitting: far above float noise (the
@@ -105,21 +109,24 @@ def contract_batch(spec: InputSpec, batch_size: int, seed: int = 0) -> Batch:
     amp = 0.5 + torch.rand(shape, generator=g)
     signals = (amp * torch.sin(2 * math.pi * freq * t + phase)).sum(dim=2)
     signals = signals + 0.05 * torch.randn(signals.shape, generator=g)
-    return Batch(signals, torch.ones(batch_size, len(LEADS), dtype=torch.bool),
-                 torch.zeros(batch_size, 1), torch.arange(batch_size))
+    index = torch.arange(batch_size)
+    return Batch(signals, torch.ones(batch_size, len(LEADS), dtype=torch.bool), torch.zeros(batch_size, 1),
+                 index, torch.from_numpy(epoch_keys(seed, 0, index.numpy())))
 
 
 def _masked(batch: Batch, lead_mask: torch.Tensor) -> Batch:
-    return Batch(batch.signals * lead_mask[:, :, None], lead_mask, batch.labels, batch.index)
+    return replace(batch, signals=batch.signals * lead_mask[:, :, None], lead_mask=lead_mask)
 
 
 def _scramble_masked_leads(batch: Batch, seed: int) -> Batch:
     g = torch.Generator().manual_seed(seed)
     noise = 100 * torch.randn(batch.signals.shape, generator=g)
-    return Batch(torch.where(batch.lead_mask[:, :, None], batch.signals, noise), batch.lead_mask, batch.labels, batch.index)
+    return replace(batch, signals=torch.where(batch.lead_mask[:, :, None], batch.signals, noise))
 
 
 def _seeded_loss(method: Method, batch: Batch, seed: int) -> torch.Tensor:
+    """The loss with the global RNG seeded too, for plugins that (against the contract's
+    ``keyed_noise``) still draw from it: their other checks then stay meaningful."""
     torch.manual_seed(seed)
     return method.pretrain_loss(batch)["loss"]
 
@@ -148,7 +155,8 @@ class _Contract:
         checks: list[tuple[str, Callable[[], str]]] = [
             ("build", self.build), ("metadata", self.metadata), ("shapes", self.shapes),
             ("deterministic", self.deterministic), ("readout", self.readout), ("lead_mask", self.lead_mask),
-            ("single_lead", self.single_lead), ("loss", self.loss), ("loss_lead_mask", self.loss_lead_mask),
+            ("single_lead", self.single_lead), ("loss", self.loss), ("keyed_noise", self.keyed_noise),
+            ("loss_lead_mask", self.loss_lead_mask),
             ("gradients", self.gradients), ("param_roles", self.param_roles), ("layer_ids", self.layer_ids),
             ("overfit", self.overfit), ("compute", self.compute),
         ]
@@ -264,6 +272,20 @@ class _Contract:
                                   f"value {loss.detach().flatten()[:3].tolist()}, requires_grad {loss.requires_grad}")
         return f"{loss.item():.4f}"
 
+    def keyed_noise(self) -> str:
+        self._require_pretraining()
+        self.method.train()
+        with torch.no_grad():
+            first = _seeded_loss(self.method, self.batch, seed=0)
+            reseeded = _seeded_loss(self.method, self.batch, seed=1)
+            rekeyed = self.method.pretrain_loss(replace(self.batch, keys=self.batch.keys + 1))["loss"]
+        if not _close(first, reseeded):
+            raise ContractFailure(f"loss changes from {first.item():.6f} to {reseeded.item():.6f} with the global "
+                                  "RNG seed; draw masking noise from batch.keys (benchmark.rng), not torch.rand")
+        if _close(first, rekeyed):
+            raise ContractFailure("loss does not change with batch.keys; masks must be drawn from them")
+        return "loss independent of the global RNG, changes with batch.keys"
+
     def loss_lead_mask(self) -> str:
         self._require_pretraining()
         if len(self.batch) < 4:
@@ -327,7 +349,8 @@ class _Contract:
         if self.light:
             raise Skipped("light mode (paper scale)")
         method = self.method.train()
-        batch = Batch(*(t[:2] for t in (self.batch.signals, self.batch.lead_mask, self.batch.labels, self.batch.index)))
+        batch = Batch(*(t[:2] for t in (self.batch.signals, self.batch.lead_mask, self.batch.labels, self.batch.index,
+                                         self.batch.keys)))
         params = [p for n, p in method.named_parameters() if p.requires_grad and not method.is_downstream_only(n)]
         optimizer = torch.optim.AdamW(params, lr=self.overfit_lr, weight_decay=0.0)
         with torch.no_grad():

@@ -18,6 +18,8 @@ from typing import ClassVar, Iterator
 import numpy as np
 import torch
 
+from .rng import epoch_keys
+
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 SPLITS: tuple[str, ...] = ("pretrain", "train", "val", "test")
 LIMB_LEADS: tuple[str, ...] = LEADS[:6]
@@ -183,26 +185,34 @@ class DatasetPlugin:
 # -- batching ----------------------------------------------------------------------------------
 @dataclass
 class Batch:
-    """A batch as methods see it: float32 signals (B, 12, T), lead mask (B, 12), labels (B, K)."""
+    """A batch as methods see it: float32 signals (B, 12, T), lead mask (B, 12), labels (B, K).
+
+    ``keys`` (B,) int64 identify each sample within its epoch; methods draw their masking noise
+    from them (:mod:`benchmark.rng`), so a sample is masked the same way however batches are
+    split across processes or a run is resumed.
+    """
 
     signals: torch.Tensor
     lead_mask: torch.Tensor
     labels: torch.Tensor
     index: torch.Tensor  # record indices into the ECGArrays (for bookkeeping)
+    keys: torch.Tensor
+
+    def _apply(self, fn) -> "Batch":
+        return Batch(*(fn(t) for t in (self.signals, self.lead_mask, self.labels, self.index, self.keys)))
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
-        return Batch(*(t.to(device, non_blocking=non_blocking) for t in
-                       (self.signals, self.lead_mask, self.labels, self.index)))
+        return self._apply(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> "Batch":
-        return Batch(*(t.pin_memory() for t in (self.signals, self.lead_mask, self.labels, self.index)))
+        return self._apply(torch.Tensor.pin_memory)
 
     def __len__(self) -> int:
         return len(self.signals)
 
 
 class WindowDataset(torch.utils.data.Dataset):
-    """Fetches whole batches of (record index, window start) pairs from the arrays.
+    """Fetches whole batches of (record index, window start, noise key) from the arrays.
 
     The sampler chooses the windows, so crops are reproducible whatever the number of loader
     workers. Masked leads are zeroed so that no method can read garbage from a missing lead.
@@ -220,9 +230,8 @@ class WindowDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.arrays.signals)
 
-    def __getitems__(self, items: list[tuple[int, int]]) -> Batch:
-        index = np.array([i for i, _ in items], dtype=np.int64)
-        starts = np.array([s for _, s in items], dtype=np.int64)
+    def __getitems__(self, items: list[tuple[int, int, int]]) -> Batch:
+        index, starts, keys = (np.array(column, dtype=np.int64) for column in zip(*items))
         order = np.argsort(index, kind="stable")  # sorted reads are much faster on a memmap
         rows = np.empty((len(items), len(LEADS), self.arrays.n_samples), dtype=np.float32)
         rows[order] = self.arrays.signals[index[order]]
@@ -234,14 +243,14 @@ class WindowDataset(torch.utils.data.Dataset):
         signals = np.where(lead_mask[:, :, None], signals, 0.0).astype(np.float32)
         labels = np.asarray(self.arrays.labels[index], dtype=np.float32)
         return Batch(torch.from_numpy(signals), torch.from_numpy(lead_mask),
-                     torch.from_numpy(labels), torch.from_numpy(index))
+                     torch.from_numpy(labels), torch.from_numpy(index), torch.from_numpy(keys))
 
-    def __getitem__(self, item: tuple[int, int]) -> Batch:
+    def __getitem__(self, item: tuple[int, int, int]) -> Batch:
         return self.__getitems__([item])
 
 
 class WindowBatchSampler(torch.utils.data.Sampler):
-    """Yields batches of (record, window start); deterministic in (seed, epoch).
+    """Yields batches of (record, window start, noise key); deterministic in (seed, epoch).
 
     ``shuffle`` and ``random_crop`` are for training; evaluation uses all records in order with
     a centred window. ``rank``/``world_size`` shard the epoch for DistributedDataParallel.
@@ -259,7 +268,7 @@ class WindowBatchSampler(torch.utils.data.Sampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _epoch_items(self) -> tuple[np.ndarray, np.ndarray]:
+    def _epoch_items(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         span = self.n_samples - self.window
         if self.train:
             rng = np.random.default_rng([self.seed, self.epoch])
@@ -268,16 +277,18 @@ class WindowBatchSampler(torch.utils.data.Sampler):
         else:
             order = self.indices
             starts = np.full(len(order), span // 2)
+        keys = epoch_keys(self.seed, self.epoch, order)
         if self.world_size > 1:
             usable = len(order) - len(order) % self.world_size if self.train else len(order)
-            order, starts = order[self.rank:usable:self.world_size], starts[self.rank:usable:self.world_size]
-        return order, starts
+            shard = slice(self.rank, usable, self.world_size)
+            order, starts, keys = order[shard], starts[shard], keys[shard]
+        return order, starts, keys
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        order, starts = self._epoch_items()
-        stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        columns = self._epoch_items()
+        stop = len(columns[0]) - len(columns[0]) % self.batch_size if self.drop_last else len(columns[0])
         for b in range(0, stop, self.batch_size):
-            yield list(zip(order[b:b + self.batch_size].tolist(), starts[b:b + self.batch_size].tolist()))
+            yield list(zip(*(c[b:b + self.batch_size].tolist() for c in columns)))
 
     def __len__(self) -> int:
         n = len(self.indices) // self.world_size if self.world_size > 1 else len(self.indices)

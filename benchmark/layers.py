@@ -15,6 +15,8 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from .rng import uniform
+
 
 def sincos_positions(n_positions: int, dim: int) -> torch.Tensor:
     """Fixed 1-D sin-cos embedding (n_positions, dim), as MAE's get_1d_sincos_pos_embed."""
@@ -30,13 +32,13 @@ def patchify(signals: torch.Tensor, patch_len: int) -> torch.Tensor:
     return rearrange(signals, "b l (n p) -> b l n p", p=patch_len)
 
 
-def random_keep_ids(shape: tuple[int, ...], n: int, n_keep: int, device: torch.device) -> torch.Tensor:
+def random_keep_ids(keys: torch.Tensor, n: int, n_keep: int) -> torch.Tensor:
     """Sorted indices of ``n_keep`` of ``n`` positions kept visible, independently per row.
 
-    MAE's per-sample random masking (argsort of uniform noise); sorted so that visible
-    tokens stay in temporal order.
+    MAE's per-sample random masking (argsort of uniform noise), the noise drawn from each
+    row's key (:mod:`benchmark.rng`); sorted so that visible tokens stay in temporal order.
     """
-    noise = torch.rand(*shape, n, device=device)
+    noise = uniform(keys, n)
     return noise.argsort(dim=-1)[..., :n_keep].sort(dim=-1).values
 
 

@@ -28,7 +28,8 @@ tokens. Replace the model and the loss with yours; keep the contract:
 
 * ``pretrain_loss(batch)`` returns {"loss": scalar, ...logs}; ``batch.signals`` is (B, 12, T)
   in mV in benchmark.data.LEADS order, ``batch.lead_mask`` (B, 12) is False for missing leads
-  (their signal is zero and must not influence anything).
+  (their signal is zero and must not influence anything); draw random masks from
+  ``batch.keys`` with ``benchmark.rng`` (``split``, ``fold_in``, ``uniform``), not ``torch.rand``.
 * ``encode(signals, lead_mask, return_hidden)`` returns ``Encoded(pooled (B, feature_dim),
   hidden_states [per layer (B, tokens, width)] or None)``; it must work for any subset of
   leads, including a single one.
@@ -49,6 +50,7 @@ import torch
 from timm.layers import trunc_normal_
 from torch import nn
 
+from benchmark import rng
 from benchmark.data import LEADS, Batch, InputSpec
 from benchmark.layers import MAEDecoder, PatchEncoder, masked_mean, masked_patch_mse, patchify, random_keep_ids, scatter_visible
 from benchmark.method import Encoded, Method, MethodConfig
@@ -88,7 +90,9 @@ class ${class_name}(Method):
         present = batch.lead_mask
         patches = patchify(batch.signals, self.patch_len)[present]  # (P, N, p): present leads only
         n_keep = max(1, int(self.n_patches * (1 - self.config.mask_ratio)))
-        keep_ids = random_keep_ids((len(patches),), self.n_patches, n_keep, patches.device)
+        # masking noise comes from each sample's key (one stream per lead), never from torch.rand,
+        # so a sample is masked alike whatever the batch split, device or resume point
+        keep_ids = random_keep_ids(rng.split(batch.keys, len(LEADS))[present], self.n_patches, n_keep)
         tokens, _ = self.encoder(patches, keep_ids, extra=self.lead_embed[self._lead_ids(present)])
         dense, is_visible = scatter_visible(tokens[:, 1:], keep_ids, self.n_patches)
         pred = self.decoder(dense, is_visible, prefix=tokens[:, :1])  # the CLS token guides the decoder

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data import ECGArrays, make_loader
 from .method import Method
 from .training import autocast
@@ -78,14 +79,20 @@ def run_inference(fn: Callable, arrays: ECGArrays, indices: np.ndarray, window: 
 
     Returns the concatenated float32 outputs on the CPU and the labels of those records.
     """
+    shard = len(indices) >= distributed.world_size()  # under torchrun each rank does a share
     loader = make_loader(arrays, indices, window, batch_size, train=False, lead_subset=lead_subset,
-                         pin_memory=device.type == "cuda")
+                         pin_memory=device.type == "cuda", rank=distributed.rank() if shard else 0,
+                         world_size=distributed.world_size() if shard else 1)
     outputs = []
-    for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False, dynamic_ncols=True):
+    for batch in tqdm(loader, desc=desc, unit="batch", disable=not (progress and distributed.is_main()),
+                      leave=False, dynamic_ncols=True):
         batch = batch.to(device, non_blocking=True)
         with autocast(device):
-            outputs.append(fn(batch.signals, batch.lead_mask).float().cpu())
-    return torch.cat(outputs), np.asarray(arrays.labels[indices], dtype=np.float32)
+            outputs.append(fn(batch.signals, batch.lead_mask).float())
+    rows = torch.cat(outputs)
+    if shard:
+        rows = distributed.gather_interleaved(rows, len(indices))
+    return rows.cpu(), np.asarray(arrays.labels[indices], dtype=np.float32)
 
 
 def extract_features(method: Method, arrays: ECGArrays, indices: np.ndarray, batch_size: int,

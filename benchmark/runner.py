@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import distributed
 from .compute import parameter_counts
 from .config import apply_overrides, signature, to_jsonable
 from .data import DatasetPlugin, default_cache_root
@@ -47,6 +48,7 @@ class RunRequest:
     add_references: bool = True
     progress: bool = True
     cache_root: Path = field(default_factory=default_cache_root)
+    profile_dir: Path | None = None  # trace the first pretraining epoch with torch.profiler
 
 
 def method_config(method_cls: type[Method], preset: Preset, overrides: dict) -> MethodConfig:
@@ -95,9 +97,14 @@ def run(request: RunRequest) -> list[dict]:
     dataset.check_label_set(label_set)
     device = resolve_device(request.device)
     store = ResultStore(request.out)
+    progress = request.progress and distributed.is_main()
 
     log.info("loading %s (%s labels) at %d Hz", dataset.name, label_set, preset.input.fs)
-    arrays = dataset.load(preset.input.fs, label_set, request.cache_root, request.progress)
+    if not distributed.is_main():
+        distributed.barrier()  # rank 0 prepares (or generates) the cache first, alone
+    arrays = dataset.load(preset.input.fs, label_set, request.cache_root, progress)
+    if distributed.is_main():
+        distributed.barrier()
     log.info("%d records: %s", len(arrays.signals),
              ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
     data_identity = {"dataset": dataset.name, "dataset_config": dataset.config, "input": preset.input}
@@ -129,7 +136,8 @@ def run(request: RunRequest) -> list[dict]:
             pretrain_report = None
             if method_cls.pretrains:
                 checkpoints = store.checkpoint_dir(dataset.name, preset.name, method_name, seed, signature(pretrain_identity))
-                pretrain_report = pretrain(method, arrays, preset.pretrain, seed, device, checkpoints, request.progress)
+                pretrain_report = pretrain(method, arrays, preset.pretrain, seed, device, checkpoints, progress,
+                                           request.profile_dir)
             pretrained_state = {k: v.detach().clone() for k, v in method.state_dict().items()}
 
             def rebuild(**changes) -> Method:
@@ -141,7 +149,7 @@ def run(request: RunRequest) -> list[dict]:
                 log.info("running %s", cell.describe())
                 set_seed(seed)
                 started = time.perf_counter()
-                output = protocol.run(CellContext(rebuild(), rebuild, arrays, seed, device, request.progress))
+                output = protocol.run(CellContext(rebuild(), rebuild, arrays, seed, device, progress))
                 record = {
                     "signature": cell_signature,
                     "config": to_jsonable({**pretrain_identity, "label_set": label_set, "preset": preset.name,
@@ -156,8 +164,10 @@ def run(request: RunRequest) -> list[dict]:
                     },
                     "provenance": provenance(device),
                 }
-                path = store.write(cell, record, output.prediction)
-                log.info("%s: macro AUROC %.4f -> %s", cell.describe(), record["metrics"]["macro_auroc"] or float("nan"), path)
-                records.append(store.load(cell))
+                if distributed.is_main():
+                    path = store.write(cell, record, output.prediction)
+                    log.info("%s: macro AUROC %.4f -> %s", cell.describe(), record["metrics"]["macro_auroc"] or float("nan"), path)
+                    records.append(store.load(cell))
+                distributed.barrier()
     return records
 

@@ -15,13 +15,15 @@ from timm.optim import param_groups_layer_decay, param_groups_weight_decay
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 
+from .config import ConfigError
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but no CUDA GPU is visible; use --device cpu")
+        raise ConfigError(f"--device {name} was requested but no CUDA GPU is visible; use --device cpu")
     return device
 
 

@@ -30,6 +30,7 @@ import torch
 from timm.layers import trunc_normal_
 from torch import nn
 
+from benchmark import rng
 from benchmark.data import LEADS, Batch, InputSpec
 from benchmark.layers import MAEDecoder, PatchEncoder, masked_mean, masked_patch_mse, patchify, random_keep_ids, scatter_visible
 from benchmark.method import Encoded, Method, MethodConfig
@@ -86,6 +87,7 @@ class IndependentLeadMAE(Method):
         """
         patches = patchify(batch.signals, self.patch_len)
         n_keep = max(1, int(round(self.n_patches * (1 - self.config.mask_ratio))))
+        lead_keys = rng.split(batch.keys, len(LEADS))
         total, weight = patches.new_zeros(()), patches.new_zeros(())
         lead_features = patches.new_zeros(*batch.lead_mask.shape, self.config.dim)
         for lead in range(len(LEADS)):
@@ -93,7 +95,7 @@ class IndependentLeadMAE(Method):
             if not present.any():
                 continue
             encoder, decoder, extra = self._per_lead(lead, int(present.sum()))
-            keep_ids = random_keep_ids((int(present.sum()),), self.n_patches, n_keep, patches.device)
+            keep_ids = random_keep_ids(lead_keys[present, lead], self.n_patches, n_keep)
             tokens, _ = encoder(patches[present, lead], keep_ids, extra)
             dense, is_visible = scatter_visible(tokens[:, 1:], keep_ids, self.n_patches)
             decoder_extra = None if self.decoder_lead_embed is None else self.decoder_lead_embed[lead].expand(len(dense), -1)

@@ -41,11 +41,15 @@ import torch
 from timm.layers import trunc_normal_
 from torch import nn
 
+from benchmark import rng
 from benchmark.data import LEADS, Batch, InputSpec
 from benchmark.layers import (MAEDecoder, PatchEncoder, Transformer, masked_mean, masked_patch_mse,
                               patchify, random_keep_ids, scatter_visible)
 from benchmark.method import Encoded, Method, MethodConfig
 from benchmark.registry import METHODS
+
+
+LA_MASK_SALT = 0x4C41  # the key stream of the LA lead mask (salts 0-11 are the leads' patch masks)
 
 
 @dataclass
@@ -104,11 +108,12 @@ class LAMAE(Method):
         keys = torch.cat([attend.new_ones(len(attend), 1), attend], dim=1)
         return self.la(x, attn_mask=keys[:, None, None, :], return_hidden=return_hidden)
 
-    def _la_lead_mask(self, present: torch.Tensor) -> torch.Tensor:
-        """Randomly hide la_mask_ratio of each record's present leads from LA (keep >= 1)."""
+    def _la_lead_mask(self, present: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Hide la_mask_ratio of each record's present leads from LA (keep >= 1); ``noise``
+        (B, L) uniform decides which."""
         n_present = present.sum(dim=1, keepdim=True)
         n_hide = (n_present.float() * self.config.la_mask_ratio).floor().clamp(max=n_present - 1)
-        noise = torch.rand(present.shape, device=present.device).masked_fill(~present, 2.0)
+        noise = noise.masked_fill(~present, 2.0)
         rank = noise.argsort(dim=1).argsort(dim=1)  # rank of each lead among the present ones
         return present & (rank < n_hide)
 
@@ -117,10 +122,11 @@ class LAMAE(Method):
         c = self.config
         patches = patchify(batch.signals, self.patch_len)  # (B, L, N, p)
         present = batch.lead_mask
-        hidden_from_la = self._la_lead_mask(present)
+        hidden_from_la = self._la_lead_mask(present, rng.uniform(rng.fold_in(batch.keys, LA_MASK_SALT), len(LEADS)))
         encoded = present & ~hidden_from_la  # (B, L): leads that go through E_phi
         n_keep = max(1, int(round(self.n_patches * (1 - c.mask_ratio))))
-        keep_ids = random_keep_ids((int(encoded.sum()),), self.n_patches, n_keep, patches.device)
+        lead_keys = rng.split(batch.keys, len(LEADS))
+        keep_ids = random_keep_ids(lead_keys[encoded], self.n_patches, n_keep)
         tokens, _ = self.encoder(patches[encoded], keep_ids)  # (S, 1 + K, D)
 
         latents = tokens.new_zeros(*present.shape, c.dim)

@@ -29,6 +29,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from benchmark import rng
 from benchmark.data import LEADS, Batch, InputSpec
 from benchmark.layers import (MAEDecoder, NormedPatchEmbed, Transformer, attention_mask, gather_tokens,
                               masked_patch_mse, normalize_patches, random_keep_ids, scatter_visible,
@@ -36,6 +37,8 @@ from benchmark.layers import (MAEDecoder, NormedPatchEmbed, Transformer, attenti
 from benchmark.method import Encoded, Method
 from benchmark.registry import METHODS
 from ecgbench_methods.st_mem import STMEMConfig  # the same recipe: mask ratio 0.75, norm_pix
+
+TOKEN_MASK_SALT = 0x4D54  # the key stream of the token mask
 
 
 @METHODS.register("mtae")
@@ -84,9 +87,10 @@ class MTAE(Method):
     def n_keep(self) -> int:
         return max(1, int(self.n_tokens * (1 - self.config.mask_ratio)))
 
-    def _keep_ids(self, token_present: torch.Tensor) -> torch.Tensor:
-        """Random visible tokens (B, K), chosen among the present ones first."""
-        noise = torch.rand(token_present.shape, device=token_present.device) + (~token_present).float()
+    def _keep_ids(self, token_present: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Random visible tokens (B, K), chosen among the present ones first; the noise comes
+        from each sample's key (benchmark/rng.py)."""
+        noise = rng.uniform(rng.fold_in(keys, TOKEN_MASK_SALT), self.n_tokens) + (~token_present).float()
         return noise.argsort(dim=1)[:, :self.n_keep].sort(dim=1).values
 
     def _encode_tokens(self, signals: torch.Tensor, lead_mask: torch.Tensor, keep_ids: torch.Tensor | None,
@@ -104,7 +108,7 @@ class MTAE(Method):
     # -- contract ------------------------------------------------------------------------------
     def pretrain_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         signals, lead_mask = batch.signals * batch.lead_mask[:, :, None], batch.lead_mask
-        keep_ids = self._keep_ids(self._token_present(lead_mask))
+        keep_ids = self._keep_ids(self._token_present(lead_mask), batch.keys)
         latent, _ = self._encode_tokens(signals, lead_mask, keep_ids)
         dense, is_visible = scatter_visible(latent[:, 1:], keep_ids, self.n_tokens)
         pred = self.decoder(dense, is_visible, prefix=latent[:, :1])

@@ -12,7 +12,8 @@ relationship of electrocardiogram", ICLR 2024 [paper]; checked against bakqui/ST
   embedding is zero in the code), never masked;
 * 12 learnable lead embeddings (N(0, 0.02)) added to every token of their lead, SEP included;
 * masking independent per lead: each lead keeps int(N·(1 - 0.75)) patches at its own positions
-  (the same number for every lead);
+  (the same number for every lead); the noise is keyed by sample and lead (benchmark/rng.py),
+  the same per-lead key streams as ``lamae`` and ``ind_*``;
 * one ViT (pre-LN timm blocks, qkv bias, GELU, final LayerNorm) over the concatenation of all
   leads' tokens; Xavier-uniform init;
 * decoder: Linear(D -> decoder width), a mask token, sin-cos positions; **lead-wise**: each
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from benchmark import rng
 from benchmark.data import LEADS, Batch, InputSpec
 from benchmark.layers import (MAEDecoder, NormedPatchEmbed, Transformer, attention_mask, gather_tokens,
                               masked_mean, masked_patch_mse, patchify, random_keep_ids, scatter_visible,
@@ -128,7 +130,7 @@ class STMEM(Method):
     def pretrain_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         patches = patchify(batch.signals, self.patch_len)  # (B, L, N, p)
         present = batch.lead_mask
-        keep_ids = random_keep_ids(present.shape, self.n_patches, self.n_keep, patches.device)  # (B, L, K)
+        keep_ids = random_keep_ids(rng.split(batch.keys, len(LEADS)), self.n_patches, self.n_keep)  # (B, L, K)
         out, hidden = self._encoder(self._tokens(patches, keep_ids), present)
         decoder_input = self._decoder_input(out, hidden)[present]  # lead-wise: (P, K + 2, D_in)
         dense, is_visible = scatter_visible(decoder_input[:, 1:-1], keep_ids[present], self.n_patches)

@@ -163,3 +163,14 @@ def test_frozen_head_training_keeps_the_best_validation_epoch():
     assert fitted.val_macro_auroc == max(fitted.history) > 0.95
     assert fitted.best_epoch == int(np.argmax(fitted.history))
     assert macro_auroc(y[500:].numpy(), predict_scores(fitted.head, x[500:])) > 0.95
+
+
+def test_profiling_writes_a_trace_of_the_first_epoch(toy_arrays, tmp_path):
+    method, _ = build("lamae", toy_arrays, window_s=5.0)
+    cfg = PretrainConfig(steps=3, batch_size=8, checkpoint_every=10, log_every=1)
+    pretrain(method, toy_arrays, cfg, 0, torch.device("cpu"), tmp_path / "ckpt", progress=False,
+             profile_dir=tmp_path / "profile")
+    trace = json.loads((tmp_path / "profile" / "pretrain_trace.json").read_text())
+    names = {event.get("name", "") for event in trace["traceEvents"]}
+    assert any("scaled_dot_product" in n or "addmm" in n for n in names)
+    assert "Self CPU" in (tmp_path / "profile" / "pretrain_top_ops.txt").read_text()

@@ -24,7 +24,7 @@ def build(name: str, **overrides):
 def batch(b: int = 4, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     return Batch(torch.randn(b, len(LEADS), SPEC.window, generator=g), torch.ones(b, len(LEADS), dtype=torch.bool),
-                 torch.zeros(b, 2), torch.arange(b))
+                 torch.zeros(b, 2), torch.arange(b), torch.arange(b) + 1000 * seed)
 
 
 @pytest.mark.parametrize("name", ["lamae", "ind_p", "ind_s"])
@@ -76,17 +76,17 @@ def test_lamae_hides_the_configured_fraction_of_present_leads_from_latent_attent
     method = build("lamae", la_mask_ratio=0.5)
     present = torch.ones(1000, len(LEADS), dtype=torch.bool)
     present[:500, 5:] = False  # 5 leads present in half of the records
-    hidden = method._la_lead_mask(present)
+    hidden = method._la_lead_mask(present, torch.rand(present.shape))
     assert not (hidden & ~present).any()
     assert torch.equal(hidden[500:].sum(1), torch.full((500,), 6))
     assert torch.equal(hidden[:500].sum(1), torch.full((500,), 2))  # floor(0.5 * 5)
     one_lead = torch.zeros(10, len(LEADS), dtype=torch.bool)
     one_lead[:, 0] = True
-    assert not method._la_lead_mask(one_lead).any()  # the only lead is always visible
+    assert not method._la_lead_mask(one_lead, torch.rand(one_lead.shape)).any()  # the only lead stays visible
 
 
 def test_masking_keeps_the_configured_ratio_per_row():
-    keep = random_keep_ids((500,), 20, 5, torch.device("cpu"))
+    keep = random_keep_ids(torch.arange(500), 20, 5)
     assert keep.shape == (500, 5)
     assert (keep.diff(dim=1) > 0).all()  # sorted and distinct
     counts = torch.bincount(keep.flatten(), minlength=20).float()
@@ -129,3 +129,26 @@ def test_private_encoders_have_twelve_weight_sets_and_shared_one():
     private, shared = build("ind_p"), build("ind_s")
     assert len(private.encoders) == len(LEADS) and len(shared.encoders) == 1
     assert private.encoder_parameters() > 10 * shared.encoder_parameters() / 1.2
+
+
+@pytest.mark.parametrize("name", ["lamae", "ind_p", "mvmae", "st_mem", "ipa_st_mem", "mtae", "mlae"])
+def test_masking_depends_on_the_sample_not_on_how_the_batch_is_split(name):
+    """What makes a 2-process (DDP) run equal a 1-process run: each sample's masks come from its
+    key, so the loss of the whole batch is the mean of the losses of its halves."""
+    method = build(name)
+    data = batch(8)
+    half = [type(data)(*(t[part] for t in (data.signals, data.lead_mask, data.labels, data.index, data.keys)))
+            for part in (slice(0, 4), slice(4, 8))]
+    with torch.no_grad():
+        whole = method.pretrain_loss(data)["loss"]
+        halves = [method.pretrain_loss(h)["loss"] for h in half]
+        again = method.pretrain_loss(data)["loss"]
+    assert torch.allclose(whole, (halves[0] + halves[1]) / 2, atol=1e-6)
+    assert torch.equal(whole, again)
+
+
+def test_attention_runs_through_fused_scaled_dot_product_attention():
+    """timm's blocks call F.scaled_dot_product_attention (flash/memory-efficient kernels on GPUs)."""
+    method = build("lamae")
+    assert all(block.attn.fused_attn for block in method.encoder.blocks)
+    assert all(block.attn.fused_attn for block in method.la.blocks)

@@ -26,7 +26,7 @@ def build(name: str, **overrides):
 def batch(b: int = 3, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     return Batch(torch.randn(b, len(LEADS), SPEC.window, generator=g), torch.ones(b, len(LEADS), dtype=torch.bool),
-                 torch.zeros(b, 1), torch.arange(b))
+                 torch.zeros(b, 1), torch.arange(b), torch.arange(b) + 1000 * seed)
 
 
 # -- ST-MEM ------------------------------------------------------------------------------------
@@ -48,7 +48,6 @@ def test_st_mem_masks_each_lead_independently():
     method = build("st_mem")
     seen = []
     method.decoder.register_forward_pre_hook(lambda module, args, kwargs: seen.append(args[1].clone()), with_kwargs=True)
-    torch.manual_seed(1)
     method.pretrain_loss(batch(b=8))
     is_visible = seen[0].view(8, 12, 8)
     assert (is_visible.sum(-1) == 2).all()  # the configured ratio in every lead
@@ -135,7 +134,7 @@ def _visible_latent(method, signals, lead_mask, keep_ids):
 def test_mlae_hides_whole_leads():
     method = build("mlae").eval()
     data = batch(b=1)
-    keep = method._keep_ids(data.lead_mask)
+    keep = method._keep_ids(data.lead_mask, data.keys)
     assert keep.shape == (1, int(12 * 0.25))
     masked_lead = next(i for i in range(12) if i not in keep[0])
     reference = _visible_latent(method, data.signals, data.lead_mask, keep)
@@ -150,14 +149,14 @@ def test_mlae_keeps_present_leads_visible_before_missing_ones():
     method = build("mlae")
     present = torch.zeros(200, 12, dtype=torch.bool)
     present[:, [1, 4, 7, 8]] = True
-    keep = method._keep_ids(present)
+    keep = method._keep_ids(present, torch.arange(200))
     assert torch.gather(present, 1, keep).all()
 
 
 def test_mtae_hides_whole_time_spans_of_all_leads():
     method = build("mtae").eval()
     data = batch(b=1)
-    keep = method._keep_ids(method._token_present(data.lead_mask))
+    keep = method._keep_ids(method._token_present(data.lead_mask), data.keys)
     assert keep.shape == (1, int(8 * 0.25))
     masked_patch = next(i for i in range(8) if i not in keep[0])
     p = method.patch_len
@@ -195,9 +194,7 @@ def test_mvmae_loss_is_reconstruction_plus_beta_times_alignment():
     method = build("mvmae")
     method.on_train_step(6, 6)
     data = batch()
-    torch.manual_seed(0)
     out = method.pretrain_loss(data)
-    torch.manual_seed(0)
     reconstruction, lead_features = method._reconstruct(data)
     alignment = alignment_loss(lead_features, data.lead_mask, "mse")
     assert torch.allclose(out["loss"], reconstruction + 2.0 * alignment)
@@ -237,9 +234,7 @@ def test_alignment_ignores_missing_leads(metric):
 def test_lamae_e_default_reading_pretrains_as_lamae_and_discards_latent_attention_downstream():
     lamae, lamae_e = build("lamae"), build("lamae_e")
     data = batch()
-    torch.manual_seed(0)
     loss = lamae.pretrain_loss(data)["loss"]
-    torch.manual_seed(0)
     assert torch.equal(lamae_e.pretrain_loss(data)["loss"], loss)
     assert lamae_e.config.readout == "encoder_mean"
     la_params = sum(p.numel() for n, p in lamae.named_parameters() if n.startswith(("la.", "la_cls", "lead_embed")))
@@ -250,7 +245,7 @@ def test_lamae_e_alternative_reading_pretrains_without_latent_attention_masking(
     method = build("lamae_e", reading="alpha_la_0")
     assert method.config.la_mask_ratio == 0.0 and method.config.readout == "la_cls"
     assert method.la_mask_token is None
-    assert not method._la_lead_mask(torch.ones(4, 12, dtype=torch.bool)).any()
+    assert not method._la_lead_mask(torch.ones(4, 12, dtype=torch.bool), torch.rand(4, 12)).any()
     with pytest.raises(ValueError, match="reading must be one of"):
         build("lamae_e", reading="sometimes")
 

@@ -1,4 +1,4 @@
-"""Fine-tuning: the whole encoder plus a linear head, trained end to end with layer-wise lr
+"""Fine-tuning: the whole encoder plus a linear head, training_model end to end with layer-wise lr
 decay, early stopping on validation macro AUROC; the best epoch's weights are tested.
 
 Recipe after MAE/BEiT fine-tuning (He et al. 2022; layer decay 0.65-0.75, drop_path 0.1,
@@ -15,8 +15,10 @@ import torch
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from benchmark import distributed
 from benchmark.data import make_loader
 from benchmark.method import Method
 from benchmark.metrics import macro_auroc
@@ -74,10 +76,14 @@ class Finetune(Protocol):
         cfg, arrays, device = self.config, ctx.arrays, ctx.device
         encoder = ctx.rebuild(drop_path=cfg.drop_path)
         model = Classifier(encoder, len(arrays.label_names)).to(device)
+        training_model = model
+        if distributed.world_size() > 1:  # each rank trains on its share of every batch
+            training_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
         window = encoder.input_spec.window
         batch_size = min(cfg.batch_size, len(ctx.train_indices))  # tiny label-efficiency subsets
-        loader = make_loader(arrays, ctx.train_indices, window, batch_size, train=True, seed=ctx.seed,
-                             pin_memory=device.type == "cuda")
+        loader = make_loader(arrays, ctx.train_indices, window, max(1, batch_size // distributed.world_size()),
+                             train=True, seed=ctx.seed, pin_memory=device.type == "cuda",
+                             rank=distributed.rank(), world_size=distributed.world_size())
         optim = cfg.optim if encoder.pretrains else replace(cfg.optim, layer_decay=1.0)
         optimizer, scheduler = build_optimizer(model, optim, batch_size, cfg.epochs * len(loader),
                                                encoder.no_weight_decay)
@@ -89,7 +95,8 @@ class Finetune(Protocol):
             return torch.sigmoid(logits).numpy(), labels
 
         best_auroc, best_state, best_epoch, history, step = -np.inf, None, -1, [], 0
-        bar = tqdm(range(cfg.epochs), desc=f"finetune {encoder.name}", unit="epoch", disable=not ctx.progress)
+        bar = tqdm(range(cfg.epochs), desc=f"finetune {encoder.name}", unit="epoch",
+                   disable=not (ctx.progress and distributed.is_main()))
         for epoch in bar:
             model.train()
             loader.batch_sampler.set_epoch(epoch)
@@ -97,7 +104,7 @@ class Finetune(Protocol):
                 batch = batch.to(device, non_blocking=True)
                 scheduler.step_update(step)
                 with autocast(device):
-                    loss = F.binary_cross_entropy_with_logits(model(batch.signals, batch.lead_mask).float(), batch.labels)
+                    loss = F.binary_cross_entropy_with_logits(training_model(batch.signals, batch.lead_mask).float(), batch.labels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)

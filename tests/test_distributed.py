@@ -1,0 +1,56 @@
+"""DistributedDataParallel through torchrun: 2 gloo processes on the CPU give the results of 1."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from benchmark import distributed
+from conftest import REPO
+
+
+def run(out, cache, *launcher):
+    args = ["run", "--methods", "lamae", "--preset", "smoke", "--out", str(out), "--leaderboard",
+            str(out / "LEADERBOARD.md"), "--cache-dir", str(cache), "--no-progress",
+            "--set", "pretrain.steps=8", "--set", "finetune.drop_path=0"]  # drop_path draws per-rank noise
+    result = subprocess.run([sys.executable, *launcher, "-m", "benchmark", *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {p.relative_to(out): json.loads(p.read_text())
+            for p in out.rglob("*.json") if "_checkpoints" not in p.parts}
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process(tmp_path):
+    single = run(tmp_path / "single", tmp_path / "cache")
+    ddp = run(tmp_path / "ddp", tmp_path / "cache", "-m", "torch.distributed.run", "--nproc_per_node", "2",
+              "--master_port", "29531")
+    assert single.keys() == ddp.keys() and len(single) == 4
+    for cell, record in single.items():
+        theirs = ddp[cell]
+        assert theirs["metrics"]["macro_auroc"] == pytest.approx(record["metrics"]["macro_auroc"], abs=1e-4), cell
+        if record["compute"]["pretrain"]:
+            ours_loss = [l for _, l in record["compute"]["pretrain"]["loss_curve"]]
+            ddp_loss = [l for _, l in theirs["compute"]["pretrain"]["loss_curve"]]
+            assert ddp_loss == pytest.approx(ours_loss, rel=1e-4), cell
+    assert (tmp_path / "ddp" / "LEADERBOARD.md").exists()
+
+
+def _gather_worker(rank: int, world: int, init_file: str, total: int, queue) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    rows = torch.arange(total, dtype=torch.float32)[rank::world, None].repeat(1, 2)
+    queue.put((rank, distributed.gather_interleaved(rows, total).tolist()))  # plain data: workers exit
+    torch.distributed.destroy_process_group()
+
+
+def test_gather_restores_the_order_of_uneven_interleaved_shards(tmp_path):
+    total, world = 7, 2  # rank 0 holds 4 rows, rank 1 holds 3: padding must be dropped
+    context = torch.multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    torch.multiprocessing.spawn(_gather_worker, args=(world, str(tmp_path / "init"), total, queue), nprocs=world)
+    for _ in range(world):
+        _, gathered = queue.get(timeout=60)
+        assert gathered == [[float(i), float(i)] for i in range(total)]
