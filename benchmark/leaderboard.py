@@ -15,6 +15,9 @@ from tabulate import tabulate
 from .results import ResultStore
 
 GROUP_KEYS = ("dataset", "label_set", "preset", "protocol", "variant")
+#: encoder sizes are reported relative to this method's (the issue's sizing reference: presets
+#: size methods alike, and a difference beyond ±15 % must be visible beside the scores)
+SIZE_REFERENCE = "lamae"
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -36,7 +39,13 @@ def group_records(records: list[dict]) -> dict[tuple, dict[str, list[dict]]]:
     return groups
 
 
+def _relative_size(n: int, reference: int | None) -> str:
+    return f"{100 * (n / reference - 1):+.0f} %" if reference else "—"
+
+
 def method_rows(by_method: dict[str, list[dict]]) -> list[dict]:
+    reference_recs = by_method.get(SIZE_REFERENCE)
+    reference = reference_recs[0]["compute"]["encoder_params"] if reference_recs else None
     rows = []
     for method, recs in by_method.items():
         auroc = [r["metrics"]["macro_auroc"] for r in recs if r["metrics"]["macro_auroc"] is not None]
@@ -49,6 +58,7 @@ def method_rows(by_method: dict[str, list[dict]]) -> list[dict]:
             "macro AUPRC": _mean_sd(auprc) if auprc else "n/a",
             "seeds": len(recs),
             "encoder params": _params(recs[0]["compute"]["encoder_params"]),
+            f"vs {SIZE_REFERENCE}": _relative_size(recs[0]["compute"]["encoder_params"], reference),
             "pretrain steps": pretrain[0]["steps"] if pretrain else "—",
             "pretrain time (s)": f"{np.mean([p['wall_s'] for p in pretrain]):.0f}" if pretrain else "—",
         })

@@ -1,6 +1,8 @@
 """The plugin contract (`python -m benchmark validate`), the method template and model sizing."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -65,6 +67,13 @@ class DecoderCountedAsEncoder(STMEM):
     pretraining_only = ()
 
 
+class GlobalRNGMasks(STMEM):
+    """Masks that ignore the sample keys, as torch.rand would draw them."""
+
+    def pretrain_loss(self, batch):
+        return super().pretrain_loss(replace(batch, keys=torch.randint(0, 2**62, batch.keys.shape)))
+
+
 class NaNForMissingLeads(STMEM):
     def pretrain_loss(self, batch):
         loss = super().pretrain_loss(batch)["loss"]
@@ -79,6 +88,7 @@ class NaNForMissingLeads(STMEM):
     (DetachedLoss, {"gradients", "overfit"}),
     (DecoderCountedAsEncoder, {"param_roles"}),
     (NaNForMissingLeads, {"loss_lead_mask"}),
+    (GlobalRNGMasks, {"keyed_noise"}),
 ])
 def test_the_contract_catches_broken_methods(broken, failing):
     broken.name = broken.__name__.lower()
