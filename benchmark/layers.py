@@ -59,6 +59,14 @@ def scatter_visible(visible: torch.Tensor, keep_ids: torch.Tensor, n: int) -> tu
     return dense, is_visible
 
 
+def to_lead_slots(rows: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
+    """Rows (P, ...) of the present (record, lead) pairs, in ``x[lead_mask]`` order -> (B, L, ...)
+    with zeros in the slots of missing leads."""
+    full = rows.new_zeros(*lead_mask.shape, *rows.shape[1:])
+    full[lead_mask] = rows
+    return full
+
+
 def attention_mask(keys: torch.Tensor) -> torch.Tensor | None:
     """Key mask (B, S) bool -> the (B, 1, 1, S) mask timm's attention takes, None when every
     key is valid (so the fused kernel runs unmasked). Every query row must keep a valid key."""

@@ -52,7 +52,8 @@ from torch import nn
 
 from benchmark import rng
 from benchmark.data import LEADS, Batch, InputSpec
-from benchmark.layers import MAEDecoder, PatchEncoder, masked_mean, masked_patch_mse, patchify, random_keep_ids, scatter_visible
+from benchmark.layers import (MAEDecoder, PatchEncoder, masked_mean, masked_patch_mse, patchify, random_keep_ids,
+                              scatter_visible, to_lead_slots)
 from benchmark.method import Encoded, Method, MethodConfig
 from benchmark.registry import METHODS
 
@@ -102,17 +103,12 @@ class ${class_name}(Method):
         patches = patchify(signals, self.patch_len)[lead_mask]
         tokens, hidden = self.encoder(patches, extra=self.lead_embed[self._lead_ids(lead_mask)],
                                       return_hidden=return_hidden)
-        per_lead = tokens.new_zeros(*lead_mask.shape, tokens.shape[-1])
-        per_lead[lead_mask] = tokens[:, 0]
+        per_lead = to_lead_slots(tokens[:, 0], lead_mask)  # (B, L, D), zeros for missing leads
         pooled = masked_mean(per_lead, lead_mask, dim=1)  # mean of the present leads' CLS tokens
         if not return_hidden:
             return Encoded(pooled)
-        layers = []
-        for h in hidden:  # (P, 1 + N, D) -> (B, L * (1 + N), D), zeros for missing leads
-            full = h.new_zeros(*lead_mask.shape, *h.shape[1:])
-            full[lead_mask] = h
-            layers.append(full.flatten(1, 2))
-        return Encoded(pooled, layers)
+        # every layer's tokens, (P, 1 + N, D) -> (B, L * (1 + N), D), zeros for missing leads
+        return Encoded(pooled, [to_lead_slots(h, lead_mask).flatten(1, 2) for h in hidden])
 
     def layer_id(self, name: str) -> int:
         if (i := self.block_index(name, "encoder.transformer")) is not None:

@@ -44,7 +44,7 @@ from torch import nn
 from benchmark import rng
 from benchmark.data import LEADS, Batch, InputSpec
 from benchmark.layers import (MAEDecoder, PatchEncoder, Transformer, masked_mean, masked_patch_mse,
-                              patchify, random_keep_ids, scatter_visible)
+                              patchify, random_keep_ids, scatter_visible, to_lead_slots)
 from benchmark.method import Encoded, Method, MethodConfig
 from benchmark.registry import METHODS
 
@@ -149,8 +149,7 @@ class LAMAE(Method):
     def encode(self, signals: torch.Tensor, lead_mask: torch.Tensor, return_hidden: bool = False) -> Encoded:
         patches = patchify(signals, self.patch_len)
         tokens, enc_hidden = self.encoder(patches[lead_mask], return_hidden=return_hidden)
-        latents = tokens.new_zeros(*lead_mask.shape, self.config.dim)
-        latents[lead_mask] = self._lead_latents(tokens)
+        latents = to_lead_slots(self._lead_latents(tokens), lead_mask)
         if self.config.readout == "la_cls":
             la_out, la_hidden = self._latent_attention(latents, lead_mask, return_hidden)
             pooled = la_out[:, 0]
@@ -158,11 +157,8 @@ class LAMAE(Method):
             pooled, la_hidden = masked_mean(latents, lead_mask, dim=1), []
         if not return_hidden:
             return Encoded(pooled)
-        per_lead_layers = []
-        for h in enc_hidden:  # (S, 1 + N, D) -> (B, L * (1 + N), D), zeros for missing leads
-            full = h.new_zeros(*lead_mask.shape, *h.shape[1:])
-            full[lead_mask] = h
-            per_lead_layers.append(full.flatten(1, 2))
+        # (S, 1 + N, D) -> (B, L * (1 + N), D), zeros for missing leads
+        per_lead_layers = [to_lead_slots(h, lead_mask).flatten(1, 2) for h in enc_hidden]
         return Encoded(pooled, per_lead_layers + la_hidden)
 
     def layer_id(self, name: str) -> int:

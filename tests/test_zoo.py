@@ -7,32 +7,17 @@ import pytest
 import torch
 
 from benchmark.alignment import alignment_loss, annealed_weight
-from benchmark.data import LEADS, Batch, InputSpec
 from benchmark.layers import patchify
 from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
 from benchmark.runner import method_config
-
-SPEC = InputSpec(fs=100, window_s=2.0)  # 8 patches of 0.25 s per lead
-
-
-def build(name: str, **overrides):
-    cls = METHODS.get(name)
-    config = method_config(cls, PRESETS["smoke"], {name: {k: str(v) for k, v in overrides.items()}})
-    torch.manual_seed(0)
-    return cls(config, SPEC)
-
-
-def batch(b: int = 3, seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(torch.randn(b, len(LEADS), SPEC.window, generator=g), torch.ones(b, len(LEADS), dtype=torch.bool),
-                 torch.zeros(b, 1), torch.arange(b), torch.arange(b) + 1000 * seed)
+from test_methods import SPEC, batch, build  # the same tiny input (8 patches per lead) and builder
 
 
 # -- ST-MEM ------------------------------------------------------------------------------------
 def test_st_mem_keeps_the_same_number_of_patches_in_every_lead_and_frames_each_lead_with_sep():
     method = build("st_mem", mask_ratio=0.75)
-    patches = patchify(batch().signals, method.patch_len)
+    patches = patchify(batch(3).signals, method.patch_len)
     keep = torch.stack([torch.randperm(8)[:2].sort().values for _ in range(3 * 12)]).view(3, 12, 2)
     tokens = method._tokens(patches, keep)
     assert method.n_keep == int(8 * 0.25) == 2
@@ -48,7 +33,7 @@ def test_st_mem_masks_each_lead_independently():
     method = build("st_mem")
     seen = []
     method.decoder.register_forward_pre_hook(lambda module, args, kwargs: seen.append(args[1].clone()), with_kwargs=True)
-    method.pretrain_loss(batch(b=8))
+    method.pretrain_loss(batch(8))
     is_visible = seen[0].view(8, 12, 8)
     assert (is_visible.sum(-1) == 2).all()  # the configured ratio in every lead
     assert not (is_visible == is_visible[:, :1]).all()  # leads do not share one mask
@@ -56,7 +41,7 @@ def test_st_mem_masks_each_lead_independently():
 
 def test_st_mem_readout_is_the_normalised_mean_of_the_last_layer_patch_tokens():
     method = build("st_mem").eval()
-    data = batch()
+    data = batch(3)
     with torch.no_grad():
         encoded = method.encode(data.signals, data.lead_mask, return_hidden=True)
         assert encoded.hidden_states[-1].shape == (3, 12 * 8, method.config.dim)  # SEP removed
@@ -66,7 +51,7 @@ def test_st_mem_readout_is_the_normalised_mean_of_the_last_layer_patch_tokens():
 # -- ECG-Soup -----------------------------------------------------------------------------------
 def test_ppa_is_the_mean_over_layers_of_normalised_pooled_tokens():
     method = build("st_mem_ppa").eval()
-    data = batch()
+    data = batch(3)
     with torch.no_grad():
         encoded = method.encode(data.signals, data.lead_mask, return_hidden=True)
         expected = torch.stack([method.encoder.norm(h).mean(1) for h in encoded.hidden_states]).mean(0)
@@ -76,7 +61,7 @@ def test_ppa_is_the_mean_over_layers_of_normalised_pooled_tokens():
 
 def test_pma_gate_weights_are_a_softmax_that_mixes_the_layers():
     method = build("st_mem_pma").eval()
-    data = batch()
+    data = batch(3)
     with torch.no_grad():
         layers = method.readout_inputs(data.signals, data.lead_mask)
         weights = method.gate.weights(layers)
@@ -111,7 +96,7 @@ def test_ipa_decoder_input_is_the_normalised_group_average_of_encoder_layers():
     for block in method.encoder.blocks:
         block.register_forward_hook(lambda module, args, output: block_outputs.append(output))
     method.decoder.embed.register_forward_pre_hook(lambda module, args: decoder_inputs.append(args[0]))
-    method.pretrain_loss(batch())
+    method.pretrain_loss(batch(3))
     b, k = 3, method.n_keep
     layers = [h.view(b, 12, k + 2, -1) for h in block_outputs]  # the masked sequence, per lead
     groups = [torch.stack(layers[:2]).mean(0), torch.stack(layers[2:]).mean(0)]
@@ -133,7 +118,7 @@ def _visible_latent(method, signals, lead_mask, keep_ids):
 
 def test_mlae_hides_whole_leads():
     method = build("mlae").eval()
-    data = batch(b=1)
+    data = batch(1)
     keep = method._keep_ids(data.lead_mask, data.keys)
     assert keep.shape == (1, int(12 * 0.25))
     masked_lead = next(i for i in range(12) if i not in keep[0])
@@ -155,7 +140,7 @@ def test_mlae_keeps_present_leads_visible_before_missing_ones():
 
 def test_mtae_hides_whole_time_spans_of_all_leads():
     method = build("mtae").eval()
-    data = batch(b=1)
+    data = batch(1)
     keep = method._keep_ids(method._token_present(data.lead_mask), data.keys)
     assert keep.shape == (1, int(8 * 0.25))
     masked_patch = next(i for i in range(8) if i not in keep[0])
@@ -193,7 +178,7 @@ def test_mvmae_beta_schedule_rises_from_zero_after_warmup_to_two_with_the_config
 def test_mvmae_loss_is_reconstruction_plus_beta_times_alignment():
     method = build("mvmae")
     method.on_train_step(6, 6)
-    data = batch()
+    data = batch(3)
     out = method.pretrain_loss(data)
     reconstruction, lead_features = method._reconstruct(data)
     alignment = alignment_loss(lead_features, data.lead_mask, "mse")
@@ -233,7 +218,7 @@ def test_alignment_ignores_missing_leads(metric):
 # -- LAMAE_E -------------------------------------------------------------------------------------
 def test_lamae_e_default_reading_pretrains_as_lamae_and_discards_latent_attention_downstream():
     lamae, lamae_e = build("lamae"), build("lamae_e")
-    data = batch()
+    data = batch(3)
     loss = lamae.pretrain_loss(data)["loss"]
     assert torch.equal(lamae_e.pretrain_loss(data)["loss"], loss)
     assert lamae_e.config.readout == "encoder_mean"
