@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {run,list,leaderboard,validate,new-method} ...``.
+"""Command line: ``python -m benchmark {run,prepare,list,leaderboard,compare,validate,new-method} ...``.
 
 Bad input (unknown method, dataset, preset or protocol, malformed ``--seeds`` or ``--set``)
 is reported on one line with the valid choices, exit status 2, and no traceback. ``validate``
@@ -17,6 +17,7 @@ from .config import ConfigError, parse_overrides
 from .data import DataError, default_cache_root
 from .registry import DATASETS, METHODS, PROTOCOLS, PluginError, load_plugin_file
 from .results import StaleResultError
+from .stats import StatsError
 
 EXIT_USAGE = 2
 
@@ -85,6 +86,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     run.add_argument("--profile", type=Path, default=None, metavar="DIR",
                      help="trace the first pretraining epoch with torch.profiler into DIR (Chrome trace + top ops)")
+    run.add_argument("--budget", default=None, metavar="BUDGET",
+                     help="pretraining compute per method (= --set pretrain.budget=...): 'steps' (equal step counts), "
+                          "a method name (its FLOPs in pretrain.steps steps; presets: lamae), STEPS@METHOD (600@lamae) "
+                          "or a FLOP count (3.2e15, 120T)")
+    run.add_argument("--train-sizes", default=None, metavar="SIZES",
+                     help="label_efficiency training-set sizes, fractions or counts (e.g. 1%%,10%%,100%% or 50,200)")
+    run.add_argument("--subset-seeds", default=None, metavar="N", help="label_efficiency subsets drawn per size")
+    run.add_argument("--lead-sets", default=None, metavar="SETS",
+                     help="reduced_leads lead sets (e.g. all,limb,precordial,I+II,I,V1+V2+V5)")
+    run.add_argument("--pretrain-data", type=parse_names, default=[], metavar="NAME[:ROOT],...",
+                     help="pretrain on these datasets' pretraining records instead of --dataset's pretrain split "
+                          "(list --dataset too to include it); val/test patients of --dataset are refused")
+
+    prep = sub.add_parser("prepare", help="read, check and cache a dataset once (run does it automatically)")
+    prep.add_argument("--dataset", required=True, help="dataset name (see `list`)")
+    prep.add_argument("--root", type=Path, default=None, help="dataset folder")
+    prep.add_argument("--fs", type=int, default=None, help="sampling rate to prepare, Hz (default: the preset's)")
+    prep.add_argument("--preset", default="cpu", help="preset whose sampling rate is the default (default: cpu)")
+    prep.add_argument("--labels", dest="label_set", default=None, help="label set (default: the dataset's first)")
+    prep.add_argument("--workers", type=int, default=None, help="parallel processes (default: all available cores)")
+    prep.add_argument("--set", dest="overrides", action="append", default=[], metavar="SCOPE.FIELD=VALUE",
+                      help="dataset setting, e.g. ptbxl.preprocess.bandpass_hz=0.67,40")
+    prep.add_argument("--plugin", dest="plugins", action="append", type=Path, default=[])
+    prep.add_argument("--cache-dir", type=Path, default=None, help=f"prepared data (default: {default_cache_root()})")
+    prep.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
     lst = sub.add_parser("list", help="list methods, datasets, protocols and presets")
     lst.add_argument("--plugin", dest="plugins", action="append", type=Path, default=[])
@@ -92,6 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="regenerate LEADERBOARD.md from the results folder only")
     board.add_argument("--results", type=Path, default=Path("results"))
     board.add_argument("--out", type=Path, default=Path("LEADERBOARD.md"))
+
+    cmp = sub.add_parser("compare", help="paired comparison of two methods with p-values, from the results folder")
+    cmp.add_argument("method_a")
+    cmp.add_argument("method_b", help="the reference the difference is taken to (A - B)")
+    cmp.add_argument("--results", type=Path, default=Path("results"))
+    cmp.add_argument("--dataset", default=None)
+    cmp.add_argument("--labels", dest="label_set", default=None)
+    cmp.add_argument("--preset", default=None)
+    cmp.add_argument("--protocol", default=None)
+    cmp.add_argument("--variant", default="", help="a sweep point, e.g. n10pct-s0 or leads-I+II (default: plain protocols)")
+    cmp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
 
     check = sub.add_parser("validate", help="check that methods meet the plugin contract (exit 1 if not)")
     check.add_argument("target", help="a method name, 'all', or a plugin .py file (every method it registers)")
@@ -114,9 +151,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import RunRequest, run
     from .training import resolve_device
 
-    overrides = parse_overrides(args.overrides)
-    if args.root is not None:
-        overrides.setdefault(args.dataset, {})["root"] = str(args.root)
+    overrides = dataset_overrides(args)
+    for value, scope, name in ((args.budget, "pretrain", "budget"), (args.train_sizes, "label_efficiency", "sizes"),
+                               (args.subset_seeds, "label_efficiency", "subset_seeds"),
+                               (args.lead_sets, "reduced_leads", "lead_sets")):
+        if value is not None:
+            overrides.setdefault(scope, {})[name] = value
     try:
         with distributed.session(resolve_device(args.device)) as device:
             request = RunRequest(
@@ -124,6 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 seeds=args.seeds, protocols=args.protocols, out=args.out, overrides=overrides,
                 plugins=args.plugins, device=str(device), rerun=args.rerun, add_references=args.add_references,
                 progress=args.progress, cache_root=args.cache_dir or default_cache_root(), profile_dir=args.profile,
+                pretrain_data=args.pretrain_data,
             )
             records = run(request)
             writes_outputs = distributed.is_main()
@@ -137,6 +178,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     print()
     print(summary_table(records))
     print(f"\n{len(records)} cells in this run; {args.leaderboard} regenerated from {n} results in {args.out}/")
+    return 0
+
+
+def dataset_overrides(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """``--set`` values with ``--root`` as the dataset's ``root`` setting."""
+    overrides = parse_overrides(args.overrides)
+    if args.root is not None:
+        overrides.setdefault(args.dataset, {})["root"] = str(args.root)
+    return overrides
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .presets import get_preset
+    from .runner import build_dataset
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    for path in args.plugins:
+        load_plugin_file(path)
+    overrides = dataset_overrides(args)
+    preset = get_preset(args.preset).with_overrides(overrides)
+    dataset = build_dataset(args.dataset, preset, overrides)
+    dataset.workers = args.workers
+    label_set = args.label_set or dataset.label_sets[0]
+    dataset.check_label_set(label_set)
+    fs = args.fs or preset.input.fs
+    arrays = dataset.load(fs, label_set, args.cache_dir or default_cache_root(), args.progress)
+    usable = int(arrays.lead_mask.any(axis=1).sum())
+    print(f"{dataset.name} at {fs} Hz, label set {label_set!r}: {len(arrays.signals)} records ({usable} usable), "
+          f"{len(arrays.label_names)} labels; " + ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
     return 0
 
 
@@ -166,6 +237,35 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     n = write_leaderboard(args.results, args.out)
     print(f"{args.out} regenerated from {n} results in {args.results}/")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .comparison import TableStats, comparable_tables, format_comparison
+    from .results import ResultStore
+
+    if not args.results.is_dir():
+        raise DataError(f"results folder {args.results} does not exist; run `python -m benchmark run` first")
+    if args.resamples < 1:
+        raise UsageError(f"--resamples must be >= 1, got {args.resamples}")
+    store = ResultStore(args.results)
+    wanted = {"dataset": args.dataset, "label_set": args.label_set, "preset": args.preset, "protocol": args.protocol}
+    records = [r for r in store.records()
+               if all(v is None or r["cell"][k] == v for k, v in wanted.items()) and r["cell"].get("variant", "") == args.variant]
+    tables = [t for t in comparable_tables(records) if args.method_a in t.by_method and args.method_b in t.by_method]
+    if not tables:
+        present = sorted({r["cell"]["method"] for r in records})
+        raise DataError(f"no comparable results of both {args.method_a} and {args.method_b} in {args.results} "
+                        f"with these filters (methods present: {', '.join(present) or 'none'})")
+    for table in tables:
+        try:
+            table_stats = TableStats(table, store, args.resamples)
+        except StatsError as exc:
+            raise DataError(f"{table.dataset} / {table.label_set} / {table.protocol}: {exc}") from None
+        print(format_comparison(table_stats, args.method_a, args.method_b))
+        print()
+    return 0
+
+
 
 
 def _methods_in_file(path: Path) -> list[str]:
@@ -227,8 +327,8 @@ def cmd_new_method(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "validate": cmd_validate,
-            "new-method": cmd_new_method}
+COMMANDS = {"run": cmd_run, "prepare": cmd_prepare, "list": cmd_list, "leaderboard": cmd_leaderboard,
+            "compare": cmd_compare, "validate": cmd_validate, "new-method": cmd_new_method}
 
 
 def main(argv: list[str] | None = None) -> int:

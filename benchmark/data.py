@@ -136,10 +136,14 @@ class ECGArrays:
 
     @classmethod
     def load(cls, directory: Path, mmap: bool = True) -> "ECGArrays":
+        """Arrays from ``directory``; one that is absent there is read from ``meta["arrays_dir"]``
+        (relative), so label views of a prepared cache share its signals (benchmark/filedata.py)."""
         directory = Path(directory)
         meta = json.loads((directory / "meta.json").read_text())
+        shared = directory / meta.pop("arrays_dir", ".")
         arrays = {
-            attr: np.load(directory / f"{attr}.npy", mmap_mode="r" if mmap and attr == "signals" else None)
+            attr: np.load(path if (path := directory / f"{attr}.npy").is_file() else shared / f"{attr}.npy",
+                          mmap_mode="r" if mmap and attr == "signals" else None)
             for attr in cls._ARRAYS
         }
         with np.load(directory / "splits.npz") as splits:
@@ -174,6 +178,18 @@ class DatasetPlugin:
 
     def load(self, fs: int, label_set: str, cache_root: Path, progress: bool = True) -> ECGArrays:
         raise NotImplementedError
+
+    def load_pretraining(self, fs: int, cache_root: Path, progress: bool = True) -> ECGArrays:
+        """The records this dataset offers as (unlabelled) pretraining data: its ``pretrain``
+        split. File datasets override it so that label-less folders can serve too."""
+        return self.load(fs, self.label_sets[0], cache_root, progress)
+
+    @property
+    def patient_namespace(self) -> str:
+        """Datasets whose patient ids name the same people share a namespace (MIMIC-IV-ECG and a
+        WFDB folder of MIMIC records both use ``mimic-iv``); the pretraining-pool leakage guard
+        compares patient ids within one namespace."""
+        return self.name
 
     def check_label_set(self, label_set: str) -> None:
         if label_set not in self.label_sets:

@@ -117,12 +117,18 @@ def icd_parent(label_name: str) -> str | None:
 def icd_hierarchy(codes: list[str] | tuple[str, ...]) -> tuple[list[str], dict[str, list[str]]]:
     """Close ``codes`` under ancestors: (label names in tree order, parent map for ECGArrays).
 
+    ``icd_hierarchy(['I481']) == (['IX', 'IX.I30-I5A', 'I48', 'I481'], {...})``; see :func:`icd_tree`.
+    """
+    return icd_tree({name for code in codes for name in icd_label_names(code)})
+
+
+def icd_tree(label_names: list[str] | tuple[str, ...] | set[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Label names of any level in tree order, with their parent map.
+
     Tree order is depth-first (chapter, its blocks, their categories, ...) with chapters in
     numeric order, the order of the paper's tables. The parent map gives each label its
     parent as a one-element list, chapters an empty list (``ECGArrays.label_parents``).
     """
-    names = {name for code in codes for name in icd_label_names(code)}
-
     def path_from_root(name: str) -> tuple:
         path = []
         while name is not None:
@@ -131,6 +137,6 @@ def icd_hierarchy(codes: list[str] | tuple[str, ...]) -> tuple[list[str], dict[s
         chapter, *rest = reversed(path)
         return (ROMAN_CHAPTERS.index(chapter), *rest)
 
-    ordered = sorted(names, key=path_from_root)
+    ordered = sorted(set(label_names), key=path_from_root)
     parents = {name: [p] if (p := icd_parent(name)) is not None else [] for name in ordered}
     return ordered, parents

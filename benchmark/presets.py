@@ -4,6 +4,10 @@
 * ``cpu`` — the default: a meaningful comparison on a 2-core laptop in minutes.
 * ``paper`` — GPU scale: ViT-B-sized encoders (ST-MEM's 768/12/12; decoder 256/4/4) at 250 Hz,
   the scale of the LAMAE/ST-MEM papers' MIMIC-IV-ECG runs.
+
+Every preset matches pretraining compute to LAMAE (``budget="lamae"``): each method gets the
+FLOPs LAMAE spends in ``pretrain.steps`` steps, so a method with costlier steps gets fewer of
+them (``benchmark/budget.py``; ``--budget steps`` restores equal step counts).
 """
 from __future__ import annotations
 
@@ -13,10 +17,14 @@ from typing import Any
 
 from .config import ConfigError, apply_overrides
 from .data import InputSpec
+from .frozen_head import FrozenHeadConfig
 from .method import MethodConfig
 from .pretrain import PretrainConfig
+from .protocols.attention_probe import AttentionProbeConfig
 from .protocols.finetune import FinetuneConfig
+from .protocols.label_efficiency import LabelEfficiencyConfig
 from .protocols.linear import LinearProbeConfig
+from .protocols.reduced_leads import ReducedLeadsConfig
 from .training import OptimConfig
 
 
@@ -52,10 +60,13 @@ PRESETS: dict[str, Preset] = {
         description="CI-sized end-to-end check (tiny data and model; numbers are meaningless)",
         input=InputSpec(fs=100, window_s=2.5),
         model=MethodConfig(dim=32, depth=2, heads=2, patch_s=0.25, decoder_dim=32, decoder_depth=1, decoder_heads=2),
-        pretrain=PretrainConfig(steps=6, batch_size=16, checkpoint_every=3, log_every=3,
+        pretrain=PretrainConfig(steps=6, budget="lamae", batch_size=16, checkpoint_every=3, log_every=3,
                                 optim=OptimConfig(base_lr=1.5e-3)),
         protocols={"linear": LinearProbeConfig(l2_grid=(10.0, 0.1), max_iter=30),
-                   "finetune": FinetuneConfig(epochs=2, batch_size=32, patience=1)},
+                   "finetune": FinetuneConfig(epochs=2, batch_size=32, patience=1),
+                   "attention_probe": AttentionProbeConfig(num_heads=2, train=FrozenHeadConfig(epochs=3, patience=1)),
+                   "label_efficiency": LabelEfficiencyConfig(sizes=("10%", "50%", "100%"), subset_seeds=2),
+                   "reduced_leads": ReducedLeadsConfig(lead_sets=("all", "I+II", "I"))},
         default_protocols=("linear", "finetune"),
         dataset_overrides={"synthetic": {"n_patients": 100, "records_per_patient": 2, "duration_s": 5.0}},
     ),
@@ -64,10 +75,15 @@ PRESETS: dict[str, Preset] = {
         description="Default: a real comparison on 2 CPU cores in under 10 minutes",
         input=InputSpec(fs=100, window_s=5.0),
         model=MethodConfig(dim=64, depth=3, heads=4, patch_s=0.25, decoder_dim=64, decoder_depth=1, decoder_heads=4),
-        pretrain=PretrainConfig(steps=600, batch_size=64, checkpoint_every=100, log_every=20,
+        pretrain=PretrainConfig(steps=600, budget="lamae", batch_size=64, checkpoint_every=100, log_every=20,
                                 optim=OptimConfig(base_lr=3e-3)),
         protocols={"linear": LinearProbeConfig(),
-                   "finetune": FinetuneConfig(epochs=4, batch_size=64, patience=2)},
+                   "finetune": FinetuneConfig(epochs=4, batch_size=64, patience=2),
+                   "attention_probe": AttentionProbeConfig(train=FrozenHeadConfig(epochs=40, patience=5)),
+                   # 9 to 900 training records on a log scale, 3 subsets each; the full default's 10 %
+                   # and 50 % points would add ~40 % to a 3-seed sweep on 2 cores (fine-tuning dominates)
+                   "label_efficiency": LabelEfficiencyConfig(sizes=("1%", "5%", "25%", "100%")),
+                   "reduced_leads": ReducedLeadsConfig()},
         default_protocols=("linear",),
         dataset_overrides={"synthetic": {"n_patients": 1500, "records_per_patient": 2, "duration_s": 10.0}},
     ),
@@ -76,10 +92,13 @@ PRESETS: dict[str, Preset] = {
         description="GPU scale: ViT-B-sized encoders, 250 Hz, 9 s windows (ST-MEM/LAMAE papers' scale)",
         input=InputSpec(fs=250, window_s=9.0),
         model=MethodConfig(dim=768, depth=12, heads=12, patch_s=0.3, decoder_dim=256, decoder_depth=4, decoder_heads=4),
-        pretrain=PretrainConfig(steps=100_000, batch_size=256, checkpoint_every=2000, log_every=100,
+        pretrain=PretrainConfig(steps=100_000, budget="lamae", batch_size=256, checkpoint_every=2000, log_every=100,
                                 num_workers=8, optim=OptimConfig(base_lr=1.5e-4, warmup_frac=0.05)),
         protocols={"linear": LinearProbeConfig(batch_size=512),
-                   "finetune": FinetuneConfig(epochs=50, batch_size=128, patience=5)},
+                   "finetune": FinetuneConfig(epochs=50, batch_size=128, patience=5),
+                   "attention_probe": AttentionProbeConfig(num_heads=12, batch_size=512),
+                   "label_efficiency": LabelEfficiencyConfig(),
+                   "reduced_leads": ReducedLeadsConfig(protocols=("linear", "finetune"))},
         default_protocols=("linear", "finetune"),
         dataset_overrides={"synthetic": {"n_patients": 50_000, "records_per_patient": 2, "duration_s": 10.0}},
     ),

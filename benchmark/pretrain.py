@@ -14,6 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import distributed
+from .budget import parse_budget
 from .data import ECGArrays, make_loader
 from .method import Method
 from .training import OptimConfig, require_positive, atomic_torch_save, autocast, build_optimizer, rng_state, set_rng_state
@@ -21,7 +22,8 @@ from .training import OptimConfig, require_positive, atomic_torch_save, autocast
 
 @dataclass
 class PretrainConfig:
-    steps: int = 2000
+    steps: int = 2000  # of every method ('steps' budget) or of the budget's reference method
+    budget: str = "steps"  # matched compute, see benchmark/budget.py: steps | lamae | 600@lamae | 3.2e15
     batch_size: int = 64
     optim: OptimConfig = field(default_factory=OptimConfig)
     checkpoint_every: int = 200
@@ -31,6 +33,7 @@ class PretrainConfig:
 
     def __post_init__(self):
         require_positive(self, "steps", "batch_size", "checkpoint_every", "log_every")
+        parse_budget(self.budget)
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
 

@@ -47,10 +47,38 @@ class CellContext:
     progress: bool = True
     train_indices: np.ndarray | None = None  # default: the train split (label efficiency narrows it)
     lead_subset: np.ndarray | None = None  # (12,) bool: evaluate with only these leads
+    #: outputs of the frozen encoder shared by all cells of one pretrained model (see split_outputs)
+    cache: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.train_indices is None:
             self.train_indices = self.arrays.splits["train"]
+
+    def split_outputs(self, split: str, kind: str,
+                      compute: Callable[[np.ndarray], tuple[torch.Tensor, np.ndarray]]) -> tuple[torch.Tensor, np.ndarray]:
+        """``compute(indices)`` (frozen outputs, labels) of a whole split, computed once per
+        (kind, split, lead subset) for all cells of one pretrained model — a label-efficiency
+        sweep extracts features once, not once per subset; returns this cell's rows
+        (``train_indices`` for the train split)."""
+        leads = None if self.lead_subset is None else tuple(np.asarray(self.lead_subset).tolist())
+        key = (kind, split, leads)
+        if key not in self.cache:
+            self.cache[key] = compute(self.arrays.splits[split])
+        outputs, labels = self.cache[key]
+        if split != "train" or np.array_equal(self.train_indices, self.arrays.splits["train"]):
+            return outputs, labels
+        positions = positions_in(self.arrays.splits["train"], self.train_indices)
+        return outputs[torch.from_numpy(positions)], labels[positions]
+
+
+def positions_in(pool: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Positions of ``members`` in ``pool`` (ValueError if one is missing)."""
+    order = np.argsort(pool, kind="stable")
+    found = np.searchsorted(pool[order], members).clip(0, len(pool) - 1)
+    positions = order[found]
+    if not np.array_equal(pool[positions], members):
+        raise ValueError("training records must come from the train split")
+    return positions
 
 
 class Protocol:

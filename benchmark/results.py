@@ -8,6 +8,7 @@ cell under another configuration is refused instead of silently mixing results.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -17,8 +18,10 @@ from typing import Iterator
 import numpy as np
 
 from .protocol import Prediction
+from .stats import bootstrap_indices
 
 CHECKPOINTS = "_checkpoints"
+BOOTSTRAP = "_bootstrap"
 
 
 class StaleResultError(RuntimeError):
@@ -91,12 +94,41 @@ class ResultStore:
     def records(self) -> Iterator[dict]:
         """Every finished cell under the root (checkpoints and temporary files skipped)."""
         for path in sorted(self.root.rglob("*.json")):
-            if CHECKPOINTS in path.parts or path.name.startswith("."):
+            if CHECKPOINTS in path.parts or BOOTSTRAP in path.parts or path.name.startswith("."):
                 continue
             record = json.loads(path.read_text())
             if "cell" in record and "metrics" in record:
                 record["_path"] = str(path)
                 yield record
 
+    @staticmethod
+    def predictions(record: dict) -> dict[str, np.ndarray]:
+        """The raw test predictions of a record read by :meth:`records` (y_true, y_score, record_ids)."""
+        path = Path(record["_path"]).parent / record["predictions"]
+        with np.load(path) as preds:
+            return {k: preds[k] for k in preds.files}
+
+    def bootstrap(self, dataset: str, label_set: str, y_true: np.ndarray, record_ids: np.ndarray,
+                  n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+        """Bootstrap indices of one test set, generated once and persisted, so that every method
+        (and every later leaderboard) is scored on the same resamples. Keyed by the test records,
+        their labels, the number of resamples and the seed."""
+        digest = hashlib.sha256()
+        for part in (np.asarray(record_ids).astype(str), np.asarray(y_true, dtype=np.uint8)):
+            digest.update(repr(part.shape).encode() + part.tobytes())
+        digest.update(f"{n_resamples}:{seed}".encode())
+        path = self.root / BOOTSTRAP / dataset / label_set / f"{digest.hexdigest()[:16]}.npz"
+        if path.exists():
+            with np.load(path) as saved:
+                return saved["indices"]
+        indices = bootstrap_indices(y_true, n_resamples, seed)
+        _atomic_write(path, lambda h: np.savez_compressed(h, indices=indices, n_resamples=n_resamples, seed=seed))
+        return indices
+
     def checkpoint_dir(self, dataset: str, preset: str, method: str, seed: int, signature: str) -> Path:
         return self.root / CHECKPOINTS / dataset / preset / f"{method}_seed{seed}_{signature[:8]}"
+
+    @property
+    def flops_dir(self) -> Path:
+        """Cached FLOPs-per-step measurements (derived data, kept with the checkpoints)."""
+        return self.root / CHECKPOINTS / "flops"

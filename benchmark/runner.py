@@ -1,5 +1,7 @@
-"""The benchmark loop, end to end: load the data once, then for every seed and method pretrain
-(or load the checkpoint) and run each protocol cell that is not finished yet.
+"""The benchmark loop, end to end: load the data once, give every method its share of the
+compute budget, list the cells (method x protocol x variant x seed) and skip the finished
+ones, then for every seed and method pretrain (or resume, or load the checkpoint) and run its
+unfinished cells.
 
 Readable in one sitting on purpose (after lightly's ``benchmarks/imagenet/*/main.py``): every
 other module is a piece this loop calls.
@@ -7,23 +9,27 @@ other module is a piece this loop calls.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import distributed
+from .budget import FlopsMeter, PretrainPlan, parse_budget, plan_pretraining
 from .compute import parameter_counts
-from .config import apply_overrides, signature, to_jsonable
+from .config import ConfigError, apply_overrides, signature, to_jsonable
 from .data import DatasetPlugin, default_cache_root
 from .method import Method, MethodConfig
 from .metrics import classification_report
+from .pool import pretraining_pool
 from .presets import Preset, get_preset
 from .pretrain import pretrain
 from .protocol import CellContext, Protocol
 from .provenance import provenance
 from .registry import DATASETS, METHODS, PROTOCOLS, load_plugin_file
 from .results import Cell, ResultStore
+from .sweep import Evaluation, Sweep, expand
 from .training import resolve_device, set_seed
 
 log = logging.getLogger("benchmark")
@@ -49,6 +55,15 @@ class RunRequest:
     progress: bool = True
     cache_root: Path = field(default_factory=default_cache_root)
     profile_dir: Path | None = None  # trace the first pretraining epoch with torch.profiler
+    pretrain_data: list[str] = field(default_factory=list)  # NAME[:ROOT] pool replacing the dataset's pretrain split
+
+
+@dataclass
+class PlannedCell:
+    cell: Cell
+    evaluation: Evaluation
+    identity: dict  # everything that produced the result (its signature keys the result file)
+    signature: str
 
 
 def method_config(method_cls: type[Method], preset: Preset, overrides: dict) -> MethodConfig:
@@ -61,24 +76,80 @@ def method_config(method_cls: type[Method], preset: Preset, overrides: dict) -> 
     return config
 
 
+def build_method(name: str, preset: Preset, overrides: dict) -> Method:
+    method_cls = METHODS.get(name)
+    return method_cls(method_config(method_cls, preset, overrides), preset.input)
+
+
 def build_dataset(name: str, preset: Preset, overrides: dict) -> DatasetPlugin:
     dataset_cls = DATASETS.get(name)
     config = dataset_cls.Config(**preset.dataset_overrides.get(name, {}))
     return dataset_cls(apply_overrides(config, overrides.get(name, {}), name))
 
 
-def resolve_methods(names: list[str], protocols: dict[str, Protocol], add_references: bool) -> list[str]:
+def build_protocols(names: list[str], preset: Preset) -> tuple[dict[str, Protocol | Sweep], dict[str, Protocol]]:
+    """The requested protocols and sweeps, and every plain protocol they need, configured by
+    the preset (``--set`` already applied)."""
+    def build(name: str):
+        protocol_cls = PROTOCOLS.get(name)
+        return protocol_cls(preset.protocol_config(name, protocol_cls.Config))
+
+    requested = {name: build(name) for name in names}
+    needed = [n for item in requested.values() for n in (item.protocols if isinstance(item, Sweep) else ())]
+    base = {name: item for name, item in requested.items() if not isinstance(item, Sweep)}
+    for name in needed:
+        if name not in base:
+            base[name] = build(name)
+            if isinstance(base[name], Sweep):
+                raise ConfigError(f"a sweep can only run plain protocols, not the sweep {name!r}")
+    return requested, base
+
+
+def resolve_methods(names: list[str], protocols: list[Protocol], add_references: bool) -> list[str]:
     """Expand ``all``, check every name, and add the untrained reference of each protocol kind."""
     if names == ["all"]:
         names = [n for n in METHODS.names() if n not in REFERENCES.values()]
     for name in names:
         METHODS.get(name)  # raises with "did you mean" for unknown names
     if add_references:
-        for protocol in protocols.values():
+        for protocol in protocols:
             reference = REFERENCES.get(protocol.kind)
             if reference and reference not in names:
                 names = [*names, reference]
     return list(dict.fromkeys(names))
+
+
+def plan_budgets(methods: list[str], preset: Preset, overrides: dict, meter: FlopsMeter) -> dict[str, PretrainPlan]:
+    """Steps and FLOPs of every pretraining method under the preset's compute budget."""
+    budget = parse_budget(preset.pretrain.budget)
+    if budget.method is not None:
+        METHODS.get(budget.method)  # an unknown reference method fails before any work
+    plans = {}
+    for name in methods:
+        if METHODS.get(name).pretrains:
+            plans[name] = plan_pretraining(build_method(name, preset, overrides), preset.pretrain.steps,
+                                           preset.pretrain.batch_size, budget, meter,
+                                           lambda reference: build_method(reference, preset, overrides))
+            log.info("%s: %.3g FLOPs/step x %d steps = %.3g FLOPs (budget %s)", name, plans[name].flops_per_step,
+                     plans[name].steps, plans[name].total_flops, budget.text)
+    return plans
+
+
+def cell_record(planned: PlannedCell, preset: Preset, output, label_names: list[str], method: Method,
+                plan: PretrainPlan | None, pretrain_report, wall_s: float, device) -> dict:
+    return {
+        "signature": planned.signature,
+        "config": to_jsonable({**planned.identity, "preset": preset.name}),
+        "label_names": list(label_names),  # the columns of the saved predictions
+        "metrics": classification_report(output.prediction.y_true, output.prediction.y_score, label_names),
+        "details": to_jsonable(output.details),
+        "compute": {
+            **parameter_counts(method),
+            "pretrain": None if plan is None else {**to_jsonable(pretrain_report), **plan.as_record()},
+            "protocol_wall_s": wall_s,
+        },
+        "provenance": provenance(device),
+    }
 
 
 def run(request: RunRequest) -> list[dict]:
@@ -86,12 +157,8 @@ def run(request: RunRequest) -> list[dict]:
     for path in request.plugins:
         load_plugin_file(path)
     preset = get_preset(request.preset).with_overrides(request.overrides)
-    protocol_names = request.protocols or list(preset.default_protocols)
-    protocols: dict[str, Protocol] = {}
-    for name in protocol_names:
-        protocol_cls = PROTOCOLS.get(name)
-        protocols[name] = protocol_cls(preset.protocol_config(name, protocol_cls.Config))
-    methods = resolve_methods(request.methods, protocols, request.add_references)
+    requested, base_protocols = build_protocols(request.protocols or list(preset.default_protocols), preset)
+    methods = resolve_methods(request.methods, list(base_protocols.values()), request.add_references)
     dataset = build_dataset(request.dataset, preset, request.overrides)
     label_set = request.label_set or dataset.label_sets[0]
     dataset.check_label_set(label_set)
@@ -101,73 +168,81 @@ def run(request: RunRequest) -> list[dict]:
 
     log.info("loading %s (%s labels) at %d Hz", dataset.name, label_set, preset.input.fs)
     if not distributed.is_main():
-        distributed.barrier()  # rank 0 prepares (or generates) the cache first, alone
+        distributed.barrier()  # rank 0 prepares (or generates) the caches first, alone
     arrays = dataset.load(preset.input.fs, label_set, request.cache_root, progress)
+    pretrain_arrays, pool_identity = pretraining_pool(
+        request.pretrain_data, dataset, arrays, lambda name, overrides: build_dataset(name, preset, overrides),
+        request.overrides, preset.input.fs, request.cache_root, progress)
     if distributed.is_main():
         distributed.barrier()
     log.info("%d records: %s", len(arrays.signals),
              ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
+    evaluations = expand(requested, base_protocols, arrays)
+    plans = plan_budgets(methods, preset, request.overrides, FlopsMeter(store.flops_dir, device))
     data_identity = {"dataset": dataset.name, "dataset_config": dataset.config, "input": preset.input}
 
-    records = []
-    for seed in request.seeds:
-        for method_name in methods:
-            method_cls = METHODS.get(method_name)
-            config = method_config(method_cls, preset, request.overrides)
-            pretrain_identity = {**data_identity, "method": method_name, "method_config": config, "seed": seed,
-                                 "pretrain": preset.pretrain if method_cls.pretrains else None}
-            plan = []
-            for name, protocol in protocols.items():
-                if not protocol.applies_to(method_cls):
-                    continue
-                cell = Cell(dataset.name, label_set, preset.name, method_name, name, seed)
-                cell_signature = signature({**pretrain_identity, "label_set": label_set,
-                                            "protocol": name, "protocol_config": protocol.config})
-                if not request.rerun and store.is_finished(cell, cell_signature):
-                    log.info("finished already, skipping: %s", cell.describe())
-                    records.append(store.load(cell))
-                else:
-                    plan.append((cell, protocol, cell_signature))
-            if not plan:
+    # every cell of the run, finished ones skipped (a result with another signature is refused)
+    records, todo = [], []
+    for seed, method_name in itertools.product(request.seeds, methods):
+        method_cls = METHODS.get(method_name)
+        pretrain_config = dataclasses.replace(preset.pretrain, steps=plans[method_name].steps) \
+            if method_cls.pretrains else None
+        pretrain_identity = {**data_identity, "method": method_name, "seed": seed, "pretrain": pretrain_config,
+                             "method_config": method_config(method_cls, preset, request.overrides)}
+        if pool_identity and method_cls.pretrains:
+            pretrain_identity["pretrain_data"] = pool_identity
+        for evaluation in evaluations:
+            if not evaluation.protocol.applies_to(method_cls):
                 continue
+            cell = Cell(dataset.name, label_set, preset.name, method_name, evaluation.protocol_name, seed,
+                        evaluation.variant.name)
+            identity = {**pretrain_identity, "label_set": label_set, "protocol": evaluation.protocol_name,
+                        "protocol_config": evaluation.protocol.config, "variant": evaluation.variant.identity}
+            planned = PlannedCell(cell, evaluation, identity, signature(identity))
+            if not request.rerun and store.is_finished(cell, planned.signature):
+                records.append(store.load(cell))
+            else:
+                todo.append(planned)
+    log.info("%d cells: %d finished already, %d to run", len(records) + len(todo), len(records), len(todo))
 
+    done = 0
+    for (seed, method_name), cells in itertools.groupby(todo, key=lambda p: (p.cell.seed, p.cell.method)):
+        cells = list(cells)
+        identity = cells[0].identity
+        method_cls = METHODS.get(method_name)
+        set_seed(seed)
+        method = method_cls(identity["method_config"], preset.input)
+        pretrain_report = None
+        if method_cls.pretrains:
+            pretrain_keys = ("dataset", "dataset_config", "input", "method", "method_config", "seed", "pretrain",
+                             "pretrain_data")
+            checkpoints = store.checkpoint_dir(dataset.name, preset.name, method_name, seed,
+                                               signature({k: identity[k] for k in pretrain_keys if k in identity}))
+            pretrain_report = pretrain(method, pretrain_arrays, identity["pretrain"], seed, device, checkpoints, progress,
+                                       request.profile_dir)
+        pretrained_state = {k: v.detach().clone() for k, v in method.state_dict().items()}
+
+        def rebuild(**changes) -> Method:
+            fresh = method_cls(dataclasses.replace(identity["method_config"], **changes), preset.input)
+            fresh.load_state_dict(pretrained_state)
+            return fresh
+
+        shared_outputs: dict = {}  # frozen features of this pretrained model, shared by its cells
+        for planned in cells:
+            done += 1
+            log.info("[%d/%d] running %s", done, len(todo), planned.cell.describe())
+            variant = planned.evaluation.variant
             set_seed(seed)
-            method = method_cls(config, preset.input)
-            pretrain_report = None
-            if method_cls.pretrains:
-                checkpoints = store.checkpoint_dir(dataset.name, preset.name, method_name, seed, signature(pretrain_identity))
-                pretrain_report = pretrain(method, arrays, preset.pretrain, seed, device, checkpoints, progress,
-                                           request.profile_dir)
-            pretrained_state = {k: v.detach().clone() for k, v in method.state_dict().items()}
-
-            def rebuild(**changes) -> Method:
-                fresh = method_cls(dataclasses.replace(config, **changes), preset.input)
-                fresh.load_state_dict(pretrained_state)
-                return fresh
-
-            for cell, protocol, cell_signature in plan:
-                log.info("running %s", cell.describe())
-                set_seed(seed)
-                started = time.perf_counter()
-                output = protocol.run(CellContext(rebuild(), rebuild, arrays, seed, device, progress))
-                record = {
-                    "signature": cell_signature,
-                    "config": to_jsonable({**pretrain_identity, "label_set": label_set, "preset": preset.name,
-                                           "protocol": cell.protocol, "protocol_config": protocol.config}),
-                    "metrics": classification_report(output.prediction.y_true, output.prediction.y_score,
-                                                     arrays.label_names),
-                    "details": to_jsonable(output.details),
-                    "compute": {
-                        **parameter_counts(method),
-                        "pretrain": to_jsonable(pretrain_report),
-                        "protocol_wall_s": time.perf_counter() - started,
-                    },
-                    "provenance": provenance(device),
-                }
-                if distributed.is_main():
-                    path = store.write(cell, record, output.prediction)
-                    log.info("%s: macro AUROC %.4f -> %s", cell.describe(), record["metrics"]["macro_auroc"] or float("nan"), path)
-                    records.append(store.load(cell))
-                distributed.barrier()
+            started = time.perf_counter()
+            output = planned.evaluation.protocol.run(CellContext(
+                rebuild(), rebuild, arrays, seed, device, progress,
+                train_indices=variant.train_indices, lead_subset=variant.lead_subset, cache=shared_outputs))
+            record = cell_record(planned, preset, output, arrays.label_names, method, plans.get(method_name),
+                                 pretrain_report, time.perf_counter() - started, device)
+            if distributed.is_main():  # under torchrun only rank 0 writes
+                path = store.write(planned.cell, record, output.prediction)
+                log.info("%s: macro AUROC %.4f -> %s", planned.cell.describe(),
+                         record["metrics"]["macro_auroc"] or float("nan"), path)
+                records.append(store.load(planned.cell))
+            distributed.barrier()
     return records
-

@@ -82,7 +82,7 @@ class Finetune(Protocol):
         window = encoder.input_spec.window
         batch_size = min(cfg.batch_size, len(ctx.train_indices))  # tiny label-efficiency subsets
         loader = make_loader(arrays, ctx.train_indices, window, max(1, batch_size // distributed.world_size()),
-                             train=True, seed=ctx.seed, pin_memory=device.type == "cuda",
+                             train=True, seed=ctx.seed, pin_memory=device.type == "cuda", lead_subset=ctx.lead_subset,
                              rank=distributed.rank(), world_size=distributed.world_size())
         optim = cfg.optim if encoder.pretrains else replace(cfg.optim, layer_decay=1.0)
         optimizer, scheduler = build_optimizer(model, optim, batch_size, cfg.epochs * len(loader),

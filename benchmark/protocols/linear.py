@@ -70,9 +70,10 @@ class LinearProbe(Protocol):
     def run(self, ctx: CellContext) -> ProtocolOutput:
         cfg, arrays, method = self.config, ctx.arrays, ctx.method
         feats = {}
-        for split, indices in (("train", ctx.train_indices), ("val", arrays.splits["val"]), ("test", arrays.splits["test"])):
-            x, y = extract_features(method, arrays, indices, cfg.batch_size, ctx.device, split,
-                                    ctx.progress, ctx.lead_subset, fn=method.readout_inputs)
+        for split in ("train", "val", "test"):
+            x, y = ctx.split_outputs(split, "readout_inputs", lambda indices: extract_features(
+                method, arrays, indices, cfg.batch_size, ctx.device, split, ctx.progress, ctx.lead_subset,
+                fn=method.readout_inputs))
             feats[split] = (x.to(ctx.device), torch.from_numpy(y).to(ctx.device))
         # a method's trainable readout (PMA's gate) is fitted first; for all others a no-op
         readout_details = method.fit_readout(feats["train"], feats["val"], ctx.seed, ctx.progress)

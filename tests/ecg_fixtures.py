@@ -1,0 +1,63 @@
+"""Builders of small dataset folders from the real PTB-XL records in ../shared/data/ptbxl.
+
+Everything is written into a test's tmp_path (copies, so tests may damage them); nothing from
+../shared is ever modified or copied into the repository.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import wfdb
+
+from benchmark.data import LEADS
+from conftest import SHARED_DATA
+
+MIMIC_LEADS = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")  # as MIMIC-IV-ECG orders them
+
+
+def shared_ptbxl() -> Path:
+    """The real PTB-XL subset, for module-scoped fixtures (``shared_data`` is per test); skips if absent."""
+    if not (SHARED_DATA / "ptbxl").is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA / 'ptbxl'} is absent (it sits beside the repository in CI)")
+    return SHARED_DATA / "ptbxl"
+
+
+def mini_ptbxl(source: Path, target: Path, n: int = 40, rates: tuple[str, ...] = ("lr",)) -> Path:
+    """A PTB-XL root with the first ``n`` records (copies) at the given rates ("lr", "hr")."""
+    target.mkdir(parents=True, exist_ok=True)
+    database = pd.read_csv(source / "ptbxl_database.csv")
+    database.iloc[:n].to_csv(target / "ptbxl_database.csv", index=False)
+    shutil.copy(source / "scp_statements.csv", target / "scp_statements.csv")
+    for rate in rates:
+        for name in database[f"filename_{rate}"].iloc[:n]:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            for suffix in (".hea", ".dat"):
+                shutil.copy(source / f"{name}{suffix}", target / f"{name}{suffix}")
+                (target / f"{name}{suffix}").chmod(0o644)
+    return target
+
+
+def rdsamp_leads(record: Path) -> np.ndarray:
+    """(12, T) in mV in LEADS order, matched by name (PTB-XL headers say AVR, AVL, AVF)."""
+    signal, fields = wfdb.rdsamp(str(record))
+    names = [name.lower() for name in fields["sig_name"]]
+    return np.stack([signal[:, names.index(lead.lower())] for lead in LEADS])
+
+
+def rewrite_header(record: Path, edit) -> None:
+    """Apply ``edit(text) -> text`` to a record's .hea file."""
+    header = Path(f"{record}.hea")
+    header.write_text(edit(header.read_text()))
+
+
+def write_wfdb(record_dir: Path, name: str, signal: np.ndarray, fs: int, sig_name: list[str], fmt: str = "16") -> None:
+    """Write (T, C) mV with 1 uV resolution (gain 1000/mV as PTB-XL and MIMIC); NaN stays NaN."""
+    record_dir.mkdir(parents=True, exist_ok=True)
+    digital = np.where(np.isnan(signal), -32768, np.round(signal * 1000)).astype(np.int64)
+    wfdb.wrsamp(name, fs=fs, units=["mV"] * len(sig_name), sig_name=list(sig_name), d_signal=digital,
+                fmt=[fmt] * len(sig_name), adc_gain=[1000.0] * len(sig_name), baseline=[0] * len(sig_name),
+                write_dir=str(record_dir))

@@ -1,0 +1,82 @@
+"""Matched compute: budget syntax, steps per method, and the measured-FLOPs cache."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmark import budget as budget_module
+from benchmark.budget import FlopsMeter, parse_budget, plan_pretraining
+from benchmark.config import ConfigError, parse_overrides
+from benchmark.presets import PRESETS
+from benchmark.runner import build_method, plan_budgets
+
+
+@pytest.mark.parametrize("text, flops, method, steps", [
+    ("steps", None, None, None),
+    ("lamae", None, "lamae", None),
+    ("600@lamae", None, "lamae", 600),
+    ("3.2e15", 3.2e15, None, None),
+    ("120T", 120e12, None, None),
+    ("5g", 5e9, None, None),
+])
+def test_budget_syntax(text, flops, method, steps):
+    parsed = parse_budget(text)
+    assert (parsed.flops, parsed.method, parsed.method_steps) == (flops, method, steps)
+    assert parsed.matched == (text != "steps")
+
+
+@pytest.mark.parametrize("text", ["", "0", "0@lamae", "-5", "12X", "600@", "@lamae", "1e15 FLOPs"])
+def test_bad_budgets_are_refused_with_the_valid_forms(text):
+    with pytest.raises(ValueError, match="STEPS@METHOD"):
+        parse_budget(text)
+    with pytest.raises(ConfigError, match="budget"):
+        PRESETS["smoke"].with_overrides(parse_overrides([f"pretrain.budget={text}"]))
+
+
+def smoke_preset():
+    return PRESETS["smoke"].with_overrides(parse_overrides(["pretrain.steps=200"]))
+
+
+@pytest.fixture(scope="module")
+def meter(tmp_path_factory):
+    """Measurements shared by this module's tests (counting FLOPs costs several steps)."""
+    return FlopsMeter(tmp_path_factory.mktemp("flops"), torch.device("cpu"))
+
+
+def test_matched_budgets_agree_within_5_percent_and_costlier_methods_get_fewer_steps(meter):
+    preset = smoke_preset()
+    # ind_p encoding half of each lead (not a quarter) makes its steps clearly costlier than LAMAE's
+    overrides = parse_overrides(["ind_p.mask_ratio=0.5"])
+    plans = plan_budgets(["lamae", "ind_p", "random_init"], preset, overrides, meter)
+    assert "random_init" not in plans  # nothing to pretrain
+    budget = plans["lamae"].total_flops
+    assert plans["lamae"].steps == 200 and plans["lamae"].budget_flops == budget
+    for name, plan in plans.items():
+        assert plan.budget_flops == budget
+        assert abs(plan.total_flops / budget - 1) <= 0.05, (name, plan)
+        assert plan.budget_error == pytest.approx(plan.total_flops / budget - 1)
+    assert plans["ind_p"].flops_per_step > 1.2 * plans["lamae"].flops_per_step
+    assert plans["ind_p"].steps < 200 * 0.85
+
+
+def test_flop_and_step_budgets(meter):
+    preset = smoke_preset()
+    lamae = build_method("lamae", preset, {})
+    per_step = meter(lamae, 16)
+    absolute = plan_pretraining(lamae, 200, 16, parse_budget(f"{per_step * 50:.6e}"), meter, None)
+    assert absolute.steps == 50
+    equal_steps = plan_pretraining(lamae, 200, 16, parse_budget("steps"), meter, None)
+    assert equal_steps.steps == 200 and equal_steps.budget_flops is None and equal_steps.total_flops == 200 * per_step
+    with pytest.raises(ValueError, match="does not pretrain"):
+        plan_pretraining(lamae, 200, 16, parse_budget("random_init"), meter, lambda name: build_method(name, preset, {}))
+
+
+def test_flop_measurements_are_cached_per_configuration(tmp_path, monkeypatch):
+    preset = smoke_preset()
+    meter = FlopsMeter(tmp_path, torch.device("cpu"))
+    first = meter(build_method("lamae", preset, {}), 16)
+    monkeypatch.setattr(budget_module, "pretrain_step_flops", lambda *a: pytest.fail("measured twice"))
+    assert meter(build_method("lamae", preset, {}), 16) == first
+    assert len(list(tmp_path.glob("lamae_*.json"))) == 1
+    monkeypatch.setattr(budget_module, "pretrain_step_flops", lambda *a: 123)
+    assert meter(build_method("lamae", preset, parse_overrides(["lamae.la_depth=1"])), 16) == 123  # new config
