@@ -1,11 +1,13 @@
-"""Command line: ``python -m benchmark {run,prepare,list,leaderboard,compare} ...``.
+"""Command line: ``python -m benchmark {run,prepare,list,leaderboard,compare,validate,new-method} ...``.
 
 Bad input (unknown method, dataset, preset or protocol, malformed ``--seeds`` or ``--set``)
-is reported on one line with the valid choices, exit status 2, and no traceback.
+is reported on one line with the valid choices, exit status 2, and no traceback. ``validate``
+exits with status 1 when a method breaks the contract.
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import sys
 from pathlib import Path
@@ -127,6 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--protocol", default=None)
     cmp.add_argument("--variant", default="", help="a sweep point, e.g. n10pct-s0 or leads-I+II (default: plain protocols)")
     cmp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+
+    check = sub.add_parser("validate", help="check that methods meet the plugin contract (exit 1 if not)")
+    check.add_argument("target", help="a method name, 'all', or a plugin .py file (every method it registers)")
+    check.add_argument("--preset", dest="presets", type=parse_names, default=["smoke", "cpu"],
+                       help="presets whose input and model size to check (default smoke,cpu; "
+                            "paper runs all checks but the overfit at batch 1)")
+    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="SCOPE.FIELD=VALUE",
+                       help="override a method or model setting, e.g. lamae_e.reading=alpha_la_0")
+    check.add_argument("--plugin", dest="plugins", action="append", type=Path, default=[],
+                       help="load another plugin file first (repeatable)")
+
+    new = sub.add_parser("new-method", help="write a documented template method plugin that passes validate")
+    new.add_argument("name", help="registry and module name: lower-case letters, digits and '_'")
+    new.add_argument("--out", type=Path, default=None, help="file to write (default: methods/NAME.py in a checkout)")
     return parser
 
 
@@ -250,7 +266,69 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "prepare": cmd_prepare, "list": cmd_list, "leaderboard": cmd_leaderboard, "compare": cmd_compare}
+
+
+def _methods_in_file(path: Path) -> list[str]:
+    """Methods a plugin file registers; a file of the built-in methods/ folder is already loaded."""
+    resolved = path.resolve()
+    builtin = [name for name, cls in METHODS if Path(inspect.getfile(cls)).resolve() == resolved]
+    return builtin or load_plugin_file(path)["method"]
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .contract import reference_encoder_params, render_report, render_summary, validate_method
+    from .presets import get_preset
+
+    for path in args.plugins:
+        load_plugin_file(path)
+    target = Path(args.target)
+    if target.suffix == ".py":
+        names = _methods_in_file(target)
+        if not names:
+            raise PluginError(f"plugin file {target} registers no method")
+    elif args.target == "all":
+        names = METHODS.names()
+    else:
+        METHODS.get(args.target)  # unknown names fail here with "did you mean"
+        names = [args.target]
+    overrides = parse_overrides(args.overrides)
+    reference = "lamae"
+    reports, reference_params = [], {}
+    for preset_name in args.presets:
+        preset = get_preset(preset_name).with_overrides(overrides)
+        if reference in METHODS:
+            reference_params[preset.name] = reference_encoder_params(METHODS.get(reference), preset, overrides)
+        for name in names:
+            report = validate_method(METHODS.get(name), preset, overrides, light=preset.name == "paper")
+            print(render_report(report), end="\n\n", flush=True)
+            reports.append(report)
+    print(render_summary(reports, reference_params, reference))
+    failed = [f"{r.method} ({r.preset})" for r in reports if not r.passed]
+    print(f"\n{len(reports) - len(failed)}/{len(reports)} passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def cmd_new_method(args: argparse.Namespace) -> int:
+    from .method_template import default_template_path, render_template
+
+    path = args.out or default_template_path(args.name)
+    if args.name in METHODS:
+        raise UsageError(f"a method named {args.name!r} already exists ({METHODS.origin(args.name)}); choose another name")
+    if path.exists():
+        raise UsageError(f"{path} already exists; choose another --out or remove it")
+    try:
+        text = render_template(args.name, path)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}: a working per-lead MAE to turn into your method\n"
+          f"next: python -m benchmark validate {path}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "prepare": cmd_prepare, "list": cmd_list, "leaderboard": cmd_leaderboard,
+            "compare": cmd_compare, "validate": cmd_validate, "new-method": cmd_new_method}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,9 @@
 
 Transformer blocks are timm's (pre-LN ViT ``Block``, fused scaled-dot-product attention);
 masking, sin-cos positions, the MAE decoder and the masked reconstruction loss follow
-He et al. 2022 and facebookresearch/mae (``models_mae.py``, ``util/pos_embed.py``).
+He et al. 2022 and facebookresearch/mae (``models_mae.py``, ``util/pos_embed.py``); the
+normalised patch embedding and Xavier init follow ST-MEM (bakqui/ST-MEM,
+``models/encoder/st_mem_vit.py``, ``models/st_mem.py``).
 """
 from __future__ import annotations
 
@@ -57,6 +59,20 @@ def scatter_visible(visible: torch.Tensor, keep_ids: torch.Tensor, n: int) -> tu
     return dense, is_visible
 
 
+def to_lead_slots(rows: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
+    """Rows (P, ...) of the present (record, lead) pairs, in ``x[lead_mask]`` order -> (B, L, ...)
+    with zeros in the slots of missing leads."""
+    full = rows.new_zeros(*lead_mask.shape, *rows.shape[1:])
+    full[lead_mask] = rows
+    return full
+
+
+def attention_mask(keys: torch.Tensor) -> torch.Tensor | None:
+    """Key mask (B, S) bool -> the (B, 1, 1, S) mask timm's attention takes, None when every
+    key is valid (so the fused kernel runs unmasked). Every query row must keep a valid key."""
+    return None if bool(keys.all()) else keys[:, None, None, :]
+
+
 def init_weights(module: nn.Module) -> None:
     """timm/MAE ViT init: truncated normal (std .02) linears, unit LayerNorms."""
     if isinstance(module, nn.Linear):
@@ -68,12 +84,34 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def xavier_init(module: nn.Module) -> None:
+    """ST-MEM/MAE-code init: Xavier-uniform linears (as the official JAX ViT), unit LayerNorms."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class NormedPatchEmbed(nn.Sequential):
+    """ST-MEM's patch embedding: LayerNorm(in) -> Linear(in -> dim) -> LayerNorm(dim).
+
+    The input LayerNorm makes every token scale-free (a lead patch for ST-MEM, a multi-lead
+    time patch for MTAE, a whole lead for MLAE); an all-zero (missing) token maps to the bias.
+    """
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__(nn.LayerNorm(in_dim), nn.Linear(in_dim, dim), nn.LayerNorm(dim))
+
+
 class Transformer(nn.Module):
     """A stack of timm pre-LN ViT blocks with a final LayerNorm; optionally returns every layer."""
 
     def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0):
         super().__init__()
-        rates = torch.linspace(0, drop_path, depth).tolist()  # stochastic depth grows with depth
+        rates = np.linspace(0, drop_path, depth).tolist()  # stochastic depth grows with depth
         self.blocks = nn.ModuleList(
             Block(dim, heads, mlp_ratio, qkv_bias=True, drop_path=rate, depth=i) for i, rate in enumerate(rates)
         )
@@ -129,8 +167,10 @@ class MAEDecoder(nn.Module):
     """MAE decoder over one lead's patch sequence.
 
     Input: dense encoder-width tokens (S, N, D) with a visibility mask; masked positions get a
-    learned mask token; optional prefix tokens (S, k, D) (e.g. cross-lead context) are prepended
-    and dropped at the output. Predicts ``patch_len`` samples per patch.
+    learned mask token; optional prefix tokens (S, k, D) (e.g. cross-lead context, a CLS token,
+    ST-MEM's SEP tokens) are prepended without positions and dropped at the output; ``extra``
+    (S, dim) is added to every token (e.g. MVMAE's decoder view embedding). Predicts
+    ``patch_len`` samples per patch.
     """
 
     def __init__(self, encoder_dim: int, patch_len: int, n_patches: int, dim: int, depth: int,
@@ -145,15 +185,24 @@ class MAEDecoder(nn.Module):
         trunc_normal_(self.mask_token, std=0.02)
 
     def forward(self, tokens: torch.Tensor, is_visible: torch.Tensor,
-                prefix: torch.Tensor | None = None) -> torch.Tensor:
+                prefix: torch.Tensor | None = None, extra: torch.Tensor | None = None) -> torch.Tensor:
         x = self.embed(tokens)
         x = torch.where(is_visible[..., None], x, self.mask_token.to(x.dtype)) + self.pos_embed
         n_prefix = 0
         if prefix is not None:
             n_prefix = prefix.shape[1]
             x = torch.cat([self.embed(prefix), x], dim=1)
+        if extra is not None:
+            x = x + extra[:, None, :]
         x, _ = self.transformer(x)
         return self.predict(x[:, n_prefix:])
+
+
+def normalize_patches(target: torch.Tensor) -> torch.Tensor:
+    """MAE's norm_pix target: each patch (last dim) standardised by its own mean and variance."""
+    mean = target.mean(dim=-1, keepdim=True)
+    var = target.var(dim=-1, keepdim=True, unbiased=False)
+    return (target - mean) / (var + 1e-6).sqrt()
 
 
 def masked_patch_mse(pred: torch.Tensor, target: torch.Tensor, masked: torch.Tensor,
@@ -164,9 +213,7 @@ def masked_patch_mse(pred: torch.Tensor, target: torch.Tensor, masked: torch.Ten
     normalised by its own mean and variance ((t - mu) / sqrt(var + 1e-6)), as MAE recommends.
     """
     if norm_pix:
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True, unbiased=False)
-        target = (target - mean) / (var + 1e-6).sqrt()
+        target = normalize_patches(target)
     per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)
     weight = masked.float()
     return (per_patch * weight).sum() / weight.sum().clamp_min(1.0)

@@ -12,6 +12,11 @@ A method implements:
   (``pooled``: (B, feature_dim)) and optionally every layer's tokens;
 * ``layer_id(param_name) -> int`` — 0 for embeddings, increasing towards the output;
 * ``num_layers`` — the largest layer id + 1.
+
+A method whose readout has its own trainable part (ECG-Soup's PMA gate over layers) declares it
+in ``downstream_only`` and overrides ``readout_inputs`` / ``readout`` / ``fit_readout``, so that
+frozen protocols can cache the encoder's outputs and fit that part with their head.
+`python -m benchmark validate` checks every part of this contract.
 """
 from __future__ import annotations
 
@@ -77,6 +82,9 @@ class Method(nn.Module):
     #: parameter-name prefixes used only by ``pretrain_loss`` (e.g. the decoder); they are
     #: frozen when fine-tuning and not counted as encoder parameters
     pretraining_only: tuple[str, ...] = ()
+    #: parameter-name prefixes of a trainable readout that pretraining never trains; it is
+    #: trained with the downstream head (``fit_readout`` under frozen protocols)
+    downstream_only: tuple[str, ...] = ()
     #: fnmatch patterns of parameters exempt from weight decay (tokens and embeddings, as MAE)
     no_weight_decay: tuple[str, ...] = ("*cls*", "*token*", "*lead_embed*")
 
@@ -114,6 +122,22 @@ class Method(nn.Module):
     def on_train_step(self, step: int, total_steps: int) -> None:
         """Hook for schedules inside the objective (e.g. an annealed loss weight)."""
 
+    # -- frozen protocols: a readout with trainable parts -------------------------------------
+    def readout_inputs(self, signals: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
+        """What frozen protocols extract once per record and cache (default: the features)."""
+        return self.features(signals, lead_mask)
+
+    def readout(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Cached ``readout_inputs`` -> (B, feature_dim), equal to ``features`` (default: identity)."""
+        return inputs
+
+    def fit_readout(self, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+                    seed: int, progress: bool = True) -> dict:
+        """Fit the ``downstream_only`` parameters on cached (readout inputs, labels) of the
+        train/val records, before a frozen probe reads ``readout`` (default: nothing to fit).
+        Returns details for the result record."""
+        return {}
+
     # -- shared conveniences -----------------------------------------------------------------
     def features(self, signals: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
         return self.encode(signals, lead_mask).pooled
@@ -123,6 +147,9 @@ class Method(nn.Module):
 
     def is_pretraining_only(self, param_name: str) -> bool:
         return bool(self.pretraining_only) and param_name.startswith(self.pretraining_only)
+
+    def is_downstream_only(self, param_name: str) -> bool:
+        return bool(self.downstream_only) and param_name.startswith(self.downstream_only)
 
     def encoder_parameters(self) -> int:
         """Parameters used downstream (everything but the pretraining-only modules)."""

@@ -125,8 +125,10 @@ def run_inference(fn: Callable, arrays: ECGArrays, indices: np.ndarray, window: 
 
 def extract_features(method: Method, arrays: ECGArrays, indices: np.ndarray, batch_size: int,
                      device: torch.device, split: str, progress: bool = True,
-                     lead_subset: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
-    """Frozen pooled features of the given records (eval mode, deterministic)."""
+                     lead_subset: np.ndarray | None = None, fn: Callable | None = None,
+                     ) -> tuple[torch.Tensor, np.ndarray]:
+    """Frozen pooled features of the given records (eval mode, deterministic); ``fn`` replaces
+    ``method.features`` (e.g. ``method.readout_inputs``)."""
     method.to(device).eval()
-    return run_inference(method.features, arrays, indices, method.input_spec.window, batch_size, device,
+    return run_inference(fn or method.features, arrays, indices, method.input_spec.window, batch_size, device,
                          f"features {method.name} [{split}]", progress, lead_subset)

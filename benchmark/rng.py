@@ -36,6 +36,14 @@ def fold_in(keys: torch.Tensor, salt: int | torch.Tensor) -> torch.Tensor:
     return mix(keys * 1000003 + salt)
 
 
+def split(keys: torch.Tensor, n: int) -> torch.Tensor:
+    """(…,) keys -> (…, n) independent keys, e.g. one per lead (as JAX's ``split``).
+
+    These are ``fold_in`` with salts 0..n-1; a method that needs another independent draw
+    (e.g. which leads to hide) folds in a salt of its own >= 2**16."""
+    return fold_in(keys[..., None], torch.arange(n, device=keys.device, dtype=torch.int64))
+
+
 def uniform(keys: torch.Tensor, n: int) -> torch.Tensor:
     """(…,) int64 keys -> (…, n) float32 uniforms in [0, 1), one stream per key."""
     counters = torch.arange(n, device=keys.device, dtype=torch.int64)

@@ -46,6 +46,7 @@ class UntrainedArchitecture(Method):
         self.net = (arch(arch.Config(**config.arch_config), input_spec) if config.arch_config
                     else build_method(arch, input_spec, **asdict(config)))
         self.pretraining_only = tuple(f"net.{p}" for p in self.net.pretraining_only)
+        self.downstream_only = tuple(f"net.{p}" for p in self.net.downstream_only)
         self.no_weight_decay = self.net.no_weight_decay
 
     @property
@@ -54,6 +55,15 @@ class UntrainedArchitecture(Method):
 
     def encode(self, signals: torch.Tensor, lead_mask: torch.Tensor, return_hidden: bool = False) -> Encoded:
         return self.net.encode(signals, lead_mask, return_hidden)
+
+    def readout_inputs(self, signals: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
+        return self.net.readout_inputs(signals, lead_mask)
+
+    def readout(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.net.readout(inputs)
+
+    def fit_readout(self, train, val, seed: int, progress: bool = True) -> dict:
+        return self.net.fit_readout(train, val, seed, progress)
 
     def layer_id(self, name: str) -> int:
         return self.net.layer_id(name.removeprefix("net."))

@@ -16,6 +16,11 @@ linear probe / fine-tuning head reproduces the ensemble exactly.
   CLS token is passed to the decoder, as in MAE (facebookresearch/mae ``forward_decoder``).
 * masking ratio 0.75 per lead, loss = MSE on masked patches of present leads, ``norm_pix`` off
   — the same reconstruction target as LAMAE so that the comparison isolates cross-lead LA.
+* ``decoder_lead_embed``: None here; a subclass may set a learnable per-lead embedding added to
+  every token of the shared decoder (MVMAE's decoder ``mod_embedding``, methods/mvmae.py).
+
+Lead masks: every lead is encoded on its own, so a missing lead is simply left out of the
+lead average (and of the loss); any subset of leads works at evaluation time.
 """
 from __future__ import annotations
 
@@ -51,7 +56,7 @@ class IndependentConfig(MethodConfig):
 class IndependentLeadMAE(Method):
     summary = "Independent-lead MAE with private per-lead encoders; lead-averaged readout"
     Config = IndependentConfig
-    pretraining_only = ("decoders.",)
+    pretraining_only = ("decoders.", "decoder_lead_embed")
 
     def __init__(self, config: IndependentConfig, input_spec: InputSpec):
         super().__init__(config, input_spec)
@@ -66,17 +71,25 @@ class IndependentLeadMAE(Method):
             for _ in range(n_weight_sets)
         )
         self.lead_embed = None if c.private else nn.Parameter(trunc_normal_(torch.zeros(len(LEADS), c.dim), std=0.02))
+        self.decoder_lead_embed: nn.Parameter | None = None
 
     def _per_lead(self, lead: int, batch_size: int) -> tuple[PatchEncoder, MAEDecoder, torch.Tensor | None]:
         k = lead if self.config.private else 0
         extra = None if self.lead_embed is None else self.lead_embed[lead].expand(batch_size, -1)
         return self.encoders[k], self.decoders[k], extra
 
-    def pretrain_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def _reconstruct(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked reconstruction of every present lead, each lead on its own.
+
+        Returns the loss and each lead's masked-encoder output averaged over all its tokens
+        (CLS included) as (B, L, D), zeros for missing leads — the view features that the
+        alignment methods align.
+        """
         patches = patchify(batch.signals, self.patch_len)
         n_keep = max(1, int(round(self.n_patches * (1 - self.config.mask_ratio))))
-        lead_keys = rng.fold_in(batch.keys[:, None], torch.arange(len(LEADS), device=patches.device))
+        lead_keys = rng.split(batch.keys, len(LEADS))
         total, weight = patches.new_zeros(()), patches.new_zeros(())
+        lead_features = patches.new_zeros(*batch.lead_mask.shape, self.config.dim)
         for lead in range(len(LEADS)):
             present = batch.lead_mask[:, lead]
             if not present.any():
@@ -85,11 +98,17 @@ class IndependentLeadMAE(Method):
             keep_ids = random_keep_ids(lead_keys[present, lead], self.n_patches, n_keep)
             tokens, _ = encoder(patches[present, lead], keep_ids, extra)
             dense, is_visible = scatter_visible(tokens[:, 1:], keep_ids, self.n_patches)
-            pred = decoder(dense, is_visible, prefix=tokens[:, :1])
+            decoder_extra = None if self.decoder_lead_embed is None else self.decoder_lead_embed[lead].expand(len(dense), -1)
+            pred = decoder(dense, is_visible, prefix=tokens[:, :1], extra=decoder_extra)
             n_masked = (~is_visible).sum()
             total = total + masked_patch_mse(pred, patches[present, lead], ~is_visible, self.config.norm_pix) * n_masked
             weight = weight + n_masked
-        return {"loss": total / weight.clamp_min(1)}
+            lead_features[present, lead] = tokens.mean(dim=1).to(lead_features.dtype)
+        return total / weight.clamp_min(1), lead_features
+
+    def pretrain_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        loss, _ = self._reconstruct(batch)
+        return {"loss": loss}
 
     def encode(self, signals: torch.Tensor, lead_mask: torch.Tensor, return_hidden: bool = False) -> Encoded:
         patches = patchify(signals, self.patch_len)

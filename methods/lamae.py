@@ -28,7 +28,10 @@ From the paper:
 * missing leads (lead mask False) are neither encoded, attended to, nor reconstructed; any
   subset of leads works at evaluation time (set-based).
 * ``readout``: "la_cls" (LAMAE, default) or "encoder_mean" (the mean of per-lead encoder
-  latents, LA discarded) — the latter is the default reading of LAMAE_E.
+  latents, LA discarded) — the latter is the default reading of LAMAE_E (``lamae_e``). With
+  "encoder_mean" the LA modules and lead embeddings are pretraining-only: not run, counted or
+  fine-tuned downstream.
+* with ``la_mask_ratio`` 0 no lead is ever hidden from LA, so there is no LA mask token.
 """
 from __future__ import annotations
 
@@ -41,9 +44,12 @@ from torch import nn
 from benchmark import rng
 from benchmark.data import LEADS, Batch, InputSpec
 from benchmark.layers import (MAEDecoder, PatchEncoder, Transformer, masked_mean, masked_patch_mse,
-                              patchify, random_keep_ids, scatter_visible)
+                              patchify, random_keep_ids, scatter_visible, to_lead_slots)
 from benchmark.method import Encoded, Method, MethodConfig
 from benchmark.registry import METHODS
+
+
+LA_MASK_SALT = 0x4C41  # the key stream of the LA lead mask (salts 0-11 are the leads' patch masks)
 
 
 @dataclass
@@ -80,13 +86,15 @@ class LAMAE(Method):
         self.encoder = PatchEncoder(self.patch_len, self.n_patches, c.dim, c.depth, c.heads, c.mlp_ratio, c.drop_path)
         self.lead_embed = nn.Parameter(torch.zeros(len(LEADS), c.dim)) if c.lead_embedding else None
         self.la_cls = nn.Parameter(torch.zeros(1, 1, c.dim))
-        self.la_mask_token = nn.Parameter(torch.zeros(1, c.dim))
+        self.la_mask_token = nn.Parameter(torch.zeros(1, c.dim)) if c.la_mask_ratio > 0 else None
         self.la = Transformer(c.dim, c.la_depth, c.heads, c.mlp_ratio, c.drop_path)
         self.decoder = MAEDecoder(c.dim, self.patch_len, self.n_patches, c.decoder_dim,
                                   c.decoder_depth, c.decoder_heads, c.mlp_ratio)
         for p in (self.la_cls, self.la_mask_token, self.lead_embed):
             if p is not None:
                 trunc_normal_(p, std=0.02)
+        if c.readout == "encoder_mean":  # LA is discarded downstream
+            self.pretraining_only = (*self.pretraining_only, "la.", "la_cls", "lead_embed")
 
     # -- pieces ------------------------------------------------------------------------------
     def _lead_latents(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -114,14 +122,16 @@ class LAMAE(Method):
         c = self.config
         patches = patchify(batch.signals, self.patch_len)  # (B, L, N, p)
         present = batch.lead_mask
-        hidden_from_la = self._la_lead_mask(present, rng.uniform(batch.keys, len(LEADS)))
+        hidden_from_la = self._la_lead_mask(present, rng.uniform(rng.fold_in(batch.keys, LA_MASK_SALT), len(LEADS)))
         encoded = present & ~hidden_from_la  # (B, L): leads that go through E_phi
         n_keep = max(1, int(round(self.n_patches * (1 - c.mask_ratio))))
-        lead_keys = rng.fold_in(batch.keys[:, None], torch.arange(len(LEADS), device=present.device))
+        lead_keys = rng.split(batch.keys, len(LEADS))
         keep_ids = random_keep_ids(lead_keys[encoded], self.n_patches, n_keep)
         tokens, _ = self.encoder(patches[encoded], keep_ids)  # (S, 1 + K, D)
 
-        latents = self.la_mask_token.expand(*present.shape, -1).clone()
+        latents = tokens.new_zeros(*present.shape, c.dim)
+        if self.la_mask_token is not None:
+            latents = latents + self.la_mask_token.to(latents.dtype)
         latents[encoded] = self._lead_latents(tokens).to(latents.dtype)
         la_out, _ = self._latent_attention(latents, present)
         # decoder context of lead l: LA's CLS (so the downstream token is trained) and LA's lead l
@@ -139,20 +149,16 @@ class LAMAE(Method):
     def encode(self, signals: torch.Tensor, lead_mask: torch.Tensor, return_hidden: bool = False) -> Encoded:
         patches = patchify(signals, self.patch_len)
         tokens, enc_hidden = self.encoder(patches[lead_mask], return_hidden=return_hidden)
-        latents = tokens.new_zeros(*lead_mask.shape, self.config.dim)
-        latents[lead_mask] = self._lead_latents(tokens)
-        la_out, la_hidden = self._latent_attention(latents, lead_mask, return_hidden)
+        latents = to_lead_slots(self._lead_latents(tokens), lead_mask)
         if self.config.readout == "la_cls":
+            la_out, la_hidden = self._latent_attention(latents, lead_mask, return_hidden)
             pooled = la_out[:, 0]
         else:
-            pooled = masked_mean(latents, lead_mask, dim=1)
+            pooled, la_hidden = masked_mean(latents, lead_mask, dim=1), []
         if not return_hidden:
             return Encoded(pooled)
-        per_lead_layers = []
-        for h in enc_hidden:  # (S, 1 + N, D) -> (B, L * (1 + N), D), zeros for missing leads
-            full = h.new_zeros(*lead_mask.shape, *h.shape[1:])
-            full[lead_mask] = h
-            per_lead_layers.append(full.flatten(1, 2))
+        # (S, 1 + N, D) -> (B, L * (1 + N), D), zeros for missing leads
+        per_lead_layers = [to_lead_slots(h, lead_mask).flatten(1, 2) for h in enc_hidden]
         return Encoded(pooled, per_lead_layers + la_hidden)
 
     def layer_id(self, name: str) -> int:

@@ -131,7 +131,7 @@ def test_private_encoders_have_twelve_weight_sets_and_shared_one():
     assert private.encoder_parameters() > 10 * shared.encoder_parameters() / 1.2
 
 
-@pytest.mark.parametrize("name", ["lamae", "ind_p"])
+@pytest.mark.parametrize("name", ["lamae", "ind_p", "mvmae", "st_mem", "ipa_st_mem", "mtae", "mlae"])
 def test_masking_depends_on_the_sample_not_on_how_the_batch_is_split(name):
     """What makes a 2-process (DDP) run equal a 1-process run: each sample's masks come from its
     key, so the loss of the whole batch is the mean of the losses of its halves."""

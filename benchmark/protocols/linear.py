@@ -5,6 +5,11 @@ Features are standardised with training-split statistics, the role of MAE's
 BatchNorm(affine=False) before its linear head (He et al. 2022). The head is fitted full-batch
 with L-BFGS (exact and deterministic, and it runs on a GPU for MIMIC-sized feature sets);
 the grid goes from strong to weak regularisation with warm starts.
+
+A method with a trainable readout (``Method.downstream_only``, e.g. ECG-Soup's PMA gate over
+layers) caches its ``readout_inputs`` instead and fits that readout first (``fit_readout``);
+the probe then runs unchanged on ``readout``'s output. For every other method both are the
+identity and the features are ``features``.
 """
 from __future__ import annotations
 
@@ -63,12 +68,18 @@ class LinearProbe(Protocol):
     Config = LinearProbeConfig
 
     def run(self, ctx: CellContext) -> ProtocolOutput:
-        cfg, arrays = self.config, ctx.arrays
+        cfg, arrays, method = self.config, ctx.arrays, ctx.method
         feats = {}
         for split in ("train", "val", "test"):
-            x, y = ctx.split_outputs(split, "pooled", lambda indices: extract_features(
-                ctx.method, arrays, indices, cfg.batch_size, ctx.device, split, ctx.progress, ctx.lead_subset))
+            x, y = ctx.split_outputs(split, "readout_inputs", lambda indices: extract_features(
+                method, arrays, indices, cfg.batch_size, ctx.device, split, ctx.progress, ctx.lead_subset,
+                fn=method.readout_inputs))
             feats[split] = (x.to(ctx.device), torch.from_numpy(y).to(ctx.device))
+        # a method's trainable readout (PMA's gate) is fitted first; for all others a no-op
+        readout_details = method.fit_readout(feats["train"], feats["val"], ctx.seed, ctx.progress)
+        with torch.no_grad():
+            method.eval()
+            feats = {k: (method.readout(x), y) for k, (x, y) in feats.items()}
         mean = feats["train"][0].mean(0)
         std = feats["train"][0].std(0).clamp_min(1e-6)
         x = {k: (v[0] - mean) / std for k, v in feats.items()}
@@ -84,4 +95,5 @@ class LinearProbe(Protocol):
         scores = torch.sigmoid(x["test"] @ weight + bias).cpu().numpy()
         prediction = Prediction(y["test"].cpu().numpy(), scores, np.asarray(arrays.record_ids[arrays.splits["test"]]))
         return ProtocolOutput(prediction, {"l2": l2, "val_macro_auroc": val_auroc,
-                                           "n_train": int(len(ctx.train_indices)), "feature_dim": int(x["train"].shape[1])})
+                                           "n_train": int(len(ctx.train_indices)), "feature_dim": int(x["train"].shape[1]),
+                                           **readout_details})
