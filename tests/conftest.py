@@ -10,10 +10,6 @@ import torch
 
 from benchmark.data import LEADS, ECGArrays
 
-# In-process tests use tiny tensors, for which extra intra-op threads only contend: with one
-# thread the contract tests ran 9x faster on a loaded 2-core machine. Subprocess runs keep torch's
-# default thread count.
-torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -25,6 +21,20 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600):
 
     return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=cwd or REPO,
                           capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread(request):
+    """In-process tests use tiny tensors, for which extra intra-op threads only contend: with one
+    thread the contract tests ran 9x faster on a loaded 2-core machine. Benchmarks and subprocess
+    runs keep torch's default thread count."""
+    if request.node.get_closest_marker("benchmarks"):
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture
