@@ -249,14 +249,16 @@ class WindowDataset(torch.utils.data.Dataset):
     def __getitems__(self, items: list[tuple[int, int, int]]) -> Batch:
         index, starts, keys = (np.array(column, dtype=np.int64) for column in zip(*items))
         order = np.argsort(index, kind="stable")  # sorted reads are much faster on a memmap
-        rows = np.empty((len(items), len(LEADS), self.arrays.n_samples), dtype=np.float32)
-        rows[order] = self.arrays.signals[index[order]]
-        offsets = starts[:, None, None] + np.arange(self.window)[None, None, :]
-        signals = np.take_along_axis(rows, np.broadcast_to(offsets, (len(items), len(LEADS), self.window)), axis=2)
+        rows = self.arrays.signals[index[order]]  # stored dtype (float16): crop before converting
+        if self.window < self.arrays.n_samples:
+            offsets = starts[order, None, None] + np.arange(self.window)[None, None, :]
+            rows = np.take_along_axis(rows, np.broadcast_to(offsets, (len(items), len(LEADS), self.window)), axis=2)
+        signals = np.empty((len(items), len(LEADS), self.window), dtype=np.float32)
+        signals[order] = rows
         lead_mask = np.asarray(self.arrays.lead_mask[index], dtype=bool)
         if self.lead_subset is not None:
             lead_mask = lead_mask & self.lead_subset[None, :]
-        signals = np.where(lead_mask[:, :, None], signals, 0.0).astype(np.float32)
+        signals[~lead_mask] = 0.0
         labels = np.asarray(self.arrays.labels[index], dtype=np.float32)
         return Batch(torch.from_numpy(signals), torch.from_numpy(lead_mask),
                      torch.from_numpy(labels), torch.from_numpy(index), torch.from_numpy(keys))
