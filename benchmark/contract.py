@@ -43,7 +43,6 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-import numpy as np
 import torch
 from tabulate import tabulate
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import resource
 
-import numpy as np
 import pytest
 import torch
 
 from benchmark.compute import pretrain_step_flops, synthetic_batch
 from benchmark.data import make_loader
 from benchmark.presets import PRESETS
-from benchmark.registry import DATASETS, METHODS
+from benchmark.registry import METHODS
 from benchmark.runner import build_dataset, method_config
 from benchmark.training import OptimConfig, autocast, build_optimizer
 

@@ -488,7 +488,7 @@ def _beat_schedule(rec: _Record, beat_u: np.ndarray, duration_s: float,
     """QRS onsets (B, K) NaN-padded, premature flags, per-beat amplitude factors, and the
     respiration (Hz, phase) that modulates RR, amplitude and baseline alike."""
     draw = rec.draws
-    n, k = beat_u.shape[0], beat_u.shape[2]
+    k = beat_u.shape[2]
     eps = ndtri(np.clip(beat_u[:, 0], 1e-12, 1 - 1e-12))
     resp_hz, resp_phase = draw.uniform(0.15, 0.35), draw.uniform(0, 2 * np.pi)
     rsa, resp_amplitude = draw.uniform(0.01, 0.06), draw.uniform(0.02, 0.08)

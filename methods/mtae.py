@@ -32,7 +32,7 @@ from torch import nn
 from benchmark import rng
 from benchmark.data import LEADS, Batch, InputSpec
 from benchmark.layers import (MAEDecoder, NormedPatchEmbed, Transformer, attention_mask, gather_tokens,
-                              masked_patch_mse, normalize_patches, random_keep_ids, scatter_visible,
+                              masked_patch_mse, normalize_patches, scatter_visible,
                               sincos_positions, xavier_init)
 from benchmark.method import Encoded, Method
 from benchmark.registry import METHODS
