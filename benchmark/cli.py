@@ -46,6 +46,8 @@ def parse_seeds(text: str) -> list[int]:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"--seeds {text!r}: give a count (3), a list (0,4,7) or a range (2-5)") from None
+    if not seeds and text.strip() == "0":
+        raise argparse.ArgumentTypeError("--seeds 0 is a count of zero seeds; for seed 0 alone write 0, or 0-0")
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"--seeds {text!r}: need at least one seed, all distinct and >= 0")
     return seeds

@@ -53,6 +53,14 @@ def barrier() -> None:
         dist.barrier()
 
 
+def sum_across_ranks(value: torch.Tensor) -> torch.Tensor:
+    """Differentiable sum over all processes (the value itself in a single process)."""
+    if world_size() == 1:
+        return value
+    from torch.distributed.nn.functional import all_reduce  # autograd-aware, unlike dist.all_reduce
+    return all_reduce(value)
+
+
 def mean_across_ranks(value: torch.Tensor) -> torch.Tensor:
     if world_size() > 1:
         value = value.clone()

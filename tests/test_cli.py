@@ -22,6 +22,7 @@ from conftest import REPO, run_cli
     (["run", "--methods", "lamae", "--protocols", "linaer"], "did you mean 'linear'"),
     (["run", "--methods", "lamae", "--seeds", "two"], "give a count (3), a list (0,4,7) or a range (2-5)"),
     (["run", "--methods", "lamae", "--seeds", "1,1"], "all distinct"),
+    (["run", "--methods", "lamae", "--seeds", "0"], "for seed 0 alone write 0,"),
     (["run", "--methods", "lamae", "--set", "pretrain.stepz=3"], "did you mean 'steps'"),
     (["run", "--methods", "lamae", "--labels", "nope"], "valid: conditions, icd"),
     (["frobnicate"], "invalid choice"),

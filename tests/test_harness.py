@@ -54,7 +54,7 @@ def test_signature_changes_with_any_setting():
 
 def test_layer_decay_scales_learning_rates_from_head_to_embeddings(toy_arrays):
     method, _ = build("lamae", toy_arrays, window_s=5.0)
-    model = Classifier(method, 2)
+    model = Classifier(method, 2, Finetune(FinetuneConfig()).initial_probe(context(toy_arrays, method)))
     optimizer, _ = build_optimizer(model, OptimConfig(layer_decay=0.5), 64, 100, method.no_weight_decay)
     scale_of = {id(p): g["lr_scale"] for g in optimizer.param_groups for p in g["params"]}
     assert scale_of[id(model.head.weight)] == 1.0
@@ -124,6 +124,41 @@ def test_finetuning_improves_on_validation_and_tests_the_best_epoch():
     assert output.details["best_epoch"] == int(np.argmax(history))
     report = classification_report(output.prediction.y_true, output.prediction.y_score, arrays.label_names)
     assert report["macro_auroc"] > 0.75, (report, history)
+
+
+def test_finetuning_starts_from_the_linear_probe_of_the_initial_encoder(toy_arrays):
+    """LP-FT: before any update the classifier scores exactly like the linear probe, so what
+    fine-tuning adds is measured from the probe; ``head_init="random"`` keeps MAE's near-zero head,
+    and so does an encoder that was not pretrained (scratch)."""
+    method, _ = build("lamae", toy_arrays, window_s=5.0)
+    probe = Finetune(FinetuneConfig(probe=LinearProbeConfig(l2_grid=(1.0,), max_iter=50))).initial_probe(
+        context(toy_arrays, method))
+    model = Classifier(method, len(toy_arrays.label_names), probe).eval()
+    batch = next(iter(make_loader(toy_arrays, toy_arrays.splits["val"], method.input_spec.window, 8, train=False)))
+    with torch.no_grad():
+        expected = probe.logits(method.features(batch.signals, batch.lead_mask))
+        assert torch.allclose(model(batch.signals, batch.lead_mask), expected, atol=1e-4)
+    assert probe.val_macro_auroc > 0.7  # lead amplitudes are linearly decodable from a random encoder
+    assert Classifier(method, 2, probe, probe_head=False).head.weight.abs().max() < 1e-3
+
+    scratch, _ = build("scratch", toy_arrays, window_s=5.0)
+    output = Finetune(FinetuneConfig(epochs=1, batch_size=16)).run(context(toy_arrays, scratch))
+    assert "probe_l2" not in output.details and "probe_l2" in Finetune(FinetuneConfig(epochs=1, batch_size=16)).run(
+        context(toy_arrays, method)).details
+    with pytest.raises(ValueError, match="head_init"):
+        FinetuneConfig(head_init="probe")
+
+
+def test_the_standardiser_uses_batch_statistics_in_training_and_running_ones_in_evaluation():
+    from benchmark.protocols.finetune import FeatureStandardiser
+    torch.manual_seed(0)
+    x = torch.randn(64, 5) * 1e-3 + 3.0  # a random encoder's features: large mean, tiny spread
+    norm = FeatureStandardiser(torch.zeros(5), torch.ones(5), momentum=0.5)
+    reference = torch.nn.BatchNorm1d(5, affine=False, momentum=0.5, eps=1e-12)
+    assert torch.allclose(norm(x), reference(x), atol=1e-3)
+    assert torch.allclose(norm.running_mean, reference.running_mean) and torch.allclose(norm.running_var, reference.running_var)
+    norm.eval(), reference.eval()
+    assert torch.allclose(norm(x), reference(x), atol=1e-4)
 
 
 def test_leakage_between_evaluation_and_pretraining_is_refused(toy_arrays):

@@ -61,6 +61,37 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float, max_iter: int,
     return weight.detach(), bias.detach()
 
 
+@dataclass
+class FittedProbe:
+    """A logistic head on standardised features: ``logits(x) = ((x - mean) / std) @ weight + bias``."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    weight: torch.Tensor  # (features, labels)
+    bias: torch.Tensor
+    l2: float
+    val_macro_auroc: float
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std @ self.weight + self.bias
+
+
+def fit_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+              cfg: LinearProbeConfig, progress: bool = True) -> FittedProbe:
+    """Standardise with training statistics, fit the ``l2_grid`` from strong to weak
+    regularisation (warm starts) and keep the fit with the best validation macro AUROC."""
+    mean = train[0].mean(0)
+    std = train[0].std(0).clamp_min(1e-6)
+    x_train, x_val = (train[0] - mean) / std, (val[0] - mean) / std
+    best, params = None, None
+    for l2 in tqdm(cfg.l2_grid, desc="linear probe", disable=not progress, leave=False):
+        params = fit_logistic(x_train, train[1], l2, cfg.max_iter, init=params)
+        val_auroc = macro_auroc(val[1].cpu().numpy(), (x_val @ params[0] + params[1]).cpu().numpy())
+        if best is None or val_auroc > best.val_macro_auroc:
+            best = FittedProbe(mean, std, *params, l2=l2, val_macro_auroc=val_auroc)
+    return best
+
+
 @PROTOCOLS.register("linear")
 class LinearProbe(Protocol):
     summary = "Frozen encoder + L2 logistic head (strength chosen on validation macro AUROC)"
@@ -80,20 +111,10 @@ class LinearProbe(Protocol):
         with torch.no_grad():
             method.eval()
             feats = {k: (method.readout(x), y) for k, (x, y) in feats.items()}
-        mean = feats["train"][0].mean(0)
-        std = feats["train"][0].std(0).clamp_min(1e-6)
-        x = {k: (v[0] - mean) / std for k, v in feats.items()}
-        y = {k: v[1] for k, v in feats.items()}
-
-        best, params = None, None
-        for l2 in tqdm(cfg.l2_grid, desc="linear probe", disable=not ctx.progress, leave=False):
-            params = fit_logistic(x["train"], y["train"], l2, cfg.max_iter, init=params)
-            val_auroc = macro_auroc(y["val"].cpu().numpy(), (x["val"] @ params[0] + params[1]).cpu().numpy())
-            if best is None or val_auroc > best[0]:
-                best = (val_auroc, l2, params)
-        val_auroc, l2, (weight, bias) = best
-        scores = torch.sigmoid(x["test"] @ weight + bias).cpu().numpy()
-        prediction = Prediction(y["test"].cpu().numpy(), scores, np.asarray(arrays.record_ids[arrays.splits["test"]]))
-        return ProtocolOutput(prediction, {"l2": l2, "val_macro_auroc": val_auroc,
-                                           "n_train": int(len(ctx.train_indices)), "feature_dim": int(x["train"].shape[1]),
+        probe = fit_probe(feats["train"], feats["val"], cfg, ctx.progress)
+        x_test, y_test = feats["test"]
+        scores = torch.sigmoid(probe.logits(x_test)).cpu().numpy()
+        prediction = Prediction(y_test.cpu().numpy(), scores, np.asarray(arrays.record_ids[arrays.splits["test"]]))
+        return ProtocolOutput(prediction, {"l2": probe.l2, "val_macro_auroc": probe.val_macro_auroc,
+                                           "n_train": int(len(ctx.train_indices)), "feature_dim": int(x_test.shape[1]),
                                            **readout_details})
