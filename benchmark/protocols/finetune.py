@@ -121,7 +121,7 @@ class Classifier(nn.Module):
 
 @PROTOCOLS.register("finetune")
 class Finetune(Protocol):
-    summary = "Full fine-tuning with layer-wise lr decay and early stopping on validation macro AUROC"
+    summary = "Full fine-tuning from the linear probe (LP-FT), layer-wise lr decay, early stopping on val macro AUROC"
     kind = "finetune"
     Config = FinetuneConfig
 
