@@ -13,7 +13,7 @@ from benchmark.metrics import classification_report
 from benchmark.presets import PRESETS
 from benchmark.pretrain import PretrainConfig, pretrain
 from benchmark.protocol import CellContext, Prediction
-from benchmark.protocols.finetune import Classifier, Finetune, FinetuneConfig
+from benchmark.protocols.finetune import Classifier, FeatureStandardiser, Finetune, FinetuneConfig
 from benchmark.protocols.linear import LinearProbe, LinearProbeConfig
 from benchmark.registry import METHODS
 from benchmark.results import Cell, ResultStore, StaleResultError
@@ -150,7 +150,6 @@ def test_finetuning_starts_from_the_linear_probe_of_the_initial_encoder(toy_arra
 
 
 def test_the_standardiser_uses_batch_statistics_in_training_and_running_ones_in_evaluation():
-    from benchmark.protocols.finetune import FeatureStandardiser
     torch.manual_seed(0)
     x = torch.randn(64, 5) * 1e-3 + 3.0  # a random encoder's features: large mean, tiny spread
     norm = FeatureStandardiser(torch.zeros(5), torch.ones(5), momentum=0.5)

@@ -32,8 +32,8 @@ from benchmark import distributed
 from benchmark.data import make_loader
 from benchmark.method import Method
 from benchmark.metrics import macro_auroc
-from benchmark.protocol import CellContext, Prediction, Protocol, ProtocolOutput, extract_features, run_inference
-from benchmark.protocols.linear import FittedProbe, LinearProbeConfig, fit_probe
+from benchmark.protocol import CellContext, Prediction, Protocol, ProtocolOutput, run_inference
+from benchmark.protocols.linear import FittedProbe, LinearProbeConfig, cached_readout_inputs, fit_probe
 from benchmark.registry import PROTOCOLS
 from benchmark.training import OptimConfig, autocast, build_optimizer, require_positive
 
@@ -184,12 +184,10 @@ class Finetune(Protocol):
 
     def initial_probe(self, ctx: CellContext) -> FittedProbe:
         """The linear probe of the encoder before fine-tuning, on the features the head reads
-        (its standardisation starts the standardiser even where the head starts at random);
-        features are extracted once per pretrained model (shared by label-efficiency cells)."""
+        (``readout`` of the cached readout inputs the linear probe also uses)."""
         cfg, method = self.config.probe, ctx.method
-        feats = {}
-        for split in ("train", "val"):
-            x, y = ctx.split_outputs(split, "features", lambda indices: extract_features(
-                method, ctx.arrays, indices, cfg.batch_size, ctx.device, split, ctx.progress, ctx.lead_subset))
-            feats[split] = (x.to(ctx.device), torch.from_numpy(y).to(ctx.device))
+        inputs = {split: cached_readout_inputs(ctx, split, cfg.batch_size) for split in ("train", "val")}
+        with torch.no_grad():
+            method.eval()
+            feats = {split: (method.readout(x), y) for split, (x, y) in inputs.items()}
         return fit_probe(feats["train"], feats["val"], cfg, ctx.progress)

@@ -92,6 +92,16 @@ def fit_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor,
     return best
 
 
+def cached_readout_inputs(ctx: CellContext, split: str, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split's frozen ``readout_inputs`` and labels on the cell's device, extracted once per
+    pretrained model and shared by every protocol that reads them."""
+    method = ctx.method
+    x, y = ctx.split_outputs(split, "readout_inputs", lambda indices: extract_features(
+        method, ctx.arrays, indices, batch_size, ctx.device, split, ctx.progress, ctx.lead_subset,
+        fn=method.readout_inputs))
+    return x.to(ctx.device), torch.from_numpy(y).to(ctx.device)
+
+
 @PROTOCOLS.register("linear")
 class LinearProbe(Protocol):
     summary = "Frozen encoder + L2 logistic head (strength chosen on validation macro AUROC)"
@@ -100,12 +110,7 @@ class LinearProbe(Protocol):
 
     def run(self, ctx: CellContext) -> ProtocolOutput:
         cfg, arrays, method = self.config, ctx.arrays, ctx.method
-        feats = {}
-        for split in ("train", "val", "test"):
-            x, y = ctx.split_outputs(split, "readout_inputs", lambda indices: extract_features(
-                method, arrays, indices, cfg.batch_size, ctx.device, split, ctx.progress, ctx.lead_subset,
-                fn=method.readout_inputs))
-            feats[split] = (x.to(ctx.device), torch.from_numpy(y).to(ctx.device))
+        feats = {split: cached_readout_inputs(ctx, split, cfg.batch_size) for split in ("train", "val", "test")}
         # a method's trainable readout (PMA's gate) is fitted first; for all others a no-op
         readout_details = method.fit_readout(feats["train"], feats["val"], ctx.seed, ctx.progress)
         with torch.no_grad():
