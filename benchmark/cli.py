@@ -4,6 +4,7 @@ Bad input (unknown method, dataset, preset or protocol, malformed ``--seeds`` or
 is reported on one line with the valid choices, exit status 2, and no traceback. ``validate``
 exits with status 1 when a method breaks the contract.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,12 +13,12 @@ import logging
 import sys
 from pathlib import Path
 
-from . import distributed
-from .config import ConfigError, parse_overrides
-from .data import DataError, default_cache_root
-from .registry import DATASETS, METHODS, PROTOCOLS, PluginError, load_plugin_file
-from .results import StaleResultError
-from .stats import StatsError
+from benchmark.config import ConfigError, parse_overrides
+from benchmark.data.contract import DataError, default_cache_root
+from benchmark.registry import DATASETS, METHODS, PROTOCOLS, PluginError, load_plugin_file
+from benchmark.report.results import StaleResultError
+from benchmark.report.stats import StatsError
+from benchmark.train import distributed
 
 EXIT_USAGE = 2
 
@@ -45,7 +46,8 @@ def parse_seeds(text: str) -> list[int]:
             seeds = list(range(int(text)))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--seeds {text!r}: give a count (3), a list (0,4,7) or a range (2-5)") from None
+            f"--seeds {text!r}: give a count (3), a list (0,4,7) or a range (2-5)"
+        ) from None
     if not seeds and text.strip() == "0":
         raise argparse.ArgumentTypeError("--seeds 0 is a count of zero seeds; for seed 0 alone write 0, or 0-0")
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
@@ -65,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     run = sub.add_parser("run", help="pretrain and evaluate methods; results go to --out")
-    run.add_argument("--methods", type=parse_names, required=True,
-                     help="comma-separated method names, or 'all' (see `list`)")
+    run.add_argument(
+        "--methods", type=parse_names, required=True, help="comma-separated method names, or 'all' (see `list`)"
+    )
     run.add_argument("--dataset", default="synthetic", help="dataset name (default: synthetic)")
     run.add_argument("--labels", dest="label_set", default=None, help="label set (default: the dataset's first)")
     run.add_argument("--root", type=Path, default=None, help="dataset folder, for datasets read from disk")
@@ -74,32 +77,74 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=parse_seeds, default=[0], help="count (3), list (0,4,7) or range (2-5)")
     run.add_argument("--protocols", type=parse_names, default=None, help="default: the preset's protocols")
     run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
-    run.add_argument("--leaderboard", type=Path, default=Path("LEADERBOARD.md"),
-                     help="leaderboard file regenerated from --out at the end (default: LEADERBOARD.md)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SCOPE.FIELD=VALUE",
-                     help="override a setting, e.g. pretrain.steps=200, lamae.la_mask_ratio=0.25, linear.max_iter=100")
-    run.add_argument("--plugin", dest="plugins", action="append", type=Path, default=[],
-                     help="load a method/dataset plugin file (repeatable)")
+    run.add_argument(
+        "--leaderboard",
+        type=Path,
+        default=Path("LEADERBOARD.md"),
+        help="leaderboard file regenerated from --out at the end (default: LEADERBOARD.md)",
+    )
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SCOPE.FIELD=VALUE",
+        help="override a setting, e.g. pretrain.steps=200, lamae.la_mask_ratio=0.25, linear.max_iter=100",
+    )
+    run.add_argument(
+        "--plugin",
+        dest="plugins",
+        action="append",
+        type=Path,
+        default=[],
+        help="load a method/dataset plugin file (repeatable)",
+    )
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
     run.add_argument("--rerun", action="store_true", help="recompute cells that are already finished")
-    run.add_argument("--no-references", dest="add_references", action="store_false",
-                     help="do not add the random_init / scratch reference baselines")
+    run.add_argument(
+        "--no-references",
+        dest="add_references",
+        action="store_false",
+        help="do not add the random_init / scratch reference baselines",
+    )
     run.add_argument("--cache-dir", type=Path, default=None, help=f"prepared data (default: {default_cache_root()})")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
-    run.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                     help="trace the first pretraining epoch with torch.profiler into DIR (Chrome trace + top ops)")
-    run.add_argument("--budget", default=None, metavar="BUDGET",
-                     help="pretraining compute per method (= --set pretrain.budget=...): 'steps' (equal step counts), "
-                          "a method name (its FLOPs in pretrain.steps steps; presets: lamae), STEPS@METHOD (600@lamae) "
-                          "or a FLOP count (3.2e15, 120T)")
-    run.add_argument("--train-sizes", default=None, metavar="SIZES",
-                     help="label_efficiency training-set sizes, fractions or counts (e.g. 1%%,10%%,100%% or 50,200)")
+    run.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="trace the first pretraining epoch with torch.profiler into DIR (Chrome trace + top ops)",
+    )
+    run.add_argument(
+        "--budget",
+        default=None,
+        metavar="BUDGET",
+        help="pretraining compute per method (= --set pretrain.budget=...): 'steps' (equal step counts), "
+        "a method name (its FLOPs in pretrain.steps steps; presets: lamae), STEPS@METHOD (600@lamae) "
+        "or a FLOP count (3.2e15, 120T)",
+    )
+    run.add_argument(
+        "--train-sizes",
+        default=None,
+        metavar="SIZES",
+        help="label_efficiency training-set sizes, fractions or counts (e.g. 1%%,10%%,100%% or 50,200)",
+    )
     run.add_argument("--subset-seeds", default=None, metavar="N", help="label_efficiency subsets drawn per size")
-    run.add_argument("--lead-sets", default=None, metavar="SETS",
-                     help="reduced_leads lead sets (e.g. all,limb,precordial,I+II,I,V1+V2+V5)")
-    run.add_argument("--pretrain-data", type=parse_names, default=[], metavar="NAME[:ROOT],...",
-                     help="pretrain on these datasets' pretraining records instead of --dataset's pretrain split "
-                          "(list --dataset too to include it); val/test patients of --dataset are refused")
+    run.add_argument(
+        "--lead-sets",
+        default=None,
+        metavar="SETS",
+        help="reduced_leads lead sets (e.g. all,limb,precordial,I+II,I,V1+V2+V5)",
+    )
+    run.add_argument(
+        "--pretrain-data",
+        type=parse_names,
+        default=[],
+        metavar="NAME[:ROOT],...",
+        help="pretrain on these datasets' pretraining records instead of --dataset's pretrain split "
+        "(list --dataset too to include it); val/test patients of --dataset are refused",
+    )
 
     prep = sub.add_parser("prepare", help="read, check and cache a dataset once (run does it automatically)")
     prep.add_argument("--dataset", required=True, help="dataset name (see `list`)")
@@ -108,8 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--preset", default="cpu", help="preset whose sampling rate is the default (default: cpu)")
     prep.add_argument("--labels", dest="label_set", default=None, help="label set (default: the dataset's first)")
     prep.add_argument("--workers", type=int, default=None, help="parallel processes (default: all available cores)")
-    prep.add_argument("--set", dest="overrides", action="append", default=[], metavar="SCOPE.FIELD=VALUE",
-                      help="dataset setting, e.g. ptbxl.preprocess.bandpass_hz=0.67,40")
+    prep.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SCOPE.FIELD=VALUE",
+        help="dataset setting, e.g. ptbxl.preprocess.bandpass_hz=0.67,40",
+    )
     prep.add_argument("--plugin", dest="plugins", action="append", type=Path, default=[])
     prep.add_argument("--cache-dir", type=Path, default=None, help=f"prepared data (default: {default_cache_root()})")
     prep.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
@@ -129,18 +180,37 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--labels", dest="label_set", default=None)
     cmp.add_argument("--preset", default=None)
     cmp.add_argument("--protocol", default=None)
-    cmp.add_argument("--variant", default="", help="a sweep point, e.g. n10pct-s0 or leads-I+II (default: plain protocols)")
+    cmp.add_argument(
+        "--variant", default="", help="a sweep point, e.g. n10pct-s0 or leads-I+II (default: plain protocols)"
+    )
     cmp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
 
     check = sub.add_parser("validate", help="check that methods meet the plugin contract (exit 1 if not)")
     check.add_argument("target", help="a method name, 'all', or a plugin .py file (every method it registers)")
-    check.add_argument("--preset", dest="presets", type=parse_names, default=["smoke", "cpu"],
-                       help="presets whose input and model size to check (default smoke,cpu; "
-                            "paper runs all checks but the overfit at batch 1)")
-    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="SCOPE.FIELD=VALUE",
-                       help="override a method or model setting, e.g. lamae_e.reading=alpha_la_0")
-    check.add_argument("--plugin", dest="plugins", action="append", type=Path, default=[],
-                       help="load another plugin file first (repeatable)")
+    check.add_argument(
+        "--preset",
+        dest="presets",
+        type=parse_names,
+        default=["smoke", "cpu"],
+        help="presets whose input and model size to check (default smoke,cpu; "
+        "paper runs all checks but the overfit at batch 1)",
+    )
+    check.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SCOPE.FIELD=VALUE",
+        help="override a method or model setting, e.g. lamae_e.reading=alpha_la_0",
+    )
+    check.add_argument(
+        "--plugin",
+        dest="plugins",
+        action="append",
+        type=Path,
+        default=[],
+        help="load another plugin file first (repeatable)",
+    )
 
     new = sub.add_parser("new-method", help="write a documented template method plugin that passes validate")
     new.add_argument("name", help="registry and module name: lower-case letters, digits and '_'")
@@ -149,30 +219,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .leaderboard import summary_table, write_leaderboard
-    from .runner import RunRequest, run
-    from .training import resolve_device
+    from benchmark.report.leaderboard import summary_table, write_leaderboard
+    from benchmark.runner import RunRequest, run
+    from benchmark.train.runtime import resolve_device
 
     overrides = dataset_overrides(args)
-    for value, scope, name in ((args.budget, "pretrain", "budget"), (args.train_sizes, "label_efficiency", "sizes"),
-                               (args.subset_seeds, "label_efficiency", "subset_seeds"),
-                               (args.lead_sets, "reduced_leads", "lead_sets")):
+    for value, scope, name in (
+        (args.budget, "pretrain", "budget"),
+        (args.train_sizes, "label_efficiency", "sizes"),
+        (args.subset_seeds, "label_efficiency", "subset_seeds"),
+        (args.lead_sets, "reduced_leads", "lead_sets"),
+    ):
         if value is not None:
             overrides.setdefault(scope, {})[name] = value
     try:
         with distributed.session(resolve_device(args.device)) as device:
             request = RunRequest(
-                methods=args.methods, dataset=args.dataset, label_set=args.label_set, preset=args.preset,
-                seeds=args.seeds, protocols=args.protocols, out=args.out, overrides=overrides,
-                plugins=args.plugins, device=str(device), rerun=args.rerun, add_references=args.add_references,
-                progress=args.progress, cache_root=args.cache_dir or default_cache_root(), profile_dir=args.profile,
+                methods=args.methods,
+                dataset=args.dataset,
+                label_set=args.label_set,
+                preset=args.preset,
+                seeds=args.seeds,
+                protocols=args.protocols,
+                out=args.out,
+                overrides=overrides,
+                plugins=args.plugins,
+                device=str(device),
+                rerun=args.rerun,
+                add_references=args.add_references,
+                progress=args.progress,
+                cache_root=args.cache_dir or default_cache_root(),
+                profile_dir=args.profile,
                 pretrain_data=args.pretrain_data,
             )
             records = run(request)
             writes_outputs = distributed.is_main()
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished cells are saved under {args.out}/ and pretraining resumes from its last "
-              f"checkpoint; run the same command again to continue", file=sys.stderr)
+        print(
+            f"\ninterrupted: finished cells are saved under {args.out}/ and pretraining resumes from its last "
+            f"checkpoint; run the same command again to continue",
+            file=sys.stderr,
+        )
         return 130
     if not writes_outputs:
         return 0
@@ -192,14 +279,15 @@ def dataset_overrides(args: argparse.Namespace) -> dict[str, dict[str, str]]:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .presets import get_preset
-    from .runner import build_dataset
+    from benchmark.build import build_dataset, check_scopes
+    from benchmark.presets import get_preset
 
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     for path in args.plugins:
         load_plugin_file(path)
     overrides = dataset_overrides(args)
+    check_scopes({k: v for k, v in overrides.items() if k != "input"}, {"dataset": [args.dataset]}, "prepare")
     preset = get_preset(args.preset).with_overrides(overrides)
     dataset = build_dataset(args.dataset, preset, overrides)
     dataset.workers = args.workers
@@ -208,13 +296,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     fs = args.fs or preset.input.fs
     arrays = dataset.load(fs, label_set, args.cache_dir or default_cache_root(), args.progress)
     usable = int(arrays.lead_mask.any(axis=1).sum())
-    print(f"{dataset.name} at {fs} Hz, label set {label_set!r}: {len(arrays.signals)} records ({usable} usable), "
-          f"{len(arrays.label_names)} labels; " + ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
+    print(
+        f"{dataset.name} at {fs} Hz, label set {label_set!r}: {len(arrays.signals)} records ({usable} usable), "
+        f"{len(arrays.label_names)} labels; " + ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items())
+    )
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .presets import PRESETS
+    from benchmark.presets import PRESETS
 
     for path in args.plugins:
         load_plugin_file(path)
@@ -232,7 +322,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .leaderboard import write_leaderboard
+    from benchmark.report.leaderboard import write_leaderboard
 
     if not args.results.is_dir():
         raise DataError(f"results folder {args.results} does not exist; run `python -m benchmark run` first")
@@ -242,8 +332,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .comparison import TableStats, comparable_tables, format_comparison
-    from .results import ResultStore
+    from benchmark.report.comparison import TableStats, comparable_tables, format_comparison
+    from benchmark.report.results import ResultStore
 
     if not args.results.is_dir():
         raise DataError(f"results folder {args.results} does not exist; run `python -m benchmark run` first")
@@ -251,13 +341,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"--resamples must be >= 1, got {args.resamples}")
     store = ResultStore(args.results)
     wanted = {"dataset": args.dataset, "label_set": args.label_set, "preset": args.preset, "protocol": args.protocol}
-    records = [r for r in store.records()
-               if all(v is None or r["cell"][k] == v for k, v in wanted.items()) and r["cell"].get("variant", "") == args.variant]
+    records = [
+        r
+        for r in store.records()
+        if all(v is None or r["cell"][k] == v for k, v in wanted.items())
+        and r["cell"].get("variant", "") == args.variant
+    ]
     tables = [t for t in comparable_tables(records) if args.method_a in t.by_method and args.method_b in t.by_method]
     if not tables:
         present = sorted({r["cell"]["method"] for r in records})
-        raise DataError(f"no comparable results of both {args.method_a} and {args.method_b} in {args.results} "
-                        f"with these filters (methods present: {', '.join(present) or 'none'})")
+        raise DataError(
+            f"no comparable results of both {args.method_a} and {args.method_b} in {args.results} "
+            f"with these filters (methods present: {', '.join(present) or 'none'})"
+        )
     for table in tables:
         try:
             table_stats = TableStats(table, store, args.resamples)
@@ -268,8 +364,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-
-
 def _methods_in_file(path: Path) -> list[str]:
     """Methods a plugin file registers; a file of the built-in methods/ folder is already loaded."""
     resolved = path.resolve()
@@ -278,8 +372,9 @@ def _methods_in_file(path: Path) -> list[str]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .contract import reference_encoder_params, render_report, render_summary, validate_method
-    from .presets import get_preset
+    from benchmark.build import check_scopes
+    from benchmark.method.validate import reference_encoder_params, render_report, render_summary, validate_method
+    from benchmark.presets import ANCHOR_METHOD, get_preset
 
     for path in args.plugins:
         load_plugin_file(path)
@@ -294,7 +389,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         METHODS.get(args.target)  # unknown names fail here with "did you mean"
         names = [args.target]
     overrides = parse_overrides(args.overrides)
-    reference = "lamae"
+    reference = ANCHOR_METHOD
+    check_scopes(overrides, {"method": list(dict.fromkeys([*names, reference]))}, "validation")
     reports, reference_params = [], {}
     for preset_name in args.presets:
         preset = get_preset(preset_name).with_overrides(overrides)
@@ -306,16 +402,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
             reports.append(report)
     print(render_summary(reports, reference_params, reference))
     failed = [f"{r.method} ({r.preset})" for r in reports if not r.passed]
-    print(f"\n{len(reports) - len(failed)}/{len(reports)} passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(
+        f"\n{len(reports) - len(failed)}/{len(reports)} passed" + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 
 def cmd_new_method(args: argparse.Namespace) -> int:
-    from .method_template import default_template_path, render_template
+    from benchmark.method.template import default_template_path, render_template
 
     path = args.out or default_template_path(args.name)
     if args.name in METHODS:
-        raise UsageError(f"a method named {args.name!r} already exists ({METHODS.origin(args.name)}); choose another name")
+        raise UsageError(
+            f"a method named {args.name!r} already exists ({METHODS.origin(args.name)}); choose another name"
+        )
     if path.exists():
         raise UsageError(f"{path} already exists; choose another --out or remove it")
     try:
@@ -324,13 +424,19 @@ def cmd_new_method(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    print(f"wrote {path}: a working per-lead MAE to turn into your method\n"
-          f"next: python -m benchmark validate {path}")
+    print(f"wrote {path}: a working per-lead MAE to turn into your method\nnext: python -m benchmark validate {path}")
     return 0
 
 
-COMMANDS = {"run": cmd_run, "prepare": cmd_prepare, "list": cmd_list, "leaderboard": cmd_leaderboard,
-            "compare": cmd_compare, "validate": cmd_validate, "new-method": cmd_new_method}
+COMMANDS = {
+    "run": cmd_run,
+    "prepare": cmd_prepare,
+    "list": cmd_list,
+    "leaderboard": cmd_leaderboard,
+    "compare": cmd_compare,
+    "validate": cmd_validate,
+    "new-method": cmd_new_method,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ Values are converted with the dataclass field's own type annotation, nested data
 reached with dotted paths (``pretrain.optim.base_lr=3e-4``), and the dataclass validates the
 result in ``__post_init__`` as it does for defaults.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,7 +28,9 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
         key, sep, value = item.partition("=")
         scope, dot, field_path = key.strip().partition(".")
         if not sep or not dot or not field_path:
-            raise ConfigError(f"--set {item!r}: expected SCOPE.FIELD=VALUE, e.g. pretrain.steps=100 or lamae.la_depth=3")
+            raise ConfigError(
+                f"--set {item!r}: expected SCOPE.FIELD=VALUE, e.g. pretrain.steps=100 or lamae.la_depth=3"
+            )
         out.setdefault(scope, {})[field_path] = value.strip()
     return out
 
@@ -99,3 +102,10 @@ def signature(obj: Any) -> str:
     """Stable short hash of a configuration: equal configs give equal signatures."""
     canonical = json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def require_positive(config: object, *names: str) -> None:
+    """Validation helper for config dataclasses: each named field must be > 0."""
+    for name in names:
+        if not getattr(config, name) > 0:
+            raise ValueError(f"{name} must be positive, got {getattr(config, name)}")

@@ -5,27 +5,36 @@
 * ``paper`` — GPU scale: ViT-B-sized encoders (ST-MEM's 768/12/12; decoder 256/4/4) at 250 Hz,
   the scale of the LAMAE/ST-MEM papers' MIMIC-IV-ECG runs.
 
-Every preset matches pretraining compute to LAMAE (``budget="lamae"``): each method gets the
+Every preset matches pretraining compute to LAMAE (``budget=ANCHOR_METHOD``, "lamae"): each method gets the
 FLOPs LAMAE spends in ``pretrain.steps`` steps, so a method with costlier steps gets fewer of
-them (``benchmark/budget.py``; ``--budget steps`` restores equal step counts).
+them (``benchmark/train/budget.py``; ``--budget steps`` restores equal step counts).
 """
+
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .config import ConfigError, apply_overrides
-from .data import InputSpec
-from .frozen_head import FrozenHeadConfig
-from .method import MethodConfig
-from .pretrain import PretrainConfig
-from .protocols.attention_probe import AttentionProbeConfig
-from .protocols.finetune import FinetuneConfig
-from .protocols.label_efficiency import LabelEfficiencyConfig
-from .protocols.linear import LinearProbeConfig
-from .protocols.reduced_leads import ReducedLeadsConfig
-from .training import OptimConfig
+from benchmark.config import ConfigError, apply_overrides
+from benchmark.data.contract import InputSpec
+from benchmark.eval.frozen_head import FrozenHeadConfig
+from benchmark.eval.protocols.attention_probe import AttentionProbeConfig
+from benchmark.eval.protocols.finetune import FinetuneConfig
+from benchmark.eval.protocols.label_efficiency import LabelEfficiencyConfig
+from benchmark.eval.protocols.linear import LinearProbeConfig
+from benchmark.eval.protocols.reduced_leads import ReducedLeadsConfig
+from benchmark.method.base import MethodConfig
+from benchmark.train.optim import OptimConfig
+from benchmark.train.pretrain import PretrainConfig
+
+#: ``--set`` scopes the preset itself configures (besides protocols, methods and datasets)
+PRESET_SCOPES: tuple[str, ...] = ("input", "model", "pretrain")
+#: the method this suite was built around: presets match pretraining compute to it, and tables
+#: report every encoder's size relative to it
+ANCHOR_METHOD = "lamae"
+#: the untrained baseline every protocol kind is compared against (docs/methods.md §2)
+REFERENCES: dict[str, str] = {"frozen": "random_init", "finetune": "scratch"}
 
 
 @dataclass
@@ -38,19 +47,23 @@ class Preset:
     protocols: dict[str, Any]  # protocol name -> its config dataclass
     default_protocols: tuple[str, ...]
     dataset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``--set`` values of every scope, applied to a protocol's config when it is built
+    overrides: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def protocol_config(self, name: str, config_cls: type) -> Any:
-        return self.protocols.get(name) or config_cls()
+        """The protocol's frozen settings for this preset (its defaults for a plugin protocol the
+        preset does not name), with ``--set NAME.*`` applied."""
+        return apply_overrides(self.protocols.get(name) or config_cls(), self.overrides.get(name, {}), name)
 
-    def with_overrides(self, overrides: dict[str, dict[str, str]]) -> "Preset":
-        """Apply ``--set`` scopes that belong to the preset: input, model, pretrain, protocols."""
-        preset = self
-        for scope, values in overrides.items():
-            if scope in ("input", "model", "pretrain"):
-                preset = dataclasses.replace(preset, **{scope: apply_overrides(getattr(preset, scope), values, scope)})
-            elif scope in preset.protocols:
-                protocols = {**preset.protocols, scope: apply_overrides(preset.protocols[scope], values, scope)}
-                preset = dataclasses.replace(preset, protocols=protocols)
+    def with_overrides(self, overrides: dict[str, dict[str, str]]) -> Preset:
+        """Apply the ``--set`` scopes that belong to the preset (input, model, pretrain) now, and
+        keep all of them for the protocols built later (``protocol_config``)."""
+        preset = dataclasses.replace(self, overrides=overrides)
+        for scope in PRESET_SCOPES:
+            if scope in overrides:
+                preset = dataclasses.replace(
+                    preset, **{scope: apply_overrides(getattr(preset, scope), overrides[scope], scope)}
+                )
         return preset
 
 
@@ -60,13 +73,21 @@ PRESETS: dict[str, Preset] = {
         description="CI-sized end-to-end check (tiny data and model; numbers are meaningless)",
         input=InputSpec(fs=100, window_s=2.5),
         model=MethodConfig(dim=32, depth=2, heads=2, patch_s=0.25, decoder_dim=32, decoder_depth=1, decoder_heads=2),
-        pretrain=PretrainConfig(steps=6, budget="lamae", batch_size=16, checkpoint_every=3, log_every=3,
-                                optim=OptimConfig(base_lr=1.5e-3)),
-        protocols={"linear": LinearProbeConfig(l2_grid=(10.0, 0.1), max_iter=30),
-                   "finetune": FinetuneConfig(epochs=2, batch_size=32, patience=1),
-                   "attention_probe": AttentionProbeConfig(num_heads=2, train=FrozenHeadConfig(epochs=3, patience=1)),
-                   "label_efficiency": LabelEfficiencyConfig(sizes=("10%", "50%", "100%"), subset_seeds=2),
-                   "reduced_leads": ReducedLeadsConfig(lead_sets=("all", "I+II", "I"))},
+        pretrain=PretrainConfig(
+            steps=6,
+            budget=ANCHOR_METHOD,
+            batch_size=16,
+            checkpoint_every=3,
+            log_every=3,
+            optim=OptimConfig(base_lr=1.5e-3),
+        ),
+        protocols={
+            "linear": LinearProbeConfig(l2_grid=(10.0, 0.1), max_iter=30),
+            "finetune": FinetuneConfig(epochs=2, batch_size=32, patience=1),
+            "attention_probe": AttentionProbeConfig(num_heads=2, train=FrozenHeadConfig(epochs=3, patience=1)),
+            "label_efficiency": LabelEfficiencyConfig(sizes=("10%", "50%", "100%"), subset_seeds=2),
+            "reduced_leads": ReducedLeadsConfig(lead_sets=("all", "I+II", "I")),
+        },
         default_protocols=("linear", "finetune"),
         dataset_overrides={"synthetic": {"n_patients": 100, "records_per_patient": 2, "duration_s": 5.0}},
     ),
@@ -75,20 +96,29 @@ PRESETS: dict[str, Preset] = {
         description="Default: a real comparison on 2 CPU cores in under 10 minutes",
         input=InputSpec(fs=100, window_s=5.0),
         model=MethodConfig(dim=64, depth=3, heads=4, patch_s=0.25, decoder_dim=64, decoder_depth=1, decoder_heads=4),
-        pretrain=PretrainConfig(steps=600, budget="lamae", batch_size=64, checkpoint_every=100, log_every=20,
-                                optim=OptimConfig(base_lr=3e-3)),
-        protocols={"linear": LinearProbeConfig(),
-                   # a 3-block encoder tuned for 56 steps: drop_path 0.1 and MAE's lr pull it below
-                   # its own linear probe (measured on the synthetic default: README, "Protocols")
-                   "finetune": FinetuneConfig(epochs=4, batch_size=64, patience=2, drop_path=0.0,
-                                              optim=replace(FinetuneConfig().optim, base_lr=1e-4)),
-                   # 900 training records: batches of 256 gave 4 steps an epoch, and with patience 5 the
-                   # probe stopped on noise after 6-9 epochs in some seeds (macro AUROC sd 0.05-0.06)
-                   "attention_probe": AttentionProbeConfig(train=FrozenHeadConfig(epochs=100, batch_size=64, patience=15)),
-                   # 9 to 900 training records on a log scale, 3 subsets each; the full default's 10 %
-                   # and 50 % points would add ~40 % to a 3-seed sweep on 2 cores (fine-tuning dominates)
-                   "label_efficiency": LabelEfficiencyConfig(sizes=("1%", "5%", "25%", "100%")),
-                   "reduced_leads": ReducedLeadsConfig()},
+        pretrain=PretrainConfig(
+            steps=600,
+            budget=ANCHOR_METHOD,
+            batch_size=64,
+            checkpoint_every=100,
+            log_every=20,
+            optim=OptimConfig(base_lr=3e-3),
+        ),
+        protocols={
+            "linear": LinearProbeConfig(),
+            # a 3-block encoder tuned for 56 steps: drop_path 0.1 and MAE's lr pull it below
+            # its own linear probe (measured on the synthetic default: README, "Protocols")
+            "finetune": FinetuneConfig(
+                epochs=4, batch_size=64, patience=2, drop_path=0.0, optim=replace(FinetuneConfig().optim, base_lr=1e-4)
+            ),
+            # 900 training records: batches of 256 gave 4 steps an epoch, and with patience 5 the
+            # probe stopped on noise after 6-9 epochs in some seeds (macro AUROC sd 0.05-0.06)
+            "attention_probe": AttentionProbeConfig(train=FrozenHeadConfig(epochs=100, batch_size=64, patience=15)),
+            # 9 to 900 training records on a log scale, 3 subsets each; the full default's 10 %
+            # and 50 % points would add ~40 % to a 3-seed sweep on 2 cores (fine-tuning dominates)
+            "label_efficiency": LabelEfficiencyConfig(sizes=("1%", "5%", "25%", "100%")),
+            "reduced_leads": ReducedLeadsConfig(),
+        },
         default_protocols=("linear",),
         dataset_overrides={"synthetic": {"n_patients": 1500, "records_per_patient": 2, "duration_s": 10.0}},
     ),
@@ -97,13 +127,22 @@ PRESETS: dict[str, Preset] = {
         description="GPU scale: ViT-B-sized encoders, 250 Hz, 9 s windows (ST-MEM/LAMAE papers' scale)",
         input=InputSpec(fs=250, window_s=9.0),
         model=MethodConfig(dim=768, depth=12, heads=12, patch_s=0.3, decoder_dim=256, decoder_depth=4, decoder_heads=4),
-        pretrain=PretrainConfig(steps=100_000, budget="lamae", batch_size=256, checkpoint_every=2000, log_every=100,
-                                num_workers=8, optim=OptimConfig(base_lr=1.5e-4, warmup_frac=0.05)),
-        protocols={"linear": LinearProbeConfig(batch_size=512),
-                   "finetune": FinetuneConfig(epochs=50, batch_size=128, patience=5),
-                   "attention_probe": AttentionProbeConfig(num_heads=12, batch_size=512),
-                   "label_efficiency": LabelEfficiencyConfig(),
-                   "reduced_leads": ReducedLeadsConfig(protocols=("linear", "finetune"))},
+        pretrain=PretrainConfig(
+            steps=100_000,
+            budget=ANCHOR_METHOD,
+            batch_size=256,
+            checkpoint_every=2000,
+            log_every=100,
+            num_workers=8,
+            optim=OptimConfig(base_lr=1.5e-4, warmup_frac=0.05),
+        ),
+        protocols={
+            "linear": LinearProbeConfig(batch_size=512),
+            "finetune": FinetuneConfig(epochs=50, batch_size=128, patience=5),
+            "attention_probe": AttentionProbeConfig(num_heads=12, batch_size=512),
+            "label_efficiency": LabelEfficiencyConfig(),
+            "reduced_leads": ReducedLeadsConfig(protocols=("linear", "finetune")),
+        },
         default_protocols=("linear", "finetune"),
         dataset_overrides={"synthetic": {"n_patients": 50_000, "records_per_patient": 2, "duration_s": 10.0}},
     ),

@@ -1,4 +1,5 @@
 """Where a result came from: code version, package versions, hardware, time."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -64,5 +65,5 @@ def provenance(device: torch.device) -> dict:
         "device": describe_device(device),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

@@ -4,7 +4,7 @@ Shape after lm-evaluation-harness (`lm_eval/api/registry.py`) and timm (`_regist
 plugins register themselves with a decorator; the registry discovers them lazily on first use
 from three sources, in order:
 
-1. built-in plugin modules (the `methods/`, `datasets/` folders, `benchmark/protocols/`),
+1. built-in plugin modules (the `methods/`, `datasets/` folders, `benchmark/eval/protocols/`),
 2. installed distributions that declare an entry point in the registry's group
    (e.g. ``[project.entry-points."ecgbench.methods"] my_method = "my_pkg.my_method"``),
 3. files passed explicitly with ``--plugin path/to/file.py``.
@@ -13,6 +13,7 @@ A plugin file that fails to import is recorded as *broken* with its error and do
 the others from loading; asking for a name that is not registered lists the broken plugins
 and suggests close matches ("did you mean ...").
 """
+
 from __future__ import annotations
 
 import difflib
@@ -21,10 +22,11 @@ import importlib.util
 import pkgutil
 import sys
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T", bound=type)
 
@@ -65,8 +67,7 @@ class Registry(Generic[T]):
                 previous = self._origin[name]
                 if previous != origin:
                     raise PluginError(
-                        f"{self.kind} {name!r} from {origin} is already registered by {previous}; "
-                        f"rename one of them"
+                        f"{self.kind} {name!r} from {origin} is already registered by {previous}; rename one of them"
                     )
             cls.name = name
             self._entries[name] = cls
@@ -81,9 +82,7 @@ class Registry(Generic[T]):
         try:
             load()
         except Exception as exc:  # a broken plugin must not break the others
-            self.broken.append(
-                BrokenPlugin(source, f"{type(exc).__name__}: {exc}", traceback.format_exc())
-            )
+            self.broken.append(BrokenPlugin(source, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         finally:
             self._loading = previous
 
@@ -114,9 +113,7 @@ class Registry(Generic[T]):
             message += f"; did you mean {' or '.join(repr(c) for c in close)}?"
         message += f" Valid {self.kind}s: {', '.join(self.names())}."
         if self.broken:
-            message += " Plugins that failed to load: " + "; ".join(
-                f"{b.source} ({b.error})" for b in self.broken
-            )
+            message += " Plugins that failed to load: " + "; ".join(f"{b.source} ({b.error})" for b in self.broken)
         return message
 
     def names(self) -> list[str]:
@@ -138,7 +135,7 @@ class Registry(Generic[T]):
 
 METHODS: Registry = Registry("method", "ecgbench_methods", "ecgbench.methods")
 DATASETS: Registry = Registry("dataset", "ecgbench_datasets", "ecgbench.datasets")
-PROTOCOLS: Registry = Registry("protocol", "benchmark.protocols", "ecgbench.protocols")
+PROTOCOLS: Registry = Registry("protocol", "benchmark.eval.protocols", "ecgbench.protocols")
 
 
 def load_plugin_file(path: str | Path) -> dict[str, list[str]]:
@@ -170,6 +167,8 @@ def load_plugin_file(path: str | Path) -> dict[str, list[str]]:
             registry._loading = None
     added = {r.kind: sorted(set(r.names()) - before[r.kind]) for r in registries}
     if not any(added.values()):
-        raise PluginError(f"plugin file {path} registered nothing; decorate its class with "
-                          f"@METHODS.register('name') (from benchmark.registry import METHODS)")
+        raise PluginError(
+            f"plugin file {path} registered nothing; decorate its class with "
+            f"@METHODS.register('name') (from benchmark.registry import METHODS)"
+        )
     return added

@@ -6,6 +6,7 @@ unfinished cells.
 Readable in one sitting on purpose (after lightly's ``benchmarks/imagenet/*/main.py``): every
 other module is a piece this loop calls.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,27 +16,34 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import distributed
-from .budget import FlopsMeter, PretrainPlan, parse_budget, plan_pretraining
-from .compute import parameter_counts
-from .config import ConfigError, apply_overrides, signature, to_jsonable
-from .data import DatasetPlugin, default_cache_root
-from .method import Method, MethodConfig
-from .metrics import classification_report
-from .pool import pretraining_pool
-from .presets import Preset, get_preset
-from .pretrain import pretrain
-from .protocol import CellContext, Protocol
-from .provenance import provenance
-from .registry import DATASETS, METHODS, PROTOCOLS, load_plugin_file
-from .results import Cell, ResultStore
-from .sweep import Evaluation, Sweep, expand
-from .training import resolve_device, set_seed
+from benchmark.build import (
+    architectures,
+    build_dataset,
+    build_method,
+    build_protocols,
+    check_scopes,
+    method_config,
+    resolve_methods,
+)
+from benchmark.config import signature, to_jsonable
+from benchmark.data.contract import InputSpec, default_cache_root
+from benchmark.data.pool import parse_pool, pretraining_pool
+from benchmark.eval.metrics import classification_report
+from benchmark.eval.protocol import CellContext
+from benchmark.eval.sweep import Evaluation, expand
+from benchmark.method.base import Method, MethodConfig
+from benchmark.presets import Preset, get_preset
+from benchmark.provenance import provenance
+from benchmark.registry import METHODS, load_plugin_file
+from benchmark.report.results import Cell, ResultStore
+from benchmark.storage import remove_orphans
+from benchmark.train import distributed
+from benchmark.train.budget import FlopsMeter, PretrainPlan, parse_budget, plan_pretraining
+from benchmark.train.flops import parameter_counts
+from benchmark.train.pretrain import pretrain
+from benchmark.train.runtime import resolve_device, set_seed
 
 log = logging.getLogger("benchmark")
-
-#: the untrained baseline every protocol kind is compared against (methods.md §2)
-REFERENCES = {"frozen": "random_init", "finetune": "scratch"}
 
 
 @dataclass
@@ -66,59 +74,6 @@ class PlannedCell:
     signature: str
 
 
-def method_config(method_cls: type[Method], preset: Preset, overrides: dict) -> MethodConfig:
-    """Preset's shared architecture fields, the method's own defaults, then ``--set name.*``."""
-    shared = {k: v for k, v in dataclasses.asdict(preset.model).items() if k in method_cls.Config.field_names()}
-    config = apply_overrides(method_cls.Config(**shared), overrides.get(method_cls.name, {}), method_cls.name)
-    if hasattr(config, "arch"):  # untrained baselines take their architecture's full config
-        arch_config = method_config(METHODS.get(config.arch), preset, overrides)
-        config = dataclasses.replace(config, arch_config=dataclasses.asdict(arch_config))
-    return config
-
-
-def build_method(name: str, preset: Preset, overrides: dict) -> Method:
-    method_cls = METHODS.get(name)
-    return method_cls(method_config(method_cls, preset, overrides), preset.input)
-
-
-def build_dataset(name: str, preset: Preset, overrides: dict) -> DatasetPlugin:
-    dataset_cls = DATASETS.get(name)
-    config = dataset_cls.Config(**preset.dataset_overrides.get(name, {}))
-    return dataset_cls(apply_overrides(config, overrides.get(name, {}), name))
-
-
-def build_protocols(names: list[str], preset: Preset) -> tuple[dict[str, Protocol | Sweep], dict[str, Protocol]]:
-    """The requested protocols and sweeps, and every plain protocol they need, configured by
-    the preset (``--set`` already applied)."""
-    def build(name: str):
-        protocol_cls = PROTOCOLS.get(name)
-        return protocol_cls(preset.protocol_config(name, protocol_cls.Config))
-
-    requested = {name: build(name) for name in names}
-    needed = [n for item in requested.values() for n in (item.protocols if isinstance(item, Sweep) else ())]
-    base = {name: item for name, item in requested.items() if not isinstance(item, Sweep)}
-    for name in needed:
-        if name not in base:
-            base[name] = build(name)
-            if isinstance(base[name], Sweep):
-                raise ConfigError(f"a sweep can only run plain protocols, not the sweep {name!r}")
-    return requested, base
-
-
-def resolve_methods(names: list[str], protocols: list[Protocol], add_references: bool) -> list[str]:
-    """Expand ``all``, check every name, and add the untrained reference of each protocol kind."""
-    if names == ["all"]:
-        names = [n for n in METHODS.names() if n not in REFERENCES.values()]
-    for name in names:
-        METHODS.get(name)  # raises with "did you mean" for unknown names
-    if add_references:
-        for protocol in protocols:
-            reference = REFERENCES.get(protocol.kind)
-            if reference and reference not in names:
-                names = [*names, reference]
-    return list(dict.fromkeys(names))
-
-
 def plan_budgets(methods: list[str], preset: Preset, overrides: dict, meter: FlopsMeter) -> dict[str, PretrainPlan]:
     """Steps and FLOPs of every pretraining method under the preset's compute budget."""
     budget = parse_budget(preset.pretrain.budget)
@@ -127,16 +82,36 @@ def plan_budgets(methods: list[str], preset: Preset, overrides: dict, meter: Flo
     plans = {}
     for name in methods:
         if METHODS.get(name).pretrains:
-            plans[name] = plan_pretraining(build_method(name, preset, overrides), preset.pretrain.steps,
-                                           preset.pretrain.batch_size, budget, meter,
-                                           lambda reference: build_method(reference, preset, overrides))
-            log.info("%s: %.3g FLOPs/step x %d steps = %.3g FLOPs (budget %s)", name, plans[name].flops_per_step,
-                     plans[name].steps, plans[name].total_flops, budget.text)
+            plans[name] = plan_pretraining(
+                build_method(name, preset, overrides),
+                preset.pretrain.steps,
+                preset.pretrain.batch_size,
+                budget,
+                meter,
+                lambda reference: build_method(reference, preset, overrides),
+            )
+            log.info(
+                "%s: %.3g FLOPs/step x %d steps = %.3g FLOPs (budget %s)",
+                name,
+                plans[name].flops_per_step,
+                plans[name].steps,
+                plans[name].total_flops,
+                budget.text,
+            )
     return plans
 
 
-def cell_record(planned: PlannedCell, preset: Preset, output, label_names: list[str], method: Method,
-                plan: PretrainPlan | None, pretrain_report, wall_s: float, device) -> dict:
+def cell_record(
+    planned: PlannedCell,
+    preset: Preset,
+    output,
+    label_names: list[str],
+    method: Method,
+    plan: PretrainPlan | None,
+    pretrain_report,
+    wall_s: float,
+    device,
+) -> dict:
     return {
         "signature": planned.signature,
         "config": to_jsonable({**planned.identity, "preset": preset.name}),
@@ -152,6 +127,18 @@ def cell_record(planned: PlannedCell, preset: Preset, output, label_names: list[
     }
 
 
+def rebuilder(method_cls: type[Method], config: MethodConfig, input_spec: InputSpec, state: dict):
+    """``rebuild(**changes)``: a fresh copy of the (pre)trained model with some config fields
+    changed (fine-tuning's drop_path), so protocols never mutate the shared model."""
+
+    def rebuild(**changes) -> Method:
+        fresh = method_cls(dataclasses.replace(config, **changes), input_spec)
+        fresh.load_state_dict(state)
+        return fresh
+
+    return rebuild
+
+
 def run(request: RunRequest) -> list[dict]:
     """Run every requested cell that is not finished; return the records of all requested cells."""
     for path in request.plugins:
@@ -159,11 +146,22 @@ def run(request: RunRequest) -> list[dict]:
     preset = get_preset(request.preset).with_overrides(request.overrides)
     requested, base_protocols = build_protocols(request.protocols or list(preset.default_protocols), preset)
     methods = resolve_methods(request.methods, list(base_protocols.values()), request.add_references)
+    pool_names = [name for name, _ in parse_pool(request.pretrain_data)]
+    check_scopes(
+        request.overrides,
+        {
+            "method": architectures(methods, preset, request.overrides),
+            "dataset": list(dict.fromkeys([request.dataset, *pool_names])),
+            "protocol": [*requested, *base_protocols],
+        },
+    )
     dataset = build_dataset(request.dataset, preset, request.overrides)
     label_set = request.label_set or dataset.label_sets[0]
     dataset.check_label_set(label_set)
     device = resolve_device(request.device)
     store = ResultStore(request.out)
+    if distributed.is_main():
+        remove_orphans(store.root)  # temporary files of a killed earlier run
     progress = request.progress and distributed.is_main()
 
     log.info("loading %s (%s labels) at %d Hz", dataset.name, label_set, preset.input.fs)
@@ -171,12 +169,18 @@ def run(request: RunRequest) -> list[dict]:
         distributed.barrier()  # rank 0 prepares (or generates) the caches first, alone
     arrays = dataset.load(preset.input.fs, label_set, request.cache_root, progress)
     pretrain_arrays, pool_identity = pretraining_pool(
-        request.pretrain_data, dataset, arrays, lambda name, overrides: build_dataset(name, preset, overrides),
-        request.overrides, preset.input.fs, request.cache_root, progress)
+        request.pretrain_data,
+        dataset,
+        arrays,
+        lambda name, overrides: build_dataset(name, preset, overrides),
+        request.overrides,
+        preset.input.fs,
+        request.cache_root,
+        progress,
+    )
     if distributed.is_main():
         distributed.barrier()
-    log.info("%d records: %s", len(arrays.signals),
-             ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
+    log.info("%d records: %s", len(arrays.signals), ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
     evaluations = expand(requested, base_protocols, arrays)
     plans = plan_budgets(methods, preset, request.overrides, FlopsMeter(store.flops_dir, device))
     data_identity = {"dataset": dataset.name, "dataset_config": dataset.config, "input": preset.input}
@@ -185,19 +189,37 @@ def run(request: RunRequest) -> list[dict]:
     records, todo = [], []
     for seed, method_name in itertools.product(request.seeds, methods):
         method_cls = METHODS.get(method_name)
-        pretrain_config = dataclasses.replace(preset.pretrain, steps=plans[method_name].steps) \
-            if method_cls.pretrains else None
-        pretrain_identity = {**data_identity, "method": method_name, "seed": seed, "pretrain": pretrain_config,
-                             "method_config": method_config(method_cls, preset, request.overrides)}
+        pretrain_config = (
+            dataclasses.replace(preset.pretrain, steps=plans[method_name].steps) if method_cls.pretrains else None
+        )
+        pretrain_identity = {
+            **data_identity,
+            "method": method_name,
+            "seed": seed,
+            "pretrain": pretrain_config,
+            "method_config": method_config(method_cls, preset, request.overrides),
+        }
         if pool_identity and method_cls.pretrains:
             pretrain_identity["pretrain_data"] = pool_identity
         for evaluation in evaluations:
             if not evaluation.protocol.applies_to(method_cls):
                 continue
-            cell = Cell(dataset.name, label_set, preset.name, method_name, evaluation.protocol_name, seed,
-                        evaluation.variant.name)
-            identity = {**pretrain_identity, "label_set": label_set, "protocol": evaluation.protocol_name,
-                        "protocol_config": evaluation.protocol.config, "variant": evaluation.variant.identity}
+            cell = Cell(
+                dataset.name,
+                label_set,
+                preset.name,
+                method_name,
+                evaluation.protocol_name,
+                seed,
+                evaluation.variant.name,
+            )
+            identity = {
+                **pretrain_identity,
+                "label_set": label_set,
+                "protocol": evaluation.protocol_name,
+                "protocol_config": evaluation.protocol.config,
+                "variant": evaluation.variant.identity,
+            }
             planned = PlannedCell(cell, evaluation, identity, signature(identity))
             if not request.rerun and store.is_finished(cell, planned.signature):
                 records.append(store.load(cell))
@@ -214,18 +236,32 @@ def run(request: RunRequest) -> list[dict]:
         method = method_cls(identity["method_config"], preset.input)
         pretrain_report = None
         if method_cls.pretrains:
-            pretrain_keys = ("dataset", "dataset_config", "input", "method", "method_config", "seed", "pretrain",
-                             "pretrain_data")
-            checkpoints = store.checkpoint_dir(dataset.name, preset.name, method_name, seed,
-                                               signature({k: identity[k] for k in pretrain_keys if k in identity}))
-            pretrain_report = pretrain(method, pretrain_arrays, identity["pretrain"], seed, device, checkpoints, progress,
-                                       request.profile_dir)
-        pretrained_state = {k: v.detach().clone() for k, v in method.state_dict().items()}
-
-        def rebuild(**changes) -> Method:
-            fresh = method_cls(dataclasses.replace(identity["method_config"], **changes), preset.input)
-            fresh.load_state_dict(pretrained_state)
-            return fresh
+            pretrain_keys = (
+                "dataset",
+                "dataset_config",
+                "input",
+                "method",
+                "method_config",
+                "seed",
+                "pretrain",
+                "pretrain_data",
+            )
+            checkpoints = store.checkpoint_dir(
+                dataset.name,
+                preset.name,
+                method_name,
+                seed,
+                signature({k: identity[k] for k in pretrain_keys if k in identity}),
+            )
+            pretrain_report = pretrain(
+                method, pretrain_arrays, identity["pretrain"], seed, device, checkpoints, progress, request.profile_dir
+            )
+        rebuild = rebuilder(
+            method_cls,
+            identity["method_config"],
+            preset.input,
+            {k: v.detach().clone() for k, v in method.state_dict().items()},
+        )
 
         shared_outputs: dict = {}  # frozen features of this pretrained model, shared by its cells
         for planned in cells:
@@ -234,15 +270,38 @@ def run(request: RunRequest) -> list[dict]:
             variant = planned.evaluation.variant
             set_seed(seed)
             started = time.perf_counter()
-            output = planned.evaluation.protocol.run(CellContext(
-                rebuild(), rebuild, arrays, seed, device, progress,
-                train_indices=variant.train_indices, lead_subset=variant.lead_subset, cache=shared_outputs))
-            record = cell_record(planned, preset, output, arrays.label_names, method, plans.get(method_name),
-                                 pretrain_report, time.perf_counter() - started, device)
+            output = planned.evaluation.protocol.run(
+                CellContext(
+                    rebuild(),
+                    rebuild,
+                    arrays,
+                    seed,
+                    device,
+                    progress,
+                    train_indices=variant.train_indices,
+                    lead_subset=variant.lead_subset,
+                    cache=shared_outputs,
+                )
+            )
+            record = cell_record(
+                planned,
+                preset,
+                output,
+                arrays.label_names,
+                method,
+                plans.get(method_name),
+                pretrain_report,
+                time.perf_counter() - started,
+                device,
+            )
             if distributed.is_main():  # under torchrun only rank 0 writes
                 path = store.write(planned.cell, record, output.prediction)
-                log.info("%s: macro AUROC %.4f -> %s", planned.cell.describe(),
-                         record["metrics"]["macro_auroc"] or float("nan"), path)
+                log.info(
+                    "%s: macro AUROC %.4f -> %s",
+                    planned.cell.describe(),
+                    record["metrics"]["macro_auroc"] or float("nan"),
+                    path,
+                )
                 records.append(store.load(planned.cell))
             distributed.barrier()
     return records

@@ -1,6 +1,7 @@
 """Throughput and memory of the pieces that decide a run's cost: pretraining steps per method
 and preset, feature extraction, the cached data loader. On a CUDA device also model-FLOPs
 utilisation (MFU) against the bf16 peak and the largest batch that fits."""
+
 from __future__ import annotations
 
 import resource
@@ -8,12 +9,13 @@ import resource
 import pytest
 import torch
 
-from benchmark.compute import pretrain_step_flops, synthetic_batch
-from benchmark.data import make_loader
+from benchmark.build import build_dataset, method_config
+from benchmark.data.loader import make_loader
 from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
-from benchmark.runner import build_dataset, method_config
-from benchmark.training import OptimConfig, autocast, build_optimizer
+from benchmark.train.flops import pretrain_step_flops, synthetic_batch
+from benchmark.train.optim import OptimConfig, build_optimizer
+from benchmark.train.runtime import autocast
 
 pytestmark = pytest.mark.benchmarks
 
@@ -73,14 +75,22 @@ def test_pretraining_throughput(benchmark, perf_log, device, name, preset_name):
         synchronize(device)
 
     benchmark.pedantic(step, rounds=STEPS, iterations=1, warmup_rounds=1)
-    seconds = benchmark.stats.stats.median
+    seconds = benchmark.report.stats.stats.median
     peak = bf16_peak(device)
-    perf_log.append({
-        "benchmark": "pretraining step", "method": name, "preset": preset_name, "batch": len(batch),
-        "ms/step": 1e3 * seconds, "ECG/s": len(batch) / seconds, "GFLOP/step": flops / 1e9,
-        "GFLOP/s": flops / seconds / 1e9, "MFU": flops / seconds / peak if peak else None,
-        "peak MB": peak_memory_mb(device),
-    })
+    perf_log.append(
+        {
+            "benchmark": "pretraining step",
+            "method": name,
+            "preset": preset_name,
+            "batch": len(batch),
+            "ms/step": 1e3 * seconds,
+            "ECG/s": len(batch) / seconds,
+            "GFLOP/step": flops / 1e9,
+            "GFLOP/s": flops / seconds / 1e9,
+            "MFU": flops / seconds / peak if peak else None,
+            "peak MB": peak_memory_mb(device),
+        }
+    )
 
 
 @pytest.mark.parametrize("name", PRETRAINING)
@@ -96,8 +106,15 @@ def test_feature_extraction_throughput(benchmark, perf_log, device, name):
         synchronize(device)
 
     benchmark.pedantic(extract, rounds=STEPS, iterations=1, warmup_rounds=1)
-    perf_log.append({"benchmark": "feature extraction (cpu preset)", "method": name, "batch": 256,
-                     "ECG/s": 256 / benchmark.stats.stats.median, "peak MB": peak_memory_mb(device)})
+    perf_log.append(
+        {
+            "benchmark": "feature extraction (cpu preset)",
+            "method": name,
+            "batch": 256,
+            "ECG/s": 256 / benchmark.report.stats.stats.median,
+            "peak MB": peak_memory_mb(device),
+        }
+    )
 
 
 def test_cached_loader_throughput(benchmark, perf_log, tmp_path_factory):
@@ -105,15 +122,19 @@ def test_cached_loader_throughput(benchmark, perf_log, tmp_path_factory):
     preset = PRESETS["cpu"]
     dataset = build_dataset("synthetic", preset, {})
     arrays = dataset.load(preset.input.fs, "conditions", tmp_path_factory.mktemp("cache"), progress=False)
-    loader = make_loader(arrays, arrays.splits["pretrain"], preset.input.window, preset.pretrain.batch_size,
-                         train=True)
+    loader = make_loader(arrays, arrays.splits["pretrain"], preset.input.window, preset.pretrain.batch_size, train=True)
 
     def epoch():
         return sum(len(batch) for batch in loader)
 
     n = benchmark.pedantic(epoch, rounds=3, iterations=1, warmup_rounds=1)
-    perf_log.append({"benchmark": "cached data loader (cpu preset, 1 worker)", "records": n,
-                     "ECG/s": n / benchmark.stats.stats.median})
+    perf_log.append(
+        {
+            "benchmark": "cached data loader (cpu preset, 1 worker)",
+            "records": n,
+            "ECG/s": n / benchmark.report.stats.stats.median,
+        }
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the largest batch that fits is a GPU-memory question")
@@ -134,6 +155,12 @@ def test_largest_paper_batch(perf_log, device, name):
         finally:
             optimizer.zero_grad(set_to_none=True)
             torch.cuda.empty_cache()
-    perf_log.append({"benchmark": "largest pretraining batch (paper preset, bf16)", "method": name,
-                     "largest batch": fits, "GPU": torch.cuda.get_device_name(device)})
+    perf_log.append(
+        {
+            "benchmark": "largest pretraining batch (paper preset, bf16)",
+            "method": name,
+            "largest batch": fits,
+            "GPU": torch.cuda.get_device_name(device),
+        }
+    )
     assert fits > 0

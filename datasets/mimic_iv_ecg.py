@@ -2,7 +2,7 @@
 
 Waveforms (Gow et al. 2023): ``record_list.csv`` + ``files/pNNNN/pSUBJECT/sSTUDY/STUDY.{hea,dat}``,
 about 800k 10-s 12-lead ECGs at 500 Hz of 160k patients. The headers order the leads I, II,
-III, aVR, aVF, aVL, V1-V6; benchmark/prepare.py maps them by name and repairs or masks NaN
+III, aVR, aVF, aVL, V1-V6; benchmark/data/cache.py maps them by name and repairs or masks NaN
 samples and flat leads.
 
 Labels (Strodthoff et al. 2024, ``records_w_diag_icd10.csv``, a separate credentialed PhysioNet
@@ -10,7 +10,7 @@ project; ``labels_csv`` points at it, default: the root): ``label_column`` (defa
 ``all_diag_all``: hospital discharge diagnoses if any, else ED diagnoses) holds ICD-10-CM codes
 without dots as a list literal (``ast.literal_eval``). Each code is truncated to ``icd_digits``
 characters (4: subcategory), checked against ICD-10-CM and expanded with its ancestors by
-benchmark/icd.py (simple-icd-10-cm), named as in the LAMAE paper's tables: chapter ``IX``,
+benchmark/data/icd.py (simple-icd-10-cm), named as in the LAMAE paper's tables: chapter ``IX``,
 block ``IX.I05-I09``, category ``I07``, subcategory ``I071``. Label sets: ``chapter-ix`` (the
 paper's: diseases of the circulatory system, I00-I99) and ``all`` (every chapter). A label is
 kept with ``min_count`` positives in train (default 10, our choice: the paper reports 228
@@ -23,6 +23,7 @@ grouped); with m the largest value, test = m, validation = m - 1, train below. R
 patients without a labelled record pretrain (they are in no evaluation split); without the
 labels file (waveforms only) every record can serve as ``--pretrain-data``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,17 +35,28 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from benchmark.data import DatasetConfig
-from benchmark.filedata import Annotations, FileDatasetConfig, PreparedDataset, parse_list_cell, read_csv
-from benchmark.icd import icd_description, icd_label_names, icd_tree, is_valid_code
-from benchmark.prepare import SignalSource, WfdbReader
-from benchmark.registry import DATASETS
+from ecgbench import DATASETS, DatasetConfig
+from ecgbench.data import (
+    Annotations,
+    FileDatasetConfig,
+    PreparedDataset,
+    SignalSource,
+    WfdbReader,
+    icd_description,
+    icd_label_names,
+    icd_tree,
+    is_valid_code,
+    parse_list_cell,
+    read_csv,
+)
 
 log = logging.getLogger("benchmark")
 
 RECORD_FIX = "point --root at a MIMIC-IV-ECG v1.0 folder (physionet.org/content/mimic-iv-ecg/1.0)"
-LABEL_FIX = ("set --set mimic-iv-ecg.labels_csv=PATH to MIMIC-IV-ECG-Ext-ICD's records_w_diag_icd10.csv "
-             "(physionet.org/content/mimic-iv-ecg-ext-icd-labels)")
+LABEL_FIX = (
+    "set --set mimic-iv-ecg.labels_csv=PATH to MIMIC-IV-ECG-Ext-ICD's records_w_diag_icd10.csv "
+    "(physionet.org/content/mimic-iv-ecg-ext-icd-labels)"
+)
 LABEL_COLUMNS = ("ed_diag_ed", "ed_diag_hosp", "hosp_diag_hosp", "all_diag_hosp", "all_diag_all")
 
 
@@ -83,16 +95,24 @@ class MimicIVECG(PreparedDataset):
 
     @cached_property
     def records(self) -> pd.DataFrame:
-        return read_csv(self.root / "record_list.csv", ("subject_id", "study_id", "path"), RECORD_FIX,
-                        dtype={"subject_id": str, "study_id": str, "path": str})
+        return read_csv(
+            self.root / "record_list.csv",
+            ("subject_id", "study_id", "path"),
+            RECORD_FIX,
+            dtype={"subject_id": str, "study_id": str, "path": str},
+        )
 
     def label_files(self):
         return [path for path in (self.root / "record_list.csv", self.labels_path) if path.is_file()]
 
     def signal_source(self, fs: int) -> SignalSource:
         records = self.records
-        return SignalSource(self.name, records["study_id"].str.strip().to_numpy(dtype=str),
-                            WfdbReader(str(self.root), records["path"].fillna("").str.strip().tolist(), 500.0), 10.0)
+        return SignalSource(
+            self.name,
+            records["study_id"].str.strip().to_numpy(dtype=str),
+            WfdbReader(str(self.root), records["path"].fillna("").str.strip().tolist(), 500.0),
+            10.0,
+        )
 
     def annotate(self, source: SignalSource, label_set: str | None) -> Annotations:
         cfg = self.config
@@ -108,19 +128,28 @@ class MimicIVECG(PreparedDataset):
         row = table["file_name"].str.strip().map(row_of)
         unknown = row.isna()
         if unknown.any():
-            log.warning("%s: %d rows name records absent from record_list.csv and are ignored (e.g. %s)",
-                        self.labels_path, int(unknown.sum()), table["file_name"][unknown].iloc[0])
+            log.warning(
+                "%s: %d rows name records absent from record_list.csv and are ignored (e.g. %s)",
+                self.labels_path,
+                int(unknown.sum()),
+                table["file_name"][unknown].iloc[0],
+            )
         table, row = table[~unknown], row[~unknown].astype(np.int64).to_numpy()
         repeated = pd.Series(row).duplicated(keep=False).to_numpy()
 
         fold = pd.to_numeric(table[cfg.split_column], errors="coerce").to_numpy()
         last = np.nanmax(fold) if np.isfinite(fold).any() else np.nan
-        split_of_row = np.where(fold == last, "test", np.where(fold == last - 1, "val",
-                                                                np.where(fold < last - 1, "train", "")))
+        split_of_row = np.where(
+            fold == last, "test", np.where(fold == last - 1, "val", np.where(fold < last - 1, "train", ""))
+        )
         splits = np.full(len(patients), "", dtype=object)
         splits[row[~repeated]] = split_of_row[~repeated]
-        annotations = Annotations(patients, splits.astype(str), empty_is_negative=True,  # no code of the set: negative
-                                  split_source=str(self.labels_path))
+        annotations = Annotations(
+            patients,
+            splits.astype(str),
+            empty_is_negative=True,  # no code of the set: negative
+            split_source=str(self.labels_path),
+        )
         if label_set is None:
             return annotations
 
@@ -141,7 +170,9 @@ class MimicIVECG(PreparedDataset):
                 problems[int(i)] = f"{cfg.label_column}: {exc}"
                 continue
             if not codes and cfg.empty_labels == "exclude":
-                problems[int(i)] = f"{cfg.label_column} is an empty list (set empty_labels=negative to use it as a negative)"
+                problems[int(i)] = (
+                    f"{cfg.label_column} is an empty list (set empty_labels=negative to use it as a negative)"
+                )
                 continue
             del problems[int(i)]
             tokens: set[str] = set()
@@ -170,7 +201,7 @@ class _CodeLabels:
 
     def __call__(self, code: str) -> tuple[str, ...] | None:
         if code not in self.cache:
-            short = code.strip().upper().replace(".", "")[:self.digits]
+            short = code.strip().upper().replace(".", "")[: self.digits]
             names = icd_label_names(short) if is_valid_code(short) else None
             self.cache[code] = names if names is None or self.chapter in (None, names[-1]) else ()
         return self.cache[code]

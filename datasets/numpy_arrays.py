@@ -12,6 +12,7 @@ resampling to the preset's rate) into the cache; ``signals.npy`` is read one mem
 at a time, so it may be larger than RAM. Without patient ids each record is its own patient;
 without a ``split`` column patients are split at random (seeded).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,10 +23,16 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from benchmark.data import LEADS, DataError, DatasetConfig
-from benchmark.filedata import Annotations, UserDataConfig, UserDataset, annotate_user_table, read_csv
-from benchmark.prepare import NumpyReader, SignalSource
-from benchmark.registry import DATASETS
+from ecgbench import DATASETS, LEADS, DataError, DatasetConfig
+from ecgbench.data import (
+    Annotations,
+    NumpyReader,
+    SignalSource,
+    UserDataConfig,
+    UserDataset,
+    annotate_user_table,
+    read_csv,
+)
 
 FIX = "see the README section 'Bring your own data' for the NumPy layout"
 
@@ -35,8 +42,10 @@ def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as exc:
-        raise DataError(f"{path} cannot be read without unpickling ({exc}); save numbers or strings, e.g. "
-                        f"np.save(path, array.astype(str))") from None
+        raise DataError(
+            f"{path} cannot be read without unpickling ({exc}); save numbers or strings, e.g. "
+            f"np.save(path, array.astype(str))"
+        ) from None
 
 
 @dataclass
@@ -63,8 +72,10 @@ class NumpyArrays(UserDataset):
             raise DataError(f"{path} not found; {FIX}")
         shape = load_npy(path, mmap=True).shape
         if len(shape) != 3 or shape[1] != len(self.config.leads):
-            raise DataError(f"{path} has shape {shape}; expected (N, {len(self.config.leads)}, T) with channels named "
-                            f"by numpy.leads ({','.join(self.config.leads)})")
+            raise DataError(
+                f"{path} has shape {shape}; expected (N, {len(self.config.leads)}, T) with channels named "
+                f"by numpy.leads ({','.join(self.config.leads)})"
+            )
         if not self.config.fs:
             raise DataError(f"{self.name}: the sampling rate of {path} is unknown; give it with --set numpy.fs=500")
         return path
@@ -82,9 +93,15 @@ class NumpyArrays(UserDataset):
             source = self.root / "labels.npy"
             values = load_npy(source)
             names_file = self.root / "label_names.txt"
-            names = names_file.read_text().split() if names_file.is_file() else [f"label_{k}" for k in range(values.shape[1])]
+            names = (
+                names_file.read_text().split()
+                if names_file.is_file()
+                else [f"label_{k}" for k in range(values.shape[1])]
+            )
             if values.ndim != 2 or len(names) != values.shape[1]:
-                raise DataError(f"{source} must be (N, K) with K = {len(names)} names in label_names.txt; got {values.shape}")
+                raise DataError(
+                    f"{source} must be (N, K) with K = {len(names)} names in label_names.txt; got {values.shape}"
+                )
             table = pd.DataFrame(values.astype(str), columns=names)
         else:
             return None
@@ -92,8 +109,10 @@ class NumpyArrays(UserDataset):
         if ids.is_file() and "patient_id" not in table.columns:
             table["patient_id"] = load_npy(ids).astype(str)
         if len(table) != self.n_records:
-            raise DataError(f"{source} has {len(table)} rows but {self.signals_path} has {self.n_records} records; "
-                            f"they must match row by row")
+            raise DataError(
+                f"{source} has {len(table)} rows but {self.signals_path} has {self.n_records} records; "
+                f"they must match row by row"
+            )
         return table, source
 
     def label_files(self):
@@ -103,8 +122,11 @@ class NumpyArrays(UserDataset):
     def signal_source(self, fs: int) -> SignalSource:
         cfg = self.config
         table = self.table[0] if self.table is not None else None
-        ids = (table["record_id"].astype(str).to_numpy(dtype=str) if table is not None and "record_id" in table.columns
-               else np.arange(self.n_records).astype(str))
+        ids = (
+            table["record_id"].astype(str).to_numpy(dtype=str)
+            if table is not None and "record_id" in table.columns
+            else np.arange(self.n_records).astype(str)
+        )
         reader = NumpyReader(str(self.signals_path), tuple(cfg.leads), float(cfg.fs), cfg.scale_to_mv)
         return SignalSource(self.name, ids, reader, load_npy(self.signals_path, mmap=True).shape[2] / cfg.fs)
 
@@ -112,10 +134,16 @@ class NumpyArrays(UserDataset):
         records = np.asarray(source.record_ids, dtype=str)
         if self.table is None:
             if label_set is not None:
-                raise DataError(f"{self.name}: no labels.csv or labels.npy in {self.root}; {FIX}. Unlabelled arrays "
-                                f"can still pretrain: --pretrain-data {self.name}:{self.root}")
+                raise DataError(
+                    f"{self.name}: no labels.csv or labels.npy in {self.root}; {FIX}. Unlabelled arrays "
+                    f"can still pretrain: --pretrain-data {self.name}:{self.root}"
+                )
             ids = self.root / "patient_ids.npy"
-            table = pd.DataFrame({"patient_id": load_npy(ids).astype(str)}) if ids.is_file() else pd.DataFrame(index=records)
+            table = (
+                pd.DataFrame({"patient_id": load_npy(ids).astype(str)})
+                if ids.is_file()
+                else pd.DataFrame(index=records)
+            )
             return annotate_user_table(table, self.root, self.config, False, records)
         table, path = self.table
         return annotate_user_table(table, path, self.config, label_set is not None, records)

@@ -2,7 +2,7 @@
 
 Reads an unmodified PTB-XL folder (``ptbxl_database.csv``, ``scp_statements.csv``,
 ``records100/``, ``records500/``). The source follows the requested rate: records100 (100 Hz)
-for fs <= 100, records500 (500 Hz) above it, resampled by benchmark/prepare.py.
+for fs <= 100, records500 (500 Hz) above it, resampled by benchmark/data/cache.py.
 
 Label sets, label space and splits as in the PTB-XL benchmark of Strodthoff et al. 2021 ("Deep
 learning for ECG analysis: benchmarks and insights from PTB-XL", IEEE JBHI 25:1519; their
@@ -18,6 +18,7 @@ learning for ECG analysis: benchmarks and insights from PTB-XL", IEEE JBHI 25:15
 - ``strat_fold`` 1-8 train, 9 validation, 10 test (the folds are patient-disjoint); pretraining
   uses every record of folds 1-8.
 """
+
 from __future__ import annotations
 
 import ast
@@ -28,17 +29,28 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from benchmark.data import DatasetConfig
-from benchmark.filedata import LABELLED_SPLITS, Annotations, FileDatasetConfig, PreparedDataset, read_csv
-from benchmark.prepare import SignalSource, WfdbReader
-from benchmark.registry import DATASETS
+from ecgbench import DATASETS, DatasetConfig
+from ecgbench.data import (
+    LABELLED_SPLITS,
+    Annotations,
+    FileDatasetConfig,
+    PreparedDataset,
+    SignalSource,
+    WfdbReader,
+    read_csv,
+)
 
 FIX = "point --root at an unmodified PTB-XL v1.0.3 folder (physionet.org/content/ptb-xl/1.0.3)"
 DATABASE_COLUMNS = ("ecg_id", "patient_id", "scp_codes", "strat_fold", "filename_lr", "filename_hr")
 STATEMENT_COLUMNS = ("description", "diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass")
 FOLD_SPLITS = {**{fold: "train" for fold in range(1, 9)}, 9: "val", 10: "test"}
-SUPERCLASSES = {"NORM": "normal ECG", "MI": "myocardial infarction", "STTC": "ST/T change",
-                "CD": "conduction disturbance", "HYP": "hypertrophy"}  # Wagner et al. 2020, table 2
+SUPERCLASSES = {
+    "NORM": "normal ECG",
+    "MI": "myocardial infarction",
+    "STTC": "ST/T change",
+    "CD": "conduction disturbance",
+    "HYP": "hypertrophy",
+}  # Wagner et al. 2020, table 2
 
 
 @dataclass
@@ -55,8 +67,12 @@ class PTBXL(PreparedDataset):
 
     @cached_property
     def database(self) -> pd.DataFrame:
-        return read_csv(self.root / "ptbxl_database.csv", DATABASE_COLUMNS, FIX,
-                        dtype={"scp_codes": str, "filename_lr": str, "filename_hr": str})
+        return read_csv(
+            self.root / "ptbxl_database.csv",
+            DATABASE_COLUMNS,
+            FIX,
+            dtype={"scp_codes": str, "filename_lr": str, "filename_hr": str},
+        )
 
     @cached_property
     def statements(self) -> pd.DataFrame:
@@ -67,8 +83,12 @@ class PTBXL(PreparedDataset):
 
     def signal_source(self, fs: int) -> SignalSource:
         column, declared_fs = ("filename_lr", 100.0) if fs <= 100 else ("filename_hr", 500.0)
-        return SignalSource(self.name, self.database["ecg_id"].astype(str).to_numpy(),
-                            WfdbReader(str(self.root), self.database[column].fillna("").tolist(), declared_fs), 10.0)
+        return SignalSource(
+            self.name,
+            self.database["ecg_id"].astype(str).to_numpy(),
+            WfdbReader(str(self.root), self.database[column].fillna("").tolist(), declared_fs),
+            10.0,
+        )
 
     def annotate(self, source: SignalSource, label_set: str | None) -> Annotations:
         db = self.database
@@ -76,10 +96,17 @@ class PTBXL(PreparedDataset):
         patients = np.array([f"{int(p)}" if np.isfinite(p) else "" for p in patient], dtype=str)
         folds = pd.to_numeric(db["strat_fold"], errors="coerce")
         splits = folds.map(FOLD_SPLITS).fillna("").to_numpy(dtype=str)
-        notes = [(int(i), "no split", f"strat_fold {db['strat_fold'].iloc[i]!r} is not 1-10: pretraining only")
-                 for i in np.flatnonzero(splits == "")]
-        annotations = Annotations(patients, splits, notes=notes, count_splits=LABELLED_SPLITS,
-                                  split_source=str(self.root / "ptbxl_database.csv"))
+        notes = [
+            (int(i), "no split", f"strat_fold {db['strat_fold'].iloc[i]!r} is not 1-10: pretraining only")
+            for i in np.flatnonzero(splits == "")
+        ]
+        annotations = Annotations(
+            patients,
+            splits,
+            notes=notes,
+            count_splits=LABELLED_SPLITS,
+            split_source=str(self.root / "ptbxl_database.csv"),
+        )
         if label_set is None:
             return annotations
         tokens_of = self._aggregation(label_set)
@@ -109,8 +136,10 @@ class PTBXL(PreparedDataset):
         flag = "diagnostic" if label_set in ("diagnostic", "subdiagnostic", "superdiagnostic") else label_set
         chosen = statements[statements[flag] == 1.0]
         column = {"subdiagnostic": "diagnostic_subclass", "superdiagnostic": "diagnostic_class"}.get(label_set)
-        mapping = {code: ([code] if column is None else [row[column]] if isinstance(row[column], str) else [])
-                   for code, row in chosen.iterrows()}
+        mapping = {
+            code: ([code] if column is None else [row[column]] if isinstance(row[column], str) else [])
+            for code, row in chosen.iterrows()
+        }
         return lambda code: mapping.get(code, [])
 
     def describe_labels(self, names, label_set):
@@ -118,8 +147,10 @@ class PTBXL(PreparedDataset):
             descriptions = {n: SUPERCLASSES.get(n, n) for n in names}
         elif label_set == "subdiagnostic":
             diagnostic = self.statements[self.statements["diagnostic"] == 1.0]
-            descriptions = {n: "diagnostic subclass of " + ", ".join(diagnostic.index[diagnostic.diagnostic_subclass == n])
-                            for n in names}
+            descriptions = {
+                n: "diagnostic subclass of " + ", ".join(diagnostic.index[diagnostic.diagnostic_subclass == n])
+                for n in names
+            }
         else:
             descriptions = {n: str(self.statements["description"].get(n, n)) for n in names}
         return sorted(names), descriptions, {}

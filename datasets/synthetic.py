@@ -31,6 +31,7 @@ its rhythm, acute conditions, label noise and signal noise from ``default_rng([s
 Physiology is drawn before anything whose size depends on fs, so the same record at 100 and
 500 Hz shows the same heart; only the noise realisation differs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,24 +45,25 @@ import numpy as np
 from scipy.special import ndtri
 from tqdm.auto import tqdm
 
-from benchmark.data import LEADS, DataError, DatasetConfig, DatasetPlugin, ECGArrays
-from benchmark.icd import icd_description, icd_hierarchy, icd_label_names
-from benchmark.registry import DATASETS
+from ecgbench import DATASETS, LEADS, DataError, DatasetConfig, DatasetPlugin, ECGArrays
+from ecgbench.data import icd_description, icd_hierarchy, icd_label_names
 
 GENERATOR_VERSION = 1  # bump whenever a change alters generated records (it keys the cache)
 MIN_FS = 50  # below this the QRS (Gaussians of 6-20 ms width) is no longer sampled
 
 # Dower et al. 1980, rows I, II, V1..V6; columns X, Y, Z (Edenbrandt & Pahlm 1988, table 1).
-DOWER = np.array([
-    [0.632, -0.235, 0.059],    # I
-    [0.235, 1.066, -0.132],    # II
-    [-0.515, 0.157, -0.917],   # V1
-    [0.044, 0.164, -1.387],    # V2
-    [0.882, 0.098, -1.277],    # V3
-    [1.213, 0.127, -0.601],    # V4
-    [1.125, 0.127, -0.086],    # V5
-    [0.831, 0.076, 0.230],     # V6
-])
+DOWER = np.array(
+    [
+        [0.632, -0.235, 0.059],  # I
+        [0.235, 1.066, -0.132],  # II
+        [-0.515, 0.157, -0.917],  # V1
+        [0.044, 0.164, -1.387],  # V2
+        [0.882, 0.098, -1.277],  # V3
+        [1.213, 0.127, -0.601],  # V4
+        [1.125, 0.127, -0.086],  # V5
+        [0.831, 0.076, 0.230],  # V6
+    ]
+)
 ELECTRODES: tuple[str, ...] = ("RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6")
 
 # Gaussian waves of one beat. X is the extra QRS wave of conduction disorders (LBBB notch, RBBB
@@ -73,19 +75,21 @@ P1, P2, Q, R, S, X, ST, T1, T2 = range(len(WAVES))
 # Heart-frame dipole amplitudes (mV) of a normal beat, chosen so that the Dower projection gives
 # textbook amplitudes: rS in V1, transition V3-V4, qR in V5-V6, upright T except V1, biphasic P
 # in V1 (right then left atrium).
-NORMAL_DIPOLE = np.array([
-    [0.03, 0.10, -0.06],    # P1 right atrium: inferior, anterior
-    [0.09, 0.05, 0.07],     # P2 left atrium: leftward, posterior
-    [-0.12, 0.04, -0.12],   # Q septum: rightward, anterior
-    [1.00, 0.75, 0.45],     # R free walls: leftward, inferior, posterior
-    [-0.35, -0.10, 0.45],   # S base: rightward, superior, posterior
-    [0.0, 0.0, 0.0],        # X
-    [0.0, 0.0, 0.0],        # ST
-    [0.16, 0.10, -0.07],    # T1
-    [0.16, 0.10, -0.07],    # T2
-])
+NORMAL_DIPOLE = np.array(
+    [
+        [0.03, 0.10, -0.06],  # P1 right atrium: inferior, anterior
+        [0.09, 0.05, 0.07],  # P2 left atrium: leftward, posterior
+        [-0.12, 0.04, -0.12],  # Q septum: rightward, anterior
+        [1.00, 0.75, 0.45],  # R free walls: leftward, inferior, posterior
+        [-0.35, -0.10, 0.45],  # S base: rightward, superior, posterior
+        [0.0, 0.0, 0.0],  # X
+        [0.0, 0.0, 0.0],  # ST
+        [0.16, 0.10, -0.07],  # T1
+        [0.16, 0.10, -0.07],  # T2
+    ]
+)
 ANTERIOR_INJURY = np.array([0.2, -0.15, -1.0])  # LAD territory: ST up in V1-V4
-INFERIOR_INJURY = np.array([-0.2, 1.0, 0.25])   # RCA: ST up in II, III, aVF; down in aVL, V1-V3
+INFERIOR_INJURY = np.array([-0.2, 1.0, 0.25])  # RCA: ST up in II, III, aVF; down in aVL, V1-V3
 LBBB_R1, LBBB_R2 = np.array([0.75, 0.30, 0.65]), np.array([0.85, 0.25, 0.50])  # leftward, posterior
 RBBB_TERMINAL = np.array([-0.45, 0.05, -0.55])  # late rightward, anterior forces
 AF_FIBRILLATION = np.array([-0.3, 0.45, -0.55])  # f waves are best seen in V1 and inferior leads
@@ -100,19 +104,28 @@ class Condition:
 CONDITIONS: tuple[Condition, ...] = (
     Condition("I48", "atrial fibrillation: irregular RR (CV 15-28 %), no P waves, 4-9 Hz f waves"),
     Condition("I440", "first-degree AV block: PR 215-320 ms (normal 120-190 ms); sinus rhythm only"),
-    Condition("I447", "LBBB: QRS 130-170 ms, no septal q, broad notched R in I/aVL/V5-V6, QS in V1, "
-                      "discordant ST-T"),
-    Condition("I451", "RBBB: QRS 125-155 ms, late rightward-anterior wave: rsR' in V1, wide S in I/V6, "
-                      "lowered or inverted T in V1"),
-    Condition("I210", "anterior STEMI: 0.15-0.4 mV injury current toward V1-V4 (ST up most in V2-V3), "
-                      "hyperacute T"),
-    Condition("I211", "inferior STEMI: 0.15-0.4 mV injury current toward II/III/aVF (ST up most in III), "
-                      "reciprocal ST down in aVL and V1-V3"),
-    Condition("I517", "LVH: QRS voltage x1.5-2.1, leftward-posterior shift, +5-15 ms; strain ST-T "
-                      "(ST down, T inverted in lateral leads) in 75 %"),
+    Condition("I447", "LBBB: QRS 130-170 ms, no septal q, broad notched R in I/aVL/V5-V6, QS in V1, discordant ST-T"),
+    Condition(
+        "I451",
+        "RBBB: QRS 125-155 ms, late rightward-anterior wave: rsR' in V1, wide S in I/V6, lowered or inverted T in V1",
+    ),
+    Condition("I210", "anterior STEMI: 0.15-0.4 mV injury current toward V1-V4 (ST up most in V2-V3), hyperacute T"),
+    Condition(
+        "I211",
+        "inferior STEMI: 0.15-0.4 mV injury current toward II/III/aVF (ST up most in III), "
+        "reciprocal ST down in aVL and V1-V3",
+    ),
+    Condition(
+        "I517",
+        "LVH: QRS voltage x1.5-2.1, leftward-posterior shift, +5-15 ms; strain ST-T "
+        "(ST down, T inverted in lateral leads) in 75 %",
+    ),
     Condition("I471", "SVT: regular narrow-complex tachycardia 155-210 bpm, P hidden in the QRS"),
-    Condition("I493", "ventricular premature beats: wide (130-180 ms) early beats without P, "
-                      "discordant T, compensatory pause; bigeminy to quadrigeminy"),
+    Condition(
+        "I493",
+        "ventricular premature beats: wide (130-180 ms) early beats without P, "
+        "discordant T, compensatory pause; bigeminy to quadrigeminy",
+    ),
 )
 CONDITION_CODES: tuple[str, ...] = tuple(c.code for c in CONDITIONS)
 AF, AVB1, LBBB, RBBB, STEMI_ANTERIOR, STEMI_INFERIOR, LVH, SVT, PVC = range(len(CONDITIONS))
@@ -122,8 +135,15 @@ AF, AVB1, LBBB, RBBB, STEMI_ANTERIOR, STEMI_INFERIOR, LVH, SVT, PVC = range(len(
 # branch block; STEMI and LVH are not diagnosable in LBBB; PVCs are not drawn during SVT. AF and
 # SVT are alternative rhythms, LBBB and RBBB alternative conduction disorders.
 DRAW_PROBABILITY: dict[int, float] = {
-    AF: 0.12, AVB1: 0.12, LBBB: 0.085, RBBB: 0.08, STEMI_ANTERIOR: 0.09, STEMI_INFERIOR: 0.09,
-    LVH: 0.12, SVT: 0.09, PVC: 0.10,
+    AF: 0.12,
+    AVB1: 0.12,
+    LBBB: 0.085,
+    RBBB: 0.08,
+    STEMI_ANTERIOR: 0.09,
+    STEMI_INFERIOR: 0.09,
+    LVH: 0.12,
+    SVT: 0.09,
+    PVC: 0.10,
 }
 
 N_PATIENT_DRAWS = 96  # uniforms per patient; a fixed block, so column j always means one thing
@@ -186,8 +206,12 @@ class SyntheticConfig(DatasetConfig):
 
     @property
     def split_fractions(self) -> dict[str, float]:
-        return {"pretrain_only": self.pretrain_only_fraction, "train": self.train_fraction,
-                "val": self.val_fraction, "test": self.test_fraction}
+        return {
+            "pretrain_only": self.pretrain_only_fraction,
+            "train": self.train_fraction,
+            "val": self.val_fraction,
+            "test": self.test_fraction,
+        }
 
     @property
     def n_records(self) -> int:
@@ -222,8 +246,12 @@ def record_splits(config: SyntheticConfig) -> dict[str, np.ndarray]:
     def records(patients: np.ndarray) -> np.ndarray:
         return (np.sort(patients)[:, None] * rpp + np.arange(rpp)).ravel()
 
-    return {"pretrain": records(np.concatenate([pretrain_only, train])), "train": records(train),
-            "val": records(val), "test": records(test)}
+    return {
+        "pretrain": records(np.concatenate([pretrain_only, train])),
+        "train": records(train),
+        "val": records(val),
+        "test": records(test),
+    }
 
 
 # -- the generator -----------------------------------------------------------------------------
@@ -267,7 +295,7 @@ class _Draws:
         width = 1 if n is None else n
         if self._next + width > self._u.shape[1]:
             raise RuntimeError("synthetic generator: draw block exhausted; enlarge N_*_DRAWS")
-        block = self._u[:, self._next:self._next + width]
+        block = self._u[:, self._next : self._next + width]
         self._next += width
         return block[:, 0] if n is None else block
 
@@ -289,8 +317,12 @@ def beats_per_record(duration_s: float) -> int:
     return int(np.ceil((duration_s + LAST_BEAT_S - FIRST_BEAT_S) / MIN_RR_S)) + 1
 
 
-def _random_streams(config: SyntheticConfig, indices: np.ndarray, n_samples: int, noise: bool,
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+def _random_streams(
+    config: SyntheticConfig,
+    indices: np.ndarray,
+    n_samples: int,
+    noise: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """The per-record random numbers, drawn record by record from their own seeds."""
     n, k = len(indices), beats_per_record(config.duration_s)
     patient_u = np.empty((n, N_PATIENT_DRAWS))
@@ -358,8 +390,9 @@ def _draw_record(patient_u: np.ndarray, record_u: np.ndarray) -> _Record:
 
     # patient: body habitus, anatomy, intervals, chronic conditions
     gain = np.exp(patient.normal(0.0, 0.2))
-    dipole = (NORMAL_DIPOLE * np.exp(patient.normal(0.0, 0.15, len(WAVES)))[:, :, None]
-              + 0.2 * np.abs(NORMAL_DIPOLE) * patient.normal(0.0, 1.0, 3 * len(WAVES)).reshape(n, len(WAVES), 3))
+    dipole = NORMAL_DIPOLE * np.exp(patient.normal(0.0, 0.15, len(WAVES)))[:, :, None] + 0.2 * np.abs(
+        NORMAL_DIPOLE
+    ) * patient.normal(0.0, 1.0, 3 * len(WAVES)).reshape(n, len(WAVES), 3)
     rotation = np.deg2rad(np.stack([patient.normal(0, 15), patient.normal(0, 12), patient.normal(0, 8)], axis=1))
     hr_base = patient.uniform(55, 95)
     pr_normal, pr_long = patient.uniform(0.12, 0.19), patient.uniform(0.215, 0.32)
@@ -390,16 +423,23 @@ def _draw_record(patient_u: np.ndarray, record_u: np.ndarray) -> _Record:
     svt = (rhythm_u >= DRAW_PROBABILITY[AF]) & (rhythm_u < DRAW_PROBABILITY[AF] + DRAW_PROBABILITY[SVT])
     svt &= ~(has_lbbb | has_rbbb)
     sinus = ~af & ~svt
-    rate = np.where(af, record.uniform(75, 140), np.where(svt, record.uniform(155, 210),
-                                                      np.clip(hr_base + record.normal(0, 5), 45, 115)))
+    rate = np.where(
+        af,
+        record.uniform(75, 140),
+        np.where(svt, record.uniform(155, 210), np.clip(hr_base + record.normal(0, 5), 45, 115)),
+    )
     rr_mean = 60.0 / rate
     stemi_u = record.uniform(0, 1)
     anterior = (stemi_u < DRAW_PROBABILITY[STEMI_ANTERIOR]) & ~has_lbbb
-    inferior = ((stemi_u >= DRAW_PROBABILITY[STEMI_ANTERIOR])
-                & (stemi_u < DRAW_PROBABILITY[STEMI_ANTERIOR] + DRAW_PROBABILITY[STEMI_INFERIOR]) & ~has_lbbb)
+    inferior = (
+        (stemi_u >= DRAW_PROBABILITY[STEMI_ANTERIOR])
+        & (stemi_u < DRAW_PROBABILITY[STEMI_ANTERIOR] + DRAW_PROBABILITY[STEMI_INFERIOR])
+        & ~has_lbbb
+    )
     injury_size, hyperacute = record.uniform(0.15, 0.4), record.uniform(0.3, 0.8)
-    injury_dir = np.where(anterior[:, None], record.unit_vectors(ANTERIOR_INJURY, 0.2),
-                          record.unit_vectors(INFERIOR_INJURY, 0.2))
+    injury_dir = np.where(
+        anterior[:, None], record.unit_vectors(ANTERIOR_INJURY, 0.2), record.unit_vectors(INFERIOR_INJURY, 0.2)
+    )
     pvc = record.bernoulli(DRAW_PROBABILITY[PVC]) & ~svt
     rotation = rotation + np.deg2rad(record.normal(0, 3, 3))  # electrode placement, posture
     gain = gain * np.exp(record.normal(0.0, 0.05))
@@ -426,7 +466,7 @@ def _draw_record(patient_u: np.ndarray, record_u: np.ndarray) -> _Record:
     width[:, T1], offset[:, T1] = 0.055 * s, offset[:, T2] - 0.035 * s
 
     # morphology changes of the conditions, in the heart's frame
-    dipole[~sinus, P1:P2 + 1] = 0.0
+    dipole[~sinus, P1 : P2 + 1] = 0.0
     r_dir = _unit(dipole[:, R])
     lvh = has_lvh[:, None]
     r_size = np.linalg.norm(dipole[:, R], axis=1, keepdims=True)
@@ -461,8 +501,9 @@ def _draw_record(patient_u: np.ndarray, record_u: np.ndarray) -> _Record:
     injured = (anterior | inferior)[:, None]
     dipole[:, ST] = np.where(injured, dipole[:, ST] + injury_size[:, None] * injury_dir, dipole[:, ST])
     for t in (T1, T2):
-        dipole[:, t] = np.where(injured, dipole[:, t] + 0.5 * (hyperacute * injury_size)[:, None] * injury_dir,
-                                dipole[:, t])
+        dipole[:, t] = np.where(
+            injured, dipole[:, t] + 0.5 * (hyperacute * injury_size)[:, None] * injury_dir, dipole[:, t]
+        )
 
     # a ventricular premature beat: no P, wide bizarre QRS from the focus, discordant T
     pvc_dipole = np.zeros_like(dipole)
@@ -479,12 +520,31 @@ def _draw_record(patient_u: np.ndarray, record_u: np.ndarray) -> _Record:
     conditions[:, AVB1] = has_avb1 & sinus
     conditions[:, LBBB], conditions[:, RBBB], conditions[:, LVH] = has_lbbb, has_rbbb, has_lvh
     conditions[:, STEMI_ANTERIOR], conditions[:, STEMI_INFERIOR] = anterior, inferior
-    return _Record(conditions, rr_mean, np.select([af, svt], [1, 2], 0), np.where(sinus, pr, np.nan), qrs, qt,
-                   offset, width, dipole, pvc_offset, pvc_width, pvc_dipole, rotation, gain, fib_dipole, record)
+    return _Record(
+        conditions,
+        rr_mean,
+        np.select([af, svt], [1, 2], 0),
+        np.where(sinus, pr, np.nan),
+        qrs,
+        qt,
+        offset,
+        width,
+        dipole,
+        pvc_offset,
+        pvc_width,
+        pvc_dipole,
+        rotation,
+        gain,
+        fib_dipole,
+        record,
+    )
 
 
-def _beat_schedule(rec: _Record, beat_u: np.ndarray, duration_s: float,
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _beat_schedule(
+    rec: _Record,
+    beat_u: np.ndarray,
+    duration_s: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """QRS onsets (B, K) NaN-padded, premature flags, per-beat amplitude factors, and the
     respiration (Hz, phase) that modulates RR, amplitude and baseline alike."""
     draw = rec.draws
@@ -514,12 +574,14 @@ def _beat_schedule(rec: _Record, beat_u: np.ndarray, duration_s: float,
     onsets = np.where(onsets <= duration_s + LAST_BEAT_S, onsets, np.nan)
 
     amplitude = (1 + 0.03 * ndtri(np.clip(beat_u[:, 2], 1e-12, 1 - 1e-12))) * (
-        1 + resp_amplitude[:, None] * np.sin(2 * np.pi * resp_hz[:, None] * onsets + resp_phase[:, None]))
+        1 + resp_amplitude[:, None] * np.sin(2 * np.pi * resp_hz[:, None] * onsets + resp_phase[:, None])
+    )
     return onsets, premature & np.isfinite(onsets), amplitude, resp_hz, resp_phase
 
 
-def _render_dipole(centres: np.ndarray, widths: np.ndarray, amplitudes: np.ndarray,
-                   n_samples: int, fs: int) -> np.ndarray:
+def _render_dipole(
+    centres: np.ndarray, widths: np.ndarray, amplitudes: np.ndarray, n_samples: int, fs: int
+) -> np.ndarray:
     """Sum of 3-D Gaussians (centres, widths (B, ...); amplitudes (B, ..., 3)) into a (B, 3, T)
     dipole, evaluating each Gaussian only within +-5 widths (relative error < 4e-6). Elements are
     flattened record by record and ``bincount`` sums them in that order, so a record's samples
@@ -536,8 +598,13 @@ def _render_dipole(centres: np.ndarray, widths: np.ndarray, amplitudes: np.ndarr
     g = np.exp(-0.5 * ((sample / fs - centres[rows, cols][element]) / widths[rows, cols][element]) ** 2)
     target = rows[element] * n_samples + sample
     amps = amplitudes[rows, cols]
-    return np.stack([np.bincount(target, weights=g * amps[element, axis], minlength=n * n_samples)
-                     .reshape(n, n_samples) for axis in range(3)], axis=1)
+    return np.stack(
+        [
+            np.bincount(target, weights=g * amps[element, axis], minlength=n * n_samples).reshape(n, n_samples)
+            for axis in range(3)
+        ],
+        axis=1,
+    )
 
 
 def _fibrillation(rec: _Record, t: np.ndarray) -> np.ndarray:
@@ -550,7 +617,8 @@ def _fibrillation(rec: _Record, t: np.ndarray) -> np.ndarray:
     rows = np.nonzero(rec.rhythm == 1)[0]
     if len(rows):
         f0, df, fm, phase_m, phase_0, am, fa, phase_a = (
-            v[rows, None] for v in (f0, df, fm, phase_m, phase_0, am, fa, phase_a))
+            v[rows, None] for v in (f0, df, fm, phase_m, phase_0, am, fa, phase_a)
+        )
         phase = 2 * np.pi * f0 * t + (df / fm) * np.sin(2 * np.pi * fm * t + phase_m) + phase_0
         wave = (1 + am * np.sin(2 * np.pi * fa * t + phase_a)) * np.sin(phase)
         out[rows] = rec.fib_dipole[rows, :, None] * wave[:, None, :]
@@ -579,8 +647,15 @@ def _twelve_leads(eight: np.ndarray) -> np.ndarray:
     return out
 
 
-def _electrode_noise(config: SyntheticConfig, rec: _Record, white: np.ndarray, t: np.ndarray, fs: int,
-                     resp_hz: np.ndarray, resp_phase: np.ndarray) -> np.ndarray:
+def _electrode_noise(
+    config: SyntheticConfig,
+    rec: _Record,
+    white: np.ndarray,
+    t: np.ndarray,
+    fs: int,
+    resp_hz: np.ndarray,
+    resp_phase: np.ndarray,
+) -> np.ndarray:
     """Noise at each electrode (B, 9, T): baseline wander (respiration + drift), EMG-like
     broadband noise with a burst, 50/60 Hz pickup (only below Nyquist, so never aliased) and,
     occasionally, an electrode pop (decaying step) or a motion burst on one electrode."""
@@ -633,8 +708,11 @@ def _electrode_noise(config: SyntheticConfig, rec: _Record, white: np.ndarray, t
         since = t - onset[rows, None]
         pop = np.where(since >= 0, np.exp(-np.maximum(since, 0) / decay[rows, None]), 0.0)
         inside = (since >= 0) & (since <= burst_s[rows, None])
-        motion = np.where(inside, np.sin(np.pi * since / burst_s[rows, None]) ** 2
-                          * np.sin(2 * np.pi * burst_hz[rows, None] * since), 0.0)
+        motion = np.where(
+            inside,
+            np.sin(np.pi * since / burst_s[rows, None]) ** 2 * np.sin(2 * np.pi * burst_hz[rows, None] * since),
+            0.0,
+        )
         noise[rows, electrode[rows]] += size[rows, None] * np.where(is_pop[rows, None], pop, motion)
     return noise
 
@@ -652,8 +730,9 @@ def generate(config: SyntheticConfig, indices: np.ndarray | list[int], fs: int, 
         raise ValueError(f"synthetic: fs must be an integer >= {MIN_FS} Hz, got {fs!r}")
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     if len(indices) and (indices.min() < 0 or indices.max() >= config.n_records):
-        raise ValueError(f"synthetic: record indices must be in [0, {config.n_records}), "
-                         f"got {indices.min()}..{indices.max()}")
+        raise ValueError(
+            f"synthetic: record indices must be in [0, {config.n_records}), got {indices.min()}..{indices.max()}"
+        )
     n_samples = n_samples_for(config, fs)
     t = np.arange(n_samples) / fs
     patient_u, record_u, beat_u, label_u, white = _random_streams(config, indices, n_samples, noise)
@@ -690,12 +769,18 @@ def generate(config: SyntheticConfig, indices: np.ndarray | list[int], fs: int, 
     st_body = _rotate(rec.dipole[:, ST], rec.rotation) * rec.gain[:, None]
     st_at_j60 = np.exp(-0.5 * ((rec.qrs + 0.06 - rec.offsets[:, ST]) / rec.widths[:, ST]) ** 2)
     truth = GroundTruth(
-        heart_rate_bpm=60.0 / rec.rr_mean, rhythm=np.array(["sinus", "af", "svt"])[rec.rhythm],
-        pr_interval_s=rec.pr, qrs_duration_s=rec.qrs, qt_interval_s=rec.qt, qrs_onsets_s=onsets,
-        premature=premature, st_offset_mv=_twelve_leads(_project(st_body[:, :, None]))[:, :, 0] * st_at_j60[:, None],
+        heart_rate_bpm=60.0 / rec.rr_mean,
+        rhythm=np.array(["sinus", "af", "svt"])[rec.rhythm],
+        pr_interval_s=rec.pr,
+        qrs_duration_s=rec.qrs,
+        qt_interval_s=rec.qt,
+        qrs_onsets_s=onsets,
+        premature=premature,
+        st_offset_mv=_twelve_leads(_project(st_body[:, :, None]))[:, :, 0] * st_at_j60[:, None],
     )
-    return SyntheticBatch(signals, clean, lead_mask, labels, true_labels,
-                          indices // config.records_per_patient, indices, truth)
+    return SyntheticBatch(
+        signals, clean, lead_mask, labels, true_labels, indices // config.records_per_patient, indices, truth
+    )
 
 
 # -- the plugin --------------------------------------------------------------------------------
@@ -704,11 +789,19 @@ def with_icd_labels(arrays: ECGArrays) -> ECGArrays:
     ancestor is positive when any of its descendants is, so the hierarchy stays consistent."""
     names, parents = icd_hierarchy(arrays.label_names)
     conditions = np.asarray(arrays.labels)
-    descendants = {name: [j for j, code in enumerate(arrays.label_names) if name in icd_label_names(code)]
-                   for name in names}
+    descendants = {
+        name: [j for j, code in enumerate(arrays.label_names) if name in icd_label_names(code)] for name in names
+    }
     labels = np.stack([conditions[:, descendants[name]].max(axis=1) for name in names], axis=1).astype(np.uint8)
-    return ECGArrays(**{**arrays.__dict__, "labels": labels, "label_names": names, "label_parents": parents,
-                        "label_descriptions": {name: icd_description(name) for name in names}})
+    return ECGArrays(
+        **{
+            **arrays.__dict__,
+            "labels": labels,
+            "label_names": names,
+            "label_parents": parents,
+            "label_descriptions": {name: icd_description(name) for name in names},
+        }
+    )
 
 
 @DATASETS.register("synthetic")
@@ -743,8 +836,9 @@ class SyntheticECG(DatasetPlugin):
         chunk = max(16, 1_500_000 // (len(LEADS) * n_samples))  # work arrays stay cache-sized: faster
         directory.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".scratch-", dir=directory.parent) as scratch:
-            signals = np.lib.format.open_memmap(Path(scratch) / "signals.npy", mode="w+", dtype=np.float16,
-                                                shape=(n, len(LEADS), n_samples))
+            signals = np.lib.format.open_memmap(
+                Path(scratch) / "signals.npy", mode="w+", dtype=np.float16, shape=(n, len(LEADS), n_samples)
+            )
             lead_mask = np.empty((n, len(LEADS)), dtype=bool)
             labels = np.empty((n, len(CONDITIONS)), dtype=np.uint8)
             with tqdm(total=n, unit="rec", desc=f"synthetic ECG {fs} Hz", disable=not progress) as bar:
@@ -756,9 +850,14 @@ class SyntheticECG(DatasetPlugin):
             signals.flush()
             record_ids = np.arange(n, dtype=np.int64)
             ECGArrays(
-                name="synthetic", fs=fs, signals=signals, lead_mask=lead_mask, labels=labels,
-                label_names=list(CONDITION_CODES), patient_ids=record_ids // config.records_per_patient,
-                record_ids=record_ids, splits=record_splits(config),
+                name="synthetic",
+                fs=fs,
+                signals=signals,
+                lead_mask=lead_mask,
+                labels=labels,
+                label_names=list(CONDITION_CODES),
+                patient_ids=record_ids // config.records_per_patient,
+                record_ids=record_ids,
+                splits=record_splits(config),
                 label_descriptions={code: icd_description(code) for code in CONDITION_CODES},
             ).save(directory)
-

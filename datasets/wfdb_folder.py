@@ -16,6 +16,7 @@ of any sampling rate are resampled (set ``fs`` to exclude records whose header s
 the first ``preprocess.duration_s`` (default 10) seconds are used, shorter records are excluded.
 A folder without labels still serves as unlabelled data: ``run --pretrain-data wfdb-folder:PATH``.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,11 +28,18 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from benchmark.data import DataError, DatasetConfig
-from benchmark.filedata import (Annotations, UserDataConfig, UserDataset, annotate_user_table, parse_list_cell,
-                                random_patient_splits, read_csv)
-from benchmark.prepare import SignalSource, WfdbReader
-from benchmark.registry import DATASETS
+from ecgbench import DATASETS, DataError, DatasetConfig
+from ecgbench.data import (
+    Annotations,
+    SignalSource,
+    UserDataConfig,
+    UserDataset,
+    WfdbReader,
+    annotate_user_table,
+    parse_list_cell,
+    random_patient_splits,
+    read_csv,
+)
 
 DX_LINE = re.compile(r"^#\s*Dx:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
 FIX = "see the README section 'Bring your own data' for the labels.csv layout"
@@ -70,15 +78,23 @@ class WfdbFolder(UserDataset):
         return [self.root / f"{path}.hea" for path in self.record_paths if (self.root / f"{path}.hea").is_file()]
 
     def signal_source(self, fs: int) -> SignalSource:
-        return SignalSource(self.name, np.array(self.record_paths, dtype=str),
-                            WfdbReader(str(self.root), self.record_paths, self.config.fs or None), 10.0)
+        return SignalSource(
+            self.name,
+            np.array(self.record_paths, dtype=str),
+            WfdbReader(str(self.root), self.record_paths, self.config.fs or None),
+            10.0,
+        )
 
     def annotate(self, source: SignalSource, label_set: str | None) -> Annotations:
         records = np.asarray(source.record_ids, dtype=str)
         if self.table is not None:
             return annotate_user_table(self.table, self.labels_path, self.config, label_set is not None, records)
-        annotations = Annotations(records, random_patient_splits(records, self.config), split_source=str(self.root),
-                                  empty_is_negative=self.config.empty_labels == "negative")
+        annotations = Annotations(
+            records,
+            random_patient_splits(records, self.config),
+            split_source=str(self.root),
+            empty_is_negative=self.config.empty_labels == "negative",
+        )
         if label_set is None:
             return annotations
         labels: list[list[str] | None] = []
@@ -96,7 +112,9 @@ class WfdbFolder(UserDataset):
                 codes = None
             labels.append(codes)
         if all(tokens is None for tokens in labels):
-            raise DataError(f"{self.name}: {self.root} has no labels (no labels.csv and no '# Dx:' header lines); "
-                            f"{FIX}. Unlabelled records can still pretrain: --pretrain-data {self.name}:{self.root}")
+            raise DataError(
+                f"{self.name}: {self.root} has no labels (no labels.csv and no '# Dx:' header lines); "
+                f"{FIX}. Unlabelled records can still pretrain: --pretrain-data {self.name}:{self.root}"
+            )
         annotations.labels = labels
         return annotations

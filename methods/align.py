@@ -18,11 +18,12 @@ SwissBeatsNet was reachable, so the whole design is [choice]:
 
 Downstream and lead masks as ``mvmae``: the mean of the present leads' CLS tokens.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmark.registry import METHODS
+from ecgbench import METHODS
 from ecgbench_methods.mvmae import MVMAE, MVMAEConfig
 
 

@@ -10,15 +10,17 @@
 [choice] ``arch``: whose architecture (default ``lamae``, the LAMAE paper's Scratch); the
 preset's model size applies, so it matches the pretrained method of the same name.
 """
+
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 
-from benchmark.data import InputSpec
-from benchmark.method import Encoded, Method, MethodConfig, build_method
-from benchmark.registry import METHODS
+from ecgbench import METHODS, Encoded, InputSpec, Method, MethodConfig
+
+#: config fields the protocols set when they rebuild a method for evaluation (fine-tuning's drop_path)
+RUNTIME_FIELDS: tuple[str, ...] = ("drop_path",)
 
 
 @dataclass
@@ -43,8 +45,10 @@ class UntrainedArchitecture(Method):
     def __init__(self, config: UntrainedConfig, input_spec: InputSpec):
         super().__init__(config, input_spec)
         arch = METHODS.get(config.arch)
-        self.net = (arch(arch.Config(**config.arch_config), input_spec) if config.arch_config
-                    else build_method(arch, input_spec, **asdict(config)))
+        # the architecture's config (the shared fields of this one when none is given), with the
+        # fields protocols change at evaluation time (``rebuild(drop_path=...)``) taken from this one
+        arch_config = config.arch_config or {f: getattr(config, f) for f in MethodConfig.field_names()}
+        self.net = arch(arch.Config(**{**arch_config, **{f: getattr(config, f) for f in RUNTIME_FIELDS}}), input_spec)
         self.pretraining_only = tuple(f"net.{p}" for p in self.net.pretraining_only)
         self.downstream_only = tuple(f"net.{p}" for p in self.net.downstream_only)
         self.no_weight_decay = self.net.no_weight_decay

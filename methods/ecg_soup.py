@@ -14,7 +14,7 @@ mean over the present leads' patch tokens (SEP removed).
   h = Σ_l w_l · mean_tokens(H_l) [paper]. The gate is trained with the downstream head, never by
   pretraining (``downstream_only``): end to end under fine-tuning, and under frozen protocols
   on cached per-layer features together with a temporary linear head
-  (``fit_readout``, benchmark/frozen_head.py, settings ``gate_fit``) before the probe [choice].
+  (``fit_readout``, benchmark/eval/frozen_head.py, settings ``gate_fit``) before the probe [choice].
 * ``ipa_st_mem`` — in-pretraining aggregation: the L block outputs are split into ``groups``
   (4) consecutive groups, averaged within each group, normalised by the encoder's final
   LayerNorm [choice], concatenated along channels, and a Linear(groups·D -> decoder width)
@@ -23,6 +23,7 @@ mean over the present leads' patch tokens (SEP removed).
   groups (``torch.tensor_split``) [choice]. Downstream it reads out as ST-MEM (last layer)
   [choice].
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,9 +31,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from benchmark.data import InputSpec
-from benchmark.frozen_head import FrozenHeadConfig, fit_frozen_head
-from benchmark.registry import METHODS
+from ecgbench import METHODS, InputSpec
+from ecgbench.layers import FrozenHeadConfig, fit_frozen_head
 from ecgbench_methods.st_mem import STMEM, STMEMConfig
 
 
@@ -71,7 +71,9 @@ class PMAConfig(STMEMConfig):
         if isinstance(self.gate_fit, dict):  # a config rebuilt from its asdict() form
             self.gate_fit = FrozenHeadConfig(**self.gate_fit)
         if self.gate_hidden <= 0 or not 0 <= self.gate_dropout < 1:
-            raise ValueError(f"need gate_hidden > 0 and gate_dropout in [0, 1): {self.gate_hidden}, {self.gate_dropout}")
+            raise ValueError(
+                f"need gate_hidden > 0 and gate_dropout in [0, 1): {self.gate_hidden}, {self.gate_dropout}"
+            )
 
 
 @METHODS.register("st_mem_pma")
@@ -103,8 +105,11 @@ class STMEMPMA(STMEM):
         self.gate.eval()
         with torch.no_grad():
             mean_weights = self.gate.weights(train[0]).mean(0)
-        return {"gate_val_macro_auroc": fitted.val_macro_auroc, "gate_best_epoch": fitted.best_epoch,
-                "gate_mean_layer_weights": [round(float(w), 4) for w in mean_weights]}
+        return {
+            "gate_val_macro_auroc": fitted.val_macro_auroc,
+            "gate_best_epoch": fitted.best_epoch,
+            "gate_mean_layer_weights": [round(float(w), 4) for w in mean_weights],
+        }
 
 
 @dataclass

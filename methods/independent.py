@@ -22,6 +22,7 @@ linear probe / fine-tuning head reproduces the ensemble exactly.
 Lead masks: every lead is encoded on its own, so a missing lead is simply left out of the
 lead average (and of the loss); any subset of leads works at evaluation time.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,11 +31,25 @@ import torch
 from timm.layers import trunc_normal_
 from torch import nn
 
-from benchmark import rng
-from benchmark.data import LEADS, Batch, InputSpec
-from benchmark.layers import MAEDecoder, PatchEncoder, masked_mean, masked_patch_mse, patchify, random_keep_ids, scatter_visible
-from benchmark.method import Encoded, Method, MethodConfig
-from benchmark.registry import METHODS
+from ecgbench import (
+    LEADS,
+    METHODS,
+    Batch,
+    Encoded,
+    InputSpec,
+    Method,
+    MethodConfig,
+    rng,
+)
+from ecgbench.layers import (
+    MAEDecoder,
+    PatchEncoder,
+    masked_mean,
+    masked_patch_mse,
+    patchify,
+    random_keep_ids,
+    scatter_visible,
+)
 
 
 @dataclass
@@ -67,7 +82,9 @@ class IndependentLeadMAE(Method):
             for _ in range(n_weight_sets)
         )
         self.decoders = nn.ModuleList(
-            MAEDecoder(c.dim, self.patch_len, self.n_patches, c.decoder_dim, c.decoder_depth, c.decoder_heads, c.mlp_ratio)
+            MAEDecoder(
+                c.dim, self.patch_len, self.n_patches, c.decoder_dim, c.decoder_depth, c.decoder_heads, c.mlp_ratio
+            )
             for _ in range(n_weight_sets)
         )
         self.lead_embed = None if c.private else nn.Parameter(trunc_normal_(torch.zeros(len(LEADS), c.dim), std=0.02))
@@ -98,7 +115,9 @@ class IndependentLeadMAE(Method):
             keep_ids = random_keep_ids(lead_keys[present, lead], self.n_patches, n_keep)
             tokens, _ = encoder(patches[present, lead], keep_ids, extra)
             dense, is_visible = scatter_visible(tokens[:, 1:], keep_ids, self.n_patches)
-            decoder_extra = None if self.decoder_lead_embed is None else self.decoder_lead_embed[lead].expand(len(dense), -1)
+            decoder_extra = (
+                None if self.decoder_lead_embed is None else self.decoder_lead_embed[lead].expand(len(dense), -1)
+            )
             pred = decoder(dense, is_visible, prefix=tokens[:, :1], extra=decoder_extra)
             n_masked = (~is_visible).sum()
             total = total + masked_patch_mse(pred, patches[present, lead], ~is_visible, self.config.norm_pix) * n_masked

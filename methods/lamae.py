@@ -33,6 +33,7 @@ From the paper:
   fine-tuned downstream.
 * with ``la_mask_ratio`` 0 no lead is ever hidden from LA, so there is no LA mask token.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,13 +42,27 @@ import torch
 from timm.layers import trunc_normal_
 from torch import nn
 
-from benchmark import rng
-from benchmark.data import LEADS, Batch, InputSpec
-from benchmark.layers import (MAEDecoder, PatchEncoder, Transformer, masked_mean, masked_patch_mse,
-                              patchify, random_keep_ids, scatter_visible, to_lead_slots)
-from benchmark.method import Encoded, Method, MethodConfig
-from benchmark.registry import METHODS
-
+from ecgbench import (
+    LEADS,
+    METHODS,
+    Batch,
+    Encoded,
+    InputSpec,
+    Method,
+    MethodConfig,
+    rng,
+)
+from ecgbench.layers import (
+    MAEDecoder,
+    PatchEncoder,
+    Transformer,
+    masked_mean,
+    masked_patch_mse,
+    patchify,
+    random_keep_ids,
+    scatter_visible,
+    to_lead_slots,
+)
 
 LA_MASK_SALT = 0x4C41  # the key stream of the LA lead mask (salts 0-11 are the leads' patch masks)
 
@@ -88,8 +103,9 @@ class LAMAE(Method):
         self.la_cls = nn.Parameter(torch.zeros(1, 1, c.dim))
         self.la_mask_token = nn.Parameter(torch.zeros(1, c.dim)) if c.la_mask_ratio > 0 else None
         self.la = Transformer(c.dim, c.la_depth, c.heads, c.mlp_ratio, c.drop_path)
-        self.decoder = MAEDecoder(c.dim, self.patch_len, self.n_patches, c.decoder_dim,
-                                  c.decoder_depth, c.decoder_heads, c.mlp_ratio)
+        self.decoder = MAEDecoder(
+            c.dim, self.patch_len, self.n_patches, c.decoder_dim, c.decoder_depth, c.decoder_heads, c.mlp_ratio
+        )
         for p in (self.la_cls, self.la_mask_token, self.lead_embed):
             if p is not None:
                 trunc_normal_(p, std=0.02)
@@ -135,8 +151,9 @@ class LAMAE(Method):
         latents[encoded] = self._lead_latents(tokens).to(latents.dtype)
         la_out, _ = self._latent_attention(latents, present)
         # decoder context of lead l: LA's CLS (so the downstream token is trained) and LA's lead l
-        lead_context = torch.stack([la_out[:, :1].expand(-1, present.shape[1], -1)[present],
-                                    la_out[:, 1:][present]], dim=1)  # (P, 2, D)
+        lead_context = torch.stack(
+            [la_out[:, :1].expand(-1, present.shape[1], -1)[present], la_out[:, 1:][present]], dim=1
+        )  # (P, 2, D)
 
         # decoder sequences for every present lead: visible tokens only where encoded
         dense = tokens.new_zeros(*present.shape, self.n_patches, c.dim)

@@ -17,11 +17,12 @@ to ``lamae``'s (same config and seed give the same weights); the runner pretrain
 
 Lead masks as LAMAE: missing leads are neither encoded nor averaged; any subset works.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmark.registry import METHODS
+from ecgbench import METHODS
 from ecgbench_methods.lamae import LAMAE, LAMAEConfig
 
 READINGS = {"encoders": "encoder_mean", "alpha_la_0": "la_cls"}  # reading -> readout

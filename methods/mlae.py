@@ -15,12 +15,12 @@ masks: a missing lead's token is excluded as an attention key and from the loss,
 chosen visible while present leads remain (with fewer present leads than kept slots the extra
 slots are masked keys); any subset of leads works at evaluation time.
 """
+
 from __future__ import annotations
 
 import torch
 
-from benchmark.data import LEADS
-from benchmark.registry import METHODS
+from ecgbench import LEADS, METHODS
 from ecgbench_methods.mtae import MTAE
 
 

@@ -23,20 +23,29 @@ is normalised over the whole token, zero-filled leads included.
 ``mlae`` (methods/mlae.py) is the same model with leads instead of time patches as tokens;
 it overrides the three token hooks (``_tokenize``, ``_token_present``, ``_per_lead``).
 """
+
 from __future__ import annotations
 
 import torch
 from einops import rearrange
 from torch import nn
 
-from benchmark import rng
-from benchmark.data import LEADS, Batch, InputSpec
-from benchmark.layers import (MAEDecoder, NormedPatchEmbed, Transformer, attention_mask, gather_tokens,
-                              masked_patch_mse, normalize_patches, scatter_visible,
-                              sincos_positions, xavier_init)
-from benchmark.method import Encoded, Method
-from benchmark.registry import METHODS
-from ecgbench_methods.st_mem import STMEMConfig  # the same recipe: mask ratio 0.75, norm_pix
+from ecgbench import LEADS, METHODS, Batch, Encoded, InputSpec, Method, rng
+from ecgbench.layers import (
+    MAEDecoder,
+    NormedPatchEmbed,
+    Transformer,
+    attention_mask,
+    gather_tokens,
+    masked_patch_mse,
+    normalize_patches,
+    scatter_visible,
+    sincos_positions,
+    xavier_init,
+)
+from ecgbench_methods.st_mem import (
+    STMEMConfig,  # the same recipe: mask ratio 0.75, norm_pix
+)
 
 TOKEN_MASK_SALT = 0x4D54  # the key stream of the token mask
 
@@ -55,8 +64,9 @@ class MTAE(Method):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.dim))
         self.register_buffer("pos_embed", sincos_positions(self.n_tokens, c.dim), persistent=False)
         self.encoder = Transformer(c.dim, c.depth, c.heads, c.mlp_ratio, c.drop_path)
-        self.decoder = MAEDecoder(c.dim, self.token_size, self.n_tokens, c.decoder_dim, c.decoder_depth,
-                                  c.decoder_heads, c.mlp_ratio)
+        self.decoder = MAEDecoder(
+            c.dim, self.token_size, self.n_tokens, c.decoder_dim, c.decoder_depth, c.decoder_heads, c.mlp_ratio
+        )
         self.apply(xavier_init)
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.decoder.mask_token, std=0.02)
@@ -89,12 +99,13 @@ class MTAE(Method):
 
     def _keep_ids(self, token_present: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """Random visible tokens (B, K), chosen among the present ones first; the noise comes
-        from each sample's key (benchmark/rng.py)."""
+        from each sample's key (benchmark/nn/rng.py)."""
         noise = rng.uniform(rng.fold_in(keys, TOKEN_MASK_SALT), self.n_tokens) + (~token_present).float()
-        return noise.argsort(dim=1)[:, :self.n_keep].sort(dim=1).values
+        return noise.argsort(dim=1)[:, : self.n_keep].sort(dim=1).values
 
-    def _encode_tokens(self, signals: torch.Tensor, lead_mask: torch.Tensor, keep_ids: torch.Tensor | None,
-                       return_hidden: bool = False):
+    def _encode_tokens(
+        self, signals: torch.Tensor, lead_mask: torch.Tensor, keep_ids: torch.Tensor | None, return_hidden: bool = False
+    ):
         """CLS + (visible) tokens through the encoder; absent tokens masked as attention keys."""
         signals = signals * lead_mask[:, :, None]
         x = self.patch_embed(self._tokenize(signals)) + self.pos_embed

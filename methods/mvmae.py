@@ -13,7 +13,7 @@ From the code:
   tokens including CLS, L2-normalised (``regularization_tokens: all``, no latent heads, not
   pairwise), metric ``mse`` (config_base; the dataclass default is ``cosine_sim``), options
   ``cosine_sim``, ``simclr`` (pairwise NT-Xent, temperature 0.5) and ``mix``
-  (benchmark/alignment.py);
+  (benchmark/nn/alignment.py);
 * beta sigmoid-annealed from 0 to 2 (steepness 0.02) between the end of the lr warmup and the
   end of training, set every step through ``on_train_step``;
 * downstream: per-view representation -> shared linear head -> logits averaged over views
@@ -31,6 +31,7 @@ From the code:
 Lead masks: missing leads are neither encoded nor reconstructed and take part in no alignment
 pair; any subset of leads works at evaluation time (the lead average of the readout).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,9 +40,8 @@ import torch
 from timm.layers import trunc_normal_
 from torch import nn
 
-from benchmark.alignment import METRICS, SCHEDULES, alignment_loss, annealed_weight
-from benchmark.data import LEADS, Batch, InputSpec
-from benchmark.registry import METHODS
+from ecgbench import LEADS, METHODS, Batch, InputSpec
+from ecgbench.layers import METRICS, SCHEDULES, alignment_loss, annealed_weight
 from ecgbench_methods.independent import IndependentConfig, SharedIndependentLeadMAE
 
 
@@ -86,5 +86,9 @@ class MVMAE(SharedIndependentLeadMAE):
     def pretrain_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         reconstruction, lead_features = self._reconstruct(batch)
         alignment = alignment_loss(lead_features, batch.lead_mask, self.config.align_metric, self.config.temperature)
-        return {"loss": reconstruction + self.beta * alignment, "reconstruction": reconstruction.detach(),
-                "alignment": alignment.detach(), "beta": torch.tensor(self.beta)}
+        return {
+            "loss": reconstruction + self.beta * alignment,
+            "reconstruction": reconstruction.detach(),
+            "alignment": alignment.detach(),
+            "beta": torch.tensor(self.beta),
+        }

@@ -12,7 +12,7 @@ relationship of electrocardiogram", ICLR 2024 [paper]; checked against bakqui/ST
   embedding is zero in the code), never masked;
 * 12 learnable lead embeddings (N(0, 0.02)) added to every token of their lead, SEP included;
 * masking independent per lead: each lead keeps int(N·(1 - 0.75)) patches at its own positions
-  (the same number for every lead); the noise is keyed by sample and lead (benchmark/rng.py),
+  (the same number for every lead); the noise is keyed by sample and lead (benchmark/nn/rng.py),
   the same per-lead key streams as ``lamae`` and ``ind_*``;
 * one ViT (pre-LN timm blocks, qkv bias, GELU, final LayerNorm) over the concatenation of all
   leads' tokens; Xavier-uniform init;
@@ -37,6 +37,7 @@ leads and reuses the first lead embeddings).
 
 Subclasses (methods/ecg_soup.py) change only ``_readout`` or ``_decoder_input``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,13 +45,30 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from benchmark import rng
-from benchmark.data import LEADS, Batch, InputSpec
-from benchmark.layers import (MAEDecoder, NormedPatchEmbed, Transformer, attention_mask, gather_tokens,
-                              masked_mean, masked_patch_mse, patchify, random_keep_ids, scatter_visible,
-                              sincos_positions, xavier_init)
-from benchmark.method import Encoded, Method, MethodConfig
-from benchmark.registry import METHODS
+from ecgbench import (
+    LEADS,
+    METHODS,
+    Batch,
+    Encoded,
+    InputSpec,
+    Method,
+    MethodConfig,
+    rng,
+)
+from ecgbench.layers import (
+    MAEDecoder,
+    NormedPatchEmbed,
+    Transformer,
+    attention_mask,
+    gather_tokens,
+    masked_mean,
+    masked_patch_mse,
+    patchify,
+    random_keep_ids,
+    scatter_visible,
+    sincos_positions,
+    xavier_init,
+)
 
 
 @dataclass
@@ -79,8 +97,15 @@ class STMEM(Method):
         self.sep_token = nn.Parameter(torch.zeros(c.dim))
         self.lead_embed = nn.Parameter(torch.zeros(len(LEADS), c.dim))
         self.encoder = Transformer(c.dim, c.depth, c.heads, c.mlp_ratio, c.drop_path)
-        self.decoder = MAEDecoder(self.decoder_input_dim, self.patch_len, self.n_patches, c.decoder_dim,
-                                  c.decoder_depth, c.decoder_heads, c.mlp_ratio)
+        self.decoder = MAEDecoder(
+            self.decoder_input_dim,
+            self.patch_len,
+            self.n_patches,
+            c.decoder_dim,
+            c.decoder_depth,
+            c.decoder_heads,
+            c.mlp_ratio,
+        )
         self.apply(xavier_init)
         nn.init.normal_(self.sep_token, std=0.02)
         nn.init.normal_(self.lead_embed, std=0.02)

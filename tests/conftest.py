@@ -1,4 +1,5 @@
 """Shared fixtures: small in-memory datasets and paths to the real data in ../shared."""
+
 from __future__ import annotations
 
 import sys
@@ -8,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.data import LEADS, ECGArrays
-
+from benchmark.data.contract import LEADS, ECGArrays
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -19,8 +19,9 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600):
     """Run ``python -m benchmark ARGS`` in a subprocess; returns the CompletedProcess."""
     import subprocess
 
-    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=cwd or REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark", *args], cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -57,12 +58,24 @@ def make_toy_arrays(n_patients: int = 60, n_samples: int = 500, seed: int = 0) -
     signals[:, 6] += (0.2 + labels[:, 1:]) * np.sin(2 * np.pi * 1.2 * t)
     order = rng.permutation(n_patients)
     parts = np.split(order, [int(0.4 * n_patients), int(0.7 * n_patients), int(0.8 * n_patients)])
-    split_patients = {"pretrain": np.concatenate([parts[0], parts[1]]), "train": parts[1], "val": parts[2], "test": parts[3]}
+    split_patients = {
+        "pretrain": np.concatenate([parts[0], parts[1]]),
+        "train": parts[1],
+        "val": parts[2],
+        "test": parts[3],
+    }
     splits = {k: np.flatnonzero(np.isin(patient, v)) for k, v in split_patients.items()}
-    return ECGArrays(name="toy", fs=100, signals=signals.astype(np.float32),
-                     lead_mask=np.ones((n, len(LEADS)), dtype=bool), labels=labels,
-                     label_names=["amp_I", "amp_V1"], patient_ids=patient,
-                     record_ids=np.array([f"r{i}" for i in range(n)]), splits=splits)
+    return ECGArrays(
+        name="toy",
+        fs=100,
+        signals=signals.astype(np.float32),
+        lead_mask=np.ones((n, len(LEADS)), dtype=bool),
+        labels=labels,
+        label_names=["amp_I", "amp_V1"],
+        patient_ids=patient,
+        record_ids=np.array([f"r{i}" for i in range(n)]),
+        splits=splits,
+    )
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 Everything is written into a test's tmp_path (copies, so tests may damage them); nothing from
 ../shared is ever modified or copied into the repository.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -12,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import wfdb
-
-from benchmark.data import LEADS
 from conftest import SHARED_DATA
+
+from benchmark.data.contract import LEADS
 
 MIMIC_LEADS = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")  # as MIMIC-IV-ECG orders them
 
@@ -58,6 +59,14 @@ def write_wfdb(record_dir: Path, name: str, signal: np.ndarray, fs: int, sig_nam
     """Write (T, C) mV with 1 uV resolution (gain 1000/mV as PTB-XL and MIMIC); NaN stays NaN."""
     record_dir.mkdir(parents=True, exist_ok=True)
     digital = np.where(np.isnan(signal), -32768, np.round(signal * 1000)).astype(np.int64)
-    wfdb.wrsamp(name, fs=fs, units=["mV"] * len(sig_name), sig_name=list(sig_name), d_signal=digital,
-                fmt=[fmt] * len(sig_name), adc_gain=[1000.0] * len(sig_name), baseline=[0] * len(sig_name),
-                write_dir=str(record_dir))
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=["mV"] * len(sig_name),
+        sig_name=list(sig_name),
+        d_signal=digital,
+        fmt=[fmt] * len(sig_name),
+        adc_gain=[1000.0] * len(sig_name),
+        baseline=[0] * len(sig_name),
+        write_dir=str(record_dir),
+    )

@@ -1,6 +1,7 @@
 """Bad input, each case on real PTB-XL files copied into tmp_path and damaged: every record is
 either used correctly, repaired and reported, or excluded and reported (id + reason), or the run
 stops with an error naming the file and the fix. Never a silently wrong label or signal."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import wfdb
+from ecg_fixtures import mini_ptbxl, rdsamp_leads, rewrite_header, shared_ptbxl, write_wfdb
 
-from benchmark.data import LEADS, DataError
+from benchmark.data.contract import LEADS, DataError
 from benchmark.registry import DATASETS
-from ecg_fixtures import mini_ptbxl, shared_ptbxl, rdsamp_leads, rewrite_header, write_wfdb
 
 LEAD = {name: k for k, name in enumerate(LEADS)}
 ABSENT_ID = "9999"
@@ -46,7 +47,8 @@ def damaged(tmp_path_factory):
 
     def nan_gap(lead, start, length):
         def change(signal, names):
-            signal[start:start + length, [n.lower() for n in names].index(lead.lower())] = np.nan
+            signal[start : start + length, [n.lower() for n in names].index(lead.lower())] = np.nan
+
         return change
 
     rewrite_signal(root, 5, nan_gap("V2", 400, 5))  # 50 ms: interpolated
@@ -59,8 +61,13 @@ def damaged(tmp_path_factory):
     database = pd.read_csv(root / "ptbxl_database.csv", dtype=str)
     database.loc[database.ecg_id == "14", "scp_codes"] = "{'NORM': 100.0"
     database.loc[database.ecg_id == "15", "scp_codes"] = "{}"
-    absent = database.iloc[[0]].assign(ecg_id=ABSENT_ID, patient_id="99999.0", strat_fold="1",
-                                       filename_lr="records100/09000/09999_lr", filename_hr="records500/09000/09999_hr")
+    absent = database.iloc[[0]].assign(
+        ecg_id=ABSENT_ID,
+        patient_id="99999.0",
+        strat_fold="1",
+        filename_lr="records100/09000/09999_lr",
+        filename_hr="records500/09000/09999_hr",
+    )
     pd.concat([database, absent]).to_csv(root / "ptbxl_database.csv", index=False)
 
     cls = DATASETS.get("ptbxl")
@@ -69,10 +76,16 @@ def damaged(tmp_path_factory):
     arrays = dataset.load(100, "superdiagnostic", tmp / "cache")
     cache = next((tmp / "cache" / "ptbxl").glob("fs100-*/"))
     view = next((cache / "views").glob("superdiagnostic-*/"))
-    return {"root": root, "arrays": arrays, "original": original, "cache": cache, "tmp": tmp,
-            "report": pd.read_csv(cache / "report.csv", dtype={"record_id": str}),
-            "labels_report": pd.read_csv(view / "report.csv", dtype={"record_id": str}),
-            "row": {rid: i for i, rid in enumerate(arrays.record_ids)}}
+    return {
+        "root": root,
+        "arrays": arrays,
+        "original": original,
+        "cache": cache,
+        "tmp": tmp,
+        "report": pd.read_csv(cache / "report.csv", dtype={"record_id": str}),
+        "labels_report": pd.read_csv(view / "report.csv", dtype={"record_id": str}),
+        "row": {rid: i for i, rid in enumerate(arrays.record_ids)},
+    }
 
 
 def reason(report: pd.DataFrame, record_id: str, action: str) -> str:
@@ -85,14 +98,17 @@ def in_any_split(arrays, row: int) -> bool:
     return any(row in set(v.tolist()) for v in arrays.splits.values())
 
 
-@pytest.mark.parametrize("ecg_id, expected", [
-    ("1", "00001_lr.hea is missing"),
-    ("2", "00002_lr.dat is missing"),
-    ("3", "(truncated)"),
-    ("4", "longer than its header says"),
-    ("13", "declares 500 Hz but this dataset's records here are 100 Hz"),
-    (ABSENT_ID, "09999_lr.hea is missing"),
-])
+@pytest.mark.parametrize(
+    "ecg_id, expected",
+    [
+        ("1", "00001_lr.hea is missing"),
+        ("2", "00002_lr.dat is missing"),
+        ("3", "(truncated)"),
+        ("4", "longer than its header says"),
+        ("13", "declares 500 Hz but this dataset's records here are 100 Hz"),
+        (ABSENT_ID, "09999_lr.hea is missing"),
+    ],
+)
 def test_unreadable_records_are_excluded_and_listed(damaged, ecg_id, expected):
     assert expected in reason(damaged["report"], ecg_id, "excluded")
     row = damaged["row"][ecg_id]
@@ -118,8 +134,9 @@ def test_long_nan_gap_masks_the_lead_never_zero_filled_as_data(damaged):
     arrays, row = damaged["arrays"], damaged["row"]["6"]
     assert "30 NaN samples, longest gap 0.300 s" in reason(damaged["report"], "6", "lead masked")
     assert not arrays.lead_mask[row, LEAD["V3"]] and arrays.lead_mask[row].sum() == 11
-    np.testing.assert_allclose(np.asarray(arrays.signals[row, LEAD["V2"]], dtype=np.float64),
-                               damaged["original"][6][LEAD["V2"]], atol=2e-3)
+    np.testing.assert_allclose(
+        np.asarray(arrays.signals[row, LEAD["V2"]], dtype=np.float64), damaged["original"][6][LEAD["V2"]], atol=2e-3
+    )
 
 
 def test_flat_lead_is_masked(damaged):
@@ -134,8 +151,11 @@ def test_unknown_lead_name_is_ignored_and_its_lead_masked(damaged):
     assert "V4: no channel has this name" in reason(damaged["report"], "11", "lead masked")
     assert not arrays.lead_mask[row, LEAD["V4"]] and arrays.lead_mask[row].sum() == 11
     for lead in ("V3", "V5", "V6"):  # the other leads still come from the channel with their name
-        np.testing.assert_allclose(np.asarray(arrays.signals[row, LEAD[lead]], dtype=np.float64),
-                                   damaged["original"][11][LEAD[lead]], atol=2e-3)
+        np.testing.assert_allclose(
+            np.asarray(arrays.signals[row, LEAD[lead]], dtype=np.float64),
+            damaged["original"][11][LEAD[lead]],
+            atol=2e-3,
+        )
 
 
 def test_duplicate_lead_name_masks_both_candidates(damaged):
@@ -145,10 +165,13 @@ def test_duplicate_lead_name_masks_both_candidates(damaged):
     assert arrays.lead_mask[row].sum() == 10
 
 
-@pytest.mark.parametrize("ecg_id, expected", [
-    ("14", "unparsable scp_codes cell \"{'NORM': 100.0\""),
-    ("15", "empty scp_codes"),
-])
+@pytest.mark.parametrize(
+    "ecg_id, expected",
+    [
+        ("14", "unparsable scp_codes cell \"{'NORM': 100.0\""),
+        ("15", "empty scp_codes"),
+    ],
+)
 def test_bad_label_cells_leave_the_labelled_splits(damaged, ecg_id, expected):
     assert expected in reason(damaged["labels_report"], ecg_id, "excluded from labelled splits")
     arrays, row = damaged["arrays"], damaged["row"][ecg_id]
@@ -162,8 +185,11 @@ def test_intact_records_keep_signals_and_labels(damaged, shared_data):
     database = pd.read_csv(shared_data / "ptbxl" / "ptbxl_database.csv", index_col="ecg_id")
     for ecg_id in ("8", "9", "10", "16", "20", "38"):
         row = damaged["row"][ecg_id]
-        np.testing.assert_allclose(np.asarray(arrays.signals[row], dtype=np.float64),
-                                   rdsamp_leads(record(damaged["root"], int(ecg_id))), atol=4e-3)
+        np.testing.assert_allclose(
+            np.asarray(arrays.signals[row], dtype=np.float64),
+            rdsamp_leads(record(damaged["root"], int(ecg_id))),
+            atol=4e-3,
+        )
         assert arrays.lead_mask[row].all()
     assert damaged["report"].record_id.isin(["8", "9", "10", "16", "20", "38"]).sum() == 0
     norm = arrays.label_names.index("NORM")
@@ -176,7 +202,9 @@ def test_too_many_exclusions_stop_with_the_report_named(damaged):
         cls(cls.Config(root=damaged["root"])).load(100, "superdiagnostic", damaged["tmp"] / "cache")
 
 
-@pytest.mark.parametrize("file, column", [("ptbxl_database.csv", "strat_fold"), ("scp_statements.csv", "diagnostic_class")])
+@pytest.mark.parametrize(
+    "file, column", [("ptbxl_database.csv", "strat_fold"), ("scp_statements.csv", "diagnostic_class")]
+)
 def test_csv_missing_a_required_column_stops_with_file_and_fix(shared_data, tmp_path, file, column):
     root = mini_ptbxl(shared_data / "ptbxl", tmp_path / "ptbxl", n=3)
     table = pd.read_csv(root / file)

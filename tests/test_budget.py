@@ -1,24 +1,29 @@
 """Matched compute: budget syntax, steps per method, and the measured-FLOPs cache."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from benchmark import budget as budget_module
-from benchmark.budget import FlopsMeter, parse_budget, plan_pretraining
+from benchmark.build import build_method
 from benchmark.config import ConfigError, parse_overrides
 from benchmark.presets import PRESETS
-from benchmark.runner import build_method, plan_budgets
+from benchmark.runner import plan_budgets
+from benchmark.train import budget as budget_module
+from benchmark.train.budget import FlopsMeter, parse_budget, plan_pretraining
 
 
-@pytest.mark.parametrize("text, flops, method, steps", [
-    ("steps", None, None, None),
-    ("lamae", None, "lamae", None),
-    ("600@lamae", None, "lamae", 600),
-    ("3.2e15", 3.2e15, None, None),
-    ("120T", 120e12, None, None),
-    ("5g", 5e9, None, None),
-])
+@pytest.mark.parametrize(
+    "text, flops, method, steps",
+    [
+        ("steps", None, None, None),
+        ("lamae", None, "lamae", None),
+        ("600@lamae", None, "lamae", 600),
+        ("3.2e15", 3.2e15, None, None),
+        ("120T", 120e12, None, None),
+        ("5g", 5e9, None, None),
+    ],
+)
 def test_budget_syntax(text, flops, method, steps):
     parsed = parse_budget(text)
     assert (parsed.flops, parsed.method, parsed.method_steps) == (flops, method, steps)
@@ -68,7 +73,9 @@ def test_flop_and_step_budgets(meter):
     equal_steps = plan_pretraining(lamae, 200, 16, parse_budget("steps"), meter, None)
     assert equal_steps.steps == 200 and equal_steps.budget_flops is None and equal_steps.total_flops == 200 * per_step
     with pytest.raises(ValueError, match="does not pretrain"):
-        plan_pretraining(lamae, 200, 16, parse_budget("random_init"), meter, lambda name: build_method(name, preset, {}))
+        plan_pretraining(
+            lamae, 200, 16, parse_budget("random_init"), meter, lambda name: build_method(name, preset, {})
+        )
 
 
 def test_flop_measurements_are_cached_per_configuration(tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """Bring-your-own data on real PTB-XL signals: a WFDB folder with a labels CSV, the
 PhysioNet/CinC 2020-21 layout (.hea + .mat, SNOMED codes in # Dx:), and NumPy arrays."""
+
 from __future__ import annotations
 
 import shutil
@@ -8,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.io
-
-from benchmark.data import LEADS, DataError
-from benchmark.registry import DATASETS
 from ecg_fixtures import MIMIC_LEADS, rdsamp_leads, shared_ptbxl
+
+from benchmark.data.contract import LEADS, DataError
+from benchmark.registry import DATASETS
 
 N = 12
 
@@ -21,8 +22,11 @@ def signals():
     """(N, 12, 1000) mV of the first N PTB-XL records at 100 Hz, with their patient ids and folds."""
     ptbxl = shared_ptbxl()
     database = pd.read_csv(ptbxl / "ptbxl_database.csv").iloc[:N]
-    return (np.stack([rdsamp_leads(ptbxl / name) for name in database.filename_lr]),
-            database.patient_id.astype(int).astype(str).to_numpy(), database.filename_lr.tolist())
+    return (
+        np.stack([rdsamp_leads(ptbxl / name) for name in database.filename_lr]),
+        database.patient_id.astype(int).astype(str).to_numpy(),
+        database.filename_lr.tolist(),
+    )
 
 
 def load(name, root, cache, rate=100, **config):
@@ -44,8 +48,15 @@ def test_wfdb_folder_with_labels_csv(signals, tmp_path):
         header = target.with_suffix(".hea")
         header.write_text(header.read_text().replace(name.split("/")[-1], target.name))
     split = ["train"] * 8 + ["val"] * 2 + ["test"] * 2
-    table = pd.DataFrame({"record": [f"site{i % 2}/ecg{i:03d}" for i in range(N)], "patient_id": patients,
-                          "split": split, "AF": [str(i % 2) for i in range(N)], "LBBB": [int(i % 3 == 0) for i in range(N)]})
+    table = pd.DataFrame(
+        {
+            "record": [f"site{i % 2}/ecg{i:03d}" for i in range(N)],
+            "patient_id": patients,
+            "split": split,
+            "AF": [str(i % 2) for i in range(N)],
+            "LBBB": [int(i % 3 == 0) for i in range(N)],
+        }
+    )
     table.loc[5, "AF"] = "yes"  # unparsable cell
     table.to_csv(root / "labels.csv", index=False)
     arrays = load("wfdb-folder", root, tmp_path / "cache")
@@ -99,12 +110,13 @@ def test_numpy_arrays_with_labels_csv_and_patient_ids(signals, tmp_path):
     root.mkdir()
     np.save(root / "signals.npy", (x * 1000).astype(np.float32))  # in uV
     pd.DataFrame({"patient_id": patients, "NORM": [1] * 6 + [0] * 6, "MI": [0] * 6 + [1] * 6}).to_csv(
-        root / "labels.csv", index=False)
+        root / "labels.csv", index=False
+    )
     with pytest.raises(DataError, match="--set numpy.fs=500"):
         load("numpy", root, tmp_path / "cache")
     arrays = load("numpy", root, tmp_path / "cache", fs=100, scale_to_mv=0.001, val_fraction=0.2, test_fraction=0.2)
     for i in range(N):
-        np.testing.assert_allclose(np.asarray(arrays.signals[i], dtype=np.float64), x[i], rtol=2 ** -11, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(arrays.signals[i], dtype=np.float64), x[i], rtol=2**-11, atol=1e-5)
     assert arrays.label_names == ["MI", "NORM"] and arrays.labels[:, 1].tolist() == [1] * 6 + [0] * 6
     by_split = {s: set(arrays.patient_ids[arrays.splits[s]]) for s in ("train", "val", "test")}
     assert all(by_split) and not (by_split["train"] & by_split["test"]) and not (by_split["val"] & by_split["test"])

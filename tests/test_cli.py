@@ -1,4 +1,5 @@
 """The command line as a user meets it: errors, a full smoke run, skipping, kill and resume."""
+
 from __future__ import annotations
 
 import json
@@ -10,23 +11,26 @@ import time
 
 import numpy as np
 import pytest
-
-from benchmark.cli import main
 from conftest import REPO, run_cli
 
+from benchmark.cli import main
 
-@pytest.mark.parametrize("args, valid", [
-    (["run", "--methods", "lamea"], "did you mean 'lamae'"),
-    (["run", "--methods", "lamae", "--dataset", "ptb"], "Valid datasets:"),
-    (["run", "--methods", "lamae", "--preset", "huge"], "valid presets: smoke, cpu, paper"),
-    (["run", "--methods", "lamae", "--protocols", "linaer"], "did you mean 'linear'"),
-    (["run", "--methods", "lamae", "--seeds", "two"], "give a count (3), a list (0,4,7) or a range (2-5)"),
-    (["run", "--methods", "lamae", "--seeds", "1,1"], "all distinct"),
-    (["run", "--methods", "lamae", "--seeds", "0"], "for seed 0 alone write 0,"),
-    (["run", "--methods", "lamae", "--set", "pretrain.stepz=3"], "did you mean 'steps'"),
-    (["run", "--methods", "lamae", "--labels", "nope"], "valid: conditions, icd"),
-    (["frobnicate"], "invalid choice"),
-])
+
+@pytest.mark.parametrize(
+    "args, valid",
+    [
+        (["run", "--methods", "lamea"], "did you mean 'lamae'"),
+        (["run", "--methods", "lamae", "--dataset", "ptb"], "Valid datasets:"),
+        (["run", "--methods", "lamae", "--preset", "huge"], "valid presets: smoke, cpu, paper"),
+        (["run", "--methods", "lamae", "--protocols", "linaer"], "did you mean 'linear'"),
+        (["run", "--methods", "lamae", "--seeds", "two"], "give a count (3), a list (0,4,7) or a range (2-5)"),
+        (["run", "--methods", "lamae", "--seeds", "1,1"], "all distinct"),
+        (["run", "--methods", "lamae", "--seeds", "0"], "for seed 0 alone write 0,"),
+        (["run", "--methods", "lamae", "--set", "pretrain.stepz=3"], "did you mean 'steps'"),
+        (["run", "--methods", "lamae", "--labels", "nope"], "valid: conditions, icd"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
 def test_bad_input_is_one_line_with_exit_code_2(tmp_path, capsys, args, valid):
     code = main([*args, "--out", str(tmp_path)] if args[0] == "run" else args)
     stderr = capsys.readouterr().err
@@ -51,8 +55,20 @@ def test_list_shows_every_kind_of_plugin():
 
 
 def smoke_arguments(out, methods="lamae,ind_p"):
-    return ["run", "--methods", methods, "--preset", "smoke", "--out", str(out), "--leaderboard",
-            str(out / "LEADERBOARD.md"), "--cache-dir", str(out.parent / "cache"), "--no-progress"]
+    return [
+        "run",
+        "--methods",
+        methods,
+        "--preset",
+        "smoke",
+        "--out",
+        str(out),
+        "--leaderboard",
+        str(out / "LEADERBOARD.md"),
+        "--cache-dir",
+        str(out.parent / "cache"),
+        "--no-progress",
+    ]
 
 
 def smoke_run(out, *extra, methods="lamae,ind_p", **kwargs):
@@ -70,15 +86,23 @@ def test_smoke_run_writes_results_leaderboard_and_skips_finished_cells(tmp_path)
     assert first.returncode == 0, first.stderr
     files = result_files(out)
     names = {(f.parent.name, f.stem) for f in files}
-    assert names == {("lamae", "linear_seed0"), ("lamae", "finetune_seed0"), ("ind_p", "linear_seed0"),
-                     ("ind_p", "finetune_seed0"), ("random_init", "linear_seed0"), ("scratch", "finetune_seed0")}
+    assert names == {
+        ("lamae", "linear_seed0"),
+        ("lamae", "finetune_seed0"),
+        ("ind_p", "linear_seed0"),
+        ("ind_p", "finetune_seed0"),
+        ("random_init", "linear_seed0"),
+        ("scratch", "finetune_seed0"),
+    }
     record = json.loads(files[0].read_text())
     for key in ("config", "metrics", "compute", "provenance", "signature", "predictions"):
         assert key in record
     assert record["provenance"]["git"]["commit"] and "torch" in record["provenance"]["packages"]
     assert record["metrics"]["n_labels_scored"] == len(record["metrics"]["per_label_auroc"]) > 0
     assert (files[0].parent / record["predictions"]).exists()
-    pretrained = json.loads((out / "synthetic/conditions/smoke/ind_p/linear_seed0.json").read_text())["compute"]["pretrain"]
+    pretrained = json.loads((out / "synthetic/conditions/smoke/ind_p/linear_seed0.json").read_text())["compute"][
+        "pretrain"
+    ]
     assert pretrained["flops_per_step"] > 0 and pretrained["budget"] == "lamae"  # the presets match compute
     assert abs(pretrained["total_flops"] / pretrained["budget_flops"] - 1) <= 0.1  # 6 smoke steps: coarse
     board = (out / "LEADERBOARD.md").read_text()
@@ -100,18 +124,35 @@ def test_smoke_run_writes_results_leaderboard_and_skips_finished_cells(tmp_path)
 def test_run_killed_at_random_points_resumes_without_redoing_cells_and_matches_an_uninterrupted_run(tmp_path):
     """SIGKILL several times at random moments (mid-pretraining, mid-sweep); the resumed
     sweep never recomputes a finished cell and ends with the uninterrupted run's numbers."""
-    args = ("--seeds", "1", "--protocols", "linear,finetune,label_efficiency", "--set",
-            "label_efficiency.protocols=linear", "--set", "pretrain.steps=24", "--set", "pretrain.checkpoint_every=4")
+    args = (
+        "--seeds",
+        "1",
+        "--protocols",
+        "linear,finetune,label_efficiency",
+        "--set",
+        "label_efficiency.protocols=linear",
+        "--set",
+        "pretrain.steps=24",
+        "--set",
+        "pretrain.checkpoint_every=4",
+    )
     reference = tmp_path / "reference"
     assert smoke_run(reference, *args, methods="lamae").returncode == 0
 
     out, rng, kills = tmp_path / "killed", random.Random(5), 0
-    moments = (lambda: list(out.rglob("last.pt")),  # mid-pretraining, then after 2, 5 and 8 of 12 cells
-               lambda: len(result_files(out)) >= 2, lambda: len(result_files(out)) >= 5,
-               lambda: len(result_files(out)) >= 8)
+    moments = (
+        lambda: list(out.rglob("last.pt")),  # mid-pretraining, then after 2, 5 and 8 of 12 cells
+        lambda: len(result_files(out)) >= 2,
+        lambda: len(result_files(out)) >= 5,
+        lambda: len(result_files(out)) >= 8,
+    )
     for moment in moments:
-        process = subprocess.Popen([sys.executable, "-m", "benchmark", *smoke_arguments(out, "lamae"), *args],
-                                   cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "benchmark", *smoke_arguments(out, "lamae"), *args],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 600
         while process.poll() is None and time.time() < deadline and not moment():
             time.sleep(0.02)

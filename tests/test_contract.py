@@ -1,18 +1,19 @@
 """The plugin contract (`python -m benchmark validate`), the method template and model sizing."""
+
 from __future__ import annotations
 
 from dataclasses import replace
 
 import pytest
 import torch
+from conftest import run_cli
 from torch import nn
 
 from benchmark.cli import main
-from benchmark.contract import FAIL, PASS, reference_encoder_params, validate_method
-from benchmark.method import Encoded
+from benchmark.method.base import Encoded
+from benchmark.method.validate import FAIL, PASS, reference_encoder_params, validate_method
 from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
-from conftest import run_cli
 from ecgbench_methods.st_mem import STMEM
 
 BUILTIN = METHODS.names()
@@ -80,16 +81,19 @@ class NaNForMissingLeads(STMEM):
         return {"loss": loss if batch.lead_mask.all() else loss * float("nan")}
 
 
-@pytest.mark.parametrize("broken, failing", [
-    (ReadsMaskedLeads, {"lead_mask"}),
-    (UnusedParameter, {"gradients", "param_roles"}),
-    (NoisyInEval, {"deterministic", "readout", "lead_mask"}),  # noise also looks like a masked-lead leak
-    (WrongWidth, {"shapes", "single_lead", "param_roles"}),
-    (DetachedLoss, {"gradients", "overfit"}),
-    (DecoderCountedAsEncoder, {"param_roles"}),
-    (NaNForMissingLeads, {"loss_lead_mask"}),
-    (GlobalRNGMasks, {"keyed_noise"}),
-])
+@pytest.mark.parametrize(
+    "broken, failing",
+    [
+        (ReadsMaskedLeads, {"lead_mask"}),
+        (UnusedParameter, {"gradients", "param_roles"}),
+        (NoisyInEval, {"deterministic", "readout", "lead_mask"}),  # noise also looks like a masked-lead leak
+        (WrongWidth, {"shapes", "single_lead", "param_roles"}),
+        (DetachedLoss, {"gradients", "overfit"}),
+        (DecoderCountedAsEncoder, {"param_roles"}),
+        (NaNForMissingLeads, {"loss_lead_mask"}),
+        (GlobalRNGMasks, {"keyed_noise"}),
+    ],
+)
 def test_the_contract_catches_broken_methods(broken, failing):
     broken.name = broken.__name__.lower()
     report = validate_method(broken, PRESETS["smoke"], overfit_steps=5)
@@ -101,6 +105,7 @@ def test_a_method_that_does_not_build_fails_cleanly():
     class Unbuildable(STMEM):
         def __init__(self, config, input_spec):
             raise RuntimeError("missing weights file")
+
     Unbuildable.name = "unbuildable"
     report = validate_method(Unbuildable, PRESETS["smoke"])
     assert [c.status for c in report.checks] == [FAIL] + ["skip"] * (len(report.checks) - 1)
@@ -140,9 +145,12 @@ def test_new_method_template_passes_validate_and_a_broken_copy_fails(tmp_path, c
     assert "my_method · preset smoke (100 Hz, 2.5 s): PASS" in passed.stdout
 
     broken = tmp_path / "broken_method.py"
-    broken.write_text(text.replace('"my_method"', '"broken_method"')
-                      .replace("pooled = masked_mean(per_lead, lead_mask, dim=1)",
-                               "pooled = masked_mean(per_lead, lead_mask, dim=1) + signals.mean(dim=(1, 2))[:, None]"))
+    broken.write_text(
+        text.replace('"my_method"', '"broken_method"').replace(
+            "pooled = masked_mean(per_lead, lead_mask, dim=1)",
+            "pooled = masked_mean(per_lead, lead_mask, dim=1) + signals.mean(dim=(1, 2))[:, None]",
+        )
+    )
     failed = run_cli("validate", str(broken), "--preset", "smoke")
     assert failed.returncode == 1
     assert "lead_mask       FAIL" in failed.stdout and "failed: broken_method (smoke)" in failed.stdout

@@ -6,6 +6,7 @@ They prepare the real 500-record PTB-XL subset and write benchmarks/results/data
 (records/s of preparation, cached loader vs ``wfdb.rdsamp`` on the same records) with the
 hardware and load they ran on. Timings on a shared machine are noisy; nothing here asserts one.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -17,13 +18,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import wfdb
-from scipy.signal import resample_poly
-
-from benchmark.data import make_loader
-from benchmark.provenance import cpu_name, git_state
-from benchmark.registry import DATASETS
 from conftest import REPO
 from ecg_fixtures import rdsamp_leads, shared_ptbxl
+from scipy.signal import resample_poly
+
+from benchmark.data.loader import make_loader
+from benchmark.provenance import cpu_name, git_state
+from benchmark.registry import DATASETS
 
 OUT = REPO / "benchmarks" / "results"
 
@@ -51,33 +52,51 @@ def test_data_pipeline_throughput(tmp_path):
         cache = dataset.prepare(fs, tmp_path / f"w{workers}", progress=False)[1]
         wall = time.perf_counter() - started
         arrays[fs] = dataset.load(fs, "superdiagnostic", tmp_path / f"w{workers}", progress=False)
-        results["prepare"].append({"fs": fs, "source": "records100" if fs <= 100 else "records500 (resampled)",
-                                   "workers": workers, "records": len(database), "wall_s": round(wall, 2),
-                                   "records_per_s": round(len(database) / wall, 1),
-                                   "cache_bytes": (cache / "signals.npy").stat().st_size})
+        results["prepare"].append(
+            {
+                "fs": fs,
+                "source": "records100" if fs <= 100 else "records500 (resampled)",
+                "workers": workers,
+                "records": len(database),
+                "wall_s": round(wall, 2),
+                "records_per_s": round(len(database) / wall, 1),
+                "cache_bytes": (cache / "signals.npy").stat().st_size,
+            }
+        )
 
     for fs, column in ((100, "filename_lr"), (250, "filename_hr")):
         paths = [str(root / name) for name in database[column]]
-        rdsamp_s = best_of(2, lambda: [wfdb.rdsamp(p) for p in paths])
+        rdsamp_s = best_of(2, lambda paths=paths: [wfdb.rdsamp(p) for p in paths])
         loader = make_loader(arrays[fs], np.arange(len(paths)), arrays[fs].n_samples, 64, train=False)
-        loader_s = best_of(5, lambda: [batch.signals for batch in loader])
+        loader_s = best_of(5, lambda loader=loader: [batch.signals for batch in loader])
         first = next(iter(loader)).signals[0].numpy()  # the same signal rdsamp reads, as prepared
         expected = rdsamp_leads(root / database[column][0])
-        np.testing.assert_allclose(first, expected if fs == 100 else resample_poly(expected, 1, 2, axis=1),
-                                   rtol=2 ** -10, atol=1e-3)
-        results["loader"].append({
-            "fs": fs, "records": len(paths), "batch_size": 64, "window_s": 10.0,
-            "rdsamp_records_per_s": round(len(paths) / rdsamp_s, 1),
-            "cached_loader_records_per_s": round(len(paths) / loader_s, 1),
-            "speedup": round(rdsamp_s / loader_s, 1)})
+        np.testing.assert_allclose(
+            first, expected if fs == 100 else resample_poly(expected, 1, 2, axis=1), rtol=2**-10, atol=1e-3
+        )
+        results["loader"].append(
+            {
+                "fs": fs,
+                "records": len(paths),
+                "batch_size": 64,
+                "window_s": 10.0,
+                "rdsamp_records_per_s": round(len(paths) / rdsamp_s, 1),
+                "cached_loader_records_per_s": round(len(paths) / loader_s, 1),
+                "speedup": round(rdsamp_s / loader_s, 1),
+            }
+        )
 
     results["conditions"] = {
         "data": "PTB-XL v1.0.3, records 1-500 (../shared/data/ptbxl), page cache warm for both readers",
-        "cpu": cpu_name(), "cpu_count": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "note": "machine shared with other jobs; timings are noisy. prepare wall time includes starting the worker "
-                "processes (spawn) and writing the label view",
+        "processes (spawn) and writing the label view",
         "packages": {p: __import__(p).__version__ for p in ("wfdb", "numpy", "scipy", "torch")},
-        "git": git_state(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        "git": git_state(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "data_pipeline.json").write_text(json.dumps(results, indent=1))
     (OUT / "data_pipeline.md").write_text(render(results))
@@ -85,16 +104,32 @@ def test_data_pipeline_throughput(tmp_path):
 
 def render(results: dict) -> str:
     c = results["conditions"]
-    lines = ["# Data pipeline benchmark", "",
-             "Generated by `python -m pytest -m benchmarks tests/test_data_benchmarks.py`; do not edit.", "",
-             f"{c['data']}. {c['cpu']}, {c['cpu_count']} CPUs, 1-min load average {c['load_average_1min']} "
-             f"at the end; {c['date']}, commit {(c['git']['commit'] or '?')[:10]}. {c['note']}.", "",
-             "## Cached loader vs `wfdb.rdsamp` (same records, 10 s each)", "",
-             "| rate | `wfdb.rdsamp` records/s | cached loader records/s | speed-up |", "|---|---|---|---|"]
-    lines += [f"| {r['fs']} Hz | {r['rdsamp_records_per_s']} | {r['cached_loader_records_per_s']} | {r['speedup']}x |"
-              for r in results["loader"]]
-    lines += ["", "## Preparation (read, check, resample, write float16 memmap)", "",
-              "| rate | source | workers | wall s | records/s |", "|---|---|---|---|---|"]
-    lines += [f"| {r['fs']} Hz | {r['source']} | {r['workers']} | {r['wall_s']} | {r['records_per_s']} |"
-              for r in results["prepare"]]
+    lines = [
+        "# Data pipeline benchmark",
+        "",
+        "Generated by `python -m pytest -m benchmarks tests/test_data_benchmarks.py`; do not edit.",
+        "",
+        f"{c['data']}. {c['cpu']}, {c['cpu_count']} CPUs, 1-min load average {c['load_average_1min']} "
+        f"at the end; {c['date']}, commit {(c['git']['commit'] or '?')[:10]}. {c['note']}.",
+        "",
+        "## Cached loader vs `wfdb.rdsamp` (same records, 10 s each)",
+        "",
+        "| rate | `wfdb.rdsamp` records/s | cached loader records/s | speed-up |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['fs']} Hz | {r['rdsamp_records_per_s']} | {r['cached_loader_records_per_s']} | {r['speedup']}x |"
+        for r in results["loader"]
+    ]
+    lines += [
+        "",
+        "## Preparation (read, check, resample, write float16 memmap)",
+        "",
+        "| rate | source | workers | wall s | records/s |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['fs']} Hz | {r['source']} | {r['workers']} | {r['wall_s']} | {r['records_per_s']} |"
+        for r in results["prepare"]
+    ]
     return "\n".join(lines) + "\n"

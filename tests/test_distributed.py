@@ -1,4 +1,5 @@
 """DistributedDataParallel through torchrun: 2 gloo processes on the CPU give the results of 1."""
+
 from __future__ import annotations
 
 import json
@@ -7,34 +8,57 @@ import sys
 
 import pytest
 import torch
-
-from benchmark import distributed
 from conftest import REPO
+
+from benchmark.train import distributed
 
 
 def run(out, cache, *launcher):
-    args = ["run", "--methods", "lamae", "--preset", "smoke", "--out", str(out), "--leaderboard",
-            str(out / "LEADERBOARD.md"), "--cache-dir", str(cache), "--no-progress",
-            "--set", "pretrain.steps=8", "--set", "finetune.drop_path=0"]  # drop_path draws per-rank noise
-    result = subprocess.run([sys.executable, *launcher, "-m", "benchmark", *args], cwd=REPO,
-                            capture_output=True, text=True, timeout=900)
+    args = [
+        "run",
+        "--methods",
+        "lamae",
+        "--preset",
+        "smoke",
+        "--out",
+        str(out),
+        "--leaderboard",
+        str(out / "LEADERBOARD.md"),
+        "--cache-dir",
+        str(cache),
+        "--no-progress",
+        "--set",
+        "pretrain.steps=8",
+        "--set",
+        "finetune.drop_path=0",
+    ]  # drop_path draws per-rank noise
+    result = subprocess.run(
+        [sys.executable, *launcher, "-m", "benchmark", *args], cwd=REPO, capture_output=True, text=True, timeout=900
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    return {p.relative_to(out): json.loads(p.read_text())
-            for p in out.rglob("*.json") if "_checkpoints" not in p.parts}
+    return {p.relative_to(out): json.loads(p.read_text()) for p in out.rglob("*.json") if "_checkpoints" not in p.parts}
 
 
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path):
     single = run(tmp_path / "single", tmp_path / "cache")
-    ddp = run(tmp_path / "ddp", tmp_path / "cache", "-m", "torch.distributed.run", "--nproc_per_node", "2",
-              "--master_port", "29531")
+    ddp = run(
+        tmp_path / "ddp",
+        tmp_path / "cache",
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+    )
     assert single.keys() == ddp.keys() and len(single) == 4
     for cell, record in single.items():
         theirs = ddp[cell]
         assert theirs["metrics"]["macro_auroc"] == pytest.approx(record["metrics"]["macro_auroc"], abs=1e-4), cell
         if record["compute"]["pretrain"]:
-            ours_loss = [l for _, l in record["compute"]["pretrain"]["loss_curve"]]
-            ddp_loss = [l for _, l in theirs["compute"]["pretrain"]["loss_curve"]]
+            ours_loss = [loss for _, loss in record["compute"]["pretrain"]["loss_curve"]]
+            ddp_loss = [loss for _, loss in theirs["compute"]["pretrain"]["loss_curve"]]
             assert ddp_loss == pytest.approx(ours_loss, rel=1e-4), cell
     assert (tmp_path / "ddp" / "LEADERBOARD.md").exists()
 

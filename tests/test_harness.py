@@ -1,4 +1,5 @@
 """Harness pieces: overrides, optimiser groups, resumable pretraining, protocols, result store."""
+
 from __future__ import annotations
 
 import json
@@ -6,20 +7,21 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from benchmark.config import ConfigError, apply_overrides, parse_overrides, signature
-from benchmark.data import LeakageError, make_loader
-from benchmark.metrics import classification_report
-from benchmark.presets import PRESETS
-from benchmark.pretrain import PretrainConfig, pretrain
-from benchmark.protocol import CellContext, Prediction
-from benchmark.protocols.finetune import Classifier, FeatureStandardiser, Finetune, FinetuneConfig
-from benchmark.protocols.linear import LinearProbe, LinearProbeConfig
-from benchmark.registry import METHODS
-from benchmark.results import Cell, ResultStore, StaleResultError
-from benchmark.runner import method_config
-from benchmark.training import OptimConfig, build_optimizer
 from conftest import make_toy_arrays
+
+from benchmark.build import method_config
+from benchmark.config import ConfigError, apply_overrides, parse_overrides, signature
+from benchmark.data.contract import LeakageError
+from benchmark.data.loader import make_loader
+from benchmark.eval.metrics import classification_report
+from benchmark.eval.protocol import CellContext, Prediction
+from benchmark.eval.protocols.finetune import Classifier, FeatureStandardiser, Finetune, FinetuneConfig
+from benchmark.eval.protocols.linear import LinearProbe, LinearProbeConfig
+from benchmark.presets import PRESETS
+from benchmark.registry import METHODS
+from benchmark.report.results import Cell, ResultStore, StaleResultError
+from benchmark.train.optim import OptimConfig, build_optimizer
+from benchmark.train.pretrain import PretrainConfig, pretrain
 
 
 def build(name, arrays, **preset_overrides):
@@ -30,10 +32,11 @@ def build(name, arrays, **preset_overrides):
 
 
 def test_overrides_are_typed_validated_and_nested():
-    preset = PRESETS["cpu"].with_overrides(parse_overrides(
-        ["pretrain.steps=7", "pretrain.optim.base_lr=3e-4", "linear.l2_grid=1,0.1", "model.dim=32"]))
+    preset = PRESETS["cpu"].with_overrides(
+        parse_overrides(["pretrain.steps=7", "pretrain.optim.base_lr=3e-4", "linear.l2_grid=1,0.1", "model.dim=32"])
+    )
     assert preset.pretrain.steps == 7 and preset.pretrain.optim.base_lr == 3e-4
-    assert preset.protocols["linear"].l2_grid == (1.0, 0.1) and preset.model.dim == 32
+    assert preset.protocol_config("linear", LinearProbeConfig).l2_grid == (1.0, 0.1) and preset.model.dim == 32
     with pytest.raises(ConfigError, match="did you mean 'steps'"):
         PRESETS["cpu"].with_overrides(parse_overrides(["pretrain.step=7"]))
     with pytest.raises(ConfigError, match="expected int"):
@@ -42,7 +45,9 @@ def test_overrides_are_typed_validated_and_nested():
         PRESETS["cpu"].with_overrides(parse_overrides(["pretrain.steps=0"]))
     with pytest.raises(ConfigError, match="SCOPE.FIELD=VALUE"):
         parse_overrides(["steps=3"])
-    config = apply_overrides(METHODS.get("lamae").Config(), {"la_mask_ratio": "0.25", "lead_embedding": "false"}, "lamae")
+    config = apply_overrides(
+        METHODS.get("lamae").Config(), {"la_mask_ratio": "0.25", "lead_embedding": "false"}, "lamae"
+    )
     assert config.la_mask_ratio == 0.25 and config.lead_embedding is False
 
 
@@ -58,7 +63,7 @@ def test_layer_decay_scales_learning_rates_from_head_to_embeddings(toy_arrays):
     optimizer, _ = build_optimizer(model, OptimConfig(layer_decay=0.5), 64, 100, method.no_weight_decay)
     scale_of = {id(p): g["lr_scale"] for g in optimizer.param_groups for p in g["params"]}
     assert scale_of[id(model.head.weight)] == 1.0
-    assert scale_of[id(method.encoder.patch_embed.weight)] == pytest.approx(0.5 ** method.num_layers)
+    assert scale_of[id(method.encoder.patch_embed.weight)] == pytest.approx(0.5**method.num_layers)
     assert id(method.decoder.embed.weight) not in scale_of  # pretraining-only: frozen downstream
     decay_of = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
     assert decay_of[id(method.la_cls)] == 0 and decay_of[id(model.head.weight)] > 0
@@ -67,7 +72,9 @@ def test_layer_decay_scales_learning_rates_from_head_to_embeddings(toy_arrays):
 def test_pretraining_resumes_after_interruption_with_identical_weights(toy_arrays, tmp_path):
     cfg = PretrainConfig(steps=6, batch_size=8, checkpoint_every=2, log_every=2)
     straight, _ = build("lamae", toy_arrays, window_s=5.0)
-    pretrain(straight, toy_arrays, cfg, seed=1, device=torch.device("cpu"), checkpoint_dir=tmp_path / "a", progress=False)
+    pretrain(
+        straight, toy_arrays, cfg, seed=1, device=torch.device("cpu"), checkpoint_dir=tmp_path / "a", progress=False
+    )
 
     interrupted, _ = build("lamae", toy_arrays, window_s=5.0)
     calls = []
@@ -76,6 +83,7 @@ def test_pretraining_resumes_after_interruption_with_identical_weights(toy_array
         calls.append(step)
         if step == 5:
             raise KeyboardInterrupt
+
     interrupted.on_train_step = crash_at_step_5
     with pytest.raises(KeyboardInterrupt):
         pretrain(interrupted, toy_arrays, cfg, 1, torch.device("cpu"), tmp_path / "b", progress=False)
@@ -103,6 +111,7 @@ def context(arrays, method):
         fresh = type(method)(type(method.config)(**{**method.config.__dict__, **changes}), method.input_spec)
         fresh.load_state_dict(method.state_dict())
         return fresh
+
     return CellContext(method, rebuild, arrays, 0, torch.device("cpu"), progress=False)
 
 
@@ -132,7 +141,8 @@ def test_finetuning_starts_from_the_linear_probe_of_the_initial_encoder(toy_arra
     and so does an encoder that was not pretrained (scratch)."""
     method, _ = build("lamae", toy_arrays, window_s=5.0)
     probe = Finetune(FinetuneConfig(probe=LinearProbeConfig(l2_grid=(1.0,), max_iter=50))).initial_probe(
-        context(toy_arrays, method))
+        context(toy_arrays, method)
+    )
     model = Classifier(method, len(toy_arrays.label_names), probe).eval()
     batch = next(iter(make_loader(toy_arrays, toy_arrays.splits["val"], method.input_spec.window, 8, train=False)))
     with torch.no_grad():
@@ -143,8 +153,10 @@ def test_finetuning_starts_from_the_linear_probe_of_the_initial_encoder(toy_arra
 
     scratch, _ = build("scratch", toy_arrays, window_s=5.0)
     output = Finetune(FinetuneConfig(epochs=1, batch_size=16)).run(context(toy_arrays, scratch))
-    assert "probe_l2" not in output.details and "probe_l2" in Finetune(FinetuneConfig(epochs=1, batch_size=16)).run(
-        context(toy_arrays, method)).details
+    assert (
+        "probe_l2" not in output.details
+        and "probe_l2" in Finetune(FinetuneConfig(epochs=1, batch_size=16)).run(context(toy_arrays, method)).details
+    )
     with pytest.raises(ValueError, match="head_init"):
         FinetuneConfig(head_init="probe")
 
@@ -155,7 +167,9 @@ def test_the_standardiser_uses_batch_statistics_in_training_and_running_ones_in_
     norm = FeatureStandardiser(torch.zeros(5), torch.ones(5), momentum=0.5)
     reference = torch.nn.BatchNorm1d(5, affine=False, momentum=0.5, eps=1e-12)
     assert torch.allclose(norm(x), reference(x), atol=1e-3)
-    assert torch.allclose(norm.running_mean, reference.running_mean) and torch.allclose(norm.running_var, reference.running_var)
+    assert torch.allclose(norm.running_mean, reference.running_mean) and torch.allclose(
+        norm.running_var, reference.running_var
+    )
     norm.eval(), reference.eval()
     assert torch.allclose(norm(x), reference(x), atol=1e-4)
 
@@ -185,15 +199,21 @@ def test_result_store_is_atomic_and_refuses_stale_configurations(tmp_path):
 
 
 def test_frozen_head_training_keeps_the_best_validation_epoch():
-    from benchmark.frozen_head import FrozenHeadConfig, fit_frozen_head, predict_scores
-    from benchmark.metrics import macro_auroc
+    from benchmark.eval.frozen_head import FrozenHeadConfig, fit_frozen_head, predict_scores
+    from benchmark.eval.metrics import macro_auroc
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(600, 8, generator=g)
     y = torch.stack([(x[:, 0] > 0), (x[:, 1] + x[:, 2] > 0)], dim=1).float()
     head = torch.nn.Linear(8, 2)
-    fitted = fit_frozen_head(head, (x[:400], y[:400]), (x[400:500], y[400:500]),
-                             FrozenHeadConfig(epochs=30, batch_size=64, lr=1e-2, patience=5), seed=0, progress=False)
+    fitted = fit_frozen_head(
+        head,
+        (x[:400], y[:400]),
+        (x[400:500], y[400:500]),
+        FrozenHeadConfig(epochs=30, batch_size=64, lr=1e-2, patience=5),
+        seed=0,
+        progress=False,
+    )
     assert fitted.val_macro_auroc == max(fitted.history) > 0.95
     assert fitted.best_epoch == int(np.argmax(fitted.history))
     assert macro_auroc(y[500:].numpy(), predict_scores(fitted.head, x[500:])) > 0.95
@@ -202,8 +222,16 @@ def test_frozen_head_training_keeps_the_best_validation_epoch():
 def test_profiling_writes_a_trace_of_the_first_epoch(toy_arrays, tmp_path):
     method, _ = build("lamae", toy_arrays, window_s=5.0)
     cfg = PretrainConfig(steps=3, batch_size=8, checkpoint_every=10, log_every=1)
-    pretrain(method, toy_arrays, cfg, 0, torch.device("cpu"), tmp_path / "ckpt", progress=False,
-             profile_dir=tmp_path / "profile")
+    pretrain(
+        method,
+        toy_arrays,
+        cfg,
+        0,
+        torch.device("cpu"),
+        tmp_path / "ckpt",
+        progress=False,
+        profile_dir=tmp_path / "profile",
+    )
     trace = json.loads((tmp_path / "profile" / "pretrain_trace.json").read_text())
     names = {event.get("name", "") for event in trace["traceEvents"]}
     assert any("scaled_dot_product" in n or "addmm" in n for n in names)

@@ -1,10 +1,18 @@
 """ICD-10-CM helper: spelling, ancestors in the LAMAE paper's naming, levels, descriptions."""
+
 from __future__ import annotations
 
 import pytest
 
-from benchmark.icd import (
-    ICD_LEVELS, icd_description, icd_hierarchy, icd_label_names, icd_level, icd_parent, is_valid_code, to_dotless,
+from benchmark.data.icd import (
+    ICD_LEVELS,
+    icd_description,
+    icd_hierarchy,
+    icd_label_names,
+    icd_level,
+    icd_parent,
+    is_valid_code,
+    to_dotless,
     to_dotted,
 )
 
@@ -19,8 +27,14 @@ def test_ancestors_in_paper_naming():
 
 
 def test_levels():
-    expected = {"IX": "chapter", "IX.I30-I5A": "block", "I48": "category", "I481": "subcategory",
-                "I4510": "subclassification", "S52531A": "subclassification"}
+    expected = {
+        "IX": "chapter",
+        "IX.I30-I5A": "block",
+        "I48": "category",
+        "I481": "subcategory",
+        "I4510": "subclassification",
+        "S52531A": "subclassification",
+    }
     assert {name: icd_level(name) for name in expected} == expected
     assert set(expected.values()) <= set(ICD_LEVELS)
 
@@ -31,8 +45,9 @@ def test_single_category_block_is_not_confused_with_its_category():
     assert icd_parent("B99") == "I.B99"
 
 
-@pytest.mark.parametrize("dotless, dotted", [("I481", "I48.1"), ("I4510", "I45.10"), ("I48", "I48"),
-                                             ("S52531A", "S52.531A"), ("I10", "I10")])
+@pytest.mark.parametrize(
+    "dotless, dotted", [("I481", "I48.1"), ("I4510", "I45.10"), ("I48", "I48"), ("S52531A", "S52.531A"), ("I10", "I10")]
+)
 def test_dotless_dotted_round_trip(dotless, dotted):
     assert to_dotted(dotless) == dotted
     assert to_dotless(dotted) == dotless

@@ -1,4 +1,5 @@
 """LEADERBOARD.md and `compare` from stored results (written directly, no models trained)."""
+
 from __future__ import annotations
 
 import re
@@ -7,10 +8,10 @@ import numpy as np
 import pytest
 
 from benchmark.cli import main
-from benchmark.leaderboard import plots_dir_for, write_leaderboard
-from benchmark.metrics import classification_report
-from benchmark.protocol import Prediction
-from benchmark.results import Cell, ResultStore
+from benchmark.eval.metrics import classification_report
+from benchmark.eval.protocol import Prediction
+from benchmark.report.leaderboard import plots_dir_for, write_leaderboard
+from benchmark.report.results import Cell, ResultStore
 
 N_TEST = 400
 CONDITIONS = ["I48", "I440", "I210"]
@@ -22,8 +23,21 @@ def labels_for(names, seed=0):
     return (rng.random((N_TEST, len(names))) < 0.25).astype(np.uint8)
 
 
-def write_cell(store, method, seed, skill, *, protocol="linear", names=CONDITIONS, dataset="synthetic",
-               protocol_config=None, variant="", variant_identity=None, budget_flops=1e12, n_train=300):
+def write_cell(
+    store,
+    method,
+    seed,
+    skill,
+    *,
+    protocol="linear",
+    names=CONDITIONS,
+    dataset="synthetic",
+    protocol_config=None,
+    variant="",
+    variant_identity=None,
+    budget_flops=1e12,
+    n_train=300,
+):
     """A result whose scores separate the classes with strength ``skill`` (0 = chance)."""
     y = labels_for(names)
     rng = np.random.default_rng([seed, *map(ord, method)])
@@ -33,18 +47,41 @@ def write_cell(store, method, seed, skill, *, protocol="linear", names=CONDITION
     record = {
         "signature": f"{method}{seed}{variant}",
         "label_names": names,
-        "config": {"dataset": dataset, "dataset_config": {"n": 1}, "input": {"fs": 100}, "label_set": "labels",
-                   "preset": "cpu", "protocol": protocol, "protocol_config": protocol_config or {"max_iter": 300},
-                   "variant": variant_identity, "method": method, "seed": seed},
+        "config": {
+            "dataset": dataset,
+            "dataset_config": {"n": 1},
+            "input": {"fs": 100},
+            "label_set": "labels",
+            "preset": "cpu",
+            "protocol": protocol,
+            "protocol_config": protocol_config or {"max_iter": 300},
+            "variant": variant_identity,
+            "method": method,
+            "seed": seed,
+        },
         "metrics": classification_report(y, scores, names),
         "details": {"n_train": n_train},
-        "compute": {"encoder_params": 250_000 if method != "ind_p" else 1_800_000, "total_params": 300_000,
-                    "pretrain": {"steps": 600, "wall_s": 90.0, "flops_per_step": 8.5e9, "total_flops": 5.1e12,
-                                 "budget": "lamae", "budget_flops": budget_flops, "peak_memory_mb": None}
-                    if pretrains else None,
-                    "protocol_wall_s": 1.0},
-        "provenance": {"device": "CPU: test", "finished_at": "2026-11-21T00:00:00+00:00",
-                       "git": {"commit": "abc", "dirty": False}},
+        "compute": {
+            "encoder_params": 250_000 if method != "ind_p" else 1_800_000,
+            "total_params": 300_000,
+            "pretrain": {
+                "steps": 600,
+                "wall_s": 90.0,
+                "flops_per_step": 8.5e9,
+                "total_flops": 5.1e12,
+                "budget": "lamae",
+                "budget_flops": budget_flops,
+                "peak_memory_mb": None,
+            }
+            if pretrains
+            else None,
+            "protocol_wall_s": 1.0,
+        },
+        "provenance": {
+            "device": "CPU: test",
+            "finished_at": "2026-11-21T00:00:00+00:00",
+            "git": {"commit": "abc", "dirty": False},
+        },
     }
     store.write(cell, record, Prediction(y, scores, np.array([f"r{i}" for i in range(N_TEST)])))
 
@@ -72,8 +109,17 @@ def test_leaderboard_has_cis_significance_and_compute_columns(results, tmp_path)
     assert "▼" in rows["random_init"] and "▼" not in rows["lamae"] and "▼" not in rows["ind_p"]
     assert re.search(r"\| 0\.\d{4} ± 0\.\d{4} +\| \[0\.\d{4}, 0\.\d{4}\]", rows["lamae"])
     header = rows["method"]
-    for column in ("95 % CI", "Δ best (p Holm)", "Δ random_init (p Holm)", "encoder params (Δ lamae)", "FLOPs/step",
-                   "steps", "pretrain FLOPs", "pretrain time", "peak memory"):
+    for column in (
+        "95 % CI",
+        "Δ best (p Holm)",
+        "Δ random_init (p Holm)",
+        "encoder params (Δ lamae)",
+        "FLOPs/step",
+        "steps",
+        "pretrain FLOPs",
+        "pretrain time",
+        "peak memory",
+    ):
         assert column in header
     assert "8.5G" in rows["lamae"] and "5.1T" in rows["lamae"] and "1.8M (+1.55M)" in rows["ind_p"]
     assert "Macro AUROC per ICD level" in board and "| category" in board  # conditions are ICD codes
@@ -108,8 +154,12 @@ def test_icd_reports_follow_the_paper_tables_hierarchy_order(tmp_path):
     write_leaderboard(store.root, tmp_path / "LB.md")
     board = (tmp_path / "LB.md").read_text()
     levels = board.split("Macro AUROC per ICD level")[1]
-    assert [line.split("|")[1].strip() for line in levels.splitlines() if line.startswith("| ")][1:5] == \
-        ["chapter", "block", "category", "subcategory"]
+    assert [line.split("|")[1].strip() for line in levels.splitlines() if line.startswith("| ")][1:5] == [
+        "chapter",
+        "block",
+        "category",
+        "subcategory",
+    ]
     codes = board.split("AUROC per code")[1].split("</details>")[0]
     rows = [line.split("|")[1].strip() for line in codes.splitlines() if line.startswith("| ")][1:]
     assert rows == ["IX", "IX.I20-I25", "I21", "I210", "I211", "IX.I30-I5A", "I48"]
@@ -120,16 +170,38 @@ def test_sweeps_become_tables_and_embedded_plots(results, tmp_path):
     for seed in range(2):
         for subset in range(2):
             for method, skill in (("lamae", 1.0), ("random_init", 0.2)):
-                write_cell(results, method, seed, skill, variant=f"n10pct-s{subset}", n_train=30,
-                           variant_identity={"name": f"n10pct-s{subset}", "sweep": "label_efficiency",
-                                             "params": {"train_size": "10%", "subset_seed": subset}})
-                write_cell(results, method, seed, skill * 0.5, variant="leads-I", variant_identity={
-                    "name": "leads-I", "sweep": "reduced_leads", "params": {"leads": ["I"], "n_leads": 1}})
+                write_cell(
+                    results,
+                    method,
+                    seed,
+                    skill,
+                    variant=f"n10pct-s{subset}",
+                    n_train=30,
+                    variant_identity={
+                        "name": f"n10pct-s{subset}",
+                        "sweep": "label_efficiency",
+                        "params": {"train_size": "10%", "subset_seed": subset},
+                    },
+                )
+                write_cell(
+                    results,
+                    method,
+                    seed,
+                    skill * 0.5,
+                    variant="leads-I",
+                    variant_identity={
+                        "name": "leads-I",
+                        "sweep": "reduced_leads",
+                        "params": {"leads": ["I"], "n_leads": 1},
+                    },
+                )
     path = tmp_path / "LEADERBOARD.md"
     write_leaderboard(results.root, path)
     board = path.read_text()
     efficiency = board.split("### Label efficiency: synthetic · labels · preset `cpu` · linear")[1]
-    assert "| 10% (n=30)" in efficiency and "| 100% (n=300)" in efficiency and "(4)" in efficiency  # 2 seeds x 2 subsets
+    assert (
+        "| 10% (n=30)" in efficiency and "| 100% (n=300)" in efficiency and "(4)" in efficiency
+    )  # 2 seeds x 2 subsets
     leads = board.split("### Reduced leads: synthetic · labels · preset `cpu` · linear")[1]
     assert "| all" in leads and "| I " in leads
     images = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", board)

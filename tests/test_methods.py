@@ -1,14 +1,16 @@
 """Behaviour that defines LAMAE and the independent-lead MAEs, and the shared MAE pieces."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from benchmark.data import LEADS, Batch, InputSpec
-from benchmark.layers import masked_patch_mse, patchify, random_keep_ids
+from benchmark.build import method_config
+from benchmark.data.contract import LEADS, InputSpec
+from benchmark.data.loader import Batch
+from benchmark.nn.layers import masked_patch_mse, patchify, random_keep_ids
 from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
-from benchmark.runner import method_config
 
 SPEC = InputSpec(fs=100, window_s=2.0)
 
@@ -23,8 +25,13 @@ def build(name: str, **overrides):
 
 def batch(b: int = 4, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
-    return Batch(torch.randn(b, len(LEADS), SPEC.window, generator=g), torch.ones(b, len(LEADS), dtype=torch.bool),
-                 torch.zeros(b, 2), torch.arange(b), torch.arange(b) + 1000 * seed)
+    return Batch(
+        torch.randn(b, len(LEADS), SPEC.window, generator=g),
+        torch.ones(b, len(LEADS), dtype=torch.bool),
+        torch.zeros(b, 2),
+        torch.arange(b),
+        torch.arange(b) + 1000 * seed,
+    )
 
 
 @pytest.mark.parametrize("name", ["lamae", "ind_p", "ind_s"])
@@ -137,8 +144,10 @@ def test_masking_depends_on_the_sample_not_on_how_the_batch_is_split(name):
     key, so the loss of the whole batch is the mean of the losses of its halves."""
     method = build(name)
     data = batch(8)
-    half = [type(data)(*(t[part] for t in (data.signals, data.lead_mask, data.labels, data.index, data.keys)))
-            for part in (slice(0, 4), slice(4, 8))]
+    half = [
+        type(data)(*(t[part] for t in (data.signals, data.lead_mask, data.labels, data.index, data.keys)))
+        for part in (slice(0, 4), slice(4, 8))
+    ]
     with torch.no_grad():
         whole = method.pretrain_loss(data)["loss"]
         halves = [method.pretrain_loss(h)["loss"] for h in half]

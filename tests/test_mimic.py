@@ -2,21 +2,43 @@
 written with wfdb.wrsamp under files/pNNNN/pSUBJECT/sSTUDY/STUDY with MIMIC's lead order (aVF
 before aVL), record_list.csv as in ../shared/data/mimic_iv_ecg_layout, records_w_diag_icd10.csv
 with the documented columns, list-literal cells and extra unknown columns."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-
-from benchmark.data import LEADS, DataError, LeakageError
-from benchmark.icd import icd_level
-from benchmark.registry import DATASETS
 from ecg_fixtures import MIMIC_LEADS, rdsamp_leads, shared_ptbxl, write_wfdb
 
-LABEL_COLUMNS = ["file_name", "study_id", "subject_id", "ecg_time", "ed_stay_id", "ed_hadm_id", "hosp_hadm_id",
-                 "ed_diag_ed", "ed_diag_hosp", "hosp_diag_hosp", "all_diag_hosp", "all_diag_all", "gender", "age",
-                 "anchor_year", "anchor_age", "dod", "ecg_no_within_stay", "ecg_taken_in_ed", "ecg_taken_in_hosp",
-                 "ecg_taken_in_ed_or_hosp", "fold", "strat_fold"]
+from benchmark.data.contract import LEADS, DataError, LeakageError
+from benchmark.data.icd import icd_level
+from benchmark.registry import DATASETS
+
+LABEL_COLUMNS = [
+    "file_name",
+    "study_id",
+    "subject_id",
+    "ecg_time",
+    "ed_stay_id",
+    "ed_hadm_id",
+    "hosp_hadm_id",
+    "ed_diag_ed",
+    "ed_diag_hosp",
+    "hosp_diag_hosp",
+    "all_diag_hosp",
+    "all_diag_all",
+    "gender",
+    "age",
+    "anchor_year",
+    "anchor_age",
+    "dod",
+    "ecg_no_within_stay",
+    "ecg_taken_in_ed",
+    "ecg_taken_in_hosp",
+    "ecg_taken_in_ed_or_hosp",
+    "fold",
+    "strat_fold",
+]
 
 # (subject, study, PTB-XL ecg_id of the signal, all_diag_all cell, fold, strat_fold, ecg_no_within_stay)
 ROWS = [
@@ -67,15 +89,37 @@ def mimic(tmp_path_factory):
         path = record_path(subject, study)
         write_wfdb((root / path).parent, str(study), mimic_order, 500, list(MIMIC_LEADS))
         sources[study] = signal
-        record_list.append({"subject_id": subject, "study_id": study, "file_name": study,
-                            "ecg_time": "2180-07-23 08:44:00", "path": path})
+        record_list.append(
+            {
+                "subject_id": subject,
+                "study_id": study,
+                "file_name": study,
+                "ecg_time": "2180-07-23 08:44:00",
+                "path": path,
+            }
+        )
     record_list = pd.DataFrame(record_list)[list(layout.columns)]
     record_list.to_csv(root / "record_list.csv", index=False)
-    labels = pd.DataFrame([{
-        **{c: "" for c in LABEL_COLUMNS}, "Unnamed: 0": k, "label_strat_all2all": "x", "age_bin": 3,
-        "file_name": record_path(subject, study), "study_id": study, "subject_id": subject, "all_diag_all": cell,
-        "hosp_diag_hosp": cell, "ed_diag_ed": "[]", "fold": fold, "strat_fold": strat, "ecg_no_within_stay": stay,
-    } for k, (subject, study, _, cell, fold, strat, stay) in enumerate(ROWS)])
+    labels = pd.DataFrame(
+        [
+            {
+                **{c: "" for c in LABEL_COLUMNS},
+                "Unnamed: 0": k,
+                "label_strat_all2all": "x",
+                "age_bin": 3,
+                "file_name": record_path(subject, study),
+                "study_id": study,
+                "subject_id": subject,
+                "all_diag_all": cell,
+                "hosp_diag_hosp": cell,
+                "ed_diag_ed": "[]",
+                "fold": fold,
+                "strat_fold": strat,
+                "ecg_no_within_stay": stay,
+            }
+            for k, (subject, study, _, cell, fold, strat, stay) in enumerate(ROWS)
+        ]
+    )
     orphan = labels.iloc[[0]].assign(file_name=record_path(19999999, 49999999), study_id=49999999)
     pd.concat([labels, orphan]).to_csv(root / "records_w_diag_icd10.csv", index=False)
     return root, sources
@@ -98,7 +142,12 @@ def test_every_row_lands_with_its_icd_labels_and_ancestors(mimic, tmp_path):
     for study, expected in EXPECTED_CHAPTER_IX.items():
         assert row_labels(arrays, study) == expected, study
     assert arrays.label_names[0] == "IX" and {"IX.I05-I09", "I07", "I071"} <= set(arrays.label_names)
-    assert [icd_level(n) for n in ("IX", "IX.I05-I09", "I07", "I071")] == ["chapter", "block", "category", "subcategory"]
+    assert [icd_level(n) for n in ("IX", "IX.I05-I09", "I07", "I071")] == [
+        "chapter",
+        "block",
+        "category",
+        "subcategory",
+    ]
     assert arrays.label_parents["I071"] == ["I07"] and arrays.label_parents["I07"] == ["IX.I05-I09"]
     assert arrays.label_descriptions["IX"].startswith("Diseases of the circulatory system")
     assert all(name == "IX" or name.startswith("IX.") or name.startswith("I") for name in arrays.label_names)
@@ -160,7 +209,9 @@ def test_folds_that_split_a_patient_are_refused(mimic, tmp_path):
     with pytest.raises(LeakageError, match="patient 10000032: test, train"):
         load(root, tmp_path, labels_csv=broken)
     labels.drop(columns=["all_diag_all"]).to_csv(broken, index=False)
-    with pytest.raises(DataError, match=r"labels.csv lacks the required column\(s\) all_diag_all .*records_w_diag_icd10"):
+    with pytest.raises(
+        DataError, match=r"labels.csv lacks the required column\(s\) all_diag_all .*records_w_diag_icd10"
+    ):
         load(root, tmp_path, labels_csv=broken)
 
 

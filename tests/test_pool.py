@@ -1,5 +1,6 @@
 """Pretraining pools: several datasets as unlabelled pretraining data, and the leakage guard that
 refuses a validation or test patient of the evaluated dataset in the pool."""
+
 from __future__ import annotations
 
 import json
@@ -7,14 +8,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from benchmark.data import DataError, LeakageError
-from benchmark.pool import ConcatenatedRows, pretraining_pool
-from benchmark.presets import PRESETS
-from benchmark.registry import DATASETS
-from benchmark.runner import build_dataset
 from conftest import run_cli
 from ecg_fixtures import mini_ptbxl, rdsamp_leads, shared_ptbxl
+
+from benchmark.build import build_dataset
+from benchmark.data.contract import DataError, LeakageError
+from benchmark.data.pool import ConcatenatedRows, pretraining_pool
+from benchmark.presets import PRESETS
+from benchmark.registry import DATASETS
 
 
 def test_concatenated_rows_index_like_one_array():
@@ -38,17 +39,22 @@ def sources(tmp_path_factory):
     database = pd.read_csv(shared_ptbxl() / "ptbxl_database.csv")
     arrays = tmp / "arrays"
     arrays.mkdir()
-    np.save(arrays / "signals.npy", np.stack([rdsamp_leads(shared_ptbxl() / name)
-                                              for name in database.filename_lr.iloc[40:60]]).astype(np.float16))
-    pd.DataFrame({"patient_id": database.patient_id.iloc[40:60].astype(int).astype(str),
-                  "split": ["train"] * 20}).to_csv(arrays / "patients.csv", index=False)
+    np.save(
+        arrays / "signals.npy",
+        np.stack([rdsamp_leads(shared_ptbxl() / name) for name in database.filename_lr.iloc[40:60]]).astype(np.float16),
+    )
+    pd.DataFrame(
+        {"patient_id": database.patient_id.iloc[40:60].astype(int).astype(str), "split": ["train"] * 20}
+    ).to_csv(arrays / "patients.csv", index=False)
     return tmp, ptbxl, arrays, database
 
 
 def pool_for(items, sources, **numpy_config):
     tmp, ptbxl, arrays, _ = sources
-    overrides = {"ptbxl": {"root": str(ptbxl)}, "numpy": {"root": str(arrays), "fs": "100",
-                                                          **{k: str(v) for k, v in numpy_config.items()}}}
+    overrides = {
+        "ptbxl": {"root": str(ptbxl)},
+        "numpy": {"root": str(arrays), "fs": "100", **{k: str(v) for k, v in numpy_config.items()}},
+    }
     preset = PRESETS["smoke"]
     dataset = build_dataset("ptbxl", preset, overrides)
     evaluation = dataset.load(100, "superdiagnostic", tmp / "cache")
@@ -80,8 +86,11 @@ def test_a_test_patient_in_the_pool_is_refused(sources):
     table = pd.read_csv(arrays / "patients.csv", dtype=str)
     table.loc[0, "patient_id"] = test_patient  # the same person as a PTB-XL test patient ...
     table.to_csv(tmp / "leaky.csv", index=False)
-    with pytest.raises(LeakageError, match=rf"1 validation/test patient\(s\) of ptbxl are in the pretraining pool "
-                                           rf"\(e.g. {test_patient}; namespace 'ptbxl'\)"):
+    with pytest.raises(
+        LeakageError,
+        match=rf"1 validation/test patient\(s\) of ptbxl are in the pretraining pool "
+        rf"\(e.g. {test_patient}; namespace 'ptbxl'\)",
+    ):
         pool_for(["numpy"], sources, labels_csv=tmp / "leaky.csv", patient_namespace="ptbxl")
     # ... a different namespace names different people: no clash
     pool_for(["numpy"], sources, labels_csv=tmp / "leaky.csv", patient_namespace="hospital-b")
@@ -95,21 +104,53 @@ def test_pool_records_must_have_one_length(sources):
 @pytest.mark.slow
 def test_run_pretrains_on_the_pool_and_refuses_leaks_on_the_command_line(sources, tmp_path):
     tmp, ptbxl, arrays, _ = sources
-    common = ["run", "--methods", "lamae", "--dataset", "ptbxl", "--root", str(ptbxl), "--labels", "superdiagnostic",
-              "--preset", "smoke", "--protocols", "linear", "--no-references", "--cache-dir", str(tmp / "cache"),
-              "--out", str(tmp_path / "out"), "--leaderboard", str(tmp_path / "LB.md"), "--no-progress",
-              "--set", "numpy.fs=100", "--set", f"numpy.labels_csv={arrays / 'patients.csv'}"]
+    common = [
+        "run",
+        "--methods",
+        "lamae",
+        "--dataset",
+        "ptbxl",
+        "--root",
+        str(ptbxl),
+        "--labels",
+        "superdiagnostic",
+        "--preset",
+        "smoke",
+        "--protocols",
+        "linear",
+        "--no-references",
+        "--cache-dir",
+        str(tmp / "cache"),
+        "--out",
+        str(tmp_path / "out"),
+        "--leaderboard",
+        str(tmp_path / "LB.md"),
+        "--no-progress",
+        "--set",
+        "numpy.fs=100",
+        "--set",
+        f"numpy.labels_csv={arrays / 'patients.csv'}",
+    ]
     result = run_cli(*common, "--pretrain-data", f"ptbxl,numpy:{arrays}")
     assert result.returncode == 0, result.stderr
     record = json.loads(next((tmp_path / "out").rglob("linear_seed0.json")).read_text())
     assert [entry["dataset"] for entry in record["config"]["pretrain_data"]] == ["ptbxl", "numpy"]
 
-    evaluation = DATASETS.get("ptbxl")(DATASETS.get("ptbxl").Config(root=ptbxl)).load(100, "superdiagnostic",
-                                                                                        tmp / "cache")
+    evaluation = DATASETS.get("ptbxl")(DATASETS.get("ptbxl").Config(root=ptbxl)).load(
+        100, "superdiagnostic", tmp / "cache"
+    )
     test_patient = evaluation.patient_ids[evaluation.splits["test"][0]]
-    pd.read_csv(arrays / "patients.csv", dtype=str).assign(patient_id=test_patient).to_csv(tmp_path / "leaky.csv",
-                                                                                           index=False)
-    result = run_cli(*common[:-2], "--set", f"numpy.labels_csv={tmp_path / 'leaky.csv'}",
-                     "--set", "numpy.patient_namespace=ptbxl", "--pretrain-data", f"numpy:{arrays}")
+    pd.read_csv(arrays / "patients.csv", dtype=str).assign(patient_id=test_patient).to_csv(
+        tmp_path / "leaky.csv", index=False
+    )
+    result = run_cli(
+        *common[:-2],
+        "--set",
+        f"numpy.labels_csv={tmp_path / 'leaky.csv'}",
+        "--set",
+        "numpy.patient_namespace=ptbxl",
+        "--pretrain-data",
+        f"numpy:{arrays}",
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "validation/test patient(s) of ptbxl are in the pretraining pool" in result.stderr

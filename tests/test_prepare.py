@@ -1,6 +1,7 @@
 """The preprocessing pipeline on real PTB-XL records: cached signals equal wfdb.rdsamp after the
 documented preprocessing, the cache is reused or rebuilt when it should be, a crashed build
 resumes, and worker processes give the same bytes as one process."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from ecg_fixtures import mini_ptbxl, rdsamp_leads, shared_ptbxl
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
-import benchmark.prepare as prepare
-from benchmark.data import LEADS, ECGArrays
-from benchmark.prepare import Preprocessing
+import benchmark.data.cache as cache
+from benchmark.data.conditioning import Preprocessing, map_channels
+from benchmark.data.contract import LEADS, ECGArrays
 from benchmark.registry import DATASETS
-from ecg_fixtures import mini_ptbxl, rdsamp_leads, shared_ptbxl
 
 PTBXL = DATASETS.get("ptbxl")
 
@@ -46,18 +47,20 @@ def test_250_hz_signals_are_resample_poly_of_records500(root, tmp_path):
     assert arrays.signals.shape == (12, 12, 2500)
     for row, name in enumerate(database.filename_hr):
         expected = resample_poly(rdsamp_leads(root / name), 1, 2, axis=1)
-        np.testing.assert_allclose(np.asarray(arrays.signals[row], dtype=np.float64), expected,
-                                   rtol=2 ** -11, atol=1e-4)
+        np.testing.assert_allclose(np.asarray(arrays.signals[row], dtype=np.float64), expected, rtol=2**-11, atol=1e-4)
 
 
 def test_bandpass_and_record_standardisation_as_documented(root, tmp_path):
     prep = Preprocessing(bandpass_hz=(0.67, 40.0), standardize="record")
     arrays = ptbxl(root, preprocess=prep).load(100, "all", tmp_path)
-    x = sosfiltfilt(butter(4, (0.67, 40.0), btype="bandpass", fs=100, output="sos"),
-                    rdsamp_leads(root / "records100/00000/00003_lr"), axis=1)
+    x = sosfiltfilt(
+        butter(4, (0.67, 40.0), btype="bandpass", fs=100, output="sos"),
+        rdsamp_leads(root / "records100/00000/00003_lr"),
+        axis=1,
+    )
     x -= x.mean(axis=1, keepdims=True)
     expected = x / x.std()
-    np.testing.assert_allclose(np.asarray(arrays.signals[2], dtype=np.float64), expected, rtol=2 ** -10, atol=2e-3)
+    np.testing.assert_allclose(np.asarray(arrays.signals[2], dtype=np.float64), expected, rtol=2**-10, atol=2e-3)
     manifest = json.loads(next((tmp_path / "ptbxl").glob("fs100-*/manifest.json")).read_text())
     assert manifest["preprocessing"]["standardize"] == "record" and manifest["signals"]["unit"] == "standardised"
     lead = ptbxl(root, preprocess=Preprocessing(standardize="lead")).load(100, "all", tmp_path)
@@ -69,15 +72,15 @@ def test_bandpass_and_record_standardisation_as_documented(root, tmp_path):
 def test_cache_is_reused_and_rebuilt_when_parameters_change(root, tmp_path, monkeypatch):
     first = ptbxl(root).prepare(100, tmp_path)[1]
     manifest = json.loads((first / "manifest.json").read_text())
-    assert manifest["prepare_version"] == prepare.PREPARE_VERSION and manifest["code"]["git"]["commit"]
+    assert manifest["prepare_version"] == cache.PREPARE_VERSION and manifest["code"]["git"]["commit"]
     assert manifest["source_bytes_total"] > 12 * 24000 and manifest["fs"] == 100
-    monkeypatch.setattr(prepare, "_build", lambda *a, **k: pytest.fail("a complete cache must be reused"))
+    monkeypatch.setattr(cache, "_build", lambda *a, **k: pytest.fail("a complete cache must be reused"))
     assert ptbxl(root).prepare(100, tmp_path)[1] == first
     monkeypatch.undo()
     changed = ptbxl(root, preprocess=Preprocessing(max_gap_s=0.2)).prepare(100, tmp_path)[1]
     rate = ptbxl(root).prepare(250, tmp_path)[1]
     assert len({first, changed, rate}) == 3
-    assert (changed / prepare.COMPLETE).is_file() and (rate / prepare.COMPLETE).is_file()
+    assert (changed / cache.COMPLETE).is_file() and (rate / cache.COMPLETE).is_file()
 
 
 class Crash(Exception):
@@ -85,8 +88,8 @@ class Crash(Exception):
 
 
 def test_a_crashed_build_resumes_and_never_looks_complete(root, tmp_path, monkeypatch):
-    monkeypatch.setattr(prepare, "CHUNK", 4)
-    real, calls, crashed = prepare._prepare_chunk, [], []
+    monkeypatch.setattr(cache, "CHUNK", 4)
+    real, calls, crashed = cache._prepare_chunk, [], []
 
     def crash_on_second_chunk(start, stop):
         calls.append(start)
@@ -95,26 +98,26 @@ def test_a_crashed_build_resumes_and_never_looks_complete(root, tmp_path, monkey
             raise Crash
         return real(start, stop)
 
-    monkeypatch.setattr(prepare, "_prepare_chunk", crash_on_second_chunk)
+    monkeypatch.setattr(cache, "_prepare_chunk", crash_on_second_chunk)
     dataset = ptbxl(root)
     with pytest.raises(Crash):
         dataset.prepare(100, tmp_path / "crashed")
-    cache = next((tmp_path / "crashed" / "ptbxl").glob("fs100-*/"))
-    assert not (cache / prepare.COMPLETE).exists() and not (cache / "manifest.json").exists()
-    assert len(list((cache / "progress").glob("chunk-*.npz"))) == 1
+    folder = next((tmp_path / "crashed" / "ptbxl").glob("fs100-*/"))
+    assert not (folder / cache.COMPLETE).exists() and not (folder / "manifest.json").exists()
+    assert len(list((folder / "progress").glob("chunk-*.npz"))) == 1
 
     calls.clear()
-    assert dataset.prepare(100, tmp_path / "crashed")[1] == cache
+    assert dataset.prepare(100, tmp_path / "crashed")[1] == folder
     assert calls == [4, 8]  # only the chunks not finished before the crash
     clean = ptbxl(root).prepare(100, tmp_path / "clean")[1]
     for name in ("signals.npy", "lead_mask.npy", "record_ids.npy", "report.csv"):
-        assert (cache / name).read_bytes() == (clean / name).read_bytes(), name
-    assert not (cache / "progress").exists()
+        assert (folder / name).read_bytes() == (clean / name).read_bytes(), name
+    assert not (folder / "progress").exists()
 
 
 @pytest.mark.slow
 def test_worker_processes_write_the_same_cache(root, tmp_path, monkeypatch):
-    monkeypatch.setattr(prepare, "CHUNK", 4)
+    monkeypatch.setattr(cache, "CHUNK", 4)
     one = ptbxl(root, workers=1).prepare(250, tmp_path / "one")[1]
     two = ptbxl(root, workers=2).prepare(250, tmp_path / "two")[1]
     assert json.loads((two / "manifest.json").read_text())["last_session"]["workers"] == 2
@@ -136,17 +139,32 @@ def test_views_load_as_ecg_arrays_and_share_the_signals(root, tmp_path):
 
 
 def test_channel_names_map_case_insensitively_never_by_position():
-    source, notes = prepare.map_channels(["v6", "AVR", "I", "ii", "III", "aVL", "AVF", "V1", "V2", "V3", "V4", "V5"])
-    assert [LEADS[k] for k in np.argsort(source)] == ["V6", "aVR", "I", "II", "III", "aVL", "aVF", "V1", "V2",
-                                                        "V3", "V4", "V5"]
+    source, notes = map_channels(["v6", "AVR", "I", "ii", "III", "aVL", "AVF", "V1", "V2", "V3", "V4", "V5"])
+    assert [LEADS[k] for k in np.argsort(source)] == [
+        "V6",
+        "aVR",
+        "I",
+        "II",
+        "III",
+        "aVL",
+        "aVF",
+        "V1",
+        "V2",
+        "V3",
+        "V4",
+        "V5",
+    ]
     assert notes == []
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(bandpass_hz=(40.0, 0.67)), "0 < low < high"),
-    (dict(standardize="zscore"), "none, record, lead"),
-    (dict(duration_s=0), "duration_s must be > 0"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(bandpass_hz=(40.0, 0.67)), "0 < low < high"),
+        (dict(standardize="zscore"), "none, record, lead"),
+        (dict(duration_s=0), "duration_s must be > 0"),
+    ],
+)
 def test_preprocessing_settings_are_validated(bad, message):
     with pytest.raises(ValueError, match=message):
         Preprocessing(**bad)

@@ -1,5 +1,6 @@
 """PTB-XL on the real 500-record subset: every cached signal is wfdb.rdsamp of its record, the
 label sets and splits are Strodthoff et al.'s, and `prepare` and `run` work end to end."""
+
 from __future__ import annotations
 
 import json
@@ -7,11 +8,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
+from ecg_fixtures import rdsamp_leads, shared_ptbxl
 
 from benchmark.cli import main
 from benchmark.registry import DATASETS
-from conftest import run_cli
-from ecg_fixtures import rdsamp_leads, shared_ptbxl
 
 PTBXL = DATASETS.get("ptbxl")
 
@@ -56,8 +57,20 @@ def test_label_sets_and_splits_as_strodthoff_et_al(dataset, cache):
 
 
 def test_prepare_command(cache, capsys):
-    code = main(["prepare", "--dataset", "ptbxl", "--root", str(shared_ptbxl()), "--labels", "rhythm",
-                 "--cache-dir", str(cache), "--no-progress"])
+    code = main(
+        [
+            "prepare",
+            "--dataset",
+            "ptbxl",
+            "--root",
+            str(shared_ptbxl()),
+            "--labels",
+            "rhythm",
+            "--cache-dir",
+            str(cache),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     assert "ptbxl at 100 Hz, label set 'rhythm': 500 records (500 usable)" in capsys.readouterr().out
     assert main(["prepare", "--dataset", "ptbxl", "--cache-dir", str(cache)]) == 2
@@ -66,9 +79,28 @@ def test_prepare_command(cache, capsys):
 
 @pytest.mark.slow
 def test_run_end_to_end_on_the_real_subset(cache, tmp_path):
-    result = run_cli("run", "--methods", "lamae,ind_p", "--dataset", "ptbxl", "--root", str(shared_ptbxl()),
-                     "--labels", "superdiagnostic", "--preset", "smoke", "--protocols", "linear", "--cache-dir", str(cache),
-                     "--out", str(tmp_path / "out"), "--leaderboard", str(tmp_path / "LB.md"), "--no-progress")
+    result = run_cli(
+        "run",
+        "--methods",
+        "lamae,ind_p",
+        "--dataset",
+        "ptbxl",
+        "--root",
+        str(shared_ptbxl()),
+        "--labels",
+        "superdiagnostic",
+        "--preset",
+        "smoke",
+        "--protocols",
+        "linear",
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(tmp_path / "out"),
+        "--leaderboard",
+        str(tmp_path / "LB.md"),
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr
     cells = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*_seed0.json"))
     assert cells == [f"ptbxl/superdiagnostic/smoke/{m}/linear_seed0.json" for m in ("ind_p", "lamae", "random_init")]

@@ -1,4 +1,5 @@
 """The plugin registry: discovery from three sources, clear errors, isolation of broken plugins."""
+
 from __future__ import annotations
 
 import subprocess
@@ -7,9 +8,9 @@ import textwrap
 import types
 
 import pytest
+from conftest import REPO, run_cli
 
 from benchmark.registry import DATASETS, METHODS, PROTOCOLS, PluginError, Registry, load_plugin_file
-from conftest import REPO, run_cli
 
 
 @pytest.fixture
@@ -20,12 +21,14 @@ def plugin_package(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "fake_registry_holder", holder)
     package = tmp_path / "fake_things_pkg"
     package.mkdir()
-    (package / "good.py").write_text(textwrap.dedent("""
+    (package / "good.py").write_text(
+        textwrap.dedent("""
         from fake_registry_holder import REG
         @REG.register("good_thing")
         class Good:
             summary = "works"
-    """))
+    """)
+    )
     (package / "broken.py").write_text("import this_module_does_not_exist\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     return holder.REG, tmp_path
@@ -42,12 +45,14 @@ def test_broken_plugin_is_reported_without_breaking_the_others(plugin_package):
 
 def test_entry_point_plugins_are_discovered(plugin_package):
     registry, root = plugin_package
-    (root / "ep_thing.py").write_text(textwrap.dedent("""
+    (root / "ep_thing.py").write_text(
+        textwrap.dedent("""
         from fake_registry_holder import REG
         @REG.register("from_entry_point")
         class FromEntryPoint:
             summary = "installed by a third-party distribution"
-    """))
+    """)
+    )
     dist = root / "third_party_thing-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: third-party-thing\nVersion: 1.0\n")
@@ -71,13 +76,15 @@ def test_builtin_plugins_of_every_kind_are_registered():
 
 def test_duplicate_name_from_another_file_is_refused(tmp_path):
     plugin = tmp_path / "impostor.py"
-    plugin.write_text(textwrap.dedent("""
+    plugin.write_text(
+        textwrap.dedent("""
         from benchmark.registry import METHODS
-        from benchmark.method import Method
+        from benchmark.method.base import Method
         @METHODS.register("lamae")
         class Impostor(Method):
             pass
-    """))
+    """)
+    )
     with pytest.raises(PluginError, match="already registered"):
         load_plugin_file(plugin)
     assert METHODS.get("lamae").__module__ == "ecgbench_methods.lamae"
@@ -92,14 +99,16 @@ def test_plugin_file_must_register_something(tmp_path):
 
 def test_plugin_file_on_the_command_line_is_listed(tmp_path):
     plugin = tmp_path / "my_method.py"
-    plugin.write_text(textwrap.dedent('''
+    plugin.write_text(
+        textwrap.dedent("""
         from benchmark.registry import METHODS
         from ecgbench_methods.lamae import LAMAE
 
         @METHODS.register("my_lamae_variant")
         class MyVariant(LAMAE):
             summary = "a third-party variant, loaded from a file"
-    '''))
+    """)
+    )
     result = run_cli("list", "--plugin", str(plugin))
     assert result.returncode == 0, result.stderr
     assert "my_lamae_variant" in result.stdout and "loaded from a file" in result.stdout

@@ -1,11 +1,12 @@
 """Counter-based noise: deterministic per key, independent across keys, uniform."""
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from benchmark import rng
-from benchmark.layers import random_keep_ids
+from benchmark.nn import rng
+from benchmark.nn.layers import random_keep_ids
 
 
 def test_noise_is_a_function_of_the_key_only():

@@ -1,4 +1,5 @@
 """The statistics module against R's pROC (external reference values) and by simulation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 from scipy import stats as st
 from sklearn.metrics import roc_auc_score
 
-from benchmark import stats
+from benchmark.report import stats
 
 
 @pytest.fixture
@@ -24,16 +25,22 @@ def test_delong_aucs_variances_and_covariances_match_proc(asah):
     np.testing.assert_allclose(auc, [0.823678861788618, 0.731368563685637, 0.611957994579946], rtol=1e-12)
     np.testing.assert_allclose(np.diag(cov), [0.00146991470882363, 0.00266868245717244, 0.0031908105493913], rtol=1e-10)
     wfns, s100b, ndka = 0, 1, 2
-    np.testing.assert_allclose([cov[wfns, ndka], cov[ndka, s100b], cov[s100b, wfns]],
-                               [-0.000532967856762438, -0.000756164938056579, 0.00119615567376754], rtol=1e-10)
+    np.testing.assert_allclose(
+        [cov[wfns, ndka], cov[ndka, s100b], cov[s100b, wfns]],
+        [-0.000532967856762438, -0.000756164938056579, 0.00119615567376754],
+        rtol=1e-10,
+    )
     np.testing.assert_allclose(cov, cov.T)
 
 
-@pytest.mark.parametrize("a, b, z, p, ci", [
-    ("wfns", "s100b", 2.20898359144091, 0.0271757822291882, (0.0104061769564846, 0.174214419249478)),
-    ("wfns", "ndka", 2.79777591868904, 0.00514557970691098, (0.0634011709339876, 0.3600405634833566)),
-    ("ndka", "s100b", -1.39077002573558, 0.164295175223054, (-0.2876917446341914, 0.0488706064228094)),
-])
+@pytest.mark.parametrize(
+    "a, b, z, p, ci",
+    [
+        ("wfns", "s100b", 2.20898359144091, 0.0271757822291882, (0.0104061769564846, 0.174214419249478)),
+        ("wfns", "ndka", 2.79777591868904, 0.00514557970691098, (0.0634011709339876, 0.3600405634833566)),
+        ("ndka", "s100b", -1.39077002573558, 0.164295175223054, (-0.2876917446341914, 0.0488706064228094)),
+    ],
+)
 def test_paired_delong_test_matches_proc(asah, a, b, z, p, ci):
     result = stats.delong_test(asah["y"].to_numpy(), asah[a].to_numpy(float), asah[b].to_numpy(float))
     assert result.statistic == pytest.approx(z, rel=1e-10)
@@ -159,9 +166,9 @@ def test_delong_variance_agrees_with_the_bootstrap_on_a_large_sample():
 
 def test_delong_contrast_of_seed_averages_is_the_variance_of_the_mean_auc():
     y, scores = simulate(1, 300, 0.0, seed=2)
-    four = np.concatenate([scores[0], scores[0, ::-1] + 0.1]) # 4 correlated score vectors
+    four = np.concatenate([scores[0], scores[0, ::-1] + 0.1])  # 4 correlated score vectors
     weights = np.array([0.5, 0.5, -0.5, -0.5])
     auc, cov = stats.delong(y, four)
     result = stats.delong_contrast(y, four, weights)
     assert result.estimate == pytest.approx(weights @ auc)
-    assert result.se ** 2 == pytest.approx(weights @ cov @ weights)
+    assert result.se**2 == pytest.approx(weights @ cov @ weights)

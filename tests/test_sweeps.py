@@ -1,25 +1,26 @@
 """Sweeps and the protocols they reuse: stratified subsets, lead sets, expansion into cells,
 shared frozen outputs, the attention-pooling probe."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-
-from benchmark.data import LEADS
-from benchmark.metrics import classification_report
-from benchmark.protocol import CellContext
-from benchmark.protocols.attention_probe import AttentionProbe, AttentionProbeConfig
-from benchmark.frozen_head import FrozenHeadConfig
-from benchmark.protocols.finetune import Finetune, FinetuneConfig
-from benchmark.protocols.label_efficiency import LabelEfficiency, LabelEfficiencyConfig
-from benchmark.protocols.linear import LinearProbe, LinearProbeConfig
-from benchmark.protocols.reduced_leads import ReducedLeads, ReducedLeadsConfig, parse_lead_set
-from benchmark.subsets import n_records, parse_train_size, stratified_subset
-from benchmark.sweep import PLAIN, expand
-from benchmark.training import OptimConfig
 from conftest import make_toy_arrays
 from test_harness import build, context
+
+from benchmark.data.contract import LEADS
+from benchmark.eval.frozen_head import FrozenHeadConfig
+from benchmark.eval.metrics import classification_report
+from benchmark.eval.protocol import CellContext
+from benchmark.eval.protocols.attention_probe import AttentionProbe, AttentionProbeConfig
+from benchmark.eval.protocols.finetune import Finetune, FinetuneConfig
+from benchmark.eval.protocols.label_efficiency import LabelEfficiency, LabelEfficiencyConfig
+from benchmark.eval.protocols.linear import LinearProbe, LinearProbeConfig
+from benchmark.eval.protocols.reduced_leads import ReducedLeads, ReducedLeadsConfig, parse_lead_set
+from benchmark.eval.subsets import n_records, parse_train_size, stratified_subset
+from benchmark.eval.sweep import PLAIN, expand
+from benchmark.train.optim import OptimConfig
 
 
 def rare_labels(n=900, seed=0):
@@ -66,16 +67,27 @@ def test_lead_sets():
 
 def test_sweeps_expand_into_cells_and_the_full_point_is_the_plain_cell(toy_arrays):
     linear, finetune = LinearProbe(), Finetune()
-    requested = {"linear": linear, "label_efficiency": LabelEfficiency(LabelEfficiencyConfig(
-        sizes=("20%", "50%", "100%"), subset_seeds=2)),
-                 "reduced_leads": ReducedLeads(ReducedLeadsConfig(lead_sets=("all", "I+II", "limb", "II+I")))}
+    requested = {
+        "linear": linear,
+        "label_efficiency": LabelEfficiency(LabelEfficiencyConfig(sizes=("20%", "50%", "100%"), subset_seeds=2)),
+        "reduced_leads": ReducedLeads(ReducedLeadsConfig(lead_sets=("all", "I+II", "limb", "II+I"))),
+    }
     evaluations = expand(requested, {"linear": linear, "finetune": finetune}, toy_arrays)
     names = [(e.protocol_name, e.variant.name) for e in evaluations]
-    assert names == [("linear", ""),
-                     ("linear", "n20pct-s0"), ("linear", "n20pct-s1"), ("linear", "n50pct-s0"), ("linear", "n50pct-s1"),
-                     ("finetune", "n20pct-s0"), ("finetune", "n20pct-s1"), ("finetune", "n50pct-s0"),
-                     ("finetune", "n50pct-s1"), ("finetune", ""),
-                     ("linear", "leads-I+II"), ("linear", "leads-limb")]
+    assert names == [
+        ("linear", ""),
+        ("linear", "n20pct-s0"),
+        ("linear", "n20pct-s1"),
+        ("linear", "n50pct-s0"),
+        ("linear", "n50pct-s1"),
+        ("finetune", "n20pct-s0"),
+        ("finetune", "n20pct-s1"),
+        ("finetune", "n50pct-s0"),
+        ("finetune", "n50pct-s1"),
+        ("finetune", ""),
+        ("linear", "leads-I+II"),
+        ("linear", "leads-limb"),
+    ]
     by_name = {(e.protocol_name, e.variant.name): e.variant for e in evaluations}
     subset = by_name["linear", "n20pct-s1"]
     assert set(subset.train_indices) <= set(toy_arrays.splits["train"])

@@ -5,6 +5,7 @@ Label features are measured on the generated signals with simple signal processi
 signal-averaged median beats, spatial velocity), the way an ECG machine measures them; ground
 truth is used only to align beats and to check the measurements' accuracy.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,11 +14,19 @@ import numpy as np
 import pytest
 from scipy.signal import find_peaks
 
-from benchmark.data import LEADS, DataError, ECGArrays
-from benchmark.icd import icd_description, icd_level, is_valid_code
+from benchmark.data.contract import LEADS, DataError, ECGArrays
+from benchmark.data.icd import icd_description, icd_level, is_valid_code
 from benchmark.registry import DATASETS
 from ecgbench_datasets.synthetic import (
-    CONDITION_CODES, LBBB, LVH, RBBB, SyntheticConfig, SyntheticECG, config_hash, generate, record_splits,
+    CONDITION_CODES,
+    LBBB,
+    LVH,
+    RBBB,
+    SyntheticConfig,
+    SyntheticECG,
+    config_hash,
+    generate,
+    record_splits,
 )
 
 FS = 250
@@ -54,19 +63,19 @@ def median_beat(signal: np.ndarray, onsets: np.ndarray, premature: np.ndarray) -
     length = int(round((BEFORE + AFTER) * FS))
     starts = np.round((onsets[np.isfinite(onsets) & ~premature] - BEFORE) * FS).astype(int)
     starts = starts[(starts >= 0) & (starts + length <= signal.shape[1])]
-    return np.median(np.stack([signal[:, s:s + length] for s in starts]), axis=0)
+    return np.median(np.stack([signal[:, s : s + length] for s in starts]), axis=0)
 
 
 def qrs_bounds(beat: np.ndarray, frac: float = 0.1, gap_s: float = 0.03) -> tuple[float, float]:
     """QRS onset and end (s from the nominal onset): the run of spatial velocity above ``frac``
     of its peak that contains the peak, bridging dips shorter than ``gap_s`` (e.g. at the R top)."""
     lo = int((BEFORE - 0.05) * FS)
-    v = spatial_velocity(beat)[lo:int((BEFORE + 0.22) * FS)]
+    v = spatial_velocity(beat)[lo : int((BEFORE + 0.22) * FS)]
     above, gap, peak = v > frac * v.max(), int(gap_s * FS), int(np.argmax(v))
     start = end = peak
-    while start > 0 and above[max(0, start - gap):start].any():
+    while start > 0 and above[max(0, start - gap) : start].any():
         start -= 1
-    while end < len(v) - 1 and above[end + 1:end + 1 + gap].any():
+    while end < len(v) - 1 and above[end + 1 : end + 1 + gap].any():
         end += 1
     return (lo + start) / FS - BEFORE, (lo + end + 1) / FS - BEFORE
 
@@ -76,7 +85,7 @@ def p_onset(beat: np.ndarray, qrs_onset: float) -> float:
     its peak (a Gaussian's value 2 widths from its centre, the generator's onset convention)."""
     magnitude = np.sqrt((beat[INDEPENDENT] ** 2).sum(0))
     start = int(round((BEFORE + qrs_onset - 0.40) * FS))
-    segment = magnitude[start:int(round((BEFORE + qrs_onset - 0.01) * FS))]
+    segment = magnitude[start : int(round((BEFORE + qrs_onset - 0.01) * FS))]
     peak = find_peaks(segment, prominence=0.02)[0][-1]
     below = np.flatnonzero(segment[:peak] < 0.135 * segment[peak])
     return (start + (below[-1] + 1 if len(below) else 0)) / FS - BEFORE
@@ -109,8 +118,12 @@ def test_lead_identities_are_exact_before_and_after_noise():
     noisy = generate(CONFIG, np.arange(40), 500)
     for signals in (noisy.clean, noisy.signals):
         x = {name: signals[:, LEAD[name]].astype(np.float64) for name in LEADS}
-        for derived, formula in (("III", x["II"] - x["I"]), ("aVR", -(x["I"] + x["II"]) / 2),
-                                 ("aVL", x["I"] - x["II"] / 2), ("aVF", x["II"] - x["I"] / 2)):
+        for derived, formula in (
+            ("III", x["II"] - x["I"]),
+            ("aVR", -(x["I"] + x["II"]) / 2),
+            ("aVL", x["I"] - x["II"] / 2),
+            ("aVF", x["II"] - x["I"] / 2),
+        ):
             assert np.abs(x[derived] - formula).max() <= 1e-6, derived
         assert np.abs(x["aVR"] + x["aVL"] + x["aVF"]).max() <= 1e-6
     assert not np.array_equal(noisy.clean, noisy.signals)
@@ -142,10 +155,13 @@ def test_atrial_fibrillation_has_irregular_rr_and_f_waves(batch, has, measured):
         quiet = np.ones(len(v1), bool)
         for onset in onsets[np.isfinite(onsets)]:
             t_end = onset + batch.truth.qt_interval_s[r] + 0.08
-            quiet[max(int((onset - 0.06) * FS), 0):max(int(t_end * FS), 0)] = False
+            quiet[max(int((onset - 0.06) * FS), 0) : max(int(t_end * FS), 0)] = False
         edges = np.flatnonzero(np.diff(np.r_[0, quiet.astype(int), 0])).reshape(-1, 2)
-        spectra = [np.abs(np.fft.rfft(np.hanning(e - a) * (v1[a:e] - v1[a:e].mean()), 2 * FS)) ** 2
-                   for a, e in edges if e - a >= 0.2 * FS]
+        spectra = [
+            np.abs(np.fft.rfft(np.hanning(e - a) * (v1[a:e] - v1[a:e].mean()), 2 * FS)) ** 2
+            for a, e in edges
+            if e - a >= 0.2 * FS
+        ]
         if spectra:
             freqs = np.fft.rfftfreq(2 * FS, 1 / FS)
             band = (freqs >= 2) & (freqs <= 15)
@@ -170,7 +186,7 @@ def test_bundle_branch_blocks_are_wide_with_their_own_morphology(batch, has, mea
     def terminal_area(r: int, lead: str) -> float:  # mean of the last 40 ms of the QRS
         beat = median_beat(batch.clean[r], batch.truth.qrs_onsets_s[r], batch.truth.premature[r])
         _, end = qrs_bounds(beat)
-        return beat[LEAD[lead], int((BEFORE + end - 0.04) * FS):int((BEFORE + end) * FS)].mean()
+        return beat[LEAD[lead], int((BEFORE + end - 0.04) * FS) : int((BEFORE + end) * FS)].mean()
 
     lbbb, rbbb = np.flatnonzero(has["I447"])[:40], np.flatnonzero(has["I451"])[:40]
     # RBBB: late rightward-anterior forces = R' in V1, wide S in I and V6
@@ -189,7 +205,7 @@ def test_stemi_st_elevation_is_in_its_own_territory(batch, has, measured):
     assert anterior[ant].mean() > 0.9 and inferior[ant].mean() < 0.25
     assert inferior[inf].mean() > 0.9 and anterior[inf].mean() < 0.25
     assert np.mean(st[inf, LEAD["aVL"]] < 0) > 0.9  # reciprocal depression
-    mean_anterior = st[:, LEAD["V1"]:LEAD["V4"] + 1].mean(1)
+    mean_anterior = st[:, LEAD["V1"] : LEAD["V4"] + 1].mean(1)
     mean_inferior = st[:, [LEAD["II"], LEAD["III"], LEAD["aVF"]]].mean(1)
     assert np.mean(mean_anterior[ant] > mean_inferior[ant]) > 0.9
     assert np.mean(mean_inferior[inf] > mean_anterior[inf]) > 0.9
@@ -245,8 +261,18 @@ def test_condition_codes_are_real_icd10cm_codes_without_dots():
 def test_prevalences_and_exclusions(batch, has):
     prevalence = batch.true_labels.mean(0)
     assert np.all((prevalence >= 0.05) & (prevalence <= 0.2)), dict(zip(CONDITION_CODES, prevalence))
-    for a, b in (("I48", "I440"), ("I48", "I471"), ("I447", "I451"), ("I471", "I447"), ("I471", "I451"),
-                 ("I210", "I211"), ("I447", "I210"), ("I447", "I211"), ("I447", "I517"), ("I471", "I493")):
+    for a, b in (
+        ("I48", "I440"),
+        ("I48", "I471"),
+        ("I447", "I451"),
+        ("I471", "I447"),
+        ("I471", "I451"),
+        ("I210", "I211"),
+        ("I447", "I210"),
+        ("I447", "I211"),
+        ("I447", "I517"),
+        ("I471", "I493"),
+    ):
         assert not np.any(has[a] & has[b]), (a, b)
     assert 0.3 < np.mean(batch.true_labels.sum(1) == 0) < 0.6
     assert np.mean(batch.true_labels.sum(1) >= 2) > 0.05  # comorbidity exists
@@ -264,7 +290,7 @@ def test_records_do_not_depend_on_chunking_order_or_noise():
     config = dataclasses.replace(CONFIG, artefact_probability=0.5, lead_off_probability=0.3, label_noise=0.1)
     indices = np.arange(90)
     whole = generate(config, indices, 100)
-    chunks = [generate(config, indices[s:s + 13], 100) for s in range(0, 90, 13)]
+    chunks = [generate(config, indices[s : s + 13], 100) for s in range(0, 90, 13)]
     shuffled_order = np.random.default_rng(0).permutation(90)
     shuffled = generate(config, indices[shuffled_order], 100)
     for field in ("signals", "clean", "lead_mask", "labels", "patient_ids"):
@@ -314,17 +340,25 @@ def test_powerline_only_below_nyquist():
 
 def test_lead_off_masks_and_flattens_one_precordial_lead():
     batch = generate(dataclasses.replace(CONFIG, lead_off_probability=1.0), np.arange(20), 100)
-    assert np.all((~batch.lead_mask).sum(1) == 1) and batch.lead_mask[:, :LEAD["V1"]].all()
+    assert np.all((~batch.lead_mask).sum(1) == 1) and batch.lead_mask[:, : LEAD["V1"]].all()
     assert np.all(batch.signals[~batch.lead_mask] == 0)
     assert generate(dataclasses.replace(CONFIG, lead_off_probability=0.0), np.arange(20), 100).lead_mask.all()
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(seed=-1), "seed"), (dict(records_per_patient=0), "records_per_patient"),
-    (dict(duration_s=1.0), "duration_s"), (dict(emg_mv=-0.1), "emg_mv"), (dict(powerline_hz=55), "powerline_hz"),
-    (dict(label_noise=0.5), "label_noise"), (dict(artefact_probability=1.5), "artefact_probability"),
-    (dict(train_fraction=0.5), "sum to 1"), (dict(n_patients=3), "without patients"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(seed=-1), "seed"),
+        (dict(records_per_patient=0), "records_per_patient"),
+        (dict(duration_s=1.0), "duration_s"),
+        (dict(emg_mv=-0.1), "emg_mv"),
+        (dict(powerline_hz=55), "powerline_hz"),
+        (dict(label_noise=0.5), "label_noise"),
+        (dict(artefact_probability=1.5), "artefact_probability"),
+        (dict(train_fraction=0.5), "sum to 1"),
+        (dict(n_patients=3), "without patients"),
+    ],
+)
 def test_config_validation(bad, message):
     with pytest.raises(ValueError, match=message):
         SyntheticConfig(**bad)
@@ -356,6 +390,7 @@ def test_plugin_caches_and_reloads_identical_arrays(tmp_path, monkeypatch):
     assert test_patients.isdisjoint(arrays.patient_ids[arrays.splits["pretrain"]].tolist())
 
     import ecgbench_datasets.synthetic as module  # the second load must not generate again
+
     monkeypatch.setattr(module, "generate", lambda *a, **k: pytest.fail("cache was not reused"))
     again = plugin.load(100, "conditions", tmp_path, progress=False)
     np.testing.assert_array_equal(again.signals, arrays.signals)

@@ -1,17 +1,18 @@
 """The properties that define each method of the zoo (beyond the generic plugin contract)."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
+from test_methods import SPEC, batch, build  # the same tiny input (8 patches per lead) and builder
 
-from benchmark.alignment import alignment_loss, annealed_weight
-from benchmark.layers import patchify
+from benchmark.build import method_config
+from benchmark.nn.alignment import alignment_loss, annealed_weight
+from benchmark.nn.layers import patchify
 from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
-from benchmark.runner import method_config
-from test_methods import SPEC, batch, build  # the same tiny input (8 patches per lead) and builder
 
 
 # -- ST-MEM ------------------------------------------------------------------------------------
@@ -23,7 +24,9 @@ def test_st_mem_keeps_the_same_number_of_patches_in_every_lead_and_frames_each_l
     assert method.n_keep == int(8 * 0.25) == 2
     assert tokens.shape == (3, 12, 2 + 2, method.config.dim)  # K kept patches + 2 SEP, in every lead
     sep = method.sep_token + method.lead_embed  # (12, D): SEP is never masked, carries its lead embedding
-    assert torch.allclose(tokens[:, :, 0], sep.expand(3, -1, -1)) and torch.allclose(tokens[:, :, -1], sep.expand(3, -1, -1))
+    assert torch.allclose(tokens[:, :, 0], sep.expand(3, -1, -1)) and torch.allclose(
+        tokens[:, :, -1], sep.expand(3, -1, -1)
+    )
     embedded = method.patch_embed(patches) + method.pos_embed + method.lead_embed[:, None]
     expected = torch.gather(embedded, 2, keep[..., None].expand(-1, -1, -1, method.config.dim))
     assert torch.allclose(tokens[:, :, 1:-1], expected, atol=1e-6)
@@ -32,7 +35,9 @@ def test_st_mem_keeps_the_same_number_of_patches_in_every_lead_and_frames_each_l
 def test_st_mem_masks_each_lead_independently():
     method = build("st_mem")
     seen = []
-    method.decoder.register_forward_pre_hook(lambda module, args, kwargs: seen.append(args[1].clone()), with_kwargs=True)
+    method.decoder.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(args[1].clone()), with_kwargs=True
+    )
     method.pretrain_loss(batch(8))
     is_visible = seen[0].view(8, 12, 8)
     assert (is_visible.sum(-1) == 2).all()  # the configured ratio in every lead
@@ -74,8 +79,8 @@ def test_pma_gate_weights_are_a_softmax_that_mixes_the_layers():
 
 
 def test_pma_gate_is_trained_with_the_head_under_the_linear_probe(toy_arrays):
-    from benchmark.protocol import CellContext
-    from benchmark.protocols.linear import LinearProbe, LinearProbeConfig
+    from benchmark.eval.protocol import CellContext
+    from benchmark.eval.protocols.linear import LinearProbe, LinearProbeConfig
 
     cls = METHODS.get("st_mem_pma")
     preset = PRESETS["smoke"]
@@ -84,7 +89,8 @@ def test_pma_gate_is_trained_with_the_head_under_the_linear_probe(toy_arrays):
     method = cls(config, preset.input)
     before = {k: v.clone() for k, v in method.gate.state_dict().items()}
     output = LinearProbe(LinearProbeConfig(l2_grid=(1.0,), max_iter=20)).run(
-        CellContext(method, None, toy_arrays, seed=0, device=torch.device("cpu"), progress=False))
+        CellContext(method, None, toy_arrays, seed=0, device=torch.device("cpu"), progress=False)
+    )
     assert any(not torch.equal(before[k], v) for k, v in method.gate.state_dict().items())
     assert len(output.details["gate_mean_layer_weights"]) == config.depth
     assert output.details["feature_dim"] == config.dim and 0 <= output.details["gate_val_macro_auroc"] <= 1
@@ -147,7 +153,7 @@ def test_mtae_hides_whole_time_spans_of_all_leads():
     p = method.patch_len
     reference = _visible_latent(method, data.signals, data.lead_mask, keep)
     changed = data.signals.clone()
-    changed[0, :, masked_patch * p:(masked_patch + 1) * p] += 5.0  # that span, in every lead
+    changed[0, :, masked_patch * p : (masked_patch + 1) * p] += 5.0  # that span, in every lead
     assert torch.allclose(_visible_latent(method, changed, data.lead_mask, keep), reference)
     kept_patch = int(keep[0, 0])
     changed[0, 7, kept_patch * p] += 1.0  # one sample of one lead in a kept span
@@ -203,7 +209,9 @@ def test_alignment_metrics_on_known_configurations():
     assert alignment_loss(same, present, "cosine_sim") == pytest.approx(-1.0)
     orthogonal = torch.eye(4)[:, None, :].expand(-1, 3, -1) * 10  # records far apart, leads aligned
     for metric in ("simclr", "lead_infonce"):
-        assert alignment_loss(orthogonal, present, metric, 0.5) < alignment_loss(torch.randn(4, 3, 4), present, metric, 0.5)
+        assert alignment_loss(orthogonal, present, metric, 0.5) < alignment_loss(
+            torch.randn(4, 3, 4), present, metric, 0.5
+        )
 
 
 @pytest.mark.parametrize("metric", ["mse", "cosine_sim", "simclr", "lead_infonce"])
@@ -241,9 +249,24 @@ def test_every_method_runs_end_to_end_and_reaches_the_leaderboard(tmp_path):
     from conftest import run_cli
 
     out = tmp_path / "results"
-    result = run_cli("run", "--methods", "all", "--preset", "smoke", "--out", str(out), "--leaderboard",
-                     str(out / "LB.md"), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
-                     "--set", "pretrain.steps=2", "--set", "finetune.epochs=1")
+    result = run_cli(
+        "run",
+        "--methods",
+        "all",
+        "--preset",
+        "smoke",
+        "--out",
+        str(out),
+        "--leaderboard",
+        str(out / "LB.md"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-progress",
+        "--set",
+        "pretrain.steps=2",
+        "--set",
+        "finetune.epochs=1",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     board = (out / "LB.md").read_text()
     for name in METHODS.names():

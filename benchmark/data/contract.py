@@ -1,0 +1,205 @@
+"""The dataset contract: what every dataset plugin produces and every protocol consumes.
+
+A dataset plugin turns its source (a generator, a PhysioNet folder, a user's arrays) into an
+:class:`ECGArrays`: signals in millivolts in the fixed lead order :data:`LEADS`, a lead mask
+(missing or unusable leads), multi-hot labels, patient ids and patient-disjoint splits. The
+arrays may be memory-mapped from a cache folder, so nothing here assumes they fit in RAM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+
+SPLITS: tuple[str, ...] = ("pretrain", "train", "val", "test")
+
+
+LIMB_LEADS: tuple[str, ...] = LEADS[:6]
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file or record and says how to fix it."""
+
+
+class LeakageError(DataError):
+    """A patient of the evaluation splits appears where it must not (pretraining or training)."""
+
+
+def default_cache_root() -> Path:
+    """Where prepared datasets live: ``$ECGBENCH_CACHE`` or ``~/.cache/ecgbench``."""
+    return Path(os.environ.get("ECGBENCH_CACHE", Path.home() / ".cache" / "ecgbench"))
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model sees: sampling rate and window length (a preset fixes it for all methods)."""
+
+    fs: int = 100
+    window_s: float = 10.0
+    n_leads: int = len(LEADS)
+
+    def __post_init__(self):
+        if self.fs <= 0 or self.window_s <= 0:
+            raise ValueError(f"InputSpec needs fs > 0 and window_s > 0, got {self}")
+
+    @property
+    def window(self) -> int:
+        return int(round(self.fs * self.window_s))
+
+
+@dataclass
+class ECGArrays:
+    """A dataset materialised at one sampling rate.
+
+    ``signals`` (N, 12, T) float16/float32 in mV, leads in :data:`LEADS` order (possibly a
+    read-only memmap); ``lead_mask`` (N, 12) bool, True where the lead is present and usable;
+    ``labels`` (N, K) uint8 multi-hot; ``splits`` maps each of :data:`SPLITS` to record indices.
+    ``label_parents`` optionally maps a label to its parent labels (ICD hierarchy).
+    """
+
+    name: str
+    fs: int
+    signals: np.ndarray
+    lead_mask: np.ndarray
+    labels: np.ndarray
+    label_names: list[str]
+    patient_ids: np.ndarray
+    record_ids: np.ndarray
+    splits: dict[str, np.ndarray]
+    label_descriptions: dict[str, str] = field(default_factory=dict)
+    label_parents: dict[str, list[str]] = field(default_factory=dict)
+
+    _ARRAYS: ClassVar[tuple[str, ...]] = ("signals", "lead_mask", "labels", "patient_ids", "record_ids")
+
+    def __post_init__(self):
+        n = len(self.signals)
+        if self.signals.ndim != 3 or self.signals.shape[1] != len(LEADS):
+            raise DataError(f"{self.name}: signals must be (N, 12, T), got {self.signals.shape}")
+        for attr, shape in (("lead_mask", (n, len(LEADS))), ("labels", (n, len(self.label_names)))):
+            if getattr(self, attr).shape != shape:
+                raise DataError(f"{self.name}: {attr} must be {shape}, got {getattr(self, attr).shape}")
+        for attr in ("patient_ids", "record_ids"):
+            if len(getattr(self, attr)) != n:
+                raise DataError(f"{self.name}: {attr} has {len(getattr(self, attr))} rows, expected {n}")
+        missing = set(SPLITS) - set(self.splits)
+        if missing:
+            raise DataError(f"{self.name}: splits {sorted(missing)} missing")
+        self.splits = {k: np.asarray(v, dtype=np.int64) for k, v in self.splits.items()}
+        self.check_no_leakage()
+
+    @property
+    def n_samples(self) -> int:
+        return self.signals.shape[-1]
+
+    def check_no_leakage(self) -> None:
+        """Refuse (not warn) when an evaluation patient leaks into pretraining or training.
+
+        train, val and test must be patient-disjoint; pretraining may reuse training patients
+        (labels are not used there) but never a validation or test patient.
+        """
+        pid = {k: set(np.asarray(self.patient_ids)[v].tolist()) for k, v in self.splits.items()}
+        for a, b in (("train", "val"), ("train", "test"), ("val", "test"), ("pretrain", "val"), ("pretrain", "test")):
+            shared = pid[a] & pid[b]
+            if shared:
+                example = sorted(map(str, shared))[:3]
+                raise LeakageError(
+                    f"{self.name}: {len(shared)} patient(s) appear in both the {a} and {b} splits "
+                    f"(e.g. {', '.join(example)}); splits must be patient-disjoint"
+                )
+
+    # -- cache format: a folder of .npy files + meta.json, written atomically ------------------
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".tmp-", dir=directory.parent))
+        try:
+            for attr in self._ARRAYS:
+                np.save(tmp / f"{attr}.npy", np.asarray(getattr(self, attr)))
+            np.savez(tmp / "splits.npz", **self.splits)
+            meta = {
+                f.name: getattr(self, f.name)
+                for f in fields(self)
+                if f.name in ("name", "fs", "label_names", "label_descriptions", "label_parents")
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def load(cls, directory: Path, mmap: bool = True) -> ECGArrays:
+        """Arrays from ``directory``; one that is absent there is read from ``meta["arrays_dir"]``
+        (relative), so label views of a prepared cache share its signals (benchmark/data/files.py)."""
+        directory = Path(directory)
+        meta = json.loads((directory / "meta.json").read_text())
+        shared = directory / meta.pop("arrays_dir", ".")
+        arrays = {
+            attr: np.load(
+                path if (path := directory / f"{attr}.npy").is_file() else shared / f"{attr}.npy",
+                mmap_mode="r" if mmap and attr == "signals" else None,
+            )
+            for attr in cls._ARRAYS
+        }
+        with np.load(directory / "splits.npz") as splits:
+            split_map = {k: splits[k] for k in splits.files}
+        return cls(**meta, **arrays, splits=split_map)
+
+    def subset_labels(self, keep: list[str]) -> ECGArrays:
+        """Same records, only the named label columns (in the given order)."""
+        index = [self.label_names.index(k) for k in keep]
+        return ECGArrays(**{**self.__dict__, "labels": self.labels[:, index], "label_names": list(keep)})
+
+
+@dataclass
+class DatasetConfig:
+    """Base of every dataset plugin's typed configuration."""
+
+
+class DatasetPlugin:
+    """Base class of dataset plugins (``@DATASETS.register(name)`` on the subclass).
+
+    Subclasses define ``Config`` (a :class:`DatasetConfig` dataclass), ``summary`` (one line for
+    ``benchmark list``), ``label_sets`` (first = default) and :meth:`load`.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    Config: ClassVar[type[DatasetConfig]] = DatasetConfig
+    label_sets: ClassVar[tuple[str, ...]] = ("default",)
+
+    def __init__(self, config: DatasetConfig | None = None):
+        self.config = config if config is not None else self.Config()
+
+    def load(self, fs: int, label_set: str, cache_root: Path, progress: bool = True) -> ECGArrays:
+        raise NotImplementedError
+
+    def load_pretraining(self, fs: int, cache_root: Path, progress: bool = True) -> ECGArrays:
+        """The records this dataset offers as (unlabelled) pretraining data: its ``pretrain``
+        split. File datasets override it so that label-less folders can serve too."""
+        return self.load(fs, self.label_sets[0], cache_root, progress)
+
+    @property
+    def patient_namespace(self) -> str:
+        """Datasets whose patient ids name the same people share a namespace (MIMIC-IV-ECG and a
+        WFDB folder of MIMIC records both use ``mimic-iv``); the pretraining-pool leakage guard
+        compares patient ids within one namespace."""
+        return self.name
+
+    def check_label_set(self, label_set: str) -> None:
+        if label_set not in self.label_sets:
+            raise DataError(
+                f"dataset {self.name!r} has no label set {label_set!r}; valid: {', '.join(self.label_sets)}"
+            )

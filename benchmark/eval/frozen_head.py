@@ -1,0 +1,87 @@
+"""Training a small trainable head on frozen, cached encoder outputs.
+
+Frozen protocols whose head is more than a linear map (an attention-pooling probe, a learned
+mixture of layers) cannot use the closed-form logistic fit of the linear probe; they share
+this loop: mini-batch AdamW on cached inputs, early stopping on validation macro AUROC, the
+best epoch's weights kept. Everything stays on one device, so it is fast and deterministic.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from benchmark.config import require_positive
+from benchmark.eval.metrics import macro_auroc
+
+
+@dataclass
+class FrozenHeadConfig:
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 10
+
+    def __post_init__(self):
+        require_positive(self, "epochs", "batch_size", "lr", "patience")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+
+@dataclass
+class FittedHead:
+    head: nn.Module  # with the best validation epoch's weights
+    val_macro_auroc: float
+    best_epoch: int
+    history: list[float]
+
+
+@torch.no_grad()
+def predict_scores(head: nn.Module, inputs: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+    head.eval()
+    return torch.cat(
+        [torch.sigmoid(head(inputs[i : i + batch_size])).float().cpu() for i in range(0, len(inputs), batch_size)]
+    ).numpy()
+
+
+def fit_frozen_head(
+    head: nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    cfg: FrozenHeadConfig,
+    seed: int,
+    progress: bool = True,
+    desc: str = "frozen head",
+) -> FittedHead:
+    """Fit ``head`` (inputs -> logits) with BCE; ``train``/``val`` are (inputs, labels) on one device."""
+    x, y = train
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    best = (-np.inf, -1, None)
+    history: list[float] = []
+    bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
+    for epoch in bar:
+        head.train()
+        order = torch.randperm(len(x), generator=generator).to(x.device)
+        for start in range(0, len(x), cfg.batch_size):
+            index = order[start : start + cfg.batch_size]
+            loss = F.binary_cross_entropy_with_logits(head(x[index]).float(), y[index].float())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        val_auroc = macro_auroc(val[1].cpu().numpy(), predict_scores(head, val[0]))
+        history.append(val_auroc)
+        bar.set_postfix(val_auroc=f"{val_auroc:.4f}")
+        if val_auroc > best[0]:
+            best = (val_auroc, epoch, copy.deepcopy(head.state_dict()))
+        elif epoch - best[1] >= cfg.patience:
+            break
+    head.load_state_dict(best[2])
+    return FittedHead(head, best[0], best[1], history)

@@ -1,0 +1,176 @@
+"""The protocol contract: how a (pre)trained method is evaluated on labelled data.
+
+A protocol plugin (``@PROTOCOLS.register(name)`` in ``benchmark/eval/protocols/``) receives a
+:class:`CellContext` and returns the test-split predictions plus protocol details; the runner
+scores and stores them. Each protocol's configuration is frozen per preset, separately from
+method hyper-parameters (design.md), so every method is evaluated the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from benchmark.data.contract import ECGArrays
+from benchmark.data.loader import make_loader
+from benchmark.method.base import Method
+from benchmark.train import distributed
+from benchmark.train.runtime import autocast
+
+
+@dataclass
+class Prediction:
+    y_true: np.ndarray  # (N, K) 0/1
+    y_score: np.ndarray  # (N, K) probabilities
+    record_ids: np.ndarray  # (N,)
+
+
+@dataclass
+class ProtocolOutput:
+    prediction: Prediction
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CellContext:
+    """Everything one evaluation needs. ``method`` carries the pretrained weights (or random
+    ones); ``rebuild(**overrides)`` returns a fresh copy with changed config (e.g. drop_path)
+    and the same weights, so protocols never mutate the shared pretrained model."""
+
+    method: Method
+    rebuild: Callable[..., Method]
+    arrays: ECGArrays
+    seed: int
+    device: torch.device
+    progress: bool = True
+    train_indices: np.ndarray | None = None  # default: the train split (label efficiency narrows it)
+    lead_subset: np.ndarray | None = None  # (12,) bool: evaluate with only these leads
+    #: outputs of the frozen encoder shared by all cells of one pretrained model (see split_outputs)
+    cache: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.train_indices is None:
+            self.train_indices = self.arrays.splits["train"]
+
+    def split_outputs(
+        self, split: str, kind: str, compute: Callable[[np.ndarray], tuple[torch.Tensor, np.ndarray]]
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """``compute(indices)`` (frozen outputs, labels) of a whole split, computed once per
+        (kind, split, lead subset) for all cells of one pretrained model — a label-efficiency
+        sweep extracts features once, not once per subset; returns this cell's rows
+        (``train_indices`` for the train split)."""
+        leads = None if self.lead_subset is None else tuple(np.asarray(self.lead_subset).tolist())
+        key = (kind, split, leads)
+        if key not in self.cache:
+            self.cache[key] = compute(self.arrays.splits[split])
+        outputs, labels = self.cache[key]
+        if split != "train" or np.array_equal(self.train_indices, self.arrays.splits["train"]):
+            return outputs, labels
+        positions = positions_in(self.arrays.splits["train"], self.train_indices)
+        return outputs[torch.from_numpy(positions)], labels[positions]
+
+
+def positions_in(pool: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Positions of ``members`` in ``pool`` (ValueError if one is missing)."""
+    order = np.argsort(pool, kind="stable")
+    found = np.searchsorted(pool[order], members).clip(0, len(pool) - 1)
+    positions = order[found]
+    if not np.array_equal(pool[positions], members):
+        raise ValueError("training records must come from the train split")
+    return positions
+
+
+class Protocol:
+    """Base class of protocol plugins."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    kind: ClassVar[str] = "frozen"  # "frozen" or "finetune": which methods it applies to
+    Config: ClassVar[type] = object
+
+    def __init__(self, config=None):
+        self.config = config if config is not None else self.Config()
+
+    def applies_to(self, method_cls: type[Method]) -> bool:
+        return self.kind in method_cls.evaluations
+
+    def run(self, ctx: CellContext) -> ProtocolOutput:
+        raise NotImplementedError
+
+
+@torch.no_grad()
+def run_inference(
+    fn: Callable,
+    arrays: ECGArrays,
+    indices: np.ndarray,
+    window: int,
+    batch_size: int,
+    device: torch.device,
+    desc: str,
+    progress: bool = True,
+    lead_subset: np.ndarray | None = None,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Apply ``fn(signals, lead_mask)`` over records in order (centred windows).
+
+    Returns the concatenated float32 outputs on the CPU and the labels of those records.
+    """
+    shard = len(indices) >= distributed.world_size()  # under torchrun each rank does a share
+    loader = make_loader(
+        arrays,
+        indices,
+        window,
+        batch_size,
+        train=False,
+        lead_subset=lead_subset,
+        pin_memory=device.type == "cuda",
+        rank=distributed.rank() if shard else 0,
+        world_size=distributed.world_size() if shard else 1,
+    )
+    outputs = []
+    for batch in tqdm(
+        loader,
+        desc=desc,
+        unit="batch",
+        disable=not (progress and distributed.is_main()),
+        leave=False,
+        dynamic_ncols=True,
+    ):
+        batch = batch.to(device, non_blocking=True)
+        with autocast(device):
+            outputs.append(fn(batch.signals, batch.lead_mask).float())
+    rows = torch.cat(outputs)
+    if shard:
+        rows = distributed.gather_interleaved(rows, len(indices))
+    return rows.cpu(), np.asarray(arrays.labels[indices], dtype=np.float32)
+
+
+def extract_features(
+    method: Method,
+    arrays: ECGArrays,
+    indices: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    split: str,
+    progress: bool = True,
+    lead_subset: np.ndarray | None = None,
+    fn: Callable | None = None,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Frozen pooled features of the given records (eval mode, deterministic); ``fn`` replaces
+    ``method.features`` (e.g. ``method.readout_inputs``)."""
+    method.to(device).eval()
+    return run_inference(
+        fn or method.features,
+        arrays,
+        indices,
+        method.input_spec.window,
+        batch_size,
+        device,
+        f"features {method.name} [{split}]",
+        progress,
+        lead_subset,
+    )

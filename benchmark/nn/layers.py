@@ -1,0 +1,246 @@
+"""Neural building blocks shared by the method plugins (one copy, not one per method).
+
+Transformer blocks are timm's (pre-LN ViT ``Block``, fused scaled-dot-product attention);
+masking, sin-cos positions, the MAE decoder and the masked reconstruction loss follow
+He et al. 2022 and facebookresearch/mae (``models_mae.py``, ``util/pos_embed.py``); the
+normalised patch embedding and Xavier init follow ST-MEM (bakqui/ST-MEM,
+``models/encoder/st_mem_vit.py``, ``models/st_mem.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from einops import rearrange
+from timm.layers import trunc_normal_
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from benchmark.nn.rng import uniform
+
+
+def sincos_positions(n_positions: int, dim: int) -> torch.Tensor:
+    """Fixed 1-D sin-cos embedding (n_positions, dim), as MAE's get_1d_sincos_pos_embed."""
+    if dim % 2:
+        raise ValueError(f"sin-cos positions need an even width, got {dim}")
+    omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2.0))
+    angles = np.arange(n_positions, dtype=np.float64)[:, None] * omega[None, :]
+    return torch.from_numpy(np.concatenate([np.sin(angles), np.cos(angles)], axis=1)).float()
+
+
+def patchify(signals: torch.Tensor, patch_len: int) -> torch.Tensor:
+    """(B, L, T) -> (B, L, N, patch_len) non-overlapping patches along time."""
+    return rearrange(signals, "b l (n p) -> b l n p", p=patch_len)
+
+
+def random_keep_ids(keys: torch.Tensor, n: int, n_keep: int) -> torch.Tensor:
+    """Sorted indices of ``n_keep`` of ``n`` positions kept visible, independently per row.
+
+    MAE's per-sample random masking (argsort of uniform noise), the noise drawn from each
+    row's key (:mod:`benchmark.nn.rng`); sorted so that visible tokens stay in temporal order.
+    """
+    noise = uniform(keys, n)
+    return noise.argsort(dim=-1)[..., :n_keep].sort(dim=-1).values
+
+
+def gather_tokens(tokens: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """tokens (S, N, D), ids (S, K) -> (S, K, D)."""
+    return torch.gather(tokens, 1, ids.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+
+
+def scatter_visible(visible: torch.Tensor, keep_ids: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Place visible tokens (S, K, D) at their positions in a dense (S, n, D) tensor.
+
+    Returns the dense tokens (zeros at masked positions) and the visibility mask (S, n).
+    """
+    dense = visible.new_zeros(visible.shape[0], n, visible.shape[-1])
+    dense = dense.scatter(1, keep_ids.unsqueeze(-1).expand(-1, -1, visible.shape[-1]), visible)
+    is_visible = torch.zeros(visible.shape[0], n, dtype=torch.bool, device=visible.device)
+    is_visible.scatter_(1, keep_ids, True)
+    return dense, is_visible
+
+
+def to_lead_slots(rows: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
+    """Rows (P, ...) of the present (record, lead) pairs, in ``x[lead_mask]`` order -> (B, L, ...)
+    with zeros in the slots of missing leads."""
+    full = rows.new_zeros(*lead_mask.shape, *rows.shape[1:])
+    full[lead_mask] = rows
+    return full
+
+
+def attention_mask(keys: torch.Tensor) -> torch.Tensor | None:
+    """Key mask (B, S) bool -> the (B, 1, 1, S) mask timm's attention takes, None when every
+    key is valid (so the fused kernel runs unmasked). Every query row must keep a valid key."""
+    return None if bool(keys.all()) else keys[:, None, None, :]
+
+
+def init_weights(module: nn.Module) -> None:
+    """timm/MAE ViT init: truncated normal (std .02) linears, unit LayerNorms."""
+    if isinstance(module, nn.Linear):
+        trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def xavier_init(module: nn.Module) -> None:
+    """ST-MEM/MAE-code init: Xavier-uniform linears (as the official JAX ViT), unit LayerNorms."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class NormedPatchEmbed(nn.Sequential):
+    """ST-MEM's patch embedding: LayerNorm(in) -> Linear(in -> dim) -> LayerNorm(dim).
+
+    The input LayerNorm makes every token scale-free (a lead patch for ST-MEM, a multi-lead
+    time patch for MTAE, a whole lead for MLAE); an all-zero (missing) token maps to the bias.
+    """
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__(nn.LayerNorm(in_dim), nn.Linear(in_dim, dim), nn.LayerNorm(dim))
+
+
+class Transformer(nn.Module):
+    """A stack of timm pre-LN ViT blocks with a final LayerNorm; optionally returns every layer."""
+
+    def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0):
+        super().__init__()
+        rates = np.linspace(0, drop_path, depth).tolist()  # stochastic depth grows with depth
+        self.blocks = nn.ModuleList(
+            Block(dim, heads, mlp_ratio, qkv_bias=True, drop_path=rate, depth=i) for i, rate in enumerate(rates)
+        )
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, return_hidden: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        hidden = []
+        for block in self.blocks:
+            x = block(x, attn_mask=attn_mask)
+            if return_hidden:
+                hidden.append(x)
+        return self.norm(x), hidden
+
+
+class PatchEncoder(nn.Module):
+    """ViT over the patches of one lead: linear patch embedding, fixed sin-cos time positions,
+    a CLS token, transformer. Only the visible patches are encoded (MAE)."""
+
+    def __init__(
+        self,
+        patch_len: int,
+        n_patches: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        drop_path: float = 0.0,
+    ):
+        super().__init__()
+        self.patch_embed = nn.Linear(patch_len, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.register_buffer("pos_embed", sincos_positions(n_patches + 1, dim)[None], persistent=False)
+        self.transformer = Transformer(dim, depth, heads, mlp_ratio, drop_path)
+        self.apply(init_weights)
+        trunc_normal_(self.cls_token, std=0.02)
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.transformer.blocks
+
+    def forward(
+        self,
+        patches: torch.Tensor,
+        keep_ids: torch.Tensor | None = None,
+        extra: torch.Tensor | None = None,
+        return_hidden: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """patches (S, N, p) -> tokens (S, 1 + K, dim) with the CLS token first.
+
+        ``keep_ids`` (S, K) selects the visible patches (all if None); ``extra`` (S, dim) is
+        added to every token (e.g. a lead embedding for a shared encoder).
+        """
+        x = self.patch_embed(patches) + self.pos_embed[:, 1:]
+        if keep_ids is not None:
+            x = gather_tokens(x, keep_ids)
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1)
+        if extra is not None:
+            x = x + extra[:, None, :]
+        return self.transformer(x, return_hidden=return_hidden)
+
+
+class MAEDecoder(nn.Module):
+    """MAE decoder over one lead's patch sequence.
+
+    Input: dense encoder-width tokens (S, N, D) with a visibility mask; masked positions get a
+    learned mask token; optional prefix tokens (S, k, D) (e.g. cross-lead context, a CLS token,
+    ST-MEM's SEP tokens) are prepended without positions and dropped at the output; ``extra``
+    (S, dim) is added to every token (e.g. MVMAE's decoder view embedding). Predicts
+    ``patch_len`` samples per patch.
+    """
+
+    def __init__(
+        self, encoder_dim: int, patch_len: int, n_patches: int, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0
+    ):
+        super().__init__()
+        self.embed = nn.Linear(encoder_dim, dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.register_buffer("pos_embed", sincos_positions(n_patches, dim)[None], persistent=False)
+        self.transformer = Transformer(dim, depth, heads, mlp_ratio)
+        self.predict = nn.Linear(dim, patch_len)
+        self.apply(init_weights)
+        trunc_normal_(self.mask_token, std=0.02)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        is_visible: torch.Tensor,
+        prefix: torch.Tensor | None = None,
+        extra: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x = self.embed(tokens)
+        x = torch.where(is_visible[..., None], x, self.mask_token.to(x.dtype)) + self.pos_embed
+        n_prefix = 0
+        if prefix is not None:
+            n_prefix = prefix.shape[1]
+            x = torch.cat([self.embed(prefix), x], dim=1)
+        if extra is not None:
+            x = x + extra[:, None, :]
+        x, _ = self.transformer(x)
+        return self.predict(x[:, n_prefix:])
+
+
+def normalize_patches(target: torch.Tensor) -> torch.Tensor:
+    """MAE's norm_pix target: each patch (last dim) standardised by its own mean and variance."""
+    mean = target.mean(dim=-1, keepdim=True)
+    var = target.var(dim=-1, keepdim=True, unbiased=False)
+    return (target - mean) / (var + 1e-6).sqrt()
+
+
+def masked_patch_mse(
+    pred: torch.Tensor, target: torch.Tensor, masked: torch.Tensor, norm_pix: bool = True
+) -> torch.Tensor:
+    """Mean squared error over masked patches only (MAE's loss).
+
+    pred/target (..., N, p), masked (..., N) bool. With ``norm_pix`` the target patch is
+    normalised by its own mean and variance ((t - mu) / sqrt(var + 1e-6)), as MAE recommends.
+    """
+    if norm_pix:
+        target = normalize_patches(target)
+    per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)
+    weight = masked.float()
+    return (per_patch * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def masked_mean(tokens: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean of ``tokens`` over ``dim`` where ``mask`` (broadcastable, bool) is True."""
+    weight = mask.to(tokens.dtype).unsqueeze(-1)
+    return (tokens * weight).sum(dim) / weight.sum(dim).clamp_min(1.0)

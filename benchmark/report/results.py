@@ -1,0 +1,140 @@
+"""The results store: one JSON file per finished cell, raw test predictions beside it.
+
+A cell — (dataset, label set, preset, method, protocol, variant, seed) — is the unit of work
+and of results. Files are written atomically (temporary file + rename), predictions first, so
+a JSON file exists only for a complete cell; that is what makes a killed run safe to repeat.
+Each record stores the signature of every configuration that produced it; asking for the same
+cell under another configuration is refused instead of silently mixing results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.eval.protocol import Prediction
+from benchmark.report.stats import bootstrap_indices
+from benchmark.storage import atomic_write
+
+CHECKPOINTS = "_checkpoints"
+BOOTSTRAP = "_bootstrap"
+
+
+class StaleResultError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: str
+    label_set: str
+    preset: str
+    method: str
+    protocol: str
+    seed: int
+    variant: str = ""  # e.g. a training-set size or lead subset; "" for the plain protocol
+
+    @property
+    def relpath(self) -> Path:
+        variant = f"_{self.variant}" if self.variant else ""
+        return Path(
+            self.dataset, self.label_set, self.preset, self.method, f"{self.protocol}{variant}_seed{self.seed}.json"
+        )
+
+    def describe(self) -> str:
+        variant = f" [{self.variant}]" if self.variant else ""
+        return f"{self.method} / {self.protocol}{variant} / seed {self.seed}"
+
+
+class ResultStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, cell: Cell) -> Path:
+        return self.root / cell.relpath
+
+    def load(self, cell: Cell) -> dict | None:
+        path = self.path(cell)
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def is_finished(self, cell: Cell, signature: str) -> bool:
+        """True if the cell exists with this signature; raises if it exists with another."""
+        record = self.load(cell)
+        if record is None:
+            return False
+        if record["signature"] != signature:
+            raise StaleResultError(
+                f"{self.path(cell)} was produced with a different configuration (code defaults or "
+                f"--set changed). Re-run with --rerun to replace it, or --out DIR to keep both."
+            )
+        return True
+
+    def write(self, cell: Cell, record: dict, prediction: Prediction) -> Path:
+        path = self.path(cell)
+        preds = path.with_suffix(".preds.npz")
+        atomic_write(
+            preds,
+            lambda h: np.savez_compressed(
+                h,
+                y_true=prediction.y_true.astype(np.uint8),
+                y_score=prediction.y_score.astype(np.float32),
+                record_ids=np.asarray(prediction.record_ids).astype(str),
+            ),
+        )
+        record = {**record, "cell": asdict(cell), "predictions": preds.name}
+        atomic_write(path, lambda h: h.write(json.dumps(record, indent=1).encode()))
+        return path
+
+    def records(self) -> Iterator[dict]:
+        """Every finished cell under the root (checkpoints and temporary files skipped)."""
+        for path in sorted(self.root.rglob("*.json")):
+            if CHECKPOINTS in path.parts or BOOTSTRAP in path.parts or path.name.startswith("."):
+                continue
+            record = json.loads(path.read_text())
+            if "cell" in record and "metrics" in record:
+                record["_path"] = str(path)
+                yield record
+
+    @staticmethod
+    def predictions(record: dict) -> dict[str, np.ndarray]:
+        """The raw test predictions of a record read by :meth:`records` (y_true, y_score, record_ids)."""
+        path = Path(record["_path"]).parent / record["predictions"]
+        with np.load(path) as preds:
+            return {k: preds[k] for k in preds.files}
+
+    def bootstrap(
+        self,
+        dataset: str,
+        label_set: str,
+        y_true: np.ndarray,
+        record_ids: np.ndarray,
+        n_resamples: int = 1000,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """Bootstrap indices of one test set, generated once and persisted, so that every method
+        (and every later leaderboard) is scored on the same resamples. Keyed by the test records,
+        their labels, the number of resamples and the seed."""
+        digest = hashlib.sha256()
+        for part in (np.asarray(record_ids).astype(str), np.asarray(y_true, dtype=np.uint8)):
+            digest.update(repr(part.shape).encode() + part.tobytes())
+        digest.update(f"{n_resamples}:{seed}".encode())
+        path = self.root / BOOTSTRAP / dataset / label_set / f"{digest.hexdigest()[:16]}.npz"
+        if path.exists():
+            with np.load(path) as saved:
+                return saved["indices"]
+        indices = bootstrap_indices(y_true, n_resamples, seed)
+        atomic_write(path, lambda h: np.savez_compressed(h, indices=indices, n_resamples=n_resamples, seed=seed))
+        return indices
+
+    def checkpoint_dir(self, dataset: str, preset: str, method: str, seed: int, signature: str) -> Path:
+        return self.root / CHECKPOINTS / dataset / preset / f"{method}_seed{seed}_{signature[:8]}"
+
+    @property
+    def flops_dir(self) -> Path:
+        """Cached FLOPs-per-step measurements (derived data, kept with the checkpoints)."""
+        return self.root / CHECKPOINTS / "flops"

@@ -1,0 +1,74 @@
+"""Writing files so that a crash never leaves a half-written one, and nothing orphaned after a kill.
+
+Every file the suite writes (results, predictions, checkpoints, caches, measurements) goes
+through :func:`atomic_write`: the bytes go to a temporary file beside the target, are flushed to
+disk, and the temporary file is renamed over the target, so a reader sees the old file or the
+new one, never a torn one. A killed process can leave its temporary file behind; the names carry
+the writer's pid, and :func:`remove_orphans` deletes those of processes that no longer run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+
+_TMP = re.compile(r"^\..+\.(\d+)\.tmp$")
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object] | bytes | str) -> None:
+    """Write ``path`` atomically: ``write(handle)`` (or the given bytes/text) into a temporary file
+    beside it, flushed to disk, then renamed over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
+    try:
+        with open(tmp, "wb") as handle:
+            if isinstance(write, str):
+                handle.write(write.encode())
+            elif isinstance(write, bytes):
+                handle.write(write)
+            else:
+                write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    """``torch.save`` through :func:`atomic_write`."""
+    atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_orphans(root: Path) -> int:
+    """Delete the temporary files under ``root`` left by killed writers; returns how many."""
+    removed = 0
+    if not Path(root).is_dir():
+        return 0
+    for path in Path(root).rglob(".*.tmp"):
+        match = _TMP.match(path.name)
+        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

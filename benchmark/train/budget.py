@@ -1,0 +1,160 @@
+"""Matched-compute pretraining: turn a compute budget into a number of steps per method.
+
+A method that spends more FLOPs per step (more leads encoded, a bigger decoder) gets fewer
+steps, so every method spends the same total pretraining FLOPs (design.md). FLOPs per step
+are measured (:func:`benchmark.train.flops.pretrain_step_flops`: forward + backward at the
+preset's batch size), never estimated. The budget is ``pretrain.budget`` (``--budget``):
+
+* ``steps`` — no matching: every method runs ``pretrain.steps`` steps (FLOPs still recorded);
+* ``lamae`` (any method name) — the FLOPs that method spends in ``pretrain.steps`` steps
+  (the presets' default: matched to LAMAE, the method this suite was built around);
+* ``600@lamae`` — the FLOPs of 600 steps of that method, whatever ``pretrain.steps`` says;
+* ``3.2e15``, ``3.2P``, ``120T``, ``5e12`` — a FLOP count (SI suffixes K, M, G, T, P, E).
+
+steps = round(budget / FLOPs per step), at least 1; the achieved total is within half a step
+of the budget and recorded with it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from benchmark.config import signature
+from benchmark.method.base import Method
+from benchmark.train.flops import pretrain_step_flops, synthetic_batch
+
+log = logging.getLogger("benchmark")
+
+SI = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+_FLOPS = re.compile(r"^(\d+(?:\.\d*)?(?:e\+?\d+)?)([KMGTPE]?)$", re.IGNORECASE)
+_STEPS_OF = re.compile(r"^(\d+)@([A-Za-z_][\w-]*)$")
+_METHOD = re.compile(r"^[A-Za-z_][\w-]*$")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A parsed ``pretrain.budget``: exactly one of ``flops`` or ``method`` set, or neither
+    (``steps``: every method runs the configured steps)."""
+
+    text: str
+    flops: float | None = None
+    method: str | None = None  # reference method ...
+    method_steps: int | None = None  # ... and its steps (None: pretrain.steps)
+
+    @property
+    def matched(self) -> bool:
+        return self.flops is not None or self.method is not None
+
+
+def parse_budget(text: str) -> Budget:
+    text = text.strip()
+    if text == "steps":
+        return Budget(text)
+    if match := _FLOPS.match(text):
+        flops = float(match.group(1)) * SI.get(match.group(2).upper(), 1.0)
+        if flops > 0:
+            return Budget(text, flops=flops)
+    elif match := _STEPS_OF.match(text):
+        if int(match.group(1)) > 0:
+            return Budget(text, method=match.group(2), method_steps=int(match.group(1)))
+    elif _METHOD.match(text):
+        return Budget(text, method=text)
+    raise ValueError(
+        f"budget {text!r}: use 'steps' (no matching), a method name (its FLOPs in pretrain.steps "
+        f"steps, e.g. lamae), STEPS@METHOD (e.g. 600@lamae) or a FLOP count (e.g. 3.2e15, 120T)"
+    )
+
+
+@dataclass(frozen=True)
+class PretrainPlan:
+    """How long one method pretrains and what that costs."""
+
+    steps: int
+    flops_per_step: int
+    budget: str  # the budget as given
+    budget_flops: float | None  # None for the 'steps' budget
+
+    @property
+    def total_flops(self) -> int:
+        return self.steps * self.flops_per_step
+
+    @property
+    def budget_error(self) -> float | None:
+        """Relative deviation of the achieved total from the budget."""
+        return None if self.budget_flops is None else self.total_flops / self.budget_flops - 1.0
+
+    def as_record(self) -> dict:
+        return {
+            "steps": self.steps,
+            "flops_per_step": self.flops_per_step,
+            "total_flops": self.total_flops,
+            "budget": self.budget,
+            "budget_flops": self.budget_flops,
+            "budget_error": self.budget_error,
+        }
+
+
+class FlopsMeter:
+    """Measures FLOPs per pretraining step, once per (method, config, input, batch size, torch
+    version); measurements are cached as JSON under ``cache_dir`` because counting one step
+    costs several ordinary steps on a CPU."""
+
+    def __init__(self, cache_dir: Path | None, device: torch.device):
+        self.cache_dir, self.device = cache_dir, device
+
+    def __call__(self, method: Method, batch_size: int) -> int:
+        key = signature(
+            {
+                "method": method.name,
+                "config": method.config,
+                "input": method.input_spec,
+                "batch_size": batch_size,
+                "torch": torch.__version__,
+            }
+        )
+        path = None if self.cache_dir is None else self.cache_dir / f"{method.name}_{key}.json"
+        if path is not None and path.exists():
+            return int(json.loads(path.read_text())["flops_per_step"])
+        method.to(self.device)
+        flops = pretrain_step_flops(method, synthetic_batch(method, batch_size).to(self.device))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # ranks may race
+            tmp.write_text(json.dumps({"flops_per_step": flops, "method": method.name, "batch_size": batch_size}))
+            tmp.replace(path)
+        return flops
+
+
+def plan_pretraining(
+    method: Method, steps: int, batch_size: int, budget: Budget, measure: FlopsMeter, build_reference
+) -> PretrainPlan:
+    """Steps for ``method`` under ``budget``. ``build_reference(name)`` instantiates the
+    reference method of a method-relative budget (measured at the same batch size)."""
+    flops_per_step = measure(method, batch_size)
+    if not budget.matched:
+        return PretrainPlan(steps, flops_per_step, budget.text, None)
+    if budget.flops is not None:
+        budget_flops = budget.flops
+    else:
+        reference = method if budget.method == method.name else build_reference(budget.method)
+        if not reference.pretrains:
+            raise ValueError(f"budget {budget.text!r}: {budget.method} does not pretrain; name a pretraining method")
+        budget_flops = float(measure(reference, batch_size) * (budget.method_steps or steps))
+    plan = PretrainPlan(max(1, round(budget_flops / flops_per_step)), flops_per_step, budget.text, budget_flops)
+    if abs(plan.budget_error) > 0.05:
+        log.warning(
+            "%s: %d steps spend %.3g FLOPs, %.1f %% off the budget of %.3g (budget too small for whole steps)",
+            method.name,
+            plan.steps,
+            plan.total_flops,
+            100 * plan.budget_error,
+            budget_flops,
+        )
+    return plan

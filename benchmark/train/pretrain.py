@@ -1,0 +1,225 @@
+"""Self-supervised pretraining: a fixed number of optimiser steps over the pretraining split,
+checkpointed so that a killed run resumes where it stopped and gives the same weights."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from benchmark.config import require_positive
+from benchmark.data.contract import ECGArrays
+from benchmark.data.loader import make_loader
+from benchmark.method.base import Method
+from benchmark.storage import atomic_torch_save
+from benchmark.train import distributed
+from benchmark.train.budget import parse_budget
+from benchmark.train.optim import OptimConfig, build_optimizer
+from benchmark.train.runtime import autocast, rng_state, set_rng_state
+
+
+@dataclass
+class PretrainConfig:
+    steps: int = 2000  # of every method ('steps' budget) or of the budget's reference method
+    budget: str = "steps"  # matched compute, see benchmark/train/budget.py: steps | lamae | 600@lamae | 3.2e15
+    batch_size: int = 64
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    checkpoint_every: int = 200
+    log_every: int = 25
+    num_workers: int = 0
+    compile: bool = False  # torch.compile the loss (worth it on GPUs for long runs)
+
+    def __post_init__(self):
+        require_positive(self, "steps", "batch_size", "checkpoint_every", "log_every")
+        parse_budget(self.budget)
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass
+class PretrainReport:
+    steps: int
+    wall_s: float
+    final_loss: float
+    loss_curve: list[tuple[int, float]]
+    peak_memory_mb: float | None = None
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class _LossModule(nn.Module):
+    """DistributedDataParallel synchronises gradients through ``forward``; this routes
+    ``forward`` to the method's pretraining loss."""
+
+    def __init__(self, method: Method):
+        super().__init__()
+        self.method = method
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.method.pretrain_loss(batch)["loss"]
+
+
+def _loss_function(method: Method, device: torch.device, compile_model: bool):
+    module = _LossModule(method)
+    if distributed.world_size() > 1:
+        module = DistributedDataParallel(
+            module, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+    return torch.compile(module, dynamic=True) if compile_model else module
+
+
+def pretrain(
+    method: Method,
+    arrays: ECGArrays,
+    cfg: PretrainConfig,
+    seed: int,
+    device: torch.device,
+    checkpoint_dir: Path,
+    progress: bool = True,
+    profile_dir: Path | None = None,
+) -> PretrainReport:
+    """Train ``method.pretrain_loss`` for ``cfg.steps`` steps; resumable from ``checkpoint_dir``.
+
+    ``final.pt`` holds the finished weights and report (reused as is); ``last.pt`` holds the
+    latest periodic state (weights, optimiser, step, RNG) to resume from. Under ``torchrun``
+    each rank trains on its shard of every global batch and only rank 0 writes checkpoints.
+    With ``profile_dir``, the first epoch is traced with torch.profiler.
+    """
+    final_path, last_path = checkpoint_dir / "final.pt", checkpoint_dir / "last.pt"
+    if final_path.exists():
+        state = torch.load(final_path, map_location="cpu", weights_only=False)
+        method.load_state_dict(state["model"])
+        return PretrainReport(**state["report"])
+
+    method.to(device).train()
+    optimizer, scheduler = build_optimizer(method, cfg.optim, cfg.batch_size, cfg.steps, method.no_weight_decay)
+    loader = make_loader(
+        arrays,
+        arrays.splits["pretrain"],
+        method.input_spec.window,
+        distributed.local_batch_size(cfg.batch_size),
+        train=True,
+        seed=seed,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        rank=distributed.rank(),
+        world_size=distributed.world_size(),
+    )
+    if len(loader) == 0:
+        raise ValueError(
+            f"{arrays.name}: pretraining split ({len(arrays.splits['pretrain'])} records) "
+            f"is smaller than one batch of {cfg.batch_size}"
+        )
+    step, loss_curve, elapsed = 0, [], 0.0
+    if last_path.exists():
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        method.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, loss_curve, elapsed = state["step"], state["loss_curve"], state["wall_s"]
+        set_rng_state(state["rng"])
+    loss_function = _loss_function(method, device, cfg.compile)
+    profiler = Profiler(profile_dir, device) if profile_dir is not None else None
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    started = time.perf_counter() - elapsed
+    bar = tqdm(
+        total=cfg.steps,
+        initial=step,
+        desc=f"pretrain {method.name}",
+        unit="step",
+        disable=not (progress and distributed.is_main()),
+        dynamic_ncols=True,
+    )
+    running = torch.zeros((), device=device)
+    epoch, skip = divmod(step, len(loader))
+    while step < cfg.steps:
+        loader.batch_sampler.set_epoch(epoch)
+        with profiler or contextlib.nullcontext():
+            for i, batch in enumerate(loader):
+                if i < skip:
+                    continue
+                batch = batch.to(device, non_blocking=True)
+                method.on_train_step(step, cfg.steps)
+                scheduler.step_update(step)
+                with autocast(device):
+                    loss = loss_function(batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.optim.grad_clip)
+                optimizer.step()
+                running += loss.detach()
+                step += 1
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
+                    # the only host sync of the loop: once per log interval
+                    mean_loss = distributed.mean_across_ranks(running).item() / n
+                    if not math.isfinite(mean_loss):
+                        raise NonFiniteLossError(
+                            f"{method.name}: pretraining loss became {mean_loss} at step {step}; "
+                            f"lower the learning rate (--set pretrain.optim.base_lr=...)"
+                        )
+                    loss_curve.append((step, mean_loss))
+                    bar.set_postfix(loss=f"{mean_loss:.4f}")
+                    running.zero_()
+                if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                    if distributed.is_main():
+                        atomic_torch_save(
+                            {
+                                "model": method.state_dict(),
+                                "optimizer": optimizer.state_dict(),
+                                "step": step,
+                                "loss_curve": loss_curve,
+                                "rng": rng_state(),
+                                "wall_s": time.perf_counter() - started,
+                            },
+                            last_path,
+                        )
+                    distributed.barrier()
+                if step >= cfg.steps:
+                    break
+        epoch, skip, profiler = epoch + 1, 0, None  # trace the first epoch only
+    bar.close()
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    report = PretrainReport(step, time.perf_counter() - started, loss_curve[-1][1], loss_curve, peak)
+    if distributed.is_main():
+        atomic_torch_save({"model": method.state_dict(), "report": report.__dict__}, final_path)
+        last_path.unlink(missing_ok=True)
+    distributed.barrier()
+    return report
+
+
+class Profiler:
+    """torch.profiler over one epoch: a Chrome trace (chrome://tracing, Perfetto) and a table of
+    the most expensive operators, written to ``directory``."""
+
+    def __init__(self, directory: Path, device: torch.device):
+        self.directory = directory
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        self.profile = torch.profiler.profile(activities=activities, record_shapes=True, profile_memory=True)
+        self.sort_by = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+
+    def __enter__(self):
+        self.profile.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.profile.__exit__(*exc)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        suffix = f"_rank{distributed.rank()}" if distributed.world_size() > 1 else ""
+        self.profile.export_chrome_trace(str(self.directory / f"pretrain_trace{suffix}.json"))
+        table = self.profile.key_averages().table(sort_by=self.sort_by, row_limit=40)
+        (self.directory / f"pretrain_top_ops{suffix}.txt").write_text(table)
+        return False

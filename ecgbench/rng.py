@@ -1,0 +1,5 @@
+"""Masking noise keyed by sample (public re-export of :mod:`benchmark.nn.rng`)."""
+
+from benchmark.nn.rng import epoch_keys, fold_in, mix, split, uniform
+
+__all__ = ["epoch_keys", "fold_in", "mix", "split", "uniform"]
