@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from benchmark.data.conditioning import Preprocessing, condition
 from benchmark.data.contract import LEADS, DataError
+from benchmark.data.duplicates import FINGERPRINT_DIM
 from benchmark.data.readers import RecordError, RecordReader, SignalSource
 from benchmark.provenance import git_state
 from benchmark.storage import atomic_write
@@ -45,7 +46,7 @@ from benchmark.storage import atomic_write
 log = logging.getLogger("benchmark")
 
 
-PREPARE_VERSION = 1  # bump whenever a change alters prepared signals (it keys the cache)
+PREPARE_VERSION = 2  # bump whenever a change alters prepared signals (it keys the cache)
 
 
 CHUNK = 256  # records per unit of work and of resumption
@@ -71,12 +72,15 @@ def _prepare_chunk(start: int, stop: int) -> dict:
     """Rows ``start:stop`` into the memmap (flushed before returning) and what happened to them."""
     w = _worker
     lead_mask = np.zeros((stop - start, len(LEADS)), dtype=bool)
+    fingerprints = np.zeros((stop - start, FINGERPRINT_DIM), dtype=np.float16)
     source_bytes = np.zeros(stop - start, dtype=np.int64)
     notes: list[tuple[int, str, str, int]] = []
     for i in range(start, stop):
         try:
             raw = w["reader"].read(i)
-            signal, lead_mask[i - start], record_notes = condition(raw, w["fs"], w["duration_s"], w["prep"])
+            signal, lead_mask[i - start], fingerprints[i - start], record_notes = condition(
+                raw, w["fs"], w["duration_s"], w["prep"]
+            )
             source_bytes[i - start] = raw.source_bytes
         except RecordError as exc:
             w["signals"][i] = 0.0
@@ -86,7 +90,13 @@ def _prepare_chunk(start: int, stop: int) -> dict:
         w["signals"][i] = signal
         notes.extend((i, *note) for note in record_notes)
     w["signals"].flush()
-    return {"start": start, "lead_mask": lead_mask, "source_bytes": source_bytes, "notes": notes}
+    return {
+        "start": start,
+        "lead_mask": lead_mask,
+        "fingerprints": fingerprints,
+        "source_bytes": source_bytes,
+        "notes": notes,
+    }
 
 
 def default_workers() -> int:
@@ -101,6 +111,7 @@ def _save_chunk(progress_dir: Path, result: dict) -> None:
         np.savez(
             f,
             lead_mask=result["lead_mask"],
+            fingerprints=result["fingerprints"],
             source_bytes=result["source_bytes"],
             notes=np.array(json.dumps(result["notes"])),
         )
@@ -218,6 +229,7 @@ def _finalize(directory: Path, source: SignalSource, params: dict, wall_s: float
     """Assemble the per-chunk results; the COMPLETE marker is written last."""
     n = len(source.record_ids)
     lead_mask = np.zeros((n, len(LEADS)), dtype=bool)
+    fingerprints = np.zeros((n, FINGERPRINT_DIM), dtype=np.float16)
     source_bytes = np.zeros(n, dtype=np.int64)
     rows = []
     for path in sorted((directory / "progress").glob("chunk-*.npz")):
@@ -225,6 +237,7 @@ def _finalize(directory: Path, source: SignalSource, params: dict, wall_s: float
             start = int(path.stem.split("-")[1])
             stop = start + len(chunk["lead_mask"])
             lead_mask[start:stop], source_bytes[start:stop] = chunk["lead_mask"], chunk["source_bytes"]
+            fingerprints[start:stop] = chunk["fingerprints"]
             rows.extend(
                 (source.record_ids[i], "signal", action, detail, nan)
                 for i, action, detail, nan in json.loads(str(chunk["notes"]))
@@ -232,6 +245,7 @@ def _finalize(directory: Path, source: SignalSource, params: dict, wall_s: float
     report = pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
     for name, array in (
         ("lead_mask", lead_mask),
+        ("fingerprints", fingerprints),
         ("record_ids", np.asarray(source.record_ids, dtype=str)),
         ("source_bytes", source_bytes),
     ):

@@ -65,6 +65,8 @@ class ECGArrays:
     read-only memmap); ``lead_mask`` (N, 12) bool, True where the lead is present and usable;
     ``labels`` (N, K) uint8 multi-hot; ``splits`` maps each of :data:`SPLITS` to record indices.
     ``label_parents`` optionally maps a label to its parent labels (ICD hierarchy).
+    ``fingerprints`` (N, D): each record's content fingerprint (benchmark/data/duplicates.py),
+    for datasets prepared from files; None for generated data.
     """
 
     name: str
@@ -78,8 +80,10 @@ class ECGArrays:
     splits: dict[str, np.ndarray]
     label_descriptions: dict[str, str] = field(default_factory=dict)
     label_parents: dict[str, list[str]] = field(default_factory=dict)
+    fingerprints: np.ndarray | None = None
 
     _ARRAYS: ClassVar[tuple[str, ...]] = ("signals", "lead_mask", "labels", "patient_ids", "record_ids")
+    _OPTIONAL_ARRAYS: ClassVar[tuple[str, ...]] = ("fingerprints",)
 
     def __post_init__(self):
         n = len(self.signals)
@@ -88,7 +92,7 @@ class ECGArrays:
         for attr, shape in (("lead_mask", (n, len(LEADS))), ("labels", (n, len(self.label_names)))):
             if getattr(self, attr).shape != shape:
                 raise DataError(f"{self.name}: {attr} must be {shape}, got {getattr(self, attr).shape}")
-        for attr in ("patient_ids", "record_ids"):
+        for attr in ("patient_ids", "record_ids", *(a for a in self._OPTIONAL_ARRAYS if getattr(self, a) is not None)):
             if len(getattr(self, attr)) != n:
                 raise DataError(f"{self.name}: {attr} has {len(getattr(self, attr))} rows, expected {n}")
         missing = set(SPLITS) - set(self.splits)
@@ -123,8 +127,9 @@ class ECGArrays:
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".tmp-", dir=directory.parent))
         try:
-            for attr in self._ARRAYS:
-                np.save(tmp / f"{attr}.npy", np.asarray(getattr(self, attr)))
+            for attr in self._ARRAYS + self._OPTIONAL_ARRAYS:
+                if getattr(self, attr) is not None:
+                    np.save(tmp / f"{attr}.npy", np.asarray(getattr(self, attr)))
             np.savez(tmp / "splits.npz", **self.splits)
             meta = {
                 f.name: getattr(self, f.name)
@@ -146,13 +151,13 @@ class ECGArrays:
         directory = Path(directory)
         meta = json.loads((directory / "meta.json").read_text())
         shared = directory / meta.pop("arrays_dir", ".")
-        arrays = {
-            attr: np.load(
-                path if (path := directory / f"{attr}.npy").is_file() else shared / f"{attr}.npy",
-                mmap_mode="r" if mmap and attr == "signals" else None,
-            )
-            for attr in cls._ARRAYS
-        }
+        arrays = {}
+        for attr in cls._ARRAYS + cls._OPTIONAL_ARRAYS:
+            path = directory / f"{attr}.npy"
+            path = path if path.is_file() else shared / f"{attr}.npy"
+            if attr in cls._OPTIONAL_ARRAYS and not path.is_file():
+                continue
+            arrays[attr] = np.load(path, mmap_mode="r" if mmap and attr == "signals" else None)
         with np.load(directory / "splits.npz") as splits:
             split_map = {k: splits[k] for k in splits.files}
         return cls(**meta, **arrays, splits=split_map)

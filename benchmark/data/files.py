@@ -249,6 +249,7 @@ class PreparedDataset(DatasetPlugin):
             splits=splits,
             label_descriptions=descriptions,
             label_parents=parents,
+            fingerprints=np.load(cache / "fingerprints.npy"),
         )
         self._write_view(directory, cache, arrays, report, label_set)
 
