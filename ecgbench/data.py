@@ -1,6 +1,9 @@
 """Building blocks of dataset plugins read from files (public re-export of :mod:`benchmark.data`):
-record readers, the file-dataset base classes, label-table helpers and the ICD-10 hierarchy."""
+record readers, the file-dataset base classes, label-table helpers, the ICD-10 hierarchy, the
+PhysioNet/CinC Challenge's label tables and the common labels shared across sources."""
 
+from benchmark.data.challenge import ChallengeTables, header_records, read_dx
+from benchmark.data.common_labels import COMMON_LABELS, CommonLabel, common_tokens, order_common
 from benchmark.data.files import (
     LABELLED_SPLITS,
     Annotations,
@@ -18,6 +21,7 @@ from benchmark.data.icd import (
 )
 from benchmark.data.readers import NumpyReader, SignalSource, WfdbReader
 from benchmark.data.user import (
+    RandomSplitConfig,
     UserDataConfig,
     UserDataset,
     annotate_user_table,
@@ -25,6 +29,14 @@ from benchmark.data.user import (
 )
 
 __all__ = [
+    "ChallengeTables",
+    "header_records",
+    "read_dx",
+    "COMMON_LABELS",
+    "CommonLabel",
+    "common_tokens",
+    "order_common",
+    "RandomSplitConfig",
     "LABELLED_SPLITS",
     "Annotations",
     "FileDatasetConfig",
