@@ -27,6 +27,7 @@ from benchmark.build import (
 )
 from benchmark.config import signature, to_jsonable
 from benchmark.data.contract import InputSpec, default_cache_root
+from benchmark.data.duplicates import guard_duplicates
 from benchmark.data.pool import parse_pool, pretraining_pool
 from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import CellContext
@@ -64,6 +65,7 @@ class RunRequest:
     cache_root: Path = field(default_factory=default_cache_root)
     profile_dir: Path | None = None  # trace the first pretraining epoch with torch.profiler
     pretrain_data: list[str] = field(default_factory=list)  # NAME[:ROOT] pool replacing the dataset's pretrain split
+    duplicates: str = "refuse"  # pretraining/training records that ARE val/test recordings: refuse | drop
 
 
 @dataclass
@@ -178,12 +180,20 @@ def run(request: RunRequest) -> list[dict]:
         request.cache_root,
         progress,
     )
+    arrays, pretrain_arrays, dropped = guard_duplicates(
+        arrays,
+        pretrain_arrays,
+        request.duplicates,
+        store.root / f"duplicates-{dataset.name}-{label_set}.csv",
+    )
     if distributed.is_main():
         distributed.barrier()
     log.info("%d records: %s", len(arrays.signals), ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
     evaluations = expand(requested, base_protocols, arrays)
     plans = plan_budgets(methods, preset, request.overrides, FlopsMeter(store.flops_dir, device))
     data_identity = {"dataset": dataset.name, "dataset_config": dataset.config, "input": preset.input}
+    if dropped:  # the data differ from an unguarded run's: so must the signatures
+        data_identity["dropped_duplicates"] = dropped
 
     # every cell of the run, finished ones skipped (a result with another signature is refused)
     records, todo = [], []

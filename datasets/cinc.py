@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from ecgbench import DATASETS, DataError, DatasetConfig
 from ecgbench.data import (
+    TABLE_FILES,
     Annotations,
     ChallengeTables,
     PreparedDataset,
@@ -66,9 +67,13 @@ class CinC(PreparedDataset):
     label_sets = ("scored", "all", "common")
     patient_namespace = "cinc"
 
+    @property
+    def tables_dir(self) -> Path:
+        return Path(self.config.tables_dir or self.root).expanduser().resolve()
+
     @cached_property
     def tables(self) -> ChallengeTables:
-        return ChallengeTables.read(Path(self.config.tables_dir or self.root).expanduser().resolve())
+        return ChallengeTables.read(self.tables_dir)
 
     @cached_property
     def record_paths(self) -> list[str]:
@@ -78,7 +83,9 @@ class CinC(PreparedDataset):
         return paths
 
     def label_files(self):
-        return [*self.tables.files, *(self.root / f"{path}.hea" for path in self.record_paths)]
+        """The tables (when present: pretraining needs none) and every header (its ``# Dx:`` line)."""
+        tables = [self.tables_dir / name for name in TABLE_FILES if (self.tables_dir / name).is_file()]
+        return [*tables, *(self.root / f"{path}.hea" for path in self.record_paths)]
 
     def signal_source(self, fs: int) -> SignalSource:
         return SignalSource(

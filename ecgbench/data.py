@@ -2,7 +2,7 @@
 record readers, the file-dataset base classes, label-table helpers, the ICD-10 hierarchy, the
 PhysioNet/CinC Challenge's label tables and the common labels shared across sources."""
 
-from benchmark.data.challenge import ChallengeTables, header_records, read_dx
+from benchmark.data.challenge import TABLE_FILES, ChallengeTables, header_records, read_dx
 from benchmark.data.common_labels import COMMON_LABELS, CommonLabel, common_tokens, order_common
 from benchmark.data.files import (
     LABELLED_SPLITS,
@@ -29,6 +29,7 @@ from benchmark.data.user import (
 )
 
 __all__ = [
+    "TABLE_FILES",
     "ChallengeTables",
     "header_records",
     "read_dx",

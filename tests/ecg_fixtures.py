@@ -70,3 +70,31 @@ def write_wfdb(record_dir: Path, name: str, signal: np.ndarray, fs: int, sig_nam
         baseline=[0] * len(sig_name),
         write_dir=str(record_dir),
     )
+
+
+def write_challenge(
+    directory: Path,
+    name: str,
+    signal: np.ndarray,
+    fs: float,
+    dx: str,
+    leads: tuple[str, ...] = LEADS,
+    gain: float = 1000.0,
+    record_line: str | None = None,
+) -> Path:
+    """A record in the PhysioNet/CinC Challenge layout: ``NAME.mat`` (MATLAB v4, key ``val``,
+    int16 (leads, T)) + ``NAME.hea`` (format 16 at byte offset 24, ``# Dx:`` line), from (leads, T) mV."""
+    from scipy.io import savemat
+
+    directory.mkdir(parents=True, exist_ok=True)
+    digital = np.round(signal * gain).astype(np.int16)
+    savemat(directory / f"{name}.mat", {"val": digital}, format="4")
+    n = digital.shape[1]
+    lines = [record_line or f"{name} {len(leads)} {fs:g} {n}"]
+    lines += [
+        f"{name}.mat 16+24 {gain:g}/mV 16 0 {int(row[0])} {(int(row.astype(np.int64).sum()) + 32768) % 65536 - 32768} 0 {lead}"
+        for row, lead in zip(digital, leads)
+    ]
+    lines += ["#Age: 50", "#Sex: Male", f"#Dx: {dx}", "#Rx: Unknown", "#Hx: Unknown", "#Sx: Unknown"]
+    (directory / f"{name}.hea").write_text("\n".join(lines) + "\n")
+    return directory / name

@@ -33,7 +33,7 @@ from benchmark.data.files import parse_list_cell, read_csv
 
 DX_LINE = re.compile(r"^#\s*Dx:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
 EQUIVALENCE_NOTE = re.compile(r"score (\d+) and (\d+) as the same diagnosis", re.IGNORECASE)
-SCORED, UNSCORED, DX_MAP_2020 = (
+TABLE_FILES = SCORED, UNSCORED, DX_MAP_2020 = (
     "eval2021_dx_mapping_scored.csv",
     "eval2021_dx_mapping_unscored.csv",
     "eval2020_Dx_map.csv",
@@ -70,7 +70,7 @@ class ChallengeTables:
 
     @classmethod
     def read(cls, directory: Path) -> ChallengeTables:
-        paths = [directory / name for name in (SCORED, UNSCORED, DX_MAP_2020)]
+        paths = [directory / name for name in TABLE_FILES]
         for path in paths:
             if not path.is_file():
                 raise DataError(f"Challenge mapping table {path} not found; {TABLES_FIX}")

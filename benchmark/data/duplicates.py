@@ -38,12 +38,18 @@ fewer usable leads matches only while most leads are shared (11 of 12 leads: cos
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from fractions import Fraction
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.signal import butter, resample_poly, sosfiltfilt
+
+from benchmark.data.contract import DataError, ECGArrays, LeakageError
+from benchmark.storage import atomic_write
 
 log = logging.getLogger("benchmark")
 
@@ -106,3 +112,75 @@ def find_duplicates(
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(sims)
+
+
+DUPLICATE_POLICIES = ("refuse", "drop")
+HELD_OUT, GUARDED = ("val", "test"), ("pretrain", "train")
+REPORT_COLUMNS = ("split", "record_id", "same_as", "same_as_split", "cosine")
+
+
+def guard_duplicates(
+    arrays: ECGArrays, pretrain_arrays: ECGArrays, policy: str, report_path: Path
+) -> tuple[ECGArrays, ECGArrays, list[str]]:
+    """Refuse, or drop and report, every pretraining or training record that is the same
+    recording as a validation or test record of ``arrays`` (the evaluated dataset).
+
+    ``pretrain_arrays`` is ``arrays`` itself or a pretraining pool (benchmark/data/pool.py); its
+    ``pretrain`` split is checked, and ``arrays``' ``train`` split. Matches go to
+    ``report_path`` (CSV); ``refuse`` raises :class:`LeakageError` naming it, ``drop`` removes
+    the records from those splits. Returns the arrays to use and the dropped record ids.
+    Datasets without fingerprints (generated data) are not checked.
+    """
+    if policy not in DUPLICATE_POLICIES:
+        raise DataError(f"duplicates policy {policy!r} is not one of {', '.join(DUPLICATE_POLICIES)}")
+    if arrays.fingerprints is None:
+        return arrays, pretrain_arrays, []
+    held = np.concatenate([arrays.splits[s] for s in HELD_OUT])
+    held_split = np.repeat(HELD_OUT, [len(arrays.splits[s]) for s in HELD_OUT])
+    checks = [("train", arrays)]
+    if pretrain_arrays.fingerprints is not None:
+        checks.append(("pretrain", pretrain_arrays))
+    rows, drop = [], {}
+    for split, source in checks:
+        candidates = source.splits[split]
+        q, r, cosine = find_duplicates(
+            np.asarray(arrays.fingerprints)[held], np.asarray(source.fingerprints)[candidates]
+        )
+        record_ids = np.asarray(source.record_ids).astype(str)
+        rows += [
+            (
+                split,
+                record_ids[candidates[j]],
+                str(np.asarray(arrays.record_ids)[held[i]]),
+                held_split[i],
+                round(float(c), 4),
+            )
+            for i, j, c in zip(q, r, cosine)
+        ]
+        drop[split] = np.unique(candidates[r])
+    if not rows:
+        return arrays, pretrain_arrays, []
+    report = pd.DataFrame(rows, columns=list(REPORT_COLUMNS)).sort_values(["split", "record_id"])
+    atomic_write(report_path, lambda f: report.to_csv(f, index=False))
+    dropped = sorted(set(report.record_id))
+    summary = ", ".join(f"{len(drop[s])} {s}" for s in GUARDED if len(drop.get(s, [])))
+    example = report.iloc[0]
+    if policy == "refuse":
+        raise LeakageError(
+            f"{summary} record(s) are the same recording as a validation/test record of {arrays.name} (e.g. "
+            f"{example.record_id} = {example.same_as}, fingerprint cosine {example.cosine:g}); every match is in "
+            f"{report_path}. Remove them from the source, or run with --duplicates drop to leave them out"
+        )
+    log.warning(
+        "left out %s record(s) that duplicate validation/test records of %s; see %s", summary, arrays.name, report_path
+    )
+
+    def without(source: ECGArrays, split: str) -> ECGArrays:
+        keep = np.setdiff1d(source.splits[split], drop.get(split, []))
+        return dataclasses.replace(source, splits={**source.splits, split: keep})
+
+    guarded = without(arrays, "train")
+    if pretrain_arrays is arrays:
+        guarded = without(guarded, "pretrain")
+        return guarded, guarded, dropped
+    return guarded, without(pretrain_arrays, "pretrain"), dropped

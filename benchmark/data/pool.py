@@ -6,7 +6,8 @@ patients and patients in no labelled split). Naming the evaluation dataset itsel
 root, or with its root) adds its pretrain split, e.g. ``--pretrain-data ptbxl,mimic-iv-ecg:/m``.
 
 Leakage guard: a validation or test patient of the evaluation dataset in the pool is refused
-with an error, never a warning. Patient ids are compared within a
+with an error, never a warning (the same recording under another name and patient id is caught by
+content instead: benchmark/data/duplicates.py). Patient ids are compared within a
 :attr:`~benchmark.data.contract.DatasetPlugin.patient_namespace`, which datasets naming the same people
 share (two PTB-XL copies, MIMIC-IV-ECG and a WFDB folder of MIMIC records).
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.data.contract import DataError, DatasetPlugin, ECGArrays, LeakageError
+from benchmark.data.duplicates import FINGERPRINT_DIM
 
 
 class ConcatenatedRows:
@@ -117,6 +119,14 @@ def pretraining_pool(
             ),
             **{split: np.zeros(0, dtype=np.int64) for split in ("train", "val", "test")},
         },
+        fingerprints=np.concatenate(  # generated members have none: zeros, which match nothing
+            [
+                np.zeros((len(member.signals), FINGERPRINT_DIM), np.float16)
+                if member.fingerprints is None
+                else np.asarray(member.fingerprints)
+                for _, member in members
+            ]
+        ),
     )
     identity = [{"dataset": plugin.name, "dataset_config": plugin.config} for plugin, _ in members]
     return pooled, identity
