@@ -296,9 +296,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for path in args.plugins:
         load_plugin_file(path)
     overrides = dataset_overrides(args)
-    check_scopes({k: v for k, v in overrides.items() if k != "input"}, {"dataset": [args.dataset]}, "prepare")
     preset = get_preset(args.preset).with_overrides(overrides)
     dataset = build_dataset(args.dataset, preset, overrides)
+    check_scopes(
+        {k: v for k, v in overrides.items() if k != "input"},
+        {"dataset": [args.dataset, *dataset.member_names()]},
+        "prepare",
+    )
     dataset.workers = args.workers
     label_set = args.label_set or dataset.label_sets[0]
     dataset.check_label_set(label_set)

@@ -149,15 +149,15 @@ def run(request: RunRequest) -> list[dict]:
     requested, base_protocols = build_protocols(request.protocols or list(preset.default_protocols), preset)
     methods = resolve_methods(request.methods, list(base_protocols.values()), request.add_references)
     pool_names = [name for name, _ in parse_pool(request.pretrain_data)]
+    dataset = build_dataset(request.dataset, preset, request.overrides)
     check_scopes(
         request.overrides,
         {
             "method": architectures(methods, preset, request.overrides),
-            "dataset": list(dict.fromkeys([request.dataset, *pool_names])),
+            "dataset": list(dict.fromkeys([request.dataset, *dataset.member_names(), *pool_names])),
             "protocol": [*requested, *base_protocols],
         },
     )
-    dataset = build_dataset(request.dataset, preset, request.overrides)
     label_set = request.label_set or dataset.label_sets[0]
     dataset.check_label_set(label_set)
     device = resolve_device(request.device)
@@ -184,7 +184,7 @@ def run(request: RunRequest) -> list[dict]:
         arrays,
         pretrain_arrays,
         request.duplicates,
-        store.root / f"duplicates-{dataset.name}-{label_set}.csv",
+        store.root / f"duplicates-{dataset.result_name}-{label_set}.csv",
     )
     if distributed.is_main():
         distributed.barrier()
@@ -215,7 +215,7 @@ def run(request: RunRequest) -> list[dict]:
             if not evaluation.protocol.applies_to(method_cls):
                 continue
             cell = Cell(
-                dataset.name,
+                dataset.result_name,
                 label_set,
                 preset.name,
                 method_name,
@@ -257,7 +257,7 @@ def run(request: RunRequest) -> list[dict]:
                 "pretrain_data",
             )
             checkpoints = store.checkpoint_dir(
-                dataset.name,
+                dataset.result_name,
                 preset.name,
                 method_name,
                 seed,

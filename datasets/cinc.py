@@ -19,7 +19,8 @@ Label sets:
 - ``scored``: the 26 classes the 2021 Challenge scored (30 codes, four pairs merged); a record
   with none of them is an all-negative row, as in the Challenge's scoring;
 - ``all``: every code of the tables (equivalents merged) with ``min_count`` training positives;
-- ``common``: the diagnoses shared with PTB-XL and LUDB (benchmark/data/common_labels.py).
+- ``common``: the diagnoses shared with PTB-XL and LUDB (benchmark/data/common_labels.py),
+  counted in every split; a record with none of them is an all-negative row.
 """
 
 from __future__ import annotations
@@ -135,6 +136,8 @@ class CinC(PreparedDataset):
             labels.append(codes)
         annotations.labels = labels
         annotations.empty_is_negative = label_set in ("scored", "common")
+        if label_set == "common":  # one label space across sources: counted in every split (datasets/ludb.py)
+            annotations.count_splits = LABELLED_SPLITS
         return annotations
 
     def describe_labels(self, names, label_set):

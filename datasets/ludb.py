@@ -17,7 +17,9 @@ guessed. Label sets:
   (overload vs hypertrophy, complete vs incomplete blocks) and merges sub-types LUDB gives for
   one finding (every "Ventricular extrasystole, ..." line is ``PVC``, every wall of "Ischemia:
   ..." is ``ISCH``);
-- ``common``: the diagnoses shared with PTB-XL and CinC (benchmark/data/common_labels.py).
+- ``common``: the diagnoses shared with PTB-XL and CinC (benchmark/data/common_labels.py),
+  counted in every split (as PTB-XL does), so that a source's label space holds every common
+  label it has a positive of; a record without any is an all-negative row.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import pandas as pd
 
 from ecgbench import DATASETS, DatasetConfig
 from ecgbench.data import (
+    LABELLED_SPLITS,
     Annotations,
     PreparedDataset,
     RandomSplitConfig,
@@ -158,7 +161,8 @@ class LUDB(PreparedDataset):
                         tokens.add(label)
             labels.append(sorted(common_tokens("ludb", sorted(tokens))) if label_set == "common" else sorted(tokens))
         annotations.labels = labels
-        annotations.empty_is_negative = label_set == "common"
+        if label_set == "common":  # one label space across sources: counted in every split, absent = negative
+            annotations.empty_is_negative, annotations.count_splits = True, LABELLED_SPLITS
         return annotations
 
     def describe_labels(self, names, label_set):

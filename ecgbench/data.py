@@ -19,6 +19,7 @@ from benchmark.data.icd import (
     icd_tree,
     is_valid_code,
 )
+from benchmark.data.pool import ConcatenatedRows, parse_pool
 from benchmark.data.readers import NumpyReader, SignalSource, WfdbReader
 from benchmark.data.user import (
     RandomSplitConfig,
@@ -49,6 +50,8 @@ __all__ = [
     "icd_label_names",
     "icd_tree",
     "is_valid_code",
+    "ConcatenatedRows",
+    "parse_pool",
     "NumpyReader",
     "SignalSource",
     "WfdbReader",

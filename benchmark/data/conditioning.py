@@ -310,9 +310,11 @@ def condition(
                     n_missing,
                 )
             )
+    flat_but_not_blank = 0
     for k in np.flatnonzero(mask):
         ptp = float(np.ptp(x[k]))
         if ptp < prep.flat_mv:
+            flat_but_not_blank += ptp > 0
             mask[k], x[k] = False, 0.0
             notes.append(
                 (
@@ -321,6 +323,11 @@ def condition(
                     0,
                 )
             )
+    if not mask.any() and flat_but_not_blank == len(LEADS):
+        raise RecordError(
+            f"implausible amplitude: every lead's peak-to-peak is below flat_mv {1000 * prep.flat_mv:g} uV but "
+            f"not zero; the header's gain or unit is probably wrong (mV given as V): fix the header"
+        )
     if not mask.any():
         raise RecordError("no usable lead: " + "; ".join(detail for _, detail, _ in notes))
     notes += check_plausibility(x, mask, raw.fs, prep.checks)

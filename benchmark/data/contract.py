@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
@@ -187,6 +188,22 @@ class DatasetPlugin:
 
     def __init__(self, config: DatasetConfig | None = None):
         self.config = config if config is not None else self.Config()
+        # builds another dataset as the run does (preset + --set), NAME and ROOT (or None); set by
+        # benchmark/build.py for datasets made of other datasets (member_names)
+        self.build_member: Callable[[str, str | None], DatasetPlugin] | None = None
+
+    def member_names(self) -> list[str]:
+        """Datasets this one is made of (their ``--set NAME.*`` scopes belong to the run)."""
+        return []
+
+    @property
+    def result_name(self) -> str:
+        """The dataset's name in result paths and leaderboard tables (a composite names its parts)."""
+        return self.name
+
+    def qualified_patient_ids(self, arrays: ECGArrays) -> np.ndarray:
+        """Patient ids as ``namespace:id``, comparable across datasets (the pool's leakage guard)."""
+        return np.char.add(f"{self.patient_namespace}:", np.asarray(arrays.patient_ids).astype(str))
 
     def load(self, fs: int, label_set: str, cache_root: Path, progress: bool = True) -> ECGArrays:
         raise NotImplementedError

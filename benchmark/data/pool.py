@@ -104,12 +104,7 @@ def pretraining_pool(
         lead_mask=np.concatenate([np.asarray(member.lead_mask) for _, member in members]),
         labels=np.zeros((int(offsets[-1]), 0), dtype=np.uint8),
         label_names=[],
-        patient_ids=np.concatenate(
-            [
-                np.char.add(f"{plugin.patient_namespace}:", np.asarray(member.patient_ids).astype(str))
-                for plugin, member in members
-            ]
-        ),
+        patient_ids=np.concatenate([plugin.qualified_patient_ids(member) for plugin, member in members]),
         record_ids=np.concatenate(
             [np.char.add(f"{plugin.name}:", np.asarray(member.record_ids).astype(str)) for plugin, member in members]
         ),
@@ -136,16 +131,16 @@ def check_pool_leakage(
     dataset: DatasetPlugin, arrays: ECGArrays, members: list[tuple[DatasetPlugin, ECGArrays]]
 ) -> None:
     """Refuse a pool holding a validation or test patient of the evaluation dataset."""
-    held_out = {str(p) for split in ("val", "test") for p in np.asarray(arrays.patient_ids)[arrays.splits[split]]}
+    qualified = dataset.qualified_patient_ids(arrays)
+    held_out = {str(p) for split in ("val", "test") for p in qualified[arrays.splits[split]]}
     for plugin, member in members:
-        if plugin.patient_namespace != dataset.patient_namespace:
-            continue
-        pooled = {str(p) for p in np.asarray(member.patient_ids)[member.splits["pretrain"]]}
+        pooled = {str(p) for p in plugin.qualified_patient_ids(member)[member.splits["pretrain"]]}
         leaked = held_out & pooled
         if leaked:
+            shown = sorted(p.removeprefix(f"{plugin.patient_namespace}:") for p in leaked)[:3]
             raise LeakageError(
                 f"--pretrain-data {plugin.name}: {len(leaked)} validation/test patient(s) of {dataset.name} are in "
-                f"the pretraining pool (e.g. {', '.join(sorted(leaked)[:3])}; namespace "
+                f"the pretraining pool (e.g. {', '.join(shown)}; namespace "
                 f"{plugin.patient_namespace!r}); pretraining on them leaks the evaluation set. Give these patients "
                 f"the same split in both datasets or remove them from {plugin.name}"
             )
