@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ecgbench import DATASETS, DataError, DatasetConfig
 from ecgbench.data import (
+    LABELLED_SPLITS,
     TABLE_FILES,
     Annotations,
     ChallengeTables,

@@ -155,7 +155,10 @@ class Transfer(DatasetPlugin):
             label_names=names,
             patient_ids=np.concatenate([plugin.qualified_patient_ids(member) for _, plugin, member in members]),
             record_ids=np.concatenate(
-                [np.char.add(f"{plugin.name}:", np.asarray(member.record_ids).astype(str)) for _, plugin, member in members]
+                [
+                    np.char.add(f"{plugin.name}:", np.asarray(member.record_ids).astype(str))
+                    for _, plugin, member in members
+                ]
             ),
             splits=splits,
             label_descriptions=descriptions,
