@@ -98,3 +98,32 @@ def write_challenge(
     lines += ["#Age: 50", "#Sex: Male", f"#Dx: {dx}", "#Rx: Unknown", "#Hx: Unknown", "#Sx: Unknown"]
     (directory / f"{name}.hea").write_text("\n".join(lines) + "\n")
     return directory / name
+
+
+def shared_source(name: str) -> Path:
+    """A real source folder of ../shared/data (ludb, cinc2021, ...); skips if absent."""
+    if not (SHARED_DATA / name).is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA / name} is absent (it sits beside the repository in CI)")
+    return SHARED_DATA / name
+
+
+def mini_ludb(target: Path, ids: list[int]) -> Path:
+    """A LUDB root with these subjects: ``ludb.csv`` rows and ``data/<id>.hea|.dat`` (copies)."""
+    source = shared_source("ludb")
+    (target / "data").mkdir(parents=True, exist_ok=True)
+    table = pd.read_csv(source / "ludb.csv", dtype=str)
+    table[table.ID.astype(int).isin(ids)].to_csv(target / "ludb.csv", index=False)
+    for record in ids:
+        for suffix in (".hea", ".dat"):
+            shutil.copy(source / "data" / f"{record}{suffix}", target / "data" / f"{record}{suffix}")
+    return target
+
+
+def mini_cinc(target: Path, records: list[str]) -> Path:
+    """A Challenge folder with these real records and the Challenge's mapping tables (copies)."""
+    source = shared_source("cinc2021")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in [*(f"{r}{s}" for r in records for s in (".hea", ".mat")), *(p.name for p in source.glob("eval*.csv"))]:
+        shutil.copy(source / name, target / name)
+        (target / name).chmod(0o644)
+    return target
