@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import run_cli
-from ecg_fixtures import mini_cinc, mini_ludb, mini_ptbxl, rdsamp_leads, shared_ptbxl, shared_source
+from ecg_fixtures import mini_cinc, mini_ludb, mini_ptbxl, rdsamp_leads, shared_ptbxl, shared_source, write_challenge
 from scipy.signal import resample_poly
 
 from benchmark.build import build_dataset
 from benchmark.config import ConfigError
 from benchmark.data.challenge import ChallengeTables
 from benchmark.data.common_labels import COMMON_LABELS, common_tokens
-from benchmark.data.contract import LeakageError
+from benchmark.data.contract import LEADS, LeakageError
 from benchmark.data.pool import pretraining_pool
 from benchmark.presets import PRESETS
 
@@ -244,3 +244,48 @@ def test_prepare_works_on_each_real_source_and_names_every_flagged_record(shared
             "channel ignored",
         }
     assert "JS11438" in set(report(tmp_path, "cinc").record_id)
+
+
+def test_bad_challenge_records_are_reported_one_line_each(tmp_path):
+    """15 channels (12 + Frank leads), mixed-case names, a .mat without 'val' or with the wrong
+    shape, a header gain wrong by 1000x: used or excluded, every case named in report.csv."""
+    from scipy.io import savemat
+
+    root = mini_cinc(tmp_path / "cinc", ["A0001", "A0002"])
+    database = pd.read_csv(shared_ptbxl() / "ptbxl_database.csv")
+    x = [rdsamp_leads(shared_ptbxl() / name) for name in database.filename_hr.iloc[:5]]
+    frank = np.stack([x[0][0] + x[0][6], x[0][1] - x[0][7], x[0][8]])
+    write_challenge(root, "Q15CH", np.concatenate([x[0], frank]), 500, "164889003", leads=(*LEADS, "vx", "vy", "vz"))
+    mixed = ("i", "Ii", "iii", "AvR", "avl", "aVf", "v1", "V2", "v3", "V4", "v5", "V6")
+    write_challenge(root, "QMIXED", x[1], 500, "164889003", leads=mixed)
+    write_challenge(root, "QNOVAL", x[2], 500, "164889003")
+    savemat(root / "QNOVAL.mat", {"ecg": np.round(1000 * x[2]).astype(np.int16)}, format="4")
+    write_challenge(root, "QSHAPE", x[3], 500, "164889003")
+    savemat(root / "QSHAPE.mat", {"val": np.round(1000 * x[3][:, :4999]).astype(np.int16)}, format="4")
+    write_challenge(root, "QGAIN", x[4], 500, "164889003")
+    (root / "QGAIN.hea").write_text((root / "QGAIN.hea").read_text().replace("1000/mV", "1/mV"))
+
+    arrays = load(
+        "cinc", "scored", tmp_path / "cache", root=root, max_excluded_fraction=1.0, val_fraction=0, test_fraction=0
+    )
+    rows = {record: k for k, record in enumerate(arrays.record_ids)}
+    assert arrays.lead_mask[rows["Q15CH"]].all() and arrays.lead_mask[rows["QMIXED"]].all()
+    np.testing.assert_allclose(
+        np.asarray(arrays.signals[rows["QMIXED"]], dtype=np.float64),
+        resample_poly(np.round(1000 * x[1]) / 1000, 1, 5, axis=1),
+        rtol=2**-10,
+        atol=2e-3,
+    )
+    notes = report(tmp_path / "cache", "cinc").set_index("record_id")
+    ignored = notes.loc[["Q15CH"]]
+    assert (ignored.action == "channel ignored").sum() == 3 and ignored.detail.str.contains("'vx'").any()
+    assert "QMIXED" not in notes.index
+    assert (
+        notes.loc["QNOVAL", "action"] == "excluded"
+        and "has no variable 'val' (it has ecg)" in notes.loc["QNOVAL", "detail"]
+    )
+    assert "holds val of shape (12, 4999)" in notes.loc["QSHAPE", "detail"]
+    assert (
+        notes.loc["QGAIN", "action"] == "excluded" and "gain or unit is probably wrong" in notes.loc["QGAIN", "detail"]
+    )
+    assert not arrays.lead_mask[[rows[r] for r in ("QNOVAL", "QSHAPE", "QGAIN")]].any()

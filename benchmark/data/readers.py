@@ -19,6 +19,7 @@ from typing import Protocol
 
 import numpy as np
 import wfdb
+from scipy.io import whosmat
 
 log = logging.getLogger("benchmark")
 
@@ -110,6 +111,8 @@ def _check_signal_files(header: wfdb.Record, header_path: str, directory: str) -
             raise RecordError(f"signal file {path} is missing")
         size = os.path.getsize(path)
         total += size
+        if name.lower().endswith(".mat"):
+            _check_mat(path, header_path, len(signals), header.sig_len)
         fmt, offset = signals[0][0], signals[0][1]
         if header.sig_len and fmt in WFDB_BITS and all(s[0] == fmt for s in signals):
             expected = offset + header.sig_len * sum(spf for _, _, spf in signals) * WFDB_BITS[fmt] // 8
@@ -120,6 +123,25 @@ def _check_signal_files(header: wfdb.Record, header_path: str, directory: str) -
                     f"{header.sig_len} samples x {len(signals)} signals = {expected} bytes ({problem})"
                 )
     return total
+
+
+def _check_mat(path: str, header_path: str, n_sig: int, sig_len: int) -> None:
+    """A PhysioNet/CinC ``.mat`` holds one int16 matrix ``val`` of (signals, samples); wfdb reads it
+    by byte offset alone, so another variable name or layout would be read as garbage."""
+    try:
+        variables = {name: shape for name, shape, _ in whosmat(path)}
+    except Exception as exc:  # any unreadable file is this record's problem
+        raise RecordError(f"signal file {path} is not a readable MATLAB file ({type(exc).__name__}: {exc})") from None
+    if "val" not in variables:
+        raise RecordError(
+            f"signal file {path} has no variable 'val' (it has {', '.join(variables) or 'none'}); the "
+            f"Challenge layout stores the signals as val (signals x samples): rewrite it so"
+        )
+    if tuple(variables["val"]) != (n_sig, sig_len):
+        raise RecordError(
+            f"signal file {path} holds val of shape {tuple(variables['val'])} but {header_path} declares "
+            f"{n_sig} signals x {sig_len} samples: expected ({n_sig}, {sig_len})"
+        )
 
 
 @lru_cache(maxsize=4)
