@@ -164,6 +164,16 @@ def test_every_common_label_code_exists_in_its_source_code_system():
     assert common_tokens("ptbxl", ["AFIB", "CRBBB", "NORM"]) == ["AF", "RBBB"]
 
 
+def test_ptbxl_common_labels_count_every_record_with_the_code(shared_data, tmp_path):
+    arrays = load("ptbxl", "common", tmp_path, root=shared_data / "ptbxl")
+    database = pd.read_csv(shared_data / "ptbxl" / "ptbxl_database.csv")
+    afib = database.scp_codes.map(lambda cell: "AFIB" in ast.literal_eval(cell)).sum()
+    assert int(arrays.labels[:, arrays.label_names.index("AF")].sum()) == afib > 0
+    assert arrays.label_names == [label.name for label in COMMON_LABELS if label.name in arrays.label_names]
+    labelled = sum(len(arrays.splits[s]) for s in ("train", "val", "test"))
+    assert labelled == 500  # records without a common label are negatives, not left out
+
+
 @pytest.fixture(scope="module")
 def transfer(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("transfer")
