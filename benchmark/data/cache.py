@@ -84,7 +84,7 @@ def _prepare_chunk(start: int, stop: int) -> dict:
             notes.append((i, "excluded", str(exc), 0))
             continue
         w["signals"][i] = signal
-        notes.extend((i, *note) for note in record_notes)
+        notes.extend((i, *note) for note in raw.notes + record_notes)
     w["signals"].flush()
     return {"start": start, "lead_mask": lead_mask, "source_bytes": source_bytes, "notes": notes}
 

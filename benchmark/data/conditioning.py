@@ -36,7 +36,7 @@ import numpy as np
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
 from benchmark.data.contract import LEADS
-from benchmark.data.readers import RawRecord, RecordError
+from benchmark.data.readers import Note, RawRecord, RecordError
 
 log = logging.getLogger("benchmark")
 
@@ -74,9 +74,6 @@ class Preprocessing:
 
 # -- one record -------------------------------------------------------------------------------
 _LEAD_INDEX = {name.lower(): k for k, name in enumerate(LEADS)}
-
-
-Note = tuple[str, str, int]  # (action, detail, NaN samples involved)
 
 
 def map_channels(channels: list[str]) -> tuple[np.ndarray, list[Note]]:
