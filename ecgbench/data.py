@@ -1,7 +1,8 @@
 """Building blocks of dataset plugins read from files (public re-export of :mod:`benchmark.data`):
-record readers, the WFDB header parser, the file-dataset base classes, label-table helpers and the
-ICD-10 hierarchy."""
+record readers, the WFDB header parser, the file-dataset base classes, label-table helpers, the
+ICD-10 hierarchy and :func:`signature` (the stable short hash that keys caches and fingerprints)."""
 
+from benchmark.config import signature
 from benchmark.data.files import (
     LABELLED_SPLITS,
     Annotations,
@@ -48,4 +49,5 @@ __all__ = [
     "UserDataset",
     "annotate_user_table",
     "random_patient_splits",
+    "signature",
 ]

@@ -7,8 +7,11 @@ Every record that cannot be used is excluded and listed with its reason in ``rep
 beside the cache; every repair is listed too.
 
 The cache folder ``<cache root>/<dataset>/fs<fs>-<key>/`` is keyed by the parameters, the
-reader's identity (which records, declared rate) and :data:`PREPARE_VERSION`, so changed
-parameters make a new cache and unchanged ones reuse it. Records are processed in chunks of
+reader's identity (which records, declared rate), the **content** of the source files
+(:mod:`benchmark.data.content`: their SHA-256, never their location) and :data:`PREPARE_VERSION`,
+so changed parameters or changed files make a new cache, unchanged ones reuse it wherever the
+data sits, and the key is the prepared data's fingerprint that results are identified by.
+Records are processed in chunks of
 :data:`CHUNK` by a process pool writing straight into the memmap (nothing is held in RAM, so
 800k MIMIC-IV-ECG records work); a chunk counts as done only when its result file is written
 after its rows were flushed, so a restart after a crash redoes only unfinished chunks, and the
@@ -18,7 +21,6 @@ after its rows were flushed, so a restart after a crash redoes only unfinished c
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -36,16 +38,18 @@ import pandas as pd
 from filelock import FileLock
 from tqdm.auto import tqdm
 
+from benchmark.config import signature
 from benchmark.data.conditioning import Preprocessing, condition
+from benchmark.data.content import Hasher
 from benchmark.data.contract import LEADS, DataError
-from benchmark.data.readers import RecordError, RecordReader, SignalSource
+from benchmark.data.readers import RecordError, RecordReader, SignalSource, digest
 from benchmark.provenance import git_state
 from benchmark.storage import atomic_write
 
 log = logging.getLogger("benchmark")
 
 
-PREPARE_VERSION = 1  # bump whenever a change alters prepared signals (it keys the cache)
+PREPARE_VERSION = 2  # bump whenever a change alters prepared signals (it keys the cache)
 
 
 CHUNK = 256  # records per unit of work and of resumption
@@ -108,7 +112,8 @@ def _save_chunk(progress_dir: Path, result: dict) -> None:
     atomic_write(progress_dir / f"chunk-{result['start']:010d}.npz", write)
 
 
-def cache_params(source: SignalSource, fs: int, prep: Preprocessing) -> dict:
+def cache_params(source: SignalSource, fs: int, prep: Preprocessing, hasher: Hasher) -> dict:
+    """Everything the prepared signals depend on (its signature is the cache key)."""
     return {
         "prepare_version": PREPARE_VERSION,
         "dataset": source.dataset,
@@ -116,6 +121,8 @@ def cache_params(source: SignalSource, fs: int, prep: Preprocessing) -> dict:
         "duration_s": prep.duration_s or source.duration_s,
         "preprocessing": asdict(prep),
         "source": source.reader.identity(),
+        "content": source.reader.content(hasher),
+        "record_ids": digest(np.asarray(source.record_ids, dtype=str).tolist()),
         "n_records": len(source.record_ids),
     }
 
@@ -140,15 +147,15 @@ def prepare_signals(
             f"{source.dataset}: record ids must be unique; duplicated: "
             f"{', '.join(map(str, ids[ids.duplicated()].unique()[:5]))}"
         )
-    params = cache_params(source, fs, prep)
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    directory = Path(cache_root) / source.dataset / f"fs{fs}-{key}"
+    workers = workers or default_workers()
+    params = cache_params(source, fs, prep, Hasher.in_cache(cache_root, workers, progress))
+    directory = Path(cache_root) / source.dataset / f"fs{fs}-{signature(params)}"
     if (directory / COMPLETE).is_file():
         return directory
     directory.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{directory}.lock"):  # concurrent runs (e.g. one per GPU) build it once
         if not (directory / COMPLETE).is_file():
-            _build(directory, source, params, prep, workers or default_workers(), progress)
+            _build(directory, source, params, prep, workers, progress)
     return directory
 
 

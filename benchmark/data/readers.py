@@ -20,6 +20,7 @@ import hashlib
 import logging
 import math
 import os
+import posixpath
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
@@ -27,7 +28,8 @@ from typing import Protocol
 import numpy as np
 import wfdb
 
-from benchmark.data.wfdb_header import Header, HeaderError, SignalSpec, mv_per_unit, read_header
+from benchmark.data.content import Hasher
+from benchmark.data.wfdb_header import Header, HeaderError, SignalSpec, mv_per_unit, parse_header, read_header
 
 log = logging.getLogger("benchmark")
 
@@ -60,7 +62,15 @@ class RawRecord:
 
 
 class RecordReader(Protocol):
-    def identity(self) -> dict: ...  # what keys the cache: which records, read how
+    """What the cache needs of a reader (:class:`WfdbReader`, :class:`NumpyReader`)."""
+
+    def identity(self) -> dict:
+        """Which records, read how; nothing about where the files are (it keys the cache)."""
+        ...
+
+    def content(self, hasher: Hasher) -> str:
+        """Fingerprint of the bytes :meth:`read` reads, for every record (it keys the cache)."""
+        ...
 
     def read(self, i: int) -> RawRecord: ...
 
@@ -89,13 +99,30 @@ class WfdbReader:
             raise ValueError(f"WfdbReader engine must be 'auto' or 'wfdb', got {self.engine!r}")
 
     def identity(self) -> dict:
-        # relative paths only: moving the data folder keeps the cache
         return {
             "reader": "wfdb",
             "engine": self.engine,
             "declared_fs": self.declared_fs,
-            "records": digest(self.paths),
+            "records": digest(self.paths),  # relative paths: part of what the dataset is, not where
         }
+
+    def content(self, hasher: Hasher) -> str:
+        """SHA-256 over every record's header and the signal files its header names, in order."""
+        headers = [f"{path}.hea" for path in self.paths]
+        head = hasher.digests(self.root, headers, refs=_signal_file_names)
+        assert head.refs is not None
+        signal_paths = [
+            posixpath.join(posixpath.dirname(h), name) for h, names in zip(headers, head.refs) for name in names
+        ]
+        signals = hasher.digests(self.root, signal_paths).digest
+        fingerprint = hashlib.sha256()
+        k = 0
+        for i, names in enumerate(head.refs):
+            fingerprint.update(head.digest[i].tobytes())
+            for name in names:
+                fingerprint.update(name.encode() + b"\0" + signals[k].tobytes())
+                k += 1
+        return fingerprint.hexdigest()
 
     def read(self, i: int) -> RawRecord:
         base = os.path.join(self.root, self.paths[i])
@@ -120,6 +147,14 @@ class WfdbReader:
         else:
             signal, notes = _read_with_wfdb(base, header_path), []
         return _in_millivolts(signal, header, size, notes)
+
+
+def _signal_file_names(content: bytes) -> list[str]:
+    """The signal files a header names (none if it cannot be parsed: reading reports why)."""
+    try:
+        return parse_header(content.decode("latin-1")).files()
+    except HeaderError:
+        return []
 
 
 def numpy_readable(header: Header) -> bool:
@@ -300,18 +335,18 @@ class NumpyReader:
     scale_to_mv: float = 1.0
 
     def identity(self) -> dict:
-        stat = os.stat(self.path)
         array = _open_npy(self.path)
         return {
             "reader": "numpy",
-            "file_bytes": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns,
             "shape": list(array.shape),
             "dtype": str(array.dtype),
             "channels": list(self.channels),
             "fs": self.fs,
             "scale_to_mv": self.scale_to_mv,
         }
+
+    def content(self, hasher: Hasher) -> str:
+        return hasher.file_digest(self.path)
 
     def read(self, i: int) -> RawRecord:
         row = _open_npy(self.path)[i]
