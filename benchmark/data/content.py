@@ -22,11 +22,12 @@ dataset resumes where it stopped.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +36,13 @@ from tqdm.auto import tqdm
 
 from benchmark.storage import atomic_write
 
+log = logging.getLogger("benchmark")
+
 STORE = "file-hashes"  # folder of the remembered digests, in the cache root
 RACY_S = 2.0  # files modified this recently when hashed are hashed again next time
 SAVE_EVERY_S = 60.0  # remember digests at least this often while hashing many files
 BATCH = 2048  # files per unit of hashing work
+LOG_BYTES = 10**9  # say so when hashing more than this (it takes a while)
 
 MISSING = bytes(32)  # the digest of a file that does not exist (no real file hashes to zeros)
 
@@ -62,6 +66,7 @@ class Hasher:
     store: Path
     workers: int = 1
     progress: bool = True
+    _indexes: dict[Path, _Index] = field(default_factory=dict, repr=False)  # read once per folder
 
     @classmethod
     def in_cache(cls, cache_root: Path, workers: int = 1, progress: bool = True) -> Hasher:
@@ -69,7 +74,10 @@ class Hasher:
 
     def digests(self, root: str | Path, relpaths: Sequence[str], refs: Refs | None = None) -> Digests:
         """Digests of ``root/relpaths[i]``; with ``refs``, also what each file refers to."""
-        return _Index(self, Path(root).expanduser().resolve()).digests(list(relpaths), refs)
+        folder = Path(root).expanduser().resolve()
+        if folder not in self._indexes:
+            self._indexes[folder] = _Index(self, folder)
+        return self._indexes[folder].digests(list(relpaths), refs)
 
     def file_digest(self, path: str | Path) -> str:
         """Hex SHA-256 of one file (remembered like the others); "" if it does not exist."""
@@ -79,21 +87,23 @@ class Hasher:
 
 
 def _stat(path: str) -> tuple[int, int, int]:
+    """(size, mtime, ctime); -1s for a file that is absent or cannot be reached (reading the record
+    reports why)."""
     try:
         st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:
         return (-1, -1, -1)
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _hash(path: str, want_refs: Refs | None) -> tuple[bytes, list[str]]:
-    """(digest, refs); the MISSING digest for a file that vanished meanwhile."""
+    """(digest, refs); the MISSING digest for a file that vanished meanwhile or cannot be read."""
     try:
         with open(path, "rb") as f:
             if want_refs is None:
                 return hashlib.file_digest(f, "sha256").digest(), []
             content = f.read()
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:
         return MISSING, []
     return hashlib.sha256(content).digest(), want_refs(content)
 
@@ -155,6 +165,15 @@ class _Index:
         """Hash the files ``todo`` (in place into ``digest``/``found``), remembering them as we go."""
         pending: list[int] = []
         last_save = time.monotonic()
+        size = int(stat[todo, 0].sum())
+        if size > LOG_BYTES:
+            log.info(
+                "hashing %d files (%.1f GB) under %s to identify the data by content; done once, remembered in %s",
+                len(todo),
+                size / 1e9,
+                self.root,
+                self.file,
+            )
         with (
             ThreadPoolExecutor(max(1, self.hasher.workers)) as pool,
             tqdm(

@@ -46,7 +46,7 @@ import pandas as pd
 from filelock import FileLock
 
 from benchmark.config import signature, to_jsonable
-from benchmark.data.cache import REPORT_COLUMNS, prepare_signals
+from benchmark.data.cache import REPORT_COLUMNS, default_workers, prepare_signals
 from benchmark.data.conditioning import Preprocessing
 from benchmark.data.content import Hasher
 from benchmark.data.contract import (
@@ -186,10 +186,12 @@ class PreparedDataset(DatasetPlugin):
             raise DataError(f"{self.name}: root {root} is not a folder; pass the dataset's folder with --root")
         return root
 
-    def prepare(self, fs: int, cache_root: Path, progress: bool = True) -> tuple[SignalSource, Path]:
+    def prepare(
+        self, fs: int, cache_root: Path, progress: bool = True, hasher: Hasher | None = None
+    ) -> tuple[SignalSource, Path]:
         """Prepared signals at ``fs`` Hz (built, finished after a crash, or reused)."""
         source = self.signal_source(fs)
-        return source, prepare_signals(source, fs, self.config.preprocess, cache_root, self.workers, progress)
+        return source, prepare_signals(source, fs, self.config.preprocess, cache_root, self.workers, progress, hasher)
 
     def load(self, fs: int, label_set: str, cache_root: Path, progress: bool = True) -> ECGArrays:
         self.check_label_set(label_set)
@@ -199,9 +201,9 @@ class PreparedDataset(DatasetPlugin):
         return self._view(fs, None, cache_root, progress)
 
     def _view(self, fs: int, label_set: str | None, cache_root: Path, progress: bool) -> ECGArrays:
-        source, cache = self.prepare(fs, cache_root, progress)
+        hasher = Hasher.in_cache(cache_root, self.workers or default_workers(), progress)
+        source, cache = self.prepare(fs, cache_root, progress, hasher)
         self._check_exclusions(cache)
-        hasher = Hasher.in_cache(cache_root, self.workers or 1, progress)
         fingerprint = signature(
             {
                 "cache": cache.name,
