@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from benchmark.config import signature
+from benchmark.config import ConfigError, signature
 from benchmark.method.base import Method
 from benchmark.storage import atomic_write
 from benchmark.train.flops import RULES, pretrain_step_flops, synthetic_batch
@@ -146,7 +146,7 @@ def plan_pretraining(
     else:
         reference = method if budget.method == method.name else build_reference(budget.method)
         if not reference.pretrains:
-            raise ValueError(f"budget {budget.text!r}: {budget.method} does not pretrain; name a pretraining method")
+            raise ConfigError(f"budget {budget.text!r}: {budget.method} does not pretrain; name a pretraining method")
         budget_flops = float(measure(reference, batch_size) * (budget.method_steps or steps))
     plan = PretrainPlan(max(1, round(budget_flops / flops_per_step)), flops_per_step, budget.text, budget_flops)
     if abs(plan.budget_error) > 0.05:
