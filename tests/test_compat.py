@@ -43,3 +43,17 @@ def test_declared_python_is_the_one_the_code_needs():
     """hashlib.file_digest (the data caches' SHA-256) and tomllib need Python 3.11."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == ">=3.11"
+
+
+def test_ci_oldest_environment_pins_the_declared_minimums():
+    """CI's second environment tests the oldest torch and timm the project claims to support."""
+    declared = {}
+    for requirement in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+        name, _, minimum = requirement.partition(">=")
+        declared[name.strip()] = minimum.strip()
+    pins = dict(
+        line.split("==")
+        for line in (REPO / ".ci" / "oldest.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert pins["torch"] == declared["torch"] and pins["timm"] == declared["timm"]
