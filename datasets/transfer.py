@@ -34,7 +34,15 @@ from typing import ClassVar
 import numpy as np
 
 from ecgbench import DATASETS, SPLITS, DataError, DatasetConfig, DatasetPlugin, ECGArrays
-from ecgbench.data import COMMON_LABELS, ConcatenatedRows, order_common, parse_pool
+from ecgbench.data import (
+    COMMON_LABELS,
+    ConcatenatedRows,
+    data_identity,
+    order_common,
+    parse_pool,
+    signature,
+    to_jsonable,
+)
 
 log = logging.getLogger("benchmark")
 
@@ -85,6 +93,13 @@ class Transfer(DatasetPlugin):
     def result_name(self) -> str:
         train, test = ("+".join(name for name, _ in self._sources(role)) for role in ("train", "test"))
         return f"{train}-to-{test}"
+
+    def content_config(self) -> dict:
+        """The settings without the members' roots (their content is in the arrays' fingerprint)."""
+        config = to_jsonable(self.config)
+        for role in ("train", "test"):
+            config[role] = [name for name, _ in self._sources(role)]
+        return config
 
     def qualified_patient_ids(self, arrays: ECGArrays) -> np.ndarray:
         return np.asarray(arrays.patient_ids).astype(str)  # already namespace:id
@@ -146,7 +161,7 @@ class Transfer(DatasetPlugin):
             self.config.min_count,
             ", ".join(f"{columns[j]} {train_counts[j]}/{test_counts[j]}" for j in kept),
         )
-        return ECGArrays(
+        arrays = ECGArrays(
             name=self.result_name,
             fs=fs,
             signals=ConcatenatedRows([member.signals for _, _, member in members]),
@@ -162,7 +177,12 @@ class Transfer(DatasetPlugin):
             ),
             splits=splits,
             label_descriptions=descriptions,
-            fingerprints=None
-            if any(member.fingerprints is None for _, _, member in members)
-            else np.concatenate([np.asarray(member.fingerprints) for _, _, member in members]),
+            record_fingerprints=None
+            if any(member.record_fingerprints is None for _, _, member in members)
+            else np.concatenate([np.asarray(member.record_fingerprints) for _, _, member in members]),
         )
+        # by content, as every member: which records in which role, never where they sit
+        arrays.fingerprint = signature(
+            [self.content_config(), [(role, data_identity(plugin, member)) for role, plugin, member in members]]
+        )
+        return arrays

@@ -1,9 +1,12 @@
 """Building blocks of dataset plugins read from files (public re-export of :mod:`benchmark.data`):
-record readers, the file-dataset base classes, label-table helpers, the ICD-10 hierarchy, the
+record readers, the WFDB header parser, the file-dataset base classes, label-table helpers, the
+ICD-10 hierarchy, :func:`signature` (the stable short hash that keys caches and fingerprints), the
 PhysioNet/CinC Challenge's label tables and the common labels shared across sources."""
 
+from benchmark.config import signature, to_jsonable
 from benchmark.data.challenge import TABLE_FILES, ChallengeTables, header_records, read_dx
 from benchmark.data.common_labels import COMMON_LABELS, CommonLabel, common_tokens, order_common
+from benchmark.data.contract import data_identity
 from benchmark.data.files import (
     LABELLED_SPLITS,
     Annotations,
@@ -28,8 +31,11 @@ from benchmark.data.user import (
     annotate_user_table,
     random_patient_splits,
 )
+from benchmark.data.wfdb_header import Header, HeaderError, read_header
 
 __all__ = [
+    "to_jsonable",
+    "data_identity",
     "TABLE_FILES",
     "ChallengeTables",
     "header_records",
@@ -55,8 +61,12 @@ __all__ = [
     "NumpyReader",
     "SignalSource",
     "WfdbReader",
+    "Header",
+    "HeaderError",
+    "read_header",
     "UserDataConfig",
     "UserDataset",
     "annotate_user_table",
     "random_patient_splits",
+    "signature",
 ]

@@ -134,6 +134,8 @@ def test_cinc_any_rate_and_length_and_reports(cinc):
     arrays = views["all"]
     s0001 = list(arrays.record_ids).index("S0001")  # PTB, 1000 Hz, 38.4 s: its first 10 s at 100 Hz
     assert arrays.lead_mask[s0001].all() and arrays.signals.shape[-1] == 1000
+    georgia = list(arrays.record_ids).index("E07500")  # "E07500.mat 12 500 5000 05-May-2020 ..." record line
+    assert arrays.lead_mask[georgia].all() and labels_of(views["all"], "E07500") == {"67741000119109", "426177001"}
     flat = list(arrays.record_ids).index("JS11438")  # Chapman record with six flat precordial leads
     assert arrays.lead_mask[flat].sum() == 6
     signal_report = report(tmp / "cache", "cinc")
@@ -292,9 +294,9 @@ def test_bad_challenge_records_are_reported_one_line_each(tmp_path):
     assert "QMIXED" not in notes.index
     assert (
         notes.loc["QNOVAL", "action"] == "excluded"
-        and "has no variable 'val' (it has ecg)" in notes.loc["QNOVAL", "detail"]
+        and "holds the variable 'ecg', not 'val'" in notes.loc["QNOVAL", "detail"]
     )
-    assert "holds val of shape (12, 4999)" in notes.loc["QSHAPE", "detail"]
+    assert "QSHAPE.mat" in notes.loc["QSHAPE", "detail"] and "truncated" in notes.loc["QSHAPE", "detail"]
     assert (
         notes.loc["QGAIN", "action"] == "excluded" and "gain or unit is probably wrong" in notes.loc["QGAIN", "detail"]
     )

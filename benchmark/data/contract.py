@@ -8,16 +8,20 @@ arrays may be memory-mapped from a cache folder, so nothing here assumes they fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+
+from benchmark.config import to_jsonable
 
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
@@ -66,8 +70,11 @@ class ECGArrays:
     read-only memmap); ``lead_mask`` (N, 12) bool, True where the lead is present and usable;
     ``labels`` (N, K) uint8 multi-hot; ``splits`` maps each of :data:`SPLITS` to record indices.
     ``label_parents`` optionally maps a label to its parent labels (ICD hierarchy).
-    ``fingerprints`` (N, D): each record's content fingerprint (benchmark/data/duplicates.py),
+    ``record_fingerprints`` (N, D): each record's content fingerprint (benchmark/data/duplicates.py),
     for datasets prepared from files; None for generated data.
+    ``fingerprint`` identifies the records, their signals and their splits by content (set by the
+    dataset plugin's ``load``; label-set independent: results add the label set), so a result
+    does not depend on where the data sits; "" when unknown (arrays built in memory).
     """
 
     name: str
@@ -81,10 +88,11 @@ class ECGArrays:
     splits: dict[str, np.ndarray]
     label_descriptions: dict[str, str] = field(default_factory=dict)
     label_parents: dict[str, list[str]] = field(default_factory=dict)
-    fingerprints: np.ndarray | None = None
+    record_fingerprints: np.ndarray | None = None
+    fingerprint: str = ""
 
     _ARRAYS: ClassVar[tuple[str, ...]] = ("signals", "lead_mask", "labels", "patient_ids", "record_ids")
-    _OPTIONAL_ARRAYS: ClassVar[tuple[str, ...]] = ("fingerprints",)
+    _OPTIONAL_ARRAYS: ClassVar[tuple[str, ...]] = ("record_fingerprints",)
 
     def __post_init__(self):
         n = len(self.signals)
@@ -174,6 +182,26 @@ class DatasetConfig:
     """Base of every dataset plugin's typed configuration."""
 
 
+def content_config(config: DatasetConfig) -> dict:
+    """The config without its fields typed ``Path``: they say where data sits, and what they
+    point to enters a result's identity through the arrays' content fingerprint."""
+    hints = typing.get_type_hints(type(config))
+    return {
+        f.name: to_jsonable(getattr(config, f.name))
+        for f in dataclasses.fields(config)
+        if Path not in (hints[f.name], *typing.get_args(hints[f.name]))
+    }
+
+
+def data_identity(plugin: DatasetPlugin, arrays: ECGArrays) -> dict:
+    """What a result's data is: the dataset, its config and its content fingerprint, never where
+    it sits. Arrays without a fingerprint (a plugin that sets none) are identified by the whole
+    config, paths included: the best that is known about them."""
+    if not arrays.fingerprint:
+        return {"dataset": plugin.name, "dataset_config": to_jsonable(plugin.config)}
+    return {"dataset": plugin.name, "dataset_config": plugin.content_config(), "data": arrays.fingerprint}
+
+
 class DatasetPlugin:
     """Base class of dataset plugins (``@DATASETS.register(name)`` on the subclass).
 
@@ -191,6 +219,11 @@ class DatasetPlugin:
         # builds another dataset as the run does (preset + --set), NAME and ROOT (or None); set by
         # benchmark/build.py for datasets made of other datasets (member_names)
         self.build_member: Callable[[str, str | None], DatasetPlugin] | None = None
+
+    def content_config(self) -> dict:
+        """The config as part of a result's identity: without where the data sits (``Path``
+        fields; a dataset naming locations otherwise overrides this)."""
+        return content_config(self.config)
 
     def member_names(self) -> list[str]:
         """Datasets this one is made of (their ``--set NAME.*`` scopes belong to the run)."""

@@ -129,22 +129,22 @@ def guard_duplicates(
     ``pretrain`` split is checked, and ``arrays``' ``train`` split. Matches go to
     ``report_path`` (CSV); ``refuse`` raises :class:`LeakageError` naming it, ``drop`` removes
     the records from those splits. Returns the arrays to use and the dropped record ids.
-    Datasets without fingerprints (generated data) are not checked.
+    Datasets without record fingerprints (generated data) are not checked.
     """
     if policy not in DUPLICATE_POLICIES:
         raise DataError(f"duplicates policy {policy!r} is not one of {', '.join(DUPLICATE_POLICIES)}")
-    if arrays.fingerprints is None:
+    if arrays.record_fingerprints is None:
         return arrays, pretrain_arrays, []
     held = np.concatenate([arrays.splits[s] for s in HELD_OUT])
     held_split = np.repeat(HELD_OUT, [len(arrays.splits[s]) for s in HELD_OUT])
     checks = [("train", arrays)]
-    if pretrain_arrays.fingerprints is not None:
+    if pretrain_arrays.record_fingerprints is not None:
         checks.append(("pretrain", pretrain_arrays))
     rows, drop = [], {}
     for split, source in checks:
         candidates = source.splits[split]
         q, r, cosine = find_duplicates(
-            np.asarray(arrays.fingerprints)[held], np.asarray(source.fingerprints)[candidates]
+            np.asarray(arrays.record_fingerprints)[held], np.asarray(source.record_fingerprints)[candidates]
         )
         record_ids = np.asarray(source.record_ids).astype(str)
         rows += [

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data.contract import DataError, DatasetPlugin, ECGArrays, LeakageError
+from benchmark.data.contract import DataError, DatasetPlugin, ECGArrays, LeakageError, data_identity
 from benchmark.data.duplicates import FINGERPRINT_DIM
 
 
@@ -114,16 +114,16 @@ def pretraining_pool(
             ),
             **{split: np.zeros(0, dtype=np.int64) for split in ("train", "val", "test")},
         },
-        fingerprints=np.concatenate(  # generated members have none: zeros, which match nothing
+        record_fingerprints=np.concatenate(  # generated members have none: zeros, which match nothing
             [
                 np.zeros((len(member.signals), FINGERPRINT_DIM), np.float16)
-                if member.fingerprints is None
-                else np.asarray(member.fingerprints)
+                if member.record_fingerprints is None
+                else np.asarray(member.record_fingerprints)
                 for _, member in members
             ]
         ),
     )
-    identity = [{"dataset": plugin.name, "dataset_config": plugin.config} for plugin, _ in members]
+    identity = [data_identity(plugin, member) for plugin, member in members]
     return pooled, identity
 
 
