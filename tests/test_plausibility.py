@@ -47,13 +47,29 @@ def test_one_implausible_lead_is_masked(signal):
     assert [(action, detail.split(":")[0]) for action, detail, _ in notes] == [("lead masked", "V3")]
 
 
-@pytest.mark.parametrize("sign, relation", [(1.0, "an exact copy"), (-1.0, "the exact negative")])
+@pytest.mark.parametrize("sign, relation", [(1.0, "copy"), (-1.0, "negative")])
 def test_a_lead_copied_or_negated_masks_both_twins(signal, sign, relation):
     damaged = signal.copy()
     damaged[LEAD["V2"]] = sign * damaged[LEAD["V1"]]
     mask, notes = prepare(damaged)
     assert not mask[LEAD["V1"]] and not mask[LEAD["V2"]] and mask.sum() == 10
-    assert any(action == "lead masked" and f"V2 is {relation} of V1" in detail for action, detail, _ in notes)
+    assert notes == [
+        (
+            "lead masked",
+            f"V1: V2 (exact {relation}) of it (an export or wiring fault; which lead is genuine is unknown): "
+            f"all 2 masked",
+            0,
+        )
+    ]
+
+
+def test_many_copies_make_one_note_per_group(signal):
+    damaged = signal.copy()
+    damaged[LEAD["V2"] :] = damaged[LEAD["V1"]]  # V1-V6 one signal
+    damaged[LEAD["aVL"]] = -damaged[LEAD["I"]]
+    mask, notes = prepare(damaged)
+    assert mask.sum() == 4 and [detail.split(":")[0] for _, detail, _ in notes] == ["I", "V1"]
+    assert "V2 (exact copy), V3 (exact copy), V4 (exact copy), V5 (exact copy), V6 (exact copy)" in notes[1][1]
 
 
 def test_clipping_runs_are_flagged_and_long_ones_mask_the_lead(signal):

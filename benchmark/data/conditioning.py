@@ -222,20 +222,26 @@ def check_plausibility(x: np.ndarray, mask: np.ndarray, fs: float, checks: Plaus
         mask[k] = False
         notes.append(("lead masked", f"{LEADS[k]}: implausible amplitude {amplitude[k]:.4g} mV > {high:g} mV", 0))
 
-    present = np.flatnonzero(mask)
-    for a_pos, a in enumerate(present):
-        for b in present[a_pos + 1 :]:
-            for sign, relation in ((1.0, "an exact copy"), (-1.0, "the exact negative")):
-                if np.abs(x[a] - sign * x[b]).max() <= checks.duplicate_tol_mv:
-                    mask[a] = mask[b] = False
-                    notes.append(
-                        (
-                            "lead masked",
-                            f"{LEADS[a]} and {LEADS[b]}: {LEADS[b]} is {relation} of {LEADS[a]} (an export or "
-                            f"wiring fault); both masked",
-                            0,
-                        )
-                    )
+    present = list(np.flatnonzero(mask))
+    while present:  # one note per group of leads that are copies or negatives of one another
+        a = present.pop(0)
+        twins = [
+            (b, "copy" if np.abs(x[a] - x[b]).max() <= checks.duplicate_tol_mv else "negative")
+            for b in present
+            if min(np.abs(x[a] - x[b]).max(), np.abs(x[a] + x[b]).max()) <= checks.duplicate_tol_mv
+        ]
+        if twins:
+            present = [b for b in present if b not in {b for b, _ in twins}]
+            mask[[a, *(b for b, _ in twins)]] = False
+            described = ", ".join(f"{LEADS[b]} (exact {relation})" for b, relation in twins)
+            notes.append(
+                (
+                    "lead masked",
+                    f"{LEADS[a]}: {described} of it (an export or wiring fault; which lead is genuine is "
+                    f"unknown): all {len(twins) + 1} masked",
+                    0,
+                )
+            )
 
     min_run = max(2, int(round(checks.clip_run_s * fs)))
     for k in np.flatnonzero(mask):
