@@ -38,17 +38,19 @@ import hashlib
 import json
 import tempfile
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+from scipy.signal import butter, sosfiltfilt, sosfreqz
 from scipy.special import ndtri
 from tqdm.auto import tqdm
 
 from ecgbench import DATASETS, LEADS, DataError, DatasetConfig, DatasetPlugin, ECGArrays
 from ecgbench.data import icd_description, icd_hierarchy, icd_label_names
 
-GENERATOR_VERSION = 1  # bump whenever a change alters generated records (it keys the cache)
+GENERATOR_VERSION = 2  # bump whenever a change alters generated records (it keys the cache)
 MIN_FS = 50  # below this the QRS (Gaussians of 6-20 ms width) is no longer sampled
 
 # Dower et al. 1980, rows I, II, V1..V6; columns X, Y, Z (Edenbrandt & Pahlm 1988, table 1).
@@ -64,6 +66,11 @@ DOWER = np.array(
         [0.831, 0.076, 0.230],  # V6
     ]
 )
+# Gain of each lead of the Dower projection (I, II, V1..V6), fitted so that the normal records'
+# median-beat amplitudes match PTB-XL NORM's: Dower's population-average lead vectors give a V2
+# two thirds as large as PTB-XL's. A precordial lead's gain changes only its amplitude, none of the
+# correlations of the heart's signal; I and II keep gain 1, as III, aVR, aVL and aVF mix them.
+LEAD_GAIN = np.array([1.0, 1.0, 0.9, 1.45, 1.0, 1.0, 0.9, 0.95])
 ELECTRODES: tuple[str, ...] = ("RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6")
 
 # Gaussian waves of one beat. X is the extra QRS wave of conduction disorders (LBBB notch, RBBB
@@ -79,15 +86,19 @@ NORMAL_DIPOLE = np.array(
     [
         [0.03, 0.10, -0.06],  # P1 right atrium: inferior, anterior
         [0.09, 0.05, 0.07],  # P2 left atrium: leftward, posterior
-        [-0.12, 0.04, -0.12],  # Q septum: rightward, anterior
-        [1.00, 0.75, 0.45],  # R free walls: leftward, inferior, posterior
-        [-0.35, -0.10, 0.45],  # S base: rightward, superior, posterior
+        [-0.09, 0.03, -0.09],  # Q septum: rightward, anterior
+        [1.12, 0.63, 0.64],  # R free walls: leftward, inferior, posterior
+        [-0.44, -0.10, 0.55],  # S base: rightward, superior, posterior
         [0.0, 0.0, 0.0],  # X
         [0.0, 0.0, 0.0],  # ST
-        [0.16, 0.10, -0.07],  # T1
-        [0.16, 0.10, -0.07],  # T2
+        [0.23, 0.08, -0.10],  # T1
+        [0.23, 0.08, -0.10],  # T2
     ]
 )
+ROTATION_SD_DEG = (14.0, 14.0, 7.5)
+SINUS_RATE_BPM, SINUS_RATE_LOG_SD = 67.0, 0.14  # a patient's resting rate: log-normal
+PR_S = (0.115, 0.175)  # normal PR interval range, s
+QRS_S = (0.068, 0.112)  # normal QRS duration range, s  # anatomical axis: frontal, horizontal, sagittal plane
 ANTERIOR_INJURY = np.array([0.2, -0.15, -1.0])  # LAD territory: ST up in V1-V4
 INFERIOR_INJURY = np.array([-0.2, 1.0, 0.25])  # RCA: ST up in II, III, aVF; down in aVL, V1-V3
 LBBB_R1, LBBB_R2 = np.array([0.75, 0.30, 0.65]), np.array([0.85, 0.25, 0.50])  # leftward, posterior
@@ -153,6 +164,14 @@ MIN_RR_S = 0.28
 FIRST_BEAT_S = -1.2  # beats start before t = 0 so the record opens mid-rhythm
 LAST_BEAT_S = 0.6  # ... and end after its end
 
+# Noise sizes vary between records log-normally around the config's scales (log-sd below).
+WANDER_LOG_SD = 1.0
+# relative wander at RA, LA, LL, V1-V6: the leg and chest electrodes move with breathing (diaphragm, chest wall)
+ELECTRODE_WANDER = np.array([1.0, 1.0, 1.5, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0])
+EMG_LOG_SD = 0.6
+POWERLINE_LOG_SD = 1.0
+EMG_BAND_HZ = (20.0, 150.0)  # muscle noise as a diagnostic recorder passes it (AHA upper corner 150 Hz)
+
 
 @dataclass
 class SyntheticConfig(DatasetConfig):
@@ -162,9 +181,9 @@ class SyntheticConfig(DatasetConfig):
     n_patients: int = 2000
     records_per_patient: int = 2
     duration_s: float = 10.0
-    baseline_wander_mv: float = 0.15  # scale of respiration and electrode drift
-    emg_mv: float = 0.02  # scale of muscle (EMG-like broadband) noise
-    powerline_mv: float = 0.02  # scale of 50/60 Hz interference, added only below Nyquist
+    baseline_wander_mv: float = 0.035  # median size of respiration and electrode drift (limb electrodes)
+    emg_mv: float = 0.01  # median RMS of muscle noise over EMG_BAND_HZ
+    powerline_mv: float = 0.002  # median size of 50/60 Hz interference, added only below Nyquist
     powerline_hz: int = 50
     artefact_probability: float = 0.05  # a record has an electrode pop or motion burst
     lead_off_probability: float = 0.005  # a record has one precordial electrode off (masked, flat)
@@ -393,11 +412,11 @@ def _draw_record(patient_u: np.ndarray, record_u: np.ndarray) -> _Record:
     dipole = NORMAL_DIPOLE * np.exp(patient.normal(0.0, 0.15, len(WAVES)))[:, :, None] + 0.2 * np.abs(
         NORMAL_DIPOLE
     ) * patient.normal(0.0, 1.0, 3 * len(WAVES)).reshape(n, len(WAVES), 3)
-    rotation = np.deg2rad(np.stack([patient.normal(0, 15), patient.normal(0, 12), patient.normal(0, 8)], axis=1))
-    hr_base = patient.uniform(55, 95)
-    pr_normal, pr_long = patient.uniform(0.12, 0.19), patient.uniform(0.215, 0.32)
+    rotation = np.deg2rad(np.stack([patient.normal(0, sd) for sd in ROTATION_SD_DEG], axis=1))
+    hr_base = SINUS_RATE_BPM * np.exp(patient.normal(0.0, SINUS_RATE_LOG_SD))
+    pr_normal, pr_long = patient.uniform(*PR_S), patient.uniform(0.215, 0.32)
     p_duration = patient.uniform(0.08, 0.11)
-    qrs_normal = patient.uniform(0.075, 0.105)
+    qrs_normal = patient.uniform(*QRS_S)
     qtc = patient.uniform(0.38, 0.44)
     conduction_u = patient.uniform(0, 1)
     has_lbbb = conduction_u < DRAW_PROBABILITY[LBBB]
@@ -426,7 +445,7 @@ def _draw_record(patient_u: np.ndarray, record_u: np.ndarray) -> _Record:
     rate = np.where(
         af,
         record.uniform(75, 140),
-        np.where(svt, record.uniform(155, 210), np.clip(hr_base + record.normal(0, 5), 45, 115)),
+        np.where(svt, record.uniform(155, 210), np.clip(hr_base + record.normal(0, 4), 45, 115)),
     )
     rr_mean = 60.0 / rate
     stemi_u = record.uniform(0, 1)
@@ -626,9 +645,9 @@ def _fibrillation(rec: _Record, t: np.ndarray) -> np.ndarray:
 
 
 def _project(dipole: np.ndarray) -> np.ndarray:
-    """Dower projection (B, 3, T) -> I, II, V1..V6 (B, 8, T), written out so that no BLAS call
-    (whose blocking may depend on the batch size) touches the numbers."""
-    dower = DOWER.astype(dipole.dtype)
+    """Dower projection (B, 3, T) -> I, II, V1..V6 (B, 8, T), each lead scaled by :data:`LEAD_GAIN`,
+    written out so that no BLAS call (whose blocking may depend on the batch size) touches the numbers."""
+    dower = (DOWER * LEAD_GAIN[:, None]).astype(dipole.dtype)
     eight = dower[None, :, 0, None] * dipole[:, None, 0, :]
     for axis in (1, 2):
         eight += dower[None, :, axis, None] * dipole[:, None, axis, :]
@@ -668,29 +687,31 @@ def _electrode_noise(
     def f32(v: np.ndarray) -> np.ndarray:  # noise needs no more precision
         return v.astype(np.float32)
 
-    # a few slow sources (respiration, drifts) mixed differently into each electrode
-    wander = config.baseline_wander_mv * draw.uniform(0.3, 1.5)
+    # baseline wander: a few slow sources (respiration, drifts) mixed differently into each
+    # electrode; log-normal in size across records, as most real records are nearly flat and a few drift a lot
+    wander = config.baseline_wander_mv * np.exp(draw.normal(0.0, WANDER_LOG_SD))
     drifts = [np.sin(2 * np.pi * col(resp_hz) * t + col(resp_phase))]
     for low, high in ((0.05, 0.15), (0.15, 0.5)):
         drifts.append(np.sin(2 * np.pi * col(draw.uniform(low, high)) * t + col(draw.uniform(0, 2 * np.pi))))
     mixing = draw.uniform(-1, 1, n_el * len(drifts)).reshape(n, n_el, len(drifts)) * wander[:, None, None]
+    mixing *= ELECTRODE_WANDER[:, None]
 
-    # EMG: first difference of uniform white noise (unit variance after scaling: the difference
-    # of two U(0,1) has variance 1/6), which tilts it to high frequencies, under a burst of
-    # muscle activity
-    emg = config.emg_mv * np.sqrt(6.0) * draw.uniform(0.3, 2.0)[:, None] * draw.uniform(0.5, 1.5, n_el)
+    # EMG: white noise band-limited to EMG_BAND_HZ (what a diagnostic recorder passes of muscle
+    # activity), scaled in physical units so that a record keeps its noise spectrum below
+    # Nyquist at any rate, under a burst of muscle activity
+    emg = config.emg_mv * np.exp(draw.normal(0.0, EMG_LOG_SD))[:, None] * draw.uniform(0.5, 1.5, n_el)
     tension, tense_at, tense_s = draw.uniform(0, 2), draw.uniform(0, config.duration_s), draw.uniform(0.2, 1.0)
     burst = 1 + col(tension) * np.exp(-0.5 * ((t - col(tense_at)) / col(tense_s)) ** 2)
-    noise = np.empty_like(white)
-    noise[..., 0] = 0.0
-    np.subtract(white[..., 1:], white[..., :-1], out=noise[..., 1:])
+    noise = _band_limited(white, fs)
     noise *= f32(emg)[:, :, None]
     noise *= f32(burst)[:, None, :]
     for j, drift in enumerate(drifts):
         noise += f32(mixing[:, :, j, None]) * f32(drift)[:, None, :]
 
     line_hz = config.powerline_hz + draw.uniform(-0.1, 0.1)
-    line_amplitude = config.powerline_mv * draw.uniform(0, 1, n_el)
+    line_amplitude = (
+        config.powerline_mv * np.exp(draw.normal(0.0, POWERLINE_LOG_SD))[:, None] * draw.uniform(0, 1, n_el)
+    )
     line_phase = draw.uniform(0, 2 * np.pi, n_el)
     if config.powerline_hz + 0.1 < fs / 2:
         carrier = 2 * np.pi * col(line_hz) * t  # sin(w t + p) = sin(w t) cos p + cos(w t) sin p
@@ -715,6 +736,25 @@ def _electrode_noise(
         )
         noise[rows, electrode[rows]] += size[rows, None] * np.where(is_pop[rows, None], pop, motion)
     return noise
+
+
+@lru_cache(maxsize=8)
+def _emg_filter(fs: int) -> tuple[np.ndarray, float]:
+    """Band-pass for EMG at ``fs`` and the gain that gives white noise through it the variance
+    share of :data:`EMG_BAND_HZ` that lies below 0.45 fs (1 when the whole band does)."""
+    low, high = EMG_BAND_HZ
+    top = min(high, 0.45 * fs)
+    sos = butter(2, (low, top), btype="bandpass", fs=fs, output="sos")
+    freqs, response = sosfreqz(sos, worN=8192, fs=fs)
+    passed = np.trapezoid(np.abs(response) ** 4, freqs) * 2 / fs  # variance of unit white noise after sosfiltfilt
+    return sos, float(np.sqrt((top - low) / (high - low) / passed))
+
+
+def _band_limited(white: np.ndarray, fs: int) -> np.ndarray:
+    """Uniform white noise (B, E, T) in [0, 1) -> float32 noise band-limited to :data:`EMG_BAND_HZ`
+    (zero-phase, so no start-up transient), of unit variance when the whole band is below Nyquist."""
+    sos, gain = _emg_filter(fs)
+    return (sosfiltfilt(sos, white - np.float32(0.5), axis=-1) * (gain * np.sqrt(12.0))).astype(np.float32)
 
 
 def n_samples_for(config: SyntheticConfig, fs: int) -> int:
