@@ -100,7 +100,14 @@ def figure(real: ecg_stats.RecordStats, synthetic: ecg_stats.RecordStats, path: 
         for offset, stats, color in ((-0.2, real, "tab:blue"), (0.2, synthetic, "tab:orange")):
             values = getattr(stats, name)
             columns = [v[np.isfinite(v)] for v in values.T]
-            parts = ax.boxplot(columns, positions=positions + offset, widths=0.35, showfliers=False, patch_artist=True)
+            parts = ax.boxplot(
+                columns,
+                positions=positions + offset,
+                widths=0.35,
+                showfliers=False,
+                patch_artist=True,
+                medianprops={"color": "black"},
+            )
             for box in parts["boxes"]:
                 box.set_facecolor(color)
         ax.set_xticks(positions, LEADS, fontsize=8)
@@ -108,7 +115,9 @@ def figure(real: ecg_stats.RecordStats, synthetic: ecg_stats.RecordStats, path: 
     for col, (name, (title, unit, scale)) in enumerate(INTERVAL_UNITS.items()):
         ax = fig.add_subplot(grid[2, col])
         values = [scale * v[np.isfinite(v)] for v in (getattr(real, name), getattr(synthetic, name))]
-        bins = np.linspace(min(np.percentile(v, 1) for v in values), max(np.percentile(v, 99) for v in values), 30)
+        low, high = min(np.percentile(v, 1) for v in values), max(np.percentile(v, 99) for v in values)
+        step = 2.0 if name == "heart_rate" else 2 * scale / FS  # intervals come in whole samples: bins of two
+        bins = np.arange(low - step / 2, high + step, step)
         for v, color, label in zip(values, ("tab:blue", "tab:orange"), ("real", "synthetic")):
             ax.hist(v, bins=bins, density=True, alpha=0.55, color=color, label=label)
         ax.set_title(f"{title} ({unit})", fontsize=9)
