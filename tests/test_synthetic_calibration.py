@@ -10,7 +10,9 @@ the first run prepares them.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
+import wfdb
 from conftest import SHARED_DATA
 
 from benchmark.data import ecg_stats
@@ -72,6 +74,43 @@ def test_delineated_intervals_match_the_generators_truth():
     assert np.median(np.abs(stats.qrs - truth.qrs_duration_s[sinus])) < 0.015
     assert np.median(np.abs(stats.qt - truth.qt_interval_s[sinus])) < 0.03
     assert np.nanmax(stats.noise_share) < 0.05  # clean records: only rate variation is left
+
+
+def ludb_expert_intervals(record: str) -> tuple[float, float, float]:
+    """Per-record median PR, QRS and QT (s) of lead ii from LUDB's expert wave annotations
+    (``(`` onset, ``p``/``N``/``t`` peak, ``)`` offset)."""
+    annotation = wfdb.rdann(str(SHARED_DATA / "ludb" / "data" / record), "ii")
+    onsets: dict[str, list[int]] = {}
+    offsets: dict[str, list[int]] = {}
+    symbols, samples = annotation.symbol, annotation.sample
+    for i in range(1, len(symbols) - 1):
+        if symbols[i] in "pNt" and symbols[i - 1] == "(" and symbols[i + 1] == ")":
+            onsets.setdefault(symbols[i], []).append(samples[i - 1])
+            offsets.setdefault(symbols[i], []).append(samples[i + 1])
+    qrs_on, qrs_off = np.array(onsets["N"]), np.array(offsets["N"])
+    p_on, t_off = np.array(onsets.get("p", [])), np.array(offsets.get("t", []))
+    pr = [q - p_on[p_on < q].max() for q in qrs_on if (p_on < q).any() and q - p_on[p_on < q].max() < 0.6 * FS]
+    qt = [t_off[t_off > q].min() - q for q in qrs_on if (t_off > q).any() and t_off[t_off > q].min() - q < 0.7 * FS]
+    return np.median(pr) / FS, np.median(qrs_off - qrs_on) / FS, np.median(qt) / FS
+
+
+def test_delineator_agrees_with_ludb_experts():
+    """The accuracy ecg_stats' docstring states: per-record medians of lead II against LUDB's
+    cardiologists, on its first 40 sinus-rhythm records (500 Hz)."""
+    if not (SHARED_DATA / "ludb" / "ludb.csv").is_file():
+        pytest.skip(f"LUDB {SHARED_DATA / 'ludb'} is absent (it sits beside the repository in CI)")
+    table = pd.read_csv(SHARED_DATA / "ludb" / "ludb.csv")
+    sinus = table.ID[table.Rhythms.str.strip().str.startswith("Sinus")].astype(str).tolist()[:40]
+    expert = np.array([ludb_expert_intervals(record) for record in sinus])
+    measured = []
+    for record in sinus:
+        ecg = wfdb.rdrecord(str(SHARED_DATA / "ludb" / "data" / record))
+        intervals = ecg_stats.rhythm_lead_waves(ecg.p_signal[:, ecg.sig_name.index("ii")], FS)[1]
+        measured.append([intervals[k] for k in ("pr", "qrs", "qt")])
+    measured = np.array(measured)
+    error = np.nanmedian(np.abs(measured - expert), axis=0)
+    assert np.isfinite(measured).mean() > 0.95
+    assert error[0] < 0.012 and error[1] < 0.022 and error[2] < 0.02, dict(zip(("PR", "QRS", "QT"), error))
 
 
 # -- the calibration ---------------------------------------------------------------------------

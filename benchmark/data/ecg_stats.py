@@ -32,7 +32,7 @@ said, no filtering), because that is what a method sees under the default prepro
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,14 +61,6 @@ class RecordStats:
     pr: np.ndarray  # (N,) s
     qrs: np.ndarray  # (N,) s
     qt: np.ndarray  # (N,) s
-
-    def save(self, path) -> None:
-        np.savez(path, **{f.name: getattr(self, f.name) for f in fields(self)})
-
-    @classmethod
-    def load(cls, path) -> RecordStats:
-        with np.load(path) as stored:
-            return cls(**{f.name: stored[f.name] for f in fields(cls)})
 
     @property
     def mean_correlation(self) -> np.ndarray:
