@@ -26,7 +26,7 @@ from benchmark.build import (
     resolve_methods,
 )
 from benchmark.config import signature, to_jsonable
-from benchmark.data.contract import InputSpec, default_cache_root
+from benchmark.data.contract import InputSpec, data_identity, default_cache_root
 from benchmark.data.pool import parse_pool, pretraining_pool
 from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import CellContext
@@ -183,7 +183,7 @@ def run(request: RunRequest) -> list[dict]:
     log.info("%d records: %s", len(arrays.signals), ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
     evaluations = expand(requested, base_protocols, arrays)
     plans = plan_budgets(methods, preset, request.overrides, FlopsMeter(store.flops_dir, device))
-    data_identity = {"dataset": dataset.name, "dataset_config": dataset.config, "input": preset.input}
+    data = {**data_identity(dataset, arrays), "input": preset.input}  # content, not location
 
     # every cell of the run, finished ones skipped (a result with another signature is refused)
     records, todo = [], []
@@ -193,7 +193,7 @@ def run(request: RunRequest) -> list[dict]:
             dataclasses.replace(preset.pretrain, steps=plans[method_name].steps) if method_cls.pretrains else None
         )
         pretrain_identity = {
-            **data_identity,
+            **data,
             "method": method_name,
             "seed": seed,
             "pretrain": pretrain_config,
@@ -239,6 +239,7 @@ def run(request: RunRequest) -> list[dict]:
             pretrain_keys = (
                 "dataset",
                 "dataset_config",
+                "data",
                 "input",
                 "method",
                 "method_config",

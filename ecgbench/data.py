@@ -1,6 +1,8 @@
 """Building blocks of dataset plugins read from files (public re-export of :mod:`benchmark.data`):
-record readers, the file-dataset base classes, label-table helpers and the ICD-10 hierarchy."""
+record readers, the WFDB header parser, the file-dataset base classes, label-table helpers, the
+ICD-10 hierarchy and :func:`signature` (the stable short hash that keys caches and fingerprints)."""
 
+from benchmark.config import signature
 from benchmark.data.files import (
     LABELLED_SPLITS,
     Annotations,
@@ -23,6 +25,7 @@ from benchmark.data.user import (
     annotate_user_table,
     random_patient_splits,
 )
+from benchmark.data.wfdb_header import Header, HeaderError, read_header
 
 __all__ = [
     "LABELLED_SPLITS",
@@ -39,8 +42,12 @@ __all__ = [
     "NumpyReader",
     "SignalSource",
     "WfdbReader",
+    "Header",
+    "HeaderError",
+    "read_header",
     "UserDataConfig",
     "UserDataset",
     "annotate_user_table",
     "random_patient_splits",
+    "signature",
 ]

@@ -9,8 +9,10 @@
 3. NaN samples (WFDB's invalid-sample value) are **never zeroed**: gaps up to ``max_gap_s`` are
    interpolated linearly, a lead with a longer gap is masked; flat leads (peak-to-peak below
    ``flat_mv``) are masked;
-4. resampling to the requested rate with ``scipy.signal.resample_poly`` (polyphase FIR with a
-   Kaiser-window anti-aliasing filter);
+4. resampling to the requested rate with ``scipy.signal.resample_poly`` (polyphase FIR) with the
+   anti-aliasing filter written out, :func:`resampling_filter` (scipy's default design, built
+   once per rate pair instead of once per record, and pinned: a scipy release that changes its
+   default cannot change prepared signals);
 5. optional zero-phase Butterworth band-pass (``scipy.signal.sosfiltfilt``), e.g. (0.67, 40) Hz
    as ST-MEM uses;
 6. standardisation policy, default ``none``: signals stay in mV. Amplitude is diagnostic (LVH
@@ -33,10 +35,10 @@ from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
-from scipy.signal import butter, resample_poly, sosfiltfilt
+from scipy.signal import butter, firwin, resample_poly, sosfiltfilt
 
 from benchmark.data.contract import LEADS
-from benchmark.data.readers import RawRecord, RecordError
+from benchmark.data.readers import Note, RawRecord, RecordError
 
 log = logging.getLogger("benchmark")
 
@@ -76,9 +78,6 @@ class Preprocessing:
 _LEAD_INDEX = {name.lower(): k for k, name in enumerate(LEADS)}
 
 
-Note = tuple[str, str, int]  # (action, detail, NaN samples involved)
-
-
 def map_channels(channels: list[str]) -> tuple[np.ndarray, list[Note]]:
     """Channel index of each of :data:`LEADS` (-1: absent or ambiguous), matched by name."""
     found: dict[int, list[int]] = {}
@@ -113,6 +112,16 @@ def _runs(mask: np.ndarray) -> np.ndarray:
     """Lengths of the runs of True in a 1-D bool array."""
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
     return np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+
+
+@lru_cache(maxsize=8)
+def resampling_filter(up: int, down: int) -> np.ndarray:
+    """Low-pass FIR for resampling by ``up/down``: 20 * max(up, down) + 1 taps, cutoff at the
+    lower Nyquist frequency, Kaiser window with beta 5 (``resample_poly``'s default design)."""
+    rate = max(up, down)
+    taps = firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0))
+    taps.flags.writeable = False  # shared by every record; resample_poly copies it
+    return taps
 
 
 @lru_cache(maxsize=8)
@@ -177,7 +186,8 @@ def condition(
 
     if raw.fs != fs:
         ratio = Fraction(fs / raw.fs).limit_denominator(10_000)
-        x = resample_poly(x, ratio.numerator, ratio.denominator, axis=1)
+        up, down = ratio.numerator, ratio.denominator
+        x = resample_poly(x, up, down, axis=1, window=resampling_filter(up, down))
     x = x[:, :n_out]
     if x.shape[1] < n_out:  # only if the rate ratio is not rational within 1e-4
         raise RecordError(f"resampling {raw.fs:g} -> {fs} Hz gave {x.shape[1]} samples, expected {n_out}")

@@ -8,15 +8,19 @@ arrays may be memory-mapped from a cache folder, so nothing here assumes they fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+
+from benchmark.config import to_jsonable
 
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
@@ -65,6 +69,9 @@ class ECGArrays:
     read-only memmap); ``lead_mask`` (N, 12) bool, True where the lead is present and usable;
     ``labels`` (N, K) uint8 multi-hot; ``splits`` maps each of :data:`SPLITS` to record indices.
     ``label_parents`` optionally maps a label to its parent labels (ICD hierarchy).
+    ``fingerprint`` identifies the records, their signals and their splits by content (set by the
+    dataset plugin's ``load``; label-set independent: results add the label set), so a result
+    does not depend on where the data sits; "" when unknown (arrays built in memory).
     """
 
     name: str
@@ -78,6 +85,7 @@ class ECGArrays:
     splits: dict[str, np.ndarray]
     label_descriptions: dict[str, str] = field(default_factory=dict)
     label_parents: dict[str, list[str]] = field(default_factory=dict)
+    fingerprint: str = ""
 
     _ARRAYS: ClassVar[tuple[str, ...]] = ("signals", "lead_mask", "labels", "patient_ids", "record_ids")
 
@@ -166,6 +174,30 @@ class ECGArrays:
 @dataclass
 class DatasetConfig:
     """Base of every dataset plugin's typed configuration."""
+
+
+def content_config(config: DatasetConfig) -> dict:
+    """The config without its fields typed ``Path``: they say where data sits, and what they
+    point to enters a result's identity through the arrays' content fingerprint."""
+    try:
+        hints = typing.get_type_hints(type(config))
+    except NameError:  # a plugin's annotation that cannot be resolved at run time: judge by value
+        hints = {}
+
+    def is_location(name: str) -> bool:
+        hint = hints.get(name)
+        return isinstance(getattr(config, name), Path) or (hint is not None and Path in (hint, *typing.get_args(hint)))
+
+    return {f.name: to_jsonable(getattr(config, f.name)) for f in dataclasses.fields(config) if not is_location(f.name)}
+
+
+def data_identity(plugin: DatasetPlugin, arrays: ECGArrays) -> dict:
+    """What a result's data is: the dataset, its config and its content fingerprint, never where
+    it sits. Arrays without a fingerprint (a plugin that sets none) are identified by the whole
+    config, paths included: the best that is known about them."""
+    if not arrays.fingerprint:
+        return {"dataset": plugin.name, "dataset_config": to_jsonable(plugin.config)}
+    return {"dataset": plugin.name, "dataset_config": content_config(plugin.config), "data": arrays.fingerprint}
 
 
 class DatasetPlugin:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data.contract import DataError, DatasetPlugin, ECGArrays, LeakageError
+from benchmark.data.contract import DataError, DatasetPlugin, ECGArrays, LeakageError, data_identity
 
 
 class ConcatenatedRows:
@@ -118,7 +118,7 @@ def pretraining_pool(
             **{split: np.zeros(0, dtype=np.int64) for split in ("train", "val", "test")},
         },
     )
-    identity = [{"dataset": plugin.name, "dataset_config": plugin.config} for plugin, _ in members]
+    identity = [data_identity(plugin, member) for plugin, member in members]
     return pooled, identity
 
 
