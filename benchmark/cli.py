@@ -319,6 +319,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         f"{dataset.name} at {fs} Hz, label set {label_set!r}: {len(arrays.signals)} records ({usable} usable), "
         f"{len(arrays.label_names)} labels; " + ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items())
     )
+    if arrays.fingerprint:  # equal on every machine that holds the same data, wherever it sits
+        print(f"data fingerprint {arrays.fingerprint}")
     return 0
 
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -171,16 +172,23 @@ def test_a_run_from_another_root_reuses_the_finished_cells(original, tmp_path, m
     assert "root" not in first[0]["config"]["dataset_config"] and first[0]["config"]["data"]
 
 
+def counting_hashes(monkeypatch) -> list[str]:
+    """Names of the files hashed from now on (the racy window shortened so tests need not wait)."""
+    hashed: list[str] = []
+    real = content._hash
+    monkeypatch.setattr(content, "_hash", lambda path, refs: hashed.append(Path(path).name) or real(path, refs))
+    monkeypatch.setattr(content, "RACY_S", 0.3)
+    return hashed
+
+
 def test_hashes_are_remembered_and_only_changed_files_hashed_again(tmp_path, monkeypatch):
     root = tmp_path / "files"
     root.mkdir()
     names = [f"f{i}.bin" for i in range(5)]
     for i, name in enumerate(names):
         (root / name).write_bytes(bytes([i]) * 1000)
-    age(root)
-    hashed: list[str] = []
-    real = content._hash
-    monkeypatch.setattr(content, "_hash", lambda path, refs: hashed.append(Path(path).name) or real(path, refs))
+    hashed = counting_hashes(monkeypatch)
+    time.sleep(0.4)  # older than the racy window
     hasher = Hasher.in_cache(tmp_path / "cache", progress=False)
     first = hasher.digests(root, [*names, "absent.bin"]).digest
     assert sorted(hashed) == names and not first[-1].any()
@@ -193,6 +201,23 @@ def test_hashes_are_remembered_and_only_changed_files_hashed_again(tmp_path, mon
     again = hasher.digests(root, names).digest
     assert sorted(hashed) == ["f1.bin", "f4.bin"]
     assert not np.array_equal(again[1], first[1]) and np.array_equal(again[4], first[4])
+    assert hasher.file_digests([root / "f2.bin", root / "absent.bin"]) == [bytes(first[2]).hex(), ""]
+
+
+def test_a_file_written_just_before_hashing_is_hashed_again_until_it_is_older(tmp_path, monkeypatch):
+    """Within the racy window a change may keep the file's stat (same clock tick), so its digest
+    is not remembered: the next run hashes it again; once it is older, it is remembered."""
+    hashed = counting_hashes(monkeypatch)
+    path = tmp_path / "files" / "new.bin"
+    path.parent.mkdir()
+    path.write_bytes(b"a" * 100)
+    for _ in range(2):
+        Hasher.in_cache(tmp_path / "cache", progress=False).file_digests([path])
+    assert hashed == ["new.bin", "new.bin"]
+    time.sleep(0.4)
+    for _ in range(2):
+        Hasher.in_cache(tmp_path / "cache", progress=False).file_digests([path])
+    assert hashed == ["new.bin"] * 3
 
 
 def test_numpy_arrays_are_keyed_by_content(tmp_path):

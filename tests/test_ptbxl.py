@@ -72,7 +72,9 @@ def test_prepare_command(cache, capsys):
         ]
     )
     assert code == 0
-    assert "ptbxl at 100 Hz, label set 'rhythm': 500 records (500 usable)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ptbxl at 100 Hz, label set 'rhythm': 500 records (500 usable)" in out
+    assert f"data fingerprint {PTBXL(PTBXL.Config(root=shared_ptbxl())).load(100, 'all', cache).fingerprint}" in out
     assert main(["prepare", "--dataset", "ptbxl", "--cache-dir", str(cache)]) == 2
     assert "give its folder with --root PATH" in capsys.readouterr().err
 

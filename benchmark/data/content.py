@@ -11,8 +11,8 @@ modification and status-change times (``st_size``, ``st_mtime_ns``, ``st_ctime_n
 stats every file (seconds for 800k records) and re-hashes only files whose stat changed. The
 status-change time cannot be set by a user, so a rewrite that restores the old modification time
 is still noticed. As in git's index, a file modified less than :data:`RACY_S` before it was
-hashed is not remembered (a change within the same clock tick would keep its stat), so it is
-hashed again on the next load.
+hashed, or whose status changed that recently, is not remembered (a change within the same
+clock tick would keep its stat), so it is hashed again on the next load.
 
 Digests are computed by ``workers`` threads (``hashlib`` releases the GIL on large buffers) and
 remembered every :data:`SAVE_EVERY_S` seconds, so an interrupted first hashing of a large
@@ -79,11 +79,19 @@ class Hasher:
             self._indexes[folder] = _Index(self, folder)
         return self._indexes[folder].digests(list(relpaths), refs)
 
-    def file_digest(self, path: str | Path) -> str:
-        """Hex SHA-256 of one file (remembered like the others); "" if it does not exist."""
-        path = Path(path).expanduser().resolve()
-        digest = self.digests(path.parent, [path.name]).digest[0].tobytes()
-        return "" if digest == MISSING else digest.hex()
+    def file_digests(self, paths: Sequence[str | Path]) -> list[str]:
+        """Hex SHA-256 of each file (remembered like the others; "" for a missing file), one
+        lookup per folder."""
+        resolved = [Path(p).expanduser().resolve() for p in paths]
+        by_folder: dict[Path, list[int]] = {}
+        for i, path in enumerate(resolved):
+            by_folder.setdefault(path.parent, []).append(i)
+        out = [""] * len(resolved)
+        for folder, rows in by_folder.items():
+            digests = self.digests(folder, [resolved[i].name for i in rows]).digest
+            for i, value in zip(rows, digests):
+                out[i] = value.tobytes().hex() if value.any() else ""
+        return out
 
 
 def _stat(path: str) -> tuple[int, int, int]:
@@ -191,7 +199,7 @@ class _Index:
                     digest[i] = np.frombuffer(value, dtype=np.uint8)
                     if found is not None:
                         found[i] = names
-                    if value != MISSING and stat[i, 1] < hashed_at - RACY_S * 1e9:
+                    if value != MISSING and stat[i, 1:].max() < hashed_at - RACY_S * 1e9:
                         pending.append(int(i))
                 bar.update(len(batch))
                 if pending and time.monotonic() - last_save > SAVE_EVERY_S:

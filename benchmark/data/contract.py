@@ -185,12 +185,16 @@ class DatasetConfig:
 def content_config(config: DatasetConfig) -> dict:
     """The config without its fields typed ``Path``: they say where data sits, and what they
     point to enters a result's identity through the arrays' content fingerprint."""
-    hints = typing.get_type_hints(type(config))
-    return {
-        f.name: to_jsonable(getattr(config, f.name))
-        for f in dataclasses.fields(config)
-        if Path not in (hints[f.name], *typing.get_args(hints[f.name]))
-    }
+    try:
+        hints = typing.get_type_hints(type(config))
+    except NameError:  # a plugin's annotation that cannot be resolved at run time: judge by value
+        hints = {}
+
+    def is_location(name: str) -> bool:
+        hint = hints.get(name)
+        return isinstance(getattr(config, name), Path) or (hint is not None and Path in (hint, *typing.get_args(hint)))
+
+    return {f.name: to_jsonable(getattr(config, f.name)) for f in dataclasses.fields(config) if not is_location(f.name)}
 
 
 def data_identity(plugin: DatasetPlugin, arrays: ECGArrays) -> dict:

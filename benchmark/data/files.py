@@ -208,7 +208,7 @@ class PreparedDataset(DatasetPlugin):
             {
                 "cache": cache.name,
                 "config": content_config(self.config),
-                "label_files": [hasher.file_digest(p) for p in self.label_files()],
+                "label_files": hasher.file_digests(self.label_files()),
             }
         )
         directory = cache / "views" / f"{label_set or 'unlabelled'}-{signature([fingerprint, label_set])}"

@@ -354,7 +354,7 @@ class NumpyReader:
         }
 
     def content(self, hasher: Hasher) -> str:
-        return hasher.file_digest(self.path)
+        return hasher.file_digests([self.path])[0]
 
     def read(self, i: int) -> RawRecord:
         row = _open_npy(self.path)[i]
