@@ -42,6 +42,7 @@ from benchmark.config import signature
 from benchmark.data.conditioning import Preprocessing, condition
 from benchmark.data.content import Hasher
 from benchmark.data.contract import LEADS, DataError
+from benchmark.data.duplicates import FINGERPRINT_DIM
 from benchmark.data.readers import RecordError, RecordReader, SignalSource, digest
 from benchmark.provenance import git_state
 from benchmark.storage import atomic_write
@@ -49,7 +50,7 @@ from benchmark.storage import atomic_write
 log = logging.getLogger("benchmark")
 
 
-PREPARE_VERSION = 2  # bump whenever a change alters prepared signals (it keys the cache)
+PREPARE_VERSION = 3  # bump whenever a change alters prepared signals (it keys the cache)
 
 
 CHUNK = 256  # records per unit of work and of resumption
@@ -78,12 +79,15 @@ def _prepare_chunk(start: int, stop: int) -> dict:
     w = _worker
     signals = np.load(w["signals_path"], mmap_mode="r+")
     lead_mask = np.zeros((stop - start, len(LEADS)), dtype=bool)
+    record_fingerprints = np.zeros((stop - start, FINGERPRINT_DIM), dtype=np.float16)
     source_bytes = np.zeros(stop - start, dtype=np.int64)
     notes: list[tuple[int, str, str, int]] = []
     for i in range(start, stop):
         try:
             raw = w["reader"].read(i)
-            signal, lead_mask[i - start], record_notes = condition(raw, w["fs"], w["duration_s"], w["prep"])
+            signal, lead_mask[i - start], record_fingerprints[i - start], record_notes = condition(
+                raw, w["fs"], w["duration_s"], w["prep"]
+            )
             source_bytes[i - start] = raw.source_bytes
         except RecordError as exc:
             signals[i] = 0.0
@@ -94,7 +98,13 @@ def _prepare_chunk(start: int, stop: int) -> dict:
         notes.extend((i, *note) for note in raw.notes + record_notes)
     signals.flush()
     del signals  # unmapped: its pages leave this process's resident set
-    return {"start": start, "lead_mask": lead_mask, "source_bytes": source_bytes, "notes": notes}
+    return {
+        "start": start,
+        "lead_mask": lead_mask,
+        "record_fingerprints": record_fingerprints,
+        "source_bytes": source_bytes,
+        "notes": notes,
+    }
 
 
 def default_workers() -> int:
@@ -109,6 +119,7 @@ def _save_chunk(progress_dir: Path, result: dict) -> None:
         np.savez(
             f,
             lead_mask=result["lead_mask"],
+            record_fingerprints=result["record_fingerprints"],
             source_bytes=result["source_bytes"],
             notes=np.array(json.dumps(result["notes"])),
         )
@@ -231,6 +242,7 @@ def _finalize(directory: Path, source: SignalSource, params: dict, wall_s: float
     """Assemble the per-chunk results; the COMPLETE marker is written last."""
     n = len(source.record_ids)
     lead_mask = np.zeros((n, len(LEADS)), dtype=bool)
+    record_fingerprints = np.zeros((n, FINGERPRINT_DIM), dtype=np.float16)
     source_bytes = np.zeros(n, dtype=np.int64)
     rows = []
     for path in sorted((directory / "progress").glob("chunk-*.npz")):
@@ -238,6 +250,7 @@ def _finalize(directory: Path, source: SignalSource, params: dict, wall_s: float
             start = int(path.stem.split("-")[1])
             stop = start + len(chunk["lead_mask"])
             lead_mask[start:stop], source_bytes[start:stop] = chunk["lead_mask"], chunk["source_bytes"]
+            record_fingerprints[start:stop] = chunk["record_fingerprints"]
             rows.extend(
                 (source.record_ids[i], "signal", action, detail, nan)
                 for i, action, detail, nan in json.loads(str(chunk["notes"]))
@@ -245,6 +258,7 @@ def _finalize(directory: Path, source: SignalSource, params: dict, wall_s: float
     report = pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
     for name, array in (
         ("lead_mask", lead_mask),
+        ("record_fingerprints", record_fingerprints),
         ("record_ids", np.asarray(source.record_ids, dtype=str)),
         ("source_bytes", source_bytes),
     ):

@@ -263,6 +263,7 @@ class PreparedDataset(DatasetPlugin):
             splits=splits,
             label_descriptions=descriptions,
             label_parents=parents,
+            record_fingerprints=np.load(cache / "record_fingerprints.npy"),
         )
         self._write_view(directory, cache, arrays, report, label_set, fingerprint)
 

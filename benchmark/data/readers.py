@@ -318,6 +318,14 @@ def _check_mat_header(path: str, header: Header, n_signals: int, offset: int, he
             f"{header.sig_len} samples starting at byte {offset} that {header_path} describes (its MATLAB "
             f"header says type {mat_type}, {rows} x {columns}, data at byte {20 + name_length})"
         )
+    with open(path, "rb") as f:
+        f.seek(20)
+        name = f.read(name_length).rstrip(b"\0").decode("latin-1")
+    if name != "val":  # the Challenge's variable; another one is not the signal the header describes
+        raise RecordError(
+            f"signal file {path} holds the variable {name!r}, not 'val' (the PhysioNet/CinC layout stores the "
+            f"signals as val, signals x samples); rewrite it so"
+        )
 
 
 @lru_cache(maxsize=4)
