@@ -11,7 +11,8 @@ Source: Na et al., ICLR 2024 (ST-MEM), baselines section [paper]; checked agains
 * one ViT (pre-LN, final LayerNorm) over CLS + visible patches; decoder Linear(D -> decoder
   width), mask tokens, sin-cos positions, blocks, LayerNorm, Linear(-> 12p); the CLS output is
   the decoder's position-free first token (as the code's zero CLS position);
-* loss: norm_pix MSE over the masked patches;
+* loss: norm_pix MSE over the masked patches (unbiased patch variance);
+* LayerNorm eps as ST-MEM's code (``ENCODER_EPS``, ``DECODER_EPS`` in methods/st_mem.py);
 * downstream: the CLS token after the final LayerNorm.
 
 [choice] items: the preset's optimiser, model size and window for every method; Xavier init as
@@ -43,8 +44,10 @@ from ecgbench.layers import (
     sincos_positions,
     xavier_init,
 )
-from ecgbench_methods.st_mem import (
-    STMEMConfig,  # the same recipe: mask ratio 0.75, norm_pix
+from ecgbench_methods.st_mem import (  # the same recipe: mask ratio 0.75, norm_pix, LayerNorm eps
+    DECODER_EPS,
+    ENCODER_EPS,
+    STMEMConfig,
 )
 
 TOKEN_MASK_SALT = 0x4D54  # the key stream of the token mask
@@ -63,9 +66,16 @@ class MTAE(Method):
         self.patch_embed = NormedPatchEmbed(self.token_size, c.dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.dim))
         self.register_buffer("pos_embed", sincos_positions(self.n_tokens, c.dim), persistent=False)
-        self.encoder = Transformer(c.dim, c.depth, c.heads, c.mlp_ratio, c.drop_path)
+        self.encoder = Transformer(c.dim, c.depth, c.heads, c.mlp_ratio, c.drop_path, **ENCODER_EPS)
         self.decoder = MAEDecoder(
-            c.dim, self.token_size, self.n_tokens, c.decoder_dim, c.decoder_depth, c.decoder_heads, c.mlp_ratio
+            c.dim,
+            self.token_size,
+            self.n_tokens,
+            c.decoder_dim,
+            c.decoder_depth,
+            c.decoder_heads,
+            c.mlp_ratio,
+            **DECODER_EPS,
         )
         self.apply(xavier_init)
         nn.init.normal_(self.cls_token, std=0.02)
