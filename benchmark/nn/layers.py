@@ -102,6 +102,11 @@ def to_lead_slots(rows: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
     return full
 
 
+def lead_indices(lead_mask: torch.Tensor) -> torch.Tensor:
+    """The lead index of every present (record, lead) pair, in ``x[lead_mask]`` order: (P,)."""
+    return torch.arange(lead_mask.shape[1], device=lead_mask.device).expand_as(lead_mask)[lead_mask]
+
+
 def attention_mask(keys: torch.Tensor) -> torch.Tensor | None:
     """Key mask (B, S) bool -> the (B, 1, 1, S) mask timm's attention takes, None when every
     key is valid (so the fused kernel runs unmasked). Every query row must keep a valid key."""
