@@ -168,8 +168,7 @@ class Transformer(nn.Module):
         # timm's own LayerNorm (its blocks' default) with our eps; timm types the argument as a class
         norm = cast(type[nn.Module], partial(LayerNorm, eps=block_eps))
         self.blocks = nn.ModuleList(
-            Block(dim, heads, mlp_ratio, qkv_bias=True, drop_path=rate, norm_layer=norm, depth=i)
-            for i, rate in enumerate(rates)
+            Block(dim, heads, mlp_ratio, qkv_bias=True, drop_path=rate, norm_layer=norm) for rate in rates
         )
         self.norm = nn.LayerNorm(dim, eps=norm_eps)
 
