@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from test_methods import SPEC, build
+from torch.overrides import TorchFunctionMode
 
 from benchmark.data.contract import LEADS
 from benchmark.data.loader import Batch
@@ -133,3 +135,30 @@ def test_stochastic_depth_draws_independently_for_each_private_encoder():
     torch.manual_seed(0)
     tokens, _ = call_stacked(method.encoders, same_input)
     assert not torch.allclose(tokens[0], tokens[1])
+
+
+class LinearCalls(TorchFunctionMode):
+    """Counts the linear-layer calls made while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls += func is F.linear
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", ["ind_p", "ind_s"])
+def test_a_layer_runs_once_per_step_however_many_leads_are_present(name):
+    """One call per layer for all leads: a loop over leads makes twelve calls with all leads."""
+    method = build(name)
+    counts = []
+    for n_leads in (len(LEADS), 1):
+        batch = ragged_batch()
+        lead_mask = torch.zeros_like(batch.lead_mask)
+        lead_mask[:, :n_leads] = True
+        with LinearCalls() as counter:
+            method.pretrain_loss(Batch(batch.signals, lead_mask, batch.labels, batch.index, batch.keys))
+        counts.append(counter.calls)
+    assert counts[0] == counts[1]
