@@ -11,13 +11,22 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from test_methods import SPEC, build
 from torch.overrides import TorchFunctionMode
 
 from benchmark.data.contract import LEADS
 from benchmark.data.loader import Batch
 from benchmark.nn import rng
-from benchmark.nn.layers import call_stacked, masked_mean, masked_patch_mse, patchify, random_keep_ids, scatter_visible
+from benchmark.nn.layers import (
+    call_stacked,
+    masked_mean,
+    masked_patch_mse,
+    normalize_patches,
+    patchify,
+    random_keep_ids,
+    scatter_visible,
+)
 
 METHODS = ["ind_p", "ind_s", "mvmae", "align"]
 
@@ -162,3 +171,24 @@ def test_a_layer_runs_once_per_step_however_many_leads_are_present(name):
             method.pretrain_loss(Batch(batch.signals, lead_mask, batch.labels, batch.index, batch.keys))
         counts.append(counter.calls)
     assert counts[0] == counts[1]
+
+
+@pytest.mark.parametrize("name", ["mtae", "mlae"])
+def test_token_methods_lose_what_the_lead_major_layout_loses(name):
+    """MTAE/MLAE score the single-lead pieces of their tokens in token layout (a view); the
+    reference rearranges prediction and target lead-major first (their earlier layout)."""
+    method = build(name)
+    batch = ragged_batch()
+    signals, lead_mask = batch.signals * batch.lead_mask[:, :, None], batch.lead_mask
+    keep_ids = method._keep_ids(method._token_present(lead_mask), batch.keys)
+    latent, _ = method._encode_tokens(signals, lead_mask, keep_ids)
+    dense, is_visible = scatter_visible(latent[:, 1:], keep_ids, method.n_tokens)
+    pred = method.decoder(dense, is_visible, prefix=latent[:, :1])
+    target = normalize_patches(method._tokenize(signals))
+    if name == "mtae":
+        per_lead = lambda t: rearrange(t, "b n (l p) -> b l n p", l=len(LEADS))  # noqa: E731
+    else:
+        per_lead = lambda t: t[:, :, None, :]  # noqa: E731
+    hidden = per_lead((~is_visible)[:, :, None].expand_as(target))[..., 0] & lead_mask[:, :, None]
+    reference = masked_patch_mse(per_lead(pred), per_lead(target), hidden, norm_pix=False)
+    assert method.pretrain_loss(batch)["loss"].item() == pytest.approx(reference.item(), rel=1e-5)

@@ -15,6 +15,7 @@ from typing import cast
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from timm.layers import LayerNorm, trunc_normal_
 from timm.models.vision_transformer import Block
@@ -283,15 +284,18 @@ class MAEDecoder(nn.Module):
 
 
 def normalize_patches(target: torch.Tensor) -> torch.Tensor:
-    """MAE's norm_pix target: each patch (last dim) standardised by its own mean and variance.
+    """MAE's norm_pix target: each patch (last dim) standardised by its own mean and variance,
+    (t - mean) / sqrt(var + 1e-6).
 
     The variance is the unbiased one (``torch.var``'s default), as in the official code of MAE
     (facebookresearch/mae ``models_mae.forward_loss``) and ST-MEM (bakqui/ST-MEM
-    ``models/st_mem.py``); a patch needs at least two samples.
+    ``models/st_mem.py``); a patch needs at least two samples. Computed as one fused
+    ``layer_norm`` (biased variance v = var·(n-1)/n): (t - mean) / sqrt(var + eps) equals
+    sqrt((n-1)/n) · (t - mean) / sqrt(v + eps·(n-1)/n).
     """
-    mean = target.mean(dim=-1, keepdim=True)
-    var = target.var(dim=-1, keepdim=True)
-    return (target - mean) / (var + 1e-6).sqrt()
+    n = target.shape[-1]
+    shrink = (n - 1) / n
+    return F.layer_norm(target, (n,), eps=1e-6 * shrink) * shrink**0.5
 
 
 def masked_patch_mse(
@@ -305,7 +309,7 @@ def masked_patch_mse(
     """
     if norm_pix:
         target = normalize_patches(target)
-    per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)
+    per_patch = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=-1)  # one fused kernel
     weight = masked.float()
     return (per_patch * weight).sum() / weight.sum().clamp_min(1.0)
 
