@@ -21,6 +21,12 @@ linear probe / fine-tuning head reproduces the ensemble exactly.
 
 Lead masks: every lead is encoded on its own, so a missing lead is simply left out of the
 lead average (and of the loss); any subset of leads works at evaluation time.
+
+Execution (no modelling choice): no lead sees another, but all leads run at once. The twelve
+private weight sets go through one vectorised call (``call_stacked``: ``torch.func.vmap`` over
+their stacked weights, so each layer is one batched matmul instead of twelve); a shared encoder
+encodes all present (record, lead) pairs as one batch. Loss, gradients and features equal a loop
+over the leads (tests/test_lead_batching.py).
 """
 
 from __future__ import annotations
