@@ -9,6 +9,7 @@ normalised patch embedding and Xavier init follow ST-MEM (bakqui/ST-MEM,
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from functools import partial
 from typing import cast
@@ -21,7 +22,6 @@ from timm.layers import LayerNorm, trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
 from torch.func import functional_call, vmap
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from benchmark.nn.rng import uniform
 
@@ -78,10 +78,6 @@ def call_stacked(modules: Sequence[nn.Module], *inputs):
     batched matmul. Tensor inputs carry one slice per module along dim 0; other inputs (None,
     flags) go to every module unchanged; outputs gain a leading module dim. Random draws
     (stochastic depth) are independent per module, as in separate calls.
-
-    Attention runs on SDPA's math backend inside the call: the CPU flash kernel has no vmap
-    batching rule (vmap would loop over it), and at MAE sequence lengths (tens of tokens)
-    attention is a few per cent of a block's FLOPs.
     """
     names = [name for name, _ in modules[0].named_parameters()]
     params = [dict(module.named_parameters()) for module in modules]
@@ -91,8 +87,27 @@ def call_stacked(modules: Sequence[nn.Module], *inputs):
     def one(weights: dict[str, torch.Tensor], *args):
         return functional_call(modules[0], weights, args)
 
-    with sdpa_kernel(SDPBackend.MATH):
+    with explicit_attention(modules[0]):
         return vmap(one, in_dims=in_dims, randomness="different")(stacked, *inputs)
+
+
+@contextlib.contextmanager
+def explicit_attention(module: nn.Module):
+    """Within the block, timm's attention layers compute softmax(QKᵀ/√d)V with explicit
+    matmuls (their ``fused_attn = False`` path, the same function) instead of
+    ``F.scaled_dot_product_attention``. vmap batches the matmuls on every torch release; SDPA's
+    kernels have no batching rule on the CPU (nor its math fallback before torch 2.5), so vmap
+    would loop over them. At MAE sequence lengths (tens of tokens) the fused kernel saves little.
+    """
+    layers = [m for m in module.modules() if hasattr(m, "fused_attn")]
+    fused = [m.fused_attn for m in layers]
+    for m in layers:
+        m.fused_attn = False
+    try:
+        yield
+    finally:
+        for m, was in zip(layers, fused):
+            m.fused_attn = was
 
 
 def to_lead_slots(rows: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
