@@ -93,7 +93,7 @@ def call_stacked(modules: Sequence[nn.Module], *inputs):
 
 @contextlib.contextmanager
 def explicit_attention(module: nn.Module):
-    """Within the block, timm's attention layers compute softmax(QKᵀ/√d)V with explicit
+    """Inside the ``with`` block, timm's attention layers in ``module`` compute softmax(QKᵀ/√d)V with explicit
     matmuls (their ``fused_attn = False`` path, the same function) instead of
     ``F.scaled_dot_product_attention``. vmap batches the matmuls on every torch release; SDPA's
     kernels have no batching rule on the CPU (nor its math fallback before torch 2.5), so vmap
@@ -102,12 +102,12 @@ def explicit_attention(module: nn.Module):
     layers = [m for m in module.modules() if hasattr(m, "fused_attn")]
     fused = [m.fused_attn for m in layers]
     for m in layers:
-        m.fused_attn = False
+        setattr(m, "fused_attn", False)  # noqa: B010 (an attribute timm declares, not typed on Module)
     try:
         yield
     finally:
         for m, was in zip(layers, fused):
-            m.fused_attn = was
+            setattr(m, "fused_attn", was)  # noqa: B010
 
 
 def to_lead_slots(rows: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
