@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="DIR",
-        help="trace the first pretraining epoch with torch.profiler into DIR (Chrome trace + top ops)",
+        help="trace the first pretraining epoch of every pretrained model with torch.profiler into "
+        "DIR/<method>_seed<seed>/ (Chrome trace + top operators)",
     )
     run.add_argument(
         "--budget",

@@ -8,6 +8,7 @@ row through the ``perf_log`` fixture; at the end of the session the rows are wri
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -28,13 +29,15 @@ def device() -> torch.device:
 @pytest.fixture(scope="session")
 def perf_log(device):
     rows: list[dict] = []
+    load_before = os.getloadavg()
     yield rows
     if not rows:
         return
     RESULTS.mkdir(exist_ok=True)
     hardware = describe_device(device)
     slug = re.sub(r"[^a-z0-9]+", "-", hardware.lower()).strip("-")[:60]
-    payload = {"hardware": hardware, "git": git_state(), "packages": package_versions(), "rows": rows}
+    load = {"cores": os.cpu_count(), "load average before": load_before, "load average after": os.getloadavg()}
+    payload = {"hardware": hardware, "git": git_state(), "packages": package_versions(), "load": load, "rows": rows}
     (RESULTS / f"{slug}.json").write_text(json.dumps(payload, indent=1))
     (RESULTS / f"{slug}.md").write_text(render(payload))
 
@@ -50,6 +53,16 @@ def render(payload: dict) -> str:
         "`python -m pytest benchmarks -m benchmarks --benchmark-enable`.",
         "",
     ]
+    if "load" in payload:
+        before, after = payload["load"]["load average before"], payload["load"]["load average after"]
+        lines += [
+            f"Machine load (1/5/15-minute load averages on {payload['load']['cores']} cores): "
+            f"{'/'.join(f'{x:.1f}' for x in before)} before, {'/'.join(f'{x:.1f}' for x in after)} after. A load "
+            "above the core count means other processes shared the cores: absolute times are then slower than the "
+            "hardware allows, while ratios between methods measured in the same rounds (pretraining steps are "
+            "interleaved) remain comparable.",
+            "",
+        ]
     by_kind: dict[str, list[dict]] = {}
     for row in payload["rows"]:
         by_kind.setdefault(row["benchmark"], []).append({k: v for k, v in row.items() if k != "benchmark"})

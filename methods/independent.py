@@ -21,6 +21,12 @@ linear probe / fine-tuning head reproduces the ensemble exactly.
 
 Lead masks: every lead is encoded on its own, so a missing lead is simply left out of the
 lead average (and of the loss); any subset of leads works at evaluation time.
+
+Execution (no modelling choice): no lead sees another, but all leads run at once. The twelve
+private weight sets go through one vectorised call (``call_stacked``: ``torch.func.vmap`` over
+their stacked weights, so each layer is one batched matmul instead of twelve); a shared encoder
+encodes all present (record, lead) pairs as one batch. Loss, gradients and features equal a loop
+over the leads (tests/test_lead_batching.py).
 """
 
 from __future__ import annotations
@@ -44,11 +50,14 @@ from ecgbench import (
 from ecgbench.layers import (
     MAEDecoder,
     PatchEncoder,
+    call_stacked,
+    lead_indices,
     masked_mean,
     masked_patch_mse,
     patchify,
     random_keep_ids,
     scatter_visible,
+    to_lead_slots,
 )
 
 
@@ -90,40 +99,44 @@ class IndependentLeadMAE(Method):
         self.lead_embed = None if c.private else nn.Parameter(trunc_normal_(torch.zeros(len(LEADS), c.dim), std=0.02))
         self.decoder_lead_embed: nn.Parameter | None = None
 
-    def _per_lead(self, lead: int, batch_size: int) -> tuple[PatchEncoder, MAEDecoder, torch.Tensor | None]:
-        k = lead if self.config.private else 0
-        extra = None if self.lead_embed is None else self.lead_embed[lead].expand(batch_size, -1)
-        return self.encoders[k], self.decoders[k], extra
+    @property
+    def n_keep(self) -> int:
+        return max(1, int(round(self.n_patches * (1 - self.config.mask_ratio))))
+
+    def _decoder_extra(self, lead: torch.Tensor) -> torch.Tensor | None:
+        """The decoder's per-lead embedding for the leads ``lead`` (any shape of lead indices)."""
+        return None if self.decoder_lead_embed is None else self.decoder_lead_embed[lead]
 
     def _reconstruct(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Masked reconstruction of every present lead, each lead on its own.
 
         Returns the loss and each lead's masked-encoder output averaged over all its tokens
         (CLS included) as (B, L, D), zeros for missing leads — the view features that the
-        alignment methods align.
+        alignment methods align. No lead sees another, but all leads run at once: private
+        weights as one vectorised call over the twelve encoders and decoders (lead-major
+        (L, B, ...); a missing lead is computed and weighted 0 in the loss), a shared encoder
+        on the batch of all present (record, lead) pairs.
         """
-        patches = patchify(batch.signals, self.patch_len)
-        n_keep = max(1, int(round(self.n_patches * (1 - self.config.mask_ratio))))
-        lead_keys = rng.split(batch.keys, len(LEADS))
-        total, weight = patches.new_zeros(()), patches.new_zeros(())
-        lead_features = patches.new_zeros(*batch.lead_mask.shape, self.config.dim)
-        for lead in range(len(LEADS)):
-            present = batch.lead_mask[:, lead]
-            if not present.any():
-                continue
-            encoder, decoder, extra = self._per_lead(lead, int(present.sum()))
-            keep_ids = random_keep_ids(lead_keys[present, lead], self.n_patches, n_keep)
-            tokens, _ = encoder(patches[present, lead], keep_ids, extra)
+        patches = patchify(batch.signals, self.patch_len)  # (B, L, N, p)
+        keep_ids = random_keep_ids(rng.split(batch.keys, len(LEADS)), self.n_patches, self.n_keep)  # (B, L, K)
+        present = batch.lead_mask
+        if self.config.private:
+            patches, keep_ids, present = patches.transpose(0, 1), keep_ids.transpose(0, 1), present.T
+            lead = torch.arange(len(LEADS), device=patches.device)[:, None].expand_as(present)
+            tokens, _ = call_stacked(self.encoders, patches, keep_ids)  # (L, B, 1 + K, D)
+            dense, is_visible = scatter_visible(tokens[..., 1:, :], keep_ids, self.n_patches)
+            pred = call_stacked(self.decoders, dense, is_visible, tokens[..., :1, :], self._decoder_extra(lead))
+            masked = ~is_visible & present[..., None]
+            lead_features = (tokens.mean(dim=2) * present[..., None]).transpose(0, 1)
+        else:
+            lead = lead_indices(present)
+            patches, keep_ids = patches[present], keep_ids[present]
+            tokens, _ = self.encoders[0](patches, keep_ids, self.lead_embed[lead])  # (P, 1 + K, D)
             dense, is_visible = scatter_visible(tokens[:, 1:], keep_ids, self.n_patches)
-            decoder_extra = (
-                None if self.decoder_lead_embed is None else self.decoder_lead_embed[lead].expand(len(dense), -1)
-            )
-            pred = decoder(dense, is_visible, prefix=tokens[:, :1], extra=decoder_extra)
-            n_masked = (~is_visible).sum()
-            total = total + masked_patch_mse(pred, patches[present, lead], ~is_visible, self.config.norm_pix) * n_masked
-            weight = weight + n_masked
-            lead_features[present, lead] = tokens.mean(dim=1).to(lead_features.dtype)
-        return total / weight.clamp_min(1), lead_features
+            pred = self.decoders[0](dense, is_visible, prefix=tokens[:, :1], extra=self._decoder_extra(lead))
+            masked = ~is_visible
+            lead_features = to_lead_slots(tokens.mean(dim=1), present)
+        return masked_patch_mse(pred, patches, masked, self.config.norm_pix), lead_features.to(patches.dtype)
 
     def pretrain_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         loss, _ = self._reconstruct(batch)
@@ -131,22 +144,22 @@ class IndependentLeadMAE(Method):
 
     def encode(self, signals: torch.Tensor, lead_mask: torch.Tensor, return_hidden: bool = False) -> Encoded:
         patches = patchify(signals, self.patch_len)
-        lead_features, hidden = [], []
-        for lead in range(len(LEADS)):
-            encoder, _, extra = self._per_lead(lead, len(signals))
-            tokens, layers = encoder(patches[:, lead], extra=extra, return_hidden=return_hidden)
-            lead_features.append(tokens[:, 0] if self.config.lead_pool == "cls" else tokens[:, 1:].mean(1))
-            hidden.append(layers)
-        pooled = masked_mean(torch.stack(lead_features, dim=1), lead_mask, dim=1)
+        if self.config.private:  # every lead through its own encoder, in one call
+            tokens, hidden = call_stacked(self.encoders, patches.transpose(0, 1), None, None, return_hidden)
+            tokens, hidden = tokens.transpose(0, 1), [h.transpose(0, 1) for h in hidden]  # (B, L, 1 + N, D)
+        else:  # the present leads as one batch
+            lead = lead_indices(lead_mask)
+            tokens, hidden = self.encoders[0](
+                patches[lead_mask], extra=self.lead_embed[lead], return_hidden=return_hidden
+            )
+            tokens, hidden = to_lead_slots(tokens, lead_mask), [to_lead_slots(h, lead_mask) for h in hidden]
+        lead_features = tokens[:, :, 0] if self.config.lead_pool == "cls" else tokens[:, :, 1:].mean(dim=2)
+        pooled = masked_mean(lead_features, lead_mask, dim=1)
         if not return_hidden:
             return Encoded(pooled)
         # layer i: all leads' tokens side by side, missing leads zeroed
         keep = lead_mask[:, :, None, None]
-        per_layer = [
-            (torch.stack([hidden[lead][i] for lead in range(len(LEADS))], dim=1) * keep).flatten(1, 2)
-            for i in range(self.config.depth)
-        ]
-        return Encoded(pooled, per_layer)
+        return Encoded(pooled, [(h * keep).flatten(1, 2) for h in hidden])
 
     def layer_id(self, name: str) -> int:
         depth = self.config.depth

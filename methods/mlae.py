@@ -42,5 +42,8 @@ class MLAE(MTAE):
     def _token_present(self, lead_mask: torch.Tensor) -> torch.Tensor:
         return lead_mask
 
-    def _per_lead(self, tokens: torch.Tensor) -> torch.Tensor:
+    def _pieces(self, tokens: torch.Tensor) -> torch.Tensor:
         return tokens[:, :, None, :]
+
+    def _piece_present(self, lead_mask: torch.Tensor) -> torch.Tensor:
+        return lead_mask[:, :, None]

@@ -11,7 +11,8 @@ Source: Na et al., ICLR 2024 (ST-MEM), baselines section [paper]; checked agains
 * one ViT (pre-LN, final LayerNorm) over CLS + visible patches; decoder Linear(D -> decoder
   width), mask tokens, sin-cos positions, blocks, LayerNorm, Linear(-> 12p); the CLS output is
   the decoder's position-free first token (as the code's zero CLS position);
-* loss: norm_pix MSE over the masked patches;
+* loss: norm_pix MSE over the masked patches (unbiased patch variance);
+* LayerNorm eps as ST-MEM's code (``ENCODER_EPS``, ``DECODER_EPS`` in methods/st_mem.py);
 * downstream: the CLS token after the final LayerNorm.
 
 [choice] items: the preset's optimiser, model size and window for every method; Xavier init as
@@ -21,7 +22,7 @@ left out of the loss, so a missing lead's signal never reaches the model. The no
 is normalised over the whole token, zero-filled leads included.
 
 ``mlae`` (methods/mlae.py) is the same model with leads instead of time patches as tokens;
-it overrides the three token hooks (``_tokenize``, ``_token_present``, ``_per_lead``).
+it overrides the token hooks (``_tokenize``, ``_token_present``, ``_pieces``, ``_piece_present``).
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ from ecgbench.layers import (
     sincos_positions,
     xavier_init,
 )
-from ecgbench_methods.st_mem import (
-    STMEMConfig,  # the same recipe: mask ratio 0.75, norm_pix
+from ecgbench_methods.st_mem import (  # the same recipe: mask ratio 0.75, norm_pix, LayerNorm eps
+    DECODER_EPS,
+    ENCODER_EPS,
+    STMEMConfig,
 )
 
 TOKEN_MASK_SALT = 0x4D54  # the key stream of the token mask
@@ -63,9 +66,16 @@ class MTAE(Method):
         self.patch_embed = NormedPatchEmbed(self.token_size, c.dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.dim))
         self.register_buffer("pos_embed", sincos_positions(self.n_tokens, c.dim), persistent=False)
-        self.encoder = Transformer(c.dim, c.depth, c.heads, c.mlp_ratio, c.drop_path)
+        self.encoder = Transformer(c.dim, c.depth, c.heads, c.mlp_ratio, c.drop_path, **ENCODER_EPS)
         self.decoder = MAEDecoder(
-            c.dim, self.token_size, self.n_tokens, c.decoder_dim, c.decoder_depth, c.decoder_heads, c.mlp_ratio
+            c.dim,
+            self.token_size,
+            self.n_tokens,
+            c.decoder_dim,
+            c.decoder_depth,
+            c.decoder_heads,
+            c.mlp_ratio,
+            **DECODER_EPS,
         )
         self.apply(xavier_init)
         nn.init.normal_(self.cls_token, std=0.02)
@@ -81,16 +91,22 @@ class MTAE(Method):
         return len(LEADS) * self.patch_len
 
     def _tokenize(self, signals: torch.Tensor) -> torch.Tensor:
-        """(B, L, T) -> (B, n_tokens, token_size)."""
-        return rearrange(signals, "b l (n p) -> b n (l p)", p=self.patch_len)
+        """(B, L, T) -> (B, n_tokens, token_size), contiguous (reductions over a token's samples
+        run several times faster than on the strided view)."""
+        return rearrange(signals, "b l (n p) -> b n (l p)", p=self.patch_len).contiguous()
 
     def _token_present(self, lead_mask: torch.Tensor) -> torch.Tensor:
         """(B, L) -> (B, n_tokens): tokens that carry a present lead."""
         return lead_mask.any(dim=1, keepdim=True).expand(-1, self.n_tokens)
 
-    def _per_lead(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, n_tokens, token_size) -> (B, L, pieces, samples): each lead's part of the tokens."""
-        return rearrange(tokens, "b n (l p) -> b l n p", l=len(LEADS))
+    def _pieces(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, n_tokens, token_size) -> (B, n_tokens, pieces, samples): the tokens split into the
+        parts of single leads (a view)."""
+        return tokens.unflatten(-1, (len(LEADS), self.patch_len))
+
+    def _piece_present(self, lead_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> (B, n_tokens, pieces): whether each piece belongs to a present lead."""
+        return lead_mask[:, None, :].expand(-1, self.n_tokens, -1)
 
     # -- pieces --------------------------------------------------------------------------------
     @property
@@ -126,9 +142,9 @@ class MTAE(Method):
         target = self._tokenize(signals)
         if self.config.norm_pix:
             target = normalize_patches(target)
-        # which per-lead pieces of the tokens were hidden, restricted to the present leads
-        hidden = self._per_lead((~is_visible)[:, :, None].expand_as(target))[..., 0] & lead_mask[:, :, None]
-        loss = masked_patch_mse(self._per_lead(pred), self._per_lead(target), hidden, norm_pix=False)
+        # which single-lead pieces of the tokens were hidden, restricted to the present leads
+        hidden = (~is_visible)[:, :, None] & self._piece_present(lead_mask)
+        loss = masked_patch_mse(self._pieces(pred), self._pieces(target), hidden, norm_pix=False)
         return {"loss": loss}
 
     def encode(self, signals: torch.Tensor, lead_mask: torch.Tensor, return_hidden: bool = False) -> Encoded:

@@ -20,7 +20,11 @@ relationship of electrocardiogram", ICLR 2024 [paper]; checked against bakqui/ST
   lead's N + 2 tokens go separately through the same blocks, LayerNorm, Linear(-> p); no lead
   embedding in the decoder; SEP outputs dropped (here the two SEP tokens are the decoder's
   position-free prefix, which is the same computation as the code's zero SEP positions);
-* loss: MSE per patch with norm_pix_loss (``norm_pix``, on), averaged over masked patches;
+* loss: MSE per patch with norm_pix_loss (``norm_pix``, on; unbiased patch variance),
+  averaged over masked patches;
+* LayerNorm eps 1e-5 in every block and the encoder's final norm, 1e-6 in the decoder's final
+  norm (``ENCODER_EPS``, ``DECODER_EPS``). With these, weights converted from an official
+  checkpoint (``from_official_state_dict``) give the official code's loss (tests/test_st_mem_reference.py);
 * downstream: mean over all lead x patch tokens of the last block (SEP removed) -> the
   encoder's final LayerNorm -> head. No CLS token.
 
@@ -40,6 +44,7 @@ Subclasses (methods/ecg_soup.py) change only ``_readout`` or ``_decoder_input``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -70,6 +75,12 @@ from ecgbench.layers import (
     xavier_init,
 )
 
+#: LayerNorm eps of the official code [code]: torch's default 1e-5 in every block (``PreNorm``) and
+#: in the encoder's final norm, 1e-6 in the decoder's final norm (the ``norm_layer`` of
+#: ``st_mem_vit_base_dec256d4b``); shared by its MTAE and MLAE (methods/mtae.py)
+ENCODER_EPS = {"block_eps": 1e-5, "norm_eps": 1e-5}
+DECODER_EPS = {"block_eps": 1e-5, "norm_eps": 1e-6}
+
 
 @dataclass
 class STMEMConfig(MethodConfig):
@@ -96,7 +107,7 @@ class STMEM(Method):
         self.register_buffer("pos_embed", sincos_positions(self.n_patches, c.dim), persistent=False)
         self.sep_token = nn.Parameter(torch.zeros(c.dim))
         self.lead_embed = nn.Parameter(torch.zeros(len(LEADS), c.dim))
-        self.encoder = Transformer(c.dim, c.depth, c.heads, c.mlp_ratio, c.drop_path)
+        self.encoder = Transformer(c.dim, c.depth, c.heads, c.mlp_ratio, c.drop_path, **ENCODER_EPS)
         self.decoder = MAEDecoder(
             self.decoder_input_dim,
             self.patch_len,
@@ -105,6 +116,7 @@ class STMEM(Method):
             c.decoder_depth,
             c.decoder_heads,
             c.mlp_ratio,
+            **DECODER_EPS,
         )
         self.apply(xavier_init)
         nn.init.normal_(self.sep_token, std=0.02)
@@ -182,3 +194,88 @@ class STMEM(Method):
         if name.startswith(("patch_embed", "sep_token", "lead_embed")):
             return 0
         return depth + 1  # final norm, readout modules, decoder (pretraining only)
+
+
+#: official block sub-module -> ours (timm ``Block``): PreNorm(attention), PreNorm(feed-forward)
+_OFFICIAL_BLOCK = {
+    "attn.norm.": "norm1.",
+    "attn.fn.to_qkv.": "attn.qkv.",
+    "attn.fn.to_out.0.": "attn.proj.",
+    "ff.norm.": "norm2.",
+    "ff.fn.net.0.": "mlp.fc1.",
+    "ff.fn.net.3.": "mlp.fc2.",
+}
+#: official module prefix -> ours, for everything outside the blocks
+_OFFICIAL_MODULES = {
+    "to_patch_embedding.1.": "patch_embed.0.",  # index 0 is the Rearrange
+    "to_patch_embedding.2.": "patch_embed.1.",
+    "to_patch_embedding.3.": "patch_embed.2.",
+    "sep_embedding": "sep_token",
+    "norm.": "encoder.norm.",
+    "to_decoder_embedding.": "decoder.embed.",
+    "mask_embedding": "decoder.mask_token",
+    "decoder_norm.": "decoder.transformer.norm.",
+    "decoder_head.": "decoder.predict.",
+}
+
+
+def _check_positions(name: str, positions: torch.Tensor) -> None:
+    """The official code's frozen positions (1, N + 2, D): sin-cos on the patches, zeros for the
+    two SEP slots — what ours compute, so they are checked rather than loaded."""
+    n, dim = positions.shape[1] - 2, positions.shape[2]
+    expected = torch.zeros_like(positions[0])
+    expected[1:-1] = sincos_positions(n, dim)
+    if not torch.allclose(positions[0].float(), expected, atol=1e-4):
+        raise ValueError(f"{name} is not ST-MEM's fixed sin-cos embedding; this checkpoint cannot be converted")
+
+
+def from_official_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights of an official ST-MEM checkpoint (bakqui/ST-MEM) in this plugin's layout.
+
+    Takes the full model's state dict (``ST_MEM``: encoder + decoder; as saved by their
+    ``main_pretrain.py``, also inside its ``{"model": ...}`` wrapper) or the encoder's alone
+    (``ST_MEM_ViT``, their released "Encoder" file; a classification ``head`` is dropped). The
+    result loads into an ``st_mem`` built with the same sizes (their ViT-B/75: the ``paper``
+    preset with ``--set model.patch_s=0.3``; their attention heads are 64 wide, so ``dim`` must be
+    64 x ``heads``); an encoder-only checkpoint leaves the decoder out
+    (``load_state_dict(..., strict=False)``)::
+
+        state = torch.load("st_mem_vit_base.pth", map_location="cpu", weights_only=True)
+        method.load_state_dict(from_official_state_dict(state), strict=False)
+
+    Their fixed positional embeddings are checked against ours, not copied.
+    """
+    if isinstance(state.get("model"), dict):
+        state = state["model"]
+    if any(k.startswith("encoder.") for k in state):  # the full model
+        for alias in [k for k in state if k.startswith("to_patch_embedding.")]:  # the encoder's embedding,
+            if not torch.equal(state[alias], state[f"encoder.{alias}"]):  # registered twice
+                raise ValueError(f"{alias} differs from encoder.{alias}: not an official ST-MEM checkpoint")
+        state = {k.removeprefix("encoder."): v for k, v in state.items() if not k.startswith("to_patch_embedding.")}
+    converted: dict[str, torch.Tensor] = {}
+    lead_embeddings: dict[int, torch.Tensor] = {}
+    for name, value in state.items():
+        if name in ("pos_embedding", "decoder_pos_embed"):
+            _check_positions(name, value)
+        elif name.startswith("head."):
+            continue
+        elif name.startswith("lead_embeddings."):
+            lead_embeddings[int(name.split(".")[1])] = value
+        elif block := re.match(r"(block|decoder_blocks\.)(\d+)\.(.+)", name):
+            kind, index, rest = block.groups()
+            prefix = "encoder" if kind == "block" else "decoder.transformer"
+            sub = next((k for k in _OFFICIAL_BLOCK if rest.startswith(k)), None)
+            if sub is None:
+                raise ValueError(f"unexpected parameter {name!r} in an official ST-MEM checkpoint")
+            converted[f"{prefix}.blocks.{index}.{_OFFICIAL_BLOCK[sub]}{rest.removeprefix(sub)}"] = value
+        else:
+            module = next((k for k in _OFFICIAL_MODULES if name.startswith(k)), None)
+            if module is None:
+                raise ValueError(f"unexpected parameter {name!r} in an official ST-MEM checkpoint")
+            converted[_OFFICIAL_MODULES[module] + name.removeprefix(module)] = value
+    if sorted(lead_embeddings) != list(range(len(LEADS))):
+        raise ValueError(
+            f"an official ST-MEM checkpoint has {len(LEADS)} lead embeddings, found {len(lead_embeddings)}"
+        )
+    converted["lead_embed"] = torch.stack([lead_embeddings[i] for i in range(len(LEADS))])
+    return converted

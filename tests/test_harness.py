@@ -219,20 +219,23 @@ def test_frozen_head_training_keeps_the_best_validation_epoch():
     assert macro_auroc(y[500:].numpy(), predict_scores(fitted.head, x[500:])) > 0.95
 
 
-def test_profiling_writes_a_trace_of_the_first_epoch(toy_arrays, tmp_path):
-    method, _ = build("lamae", toy_arrays, window_s=5.0)
+def test_profiling_writes_a_trace_and_an_operator_table_per_pretrained_model(toy_arrays, tmp_path):
     cfg = PretrainConfig(steps=3, batch_size=8, checkpoint_every=10, log_every=1)
-    pretrain(
-        method,
-        toy_arrays,
-        cfg,
-        0,
-        torch.device("cpu"),
-        tmp_path / "ckpt",
-        progress=False,
-        profile_dir=tmp_path / "profile",
-    )
-    trace = json.loads((tmp_path / "profile" / "pretrain_trace.json").read_text())
-    names = {event.get("name", "") for event in trace["traceEvents"]}
-    assert any("scaled_dot_product" in n or "addmm" in n for n in names)
-    assert "Self CPU" in (tmp_path / "profile" / "pretrain_top_ops.txt").read_text()
+    for name, seed in [("lamae", 0), ("lamae", 1), ("ind_s", 0)]:
+        method, _ = build(name, toy_arrays, window_s=5.0)
+        pretrain(
+            method,
+            toy_arrays,
+            cfg,
+            seed,
+            torch.device("cpu"),
+            tmp_path / f"ckpt_{name}_{seed}",
+            progress=False,
+            profile_dir=tmp_path / "profile",
+        )
+    assert sorted(p.name for p in (tmp_path / "profile").iterdir()) == ["ind_s_seed0", "lamae_seed0", "lamae_seed1"]
+    for model in (tmp_path / "profile").iterdir():
+        trace = json.loads((model / "pretrain_trace.json").read_text())
+        names = {event.get("name", "") for event in trace["traceEvents"]}
+        assert any("scaled_dot_product" in n or "addmm" in n for n in names)
+        assert "Self CPU" in (model / "pretrain_top_ops.txt").read_text()

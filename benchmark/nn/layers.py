@@ -9,12 +9,19 @@ normalised patch embedding and Xavier init follow ST-MEM (bakqui/ST-MEM,
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
+from functools import partial
+from typing import cast
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from einops import rearrange
-from timm.layers import trunc_normal_
+from timm.layers import LayerNorm, trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
+from torch.func import functional_call, vmap
 
 from benchmark.nn.rng import uniform
 
@@ -49,15 +56,58 @@ def gather_tokens(tokens: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 
 
 def scatter_visible(visible: torch.Tensor, keep_ids: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Place visible tokens (S, K, D) at their positions in a dense (S, n, D) tensor.
+    """Place visible tokens (..., K, D) at their positions in a dense (..., n, D) tensor.
 
-    Returns the dense tokens (zeros at masked positions) and the visibility mask (S, n).
+    Returns the dense tokens (zeros at masked positions) and the visibility mask (..., n).
     """
-    dense = visible.new_zeros(visible.shape[0], n, visible.shape[-1])
-    dense = dense.scatter(1, keep_ids.unsqueeze(-1).expand(-1, -1, visible.shape[-1]), visible)
-    is_visible = torch.zeros(visible.shape[0], n, dtype=torch.bool, device=visible.device)
-    is_visible.scatter_(1, keep_ids, True)
+    dense = visible.new_zeros(*visible.shape[:-2], n, visible.shape[-1])
+    dense = dense.scatter(-2, keep_ids.unsqueeze(-1).expand(*keep_ids.shape, visible.shape[-1]), visible)
+    is_visible = torch.zeros(*keep_ids.shape[:-1], n, dtype=torch.bool, device=visible.device)
+    is_visible.scatter_(-1, keep_ids, True)
     return dense, is_visible
+
+
+def call_stacked(modules: Sequence[nn.Module], *inputs):
+    """``torch.stack([modules[i](*(x[i] for x in inputs)) for i])`` in one vectorised call.
+
+    For modules of one architecture with weights of their own (``ind_p``'s twelve private
+    encoders): their parameters are stacked for the call (differentiably, so every module's own
+    parameters receive their gradients and the state dict keeps one entry per module) and
+    ``torch.func.vmap`` runs ``functional_call`` over the stack (the PyTorch ensembling recipe,
+    ``torch.func.stack_module_state``), which turns each layer's per-module matmuls into one
+    batched matmul. Tensor inputs carry one slice per module along dim 0; other inputs (None,
+    flags) go to every module unchanged; outputs gain a leading module dim. Random draws
+    (stochastic depth) are independent per module, as in separate calls.
+    """
+    names = [name for name, _ in modules[0].named_parameters()]
+    params = [dict(module.named_parameters()) for module in modules]
+    stacked = {name: torch.stack([p[name] for p in params]) for name in names}
+    in_dims = (0, *(0 if isinstance(x, torch.Tensor) else None for x in inputs))
+
+    def one(weights: dict[str, torch.Tensor], *args):
+        return functional_call(modules[0], weights, args)
+
+    with explicit_attention(modules[0]):
+        return vmap(one, in_dims=in_dims, randomness="different")(stacked, *inputs)
+
+
+@contextlib.contextmanager
+def explicit_attention(module: nn.Module):
+    """Inside the ``with`` block, timm's attention layers in ``module`` compute softmax(QKᵀ/√d)V with explicit
+    matmuls (their ``fused_attn = False`` path, the same function) instead of
+    ``F.scaled_dot_product_attention``. vmap batches the matmuls on every torch release; SDPA's
+    kernels have no batching rule on the CPU (nor its math fallback before torch 2.5), so vmap
+    would loop over them. At MAE sequence lengths (tens of tokens) the fused kernel saves little.
+    """
+    layers = [m for m in module.modules() if hasattr(m, "fused_attn")]
+    fused = [m.fused_attn for m in layers]
+    for m in layers:
+        setattr(m, "fused_attn", False)  # noqa: B010 (an attribute timm declares, not typed on Module)
+    try:
+        yield
+    finally:
+        for m, was in zip(layers, fused):
+            setattr(m, "fused_attn", was)  # noqa: B010
 
 
 def to_lead_slots(rows: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
@@ -66,6 +116,11 @@ def to_lead_slots(rows: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
     full = rows.new_zeros(*lead_mask.shape, *rows.shape[1:])
     full[lead_mask] = rows
     return full
+
+
+def lead_indices(lead_mask: torch.Tensor) -> torch.Tensor:
+    """The lead index of every present (record, lead) pair, in ``x[lead_mask]`` order: (P,)."""
+    return torch.arange(lead_mask.shape[1], device=lead_mask.device).expand_as(lead_mask)[lead_mask]
 
 
 def attention_mask(keys: torch.Tensor) -> torch.Tensor | None:
@@ -108,13 +163,30 @@ class NormedPatchEmbed(nn.Sequential):
 
 
 class Transformer(nn.Module):
-    """A stack of timm pre-LN ViT blocks with a final LayerNorm; optionally returns every layer."""
+    """A stack of timm pre-LN ViT blocks with a final LayerNorm; optionally returns every layer.
 
-    def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0):
+    ``block_eps`` is the LayerNorm eps inside the blocks (timm's 1e-6 by default), ``norm_eps``
+    the final LayerNorm's (torch's 1e-5 by default); ports of published code set theirs.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        drop_path: float = 0.0,
+        block_eps: float = 1e-6,
+        norm_eps: float = 1e-5,
+    ):
         super().__init__()
         rates = np.linspace(0, drop_path, depth).tolist()  # stochastic depth grows with depth
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, qkv_bias=True, drop_path=rate) for rate in rates)
-        self.norm = nn.LayerNorm(dim)
+        # timm's own LayerNorm (its blocks' default) with our eps; timm types the argument as a class
+        norm = cast(type[nn.Module], partial(LayerNorm, eps=block_eps))
+        self.blocks = nn.ModuleList(
+            Block(dim, heads, mlp_ratio, qkv_bias=True, drop_path=rate, norm_layer=norm) for rate in rates
+        )
+        self.norm = nn.LayerNorm(dim, eps=norm_eps)
 
     def forward(
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, return_hidden: bool = False
@@ -182,17 +254,27 @@ class MAEDecoder(nn.Module):
     learned mask token; optional prefix tokens (S, k, D) (e.g. cross-lead context, a CLS token,
     ST-MEM's SEP tokens) are prepended without positions and dropped at the output; ``extra``
     (S, dim) is added to every token (e.g. MVMAE's decoder view embedding). Predicts
-    ``patch_len`` samples per patch.
+    ``patch_len`` samples per patch. ``block_eps`` / ``norm_eps``: the LayerNorm eps of the blocks and
+    of the final norm (:class:`Transformer`).
     """
 
     def __init__(
-        self, encoder_dim: int, patch_len: int, n_patches: int, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0
+        self,
+        encoder_dim: int,
+        patch_len: int,
+        n_patches: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        block_eps: float = 1e-6,
+        norm_eps: float = 1e-5,
     ):
         super().__init__()
         self.embed = nn.Linear(encoder_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.register_buffer("pos_embed", sincos_positions(n_patches, dim)[None], persistent=False)
-        self.transformer = Transformer(dim, depth, heads, mlp_ratio)
+        self.transformer = Transformer(dim, depth, heads, mlp_ratio, block_eps=block_eps, norm_eps=norm_eps)
         self.predict = nn.Linear(dim, patch_len)
         self.apply(init_weights)
         trunc_normal_(self.mask_token, std=0.02)
@@ -217,10 +299,18 @@ class MAEDecoder(nn.Module):
 
 
 def normalize_patches(target: torch.Tensor) -> torch.Tensor:
-    """MAE's norm_pix target: each patch (last dim) standardised by its own mean and variance."""
-    mean = target.mean(dim=-1, keepdim=True)
-    var = target.var(dim=-1, keepdim=True, unbiased=False)
-    return (target - mean) / (var + 1e-6).sqrt()
+    """MAE's norm_pix target: each patch (last dim) standardised by its own mean and variance,
+    (t - mean) / sqrt(var + 1e-6).
+
+    The variance is the unbiased one (``torch.var``'s default), as in the official code of MAE
+    (facebookresearch/mae ``models_mae.forward_loss``) and ST-MEM (bakqui/ST-MEM
+    ``models/st_mem.py``); a patch needs at least two samples. Computed as one fused
+    ``layer_norm`` (biased variance v = var·(n-1)/n): (t - mean) / sqrt(var + eps) equals
+    sqrt((n-1)/n) · (t - mean) / sqrt(v + eps·(n-1)/n).
+    """
+    n = target.shape[-1]
+    shrink = (n - 1) / n
+    return F.layer_norm(target, (n,), eps=1e-6 * shrink) * shrink**0.5
 
 
 def masked_patch_mse(
@@ -229,11 +319,12 @@ def masked_patch_mse(
     """Mean squared error over masked patches only (MAE's loss).
 
     pred/target (..., N, p), masked (..., N) bool. With ``norm_pix`` the target patch is
-    normalised by its own mean and variance ((t - mu) / sqrt(var + 1e-6)), as MAE recommends.
+    normalised by its own mean and variance ((t - mu) / sqrt(var + 1e-6), :func:`normalize_patches`),
+    as MAE recommends.
     """
     if norm_pix:
         target = normalize_patches(target)
-    per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)
+    per_patch = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=-1)  # one fused kernel
     weight = masked.float()
     return (per_patch * weight).sum() / weight.sum().clamp_min(1.0)
 

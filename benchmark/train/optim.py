@@ -44,19 +44,37 @@ def no_weight_decay_names(model: nn.Module, patterns: tuple[str, ...]) -> list[s
     return [name for name, _ in model.named_parameters() if any(fnmatch.fnmatch(name, p) for p in patterns)]
 
 
+def adamw(params, **options) -> torch.optim.AdamW:
+    """``torch.optim.AdamW(params, **options)`` with the fused kernel where the parameters' device
+    has one (CUDA; CPU since torch 2.4), else torch's default (foreach) implementation.
+
+    The same update in one kernel per parameter group instead of a dozen element-wise passes
+    over every tensor: the AdamW step was 18 % of Ind_P's CPU training step (720 tensors: 12
+    private encoders and decoders), and the fused one is 4.5x faster there (median of 30
+    interleaved steps, 1 thread, 2-core AMD EPYC under a load of ~13). AdamW refuses
+    ``fused=True`` at construction for a device without the kernel (e.g. MPS under torch 2.4),
+    which is where it falls back.
+    """
+    try:
+        return torch.optim.AdamW(params, fused=True, **options)
+    except RuntimeError:
+        return torch.optim.AdamW(params, **options)
+
+
 def build_optimizer(
     model: nn.Module, cfg: OptimConfig, batch_size: int, total_steps: int, no_weight_decay: tuple[str, ...] = ()
 ) -> tuple[torch.optim.Optimizer, CosineLRScheduler]:
-    """AdamW over timm parameter groups (no decay on 1-D params and on parameters matching the
-    ``no_weight_decay`` fnmatch patterns; layer-wise lr scales from ``model.group_matcher`` when
-    ``layer_decay`` < 1)."""
+    """AdamW (fused where the device allows, :func:`adamw`) over timm parameter groups (no decay
+    on 1-D params and on parameters matching the ``no_weight_decay`` fnmatch patterns;
+    layer-wise lr scales from ``model.group_matcher`` when ``layer_decay`` < 1). Build it after
+    the model has moved to its device."""
     exempt = no_weight_decay_names(model, no_weight_decay)
     if cfg.layer_decay < 1:
         groups = param_groups_layer_decay(model, cfg.weight_decay, exempt, layer_decay=cfg.layer_decay)
     else:
         groups = param_groups_weight_decay(model, cfg.weight_decay, no_weight_decay_list=exempt)
     lr = cfg.base_lr * batch_size / 256
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(cfg.beta1, cfg.beta2))
+    optimizer = adamw(groups, lr=lr, betas=(cfg.beta1, cfg.beta2))
     scheduler = CosineLRScheduler(
         optimizer,
         t_initial=total_steps,

@@ -92,7 +92,8 @@ def pretrain(
     ``final.pt`` holds the finished weights and report (reused as is); ``last.pt`` holds the
     latest periodic state (weights, optimiser, step, RNG) to resume from. Under ``torchrun``
     each rank trains on its shard of every global batch and only rank 0 writes checkpoints.
-    With ``profile_dir``, the first epoch is traced with torch.profiler.
+    With ``profile_dir``, the first epoch is traced with torch.profiler into
+    ``profile_dir/<method>_seed<seed>/`` (one trace and operator table per pretrained model).
     """
     final_path, last_path = checkpoint_dir / "final.pt", checkpoint_dir / "last.pt"
     if final_path.exists():
@@ -127,7 +128,7 @@ def pretrain(
         step, loss_curve, elapsed = state["step"], state["loss_curve"], state["wall_s"]
         set_rng_state(state["rng"])
     loss_function = _loss_function(method, device, cfg.compile)
-    profiler = Profiler(profile_dir, device) if profile_dir is not None else None
+    profiler = Profiler(profile_dir / f"{method.name}_seed{seed}", device) if profile_dir is not None else None
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
