@@ -327,3 +327,26 @@ def test_seed_independent_outputs_are_computed_once_and_kept_on_disk(monkeypatch
     assert len(stored) == 3
     run(dataclasses.replace(request, seeds=[2]))
     assert len(calls) == first  # a new seed too
+
+
+def test_leaderboard_compares_with_every_reference_and_shows_choices_and_compute(tmp_path):
+    from test_leaderboard import table_rows, write_cell
+
+    from benchmark.report.leaderboard import write_leaderboard
+    from benchmark.report.results import ResultStore
+
+    store = ResultStore(tmp_path / "results")
+    for seed, lr in enumerate((3e-4, 3e-4, 1e-3)):
+        tuning = {"tuning": {"param": "base_lr", "grid": [1e-4, 3e-4, 1e-3], "chosen": lr}}
+        for method, skill, flops in (("lamae", 1.5, 2e11), ("scratch", 0.5, 6e12), ("xresnet1d", 1.0, 7e12)):
+            write_cell(store, method, seed, skill, protocol="finetune", details=tuning, downstream={"flops": flops})
+    write_leaderboard(store.root, tmp_path / "LB.md")
+    rows = table_rows((tmp_path / "LB.md").read_text(), "· finetune")
+    header = [cell.strip() for cell in rows["method"].split("|")]
+    for column in ("Δ scratch (p Holm)", "Δ xresnet1d (p Holm)", "tuned on val", "downstream FLOPs", "total FLOPs"):
+        assert column in header
+    cells = {m: dict(zip(header, (c.strip() for c in rows[m].split("|")))) for m in ("lamae", "scratch", "xresnet1d")}
+    assert cells["lamae"]["tuned on val"] == "lr 3e-4 ×2, 1e-3"
+    assert cells["lamae"]["downstream FLOPs"] == "200G" and cells["lamae"]["total FLOPs"] == "5.3T"  # 5.1T pretraining
+    assert cells["xresnet1d"]["total FLOPs"] == "7T" and cells["xresnet1d"]["pretrain FLOPs"] == "—"
+    assert cells["scratch"]["Δ scratch (p Holm)"] == "reference" and cells["lamae"]["Δ xresnet1d (p Holm)"] != "reference"

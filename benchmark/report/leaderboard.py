@@ -80,6 +80,14 @@ def method_order(table: Table) -> list[str]:
 TUNED_NAMES = {"base_lr": "lr", "l2": "l2"}
 
 
+def compact(value: float) -> str:
+    """A grid value in few characters: 3e-4, 0.1, 100."""
+    if value == 0 or 0.01 <= abs(value) < 1000:
+        return f"{value:g}"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+
+
 def tuned_cell(recs: list[dict]) -> str:
     """The hyper-parameter each seed's protocol chose on validation, e.g. ``lr 3e-4 ×2, 1e-3``."""
     chosen = [r["details"]["tuning"] for r in recs if (r.get("details") or {}).get("tuning")]
@@ -88,7 +96,7 @@ def tuned_cell(recs: list[dict]) -> str:
     counts: dict[float, int] = defaultdict(int)
     for tuning in chosen:
         counts[tuning["chosen"]] += 1
-    values = ", ".join(f"{v:.2g}" + (f" ×{n}" if n > 1 else "") for v, n in sorted(counts.items()))
+    values = ", ".join(compact(v) + (f" ×{n}" if n > 1 else "") for v, n in sorted(counts.items()))
     return f"{TUNED_NAMES.get(chosen[0]['param'], chosen[0]['param'])} {values}"
 
 
