@@ -15,7 +15,13 @@ from benchmark.data.contract import LeakageError
 from benchmark.data.loader import make_loader
 from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import CellContext, Prediction
-from benchmark.eval.protocols.finetune import Classifier, FeatureStandardiser, Finetune, FinetuneConfig, SupervisedRecipe
+from benchmark.eval.protocols.finetune import (
+    Classifier,
+    FeatureStandardiser,
+    Finetune,
+    FinetuneConfig,
+    SupervisedRecipe,
+)
 from benchmark.eval.protocols.linear import LinearProbe, LinearProbeConfig
 from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
