@@ -349,4 +349,6 @@ def test_leaderboard_compares_with_every_reference_and_shows_choices_and_compute
     assert cells["lamae"]["tuned on val"] == "lr 3e-4 ×2, 1e-3"
     assert cells["lamae"]["downstream FLOPs"] == "200G" and cells["lamae"]["total FLOPs"] == "5.3T"  # 5.1T pretraining
     assert cells["xresnet1d"]["total FLOPs"] == "7T" and cells["xresnet1d"]["pretrain FLOPs"] == "—"
-    assert cells["scratch"]["Δ scratch (p Holm)"] == "reference" and cells["lamae"]["Δ xresnet1d (p Holm)"] != "reference"
+    assert (
+        cells["scratch"]["Δ scratch (p Holm)"] == "reference" and cells["lamae"]["Δ xresnet1d (p Holm)"] != "reference"
+    )
