@@ -92,6 +92,20 @@ def test_a_supervised_candidate_may_spend_the_reference_pretraining_plus_finetun
     assert output.compute["budget_reference"] == "lamae"
 
 
+def test_a_tiny_training_subset_stops_early_however_large_the_budget(toy_arrays):
+    """1 % of a dataset with the pretraining compute of a large one allows thousands of epochs;
+    the warmup follows the recipe's epochs, so early stopping still ends training soon."""
+    method = built("scratch")
+    per_sample = supervised_step_flops(method, synthetic_batch(method, 2), 2) / 2
+    budget = SupervisedBudget("lamae", pretrain_flops=int(1e5 * per_sample), finetune_flops_per_sample=per_sample)
+    protocol = quick_finetune(lr_grid=(1.0,), supervised=SupervisedRecipe(epochs=20, patience=3, match_compute=True))
+    ctx = context(toy_arrays, method, supervised_budget=budget)
+    ctx.train_indices = toy_arrays.splits["train"][:8]
+    details = protocol.run(ctx).details
+    assert details["max_epochs"] > 10_000 and details["epochs_run"] < 100
+    assert details["epochs_run"] - 1 - details["best_epoch"] == 3  # stopped by patience
+
+
 def test_supervised_budget_is_the_reference_methods_pretraining_and_finetuning_flops(tmp_path):
     preset = SMOKE
     build = lambda name: build_method(name, preset, {})  # noqa: E731

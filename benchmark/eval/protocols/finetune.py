@@ -329,7 +329,11 @@ class Finetune(Protocol):
         training_model: nn.Module = model
         if distributed.world_size() > 1:  # each rank trains on its share of every batch
             training_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-        optim = replace(recipe.optim, base_lr=base_lr)
+        # the warmup is a fraction of the recipe's epochs, not of a compute-matched maximum: on a
+        # label-efficiency subset of a few records the maximum runs to thousands of epochs, and
+        # early stopping (patience counts after the warmup) must be able to end training long before
+        warmup_frac = recipe.optim.warmup_frac * min(1.0, recipe.epochs / epochs)
+        optim = replace(recipe.optim, base_lr=base_lr, warmup_frac=warmup_frac)
         optimizer, scheduler = build_optimizer(model, optim, batch_size, epochs * len(loader), encoder.no_weight_decay)
         warmup_epochs = math.ceil(int(optim.warmup_frac * epochs * len(loader)) / len(loader))
         candidate = Candidate(base_lr)
