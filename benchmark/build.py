@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.metadata
+import logging
+import re
 
 from benchmark.config import ConfigError, apply_overrides
 from benchmark.data.contract import DatasetPlugin
@@ -20,15 +23,20 @@ from benchmark.method.base import Method, MethodConfig
 from benchmark.presets import PRESET_SCOPES, REFERENCES, Preset
 from benchmark.registry import DATASETS, METHODS, PROTOCOLS
 
+log = logging.getLogger("benchmark")
+
 
 def method_config(method_cls: type[Method], preset: Preset, overrides: dict) -> MethodConfig:
-    """Preset's shared architecture fields, the method's own defaults, then ``--set name.*``.
+    """Preset's shared architecture fields (for methods that use them), the method's own
+    defaults, then ``--set name.*``.
 
     An untrained baseline (``random_init``, ``scratch``) wraps another method's architecture: its
     ``arch_config`` is that method's full config, built the same way (so ``--set lamae.*``
     reaches the untrained LAMAE too).
     """
-    shared = {k: v for k, v in dataclasses.asdict(preset.model).items() if k in method_cls.Config.field_names()}
+    shared = {}
+    if method_cls.uses_model_size:
+        shared = {k: v for k, v in dataclasses.asdict(preset.model).items() if k in method_cls.Config.field_names()}
     config = apply_overrides(method_cls.Config(**shared), overrides.get(method_cls.name, {}), method_cls.name)
     if hasattr(config, "arch"):
         arch_config = method_config(METHODS.get(config.arch), preset, overrides)
@@ -76,17 +84,49 @@ def build_protocols(names: list[str], preset: Preset) -> tuple[dict[str, Protoco
 
 
 def resolve_methods(names: list[str], protocols: list[Protocol], add_references: bool) -> list[str]:
-    """Expand ``all``, check every name, and add the untrained reference of each protocol kind."""
+    """Expand ``all``, check every name, and add the reference baselines of each protocol kind
+    that the protocol evaluates. A method asked for by name whose optional dependencies are
+    missing is refused; a reference that lacks them is left out with a warning."""
+    references = {name for kind in REFERENCES.values() for name in kind}
     if names == ["all"]:
-        names = [n for n in METHODS.names() if n not in REFERENCES.values()]
+        names = [n for n in METHODS.names() if n not in references]
     for name in names:
-        METHODS.get(name)  # raises with "did you mean" for unknown names
+        missing = METHODS.get(name).missing_requirements()  # raises with "did you mean" for unknown names
+        if missing:
+            raise ConfigError(f"method {name!r} needs {', '.join(missing)}: {install_hint(missing)}")
     if add_references:
         for protocol in protocols:
-            reference = REFERENCES.get(protocol.kind)
-            if reference and reference not in names:
+            for reference in REFERENCES.get(protocol.kind, ()):
+                method_cls = METHODS.get(reference)
+                if reference in names or not protocol.applies_to(method_cls):
+                    continue
+                missing = method_cls.missing_requirements()
+                if missing:
+                    log.warning(
+                        "reference %s left out: it needs %s (%s)", reference, ", ".join(missing), install_hint(missing)
+                    )
+                    continue
                 names = [*names, reference]
     return list(dict.fromkeys(names))
+
+
+def install_hint(missing: list[str]) -> str:
+    """How to install a method's missing dependencies: the ecgbench extras that provide them
+    (read from the installed package's metadata), else the packages themselves."""
+    extras: dict[str, set[str]] = {}
+    try:
+        for line in importlib.metadata.requires("ecgbench") or ():
+            requirement, _, marker = line.partition(";")
+            match = re.match(r"[A-Za-z0-9_.-]+", requirement.strip())
+            extra = re.search(r"extra\s*==\s*[\"']([^\"']+)", marker)
+            if match and extra:
+                extras.setdefault(match.group(0).lower(), set()).add(extra.group(1))
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    if missing and all(name.lower() in extras for name in missing):
+        names = sorted({min(extras[name.lower()]) for name in missing})
+        return f"pip install 'ecgbench[{','.join(names)}]'"
+    return "pip install " + " ".join(missing)
 
 
 def architectures(methods: list[str], preset: Preset, overrides: dict) -> list[str]:

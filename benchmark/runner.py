@@ -10,6 +10,9 @@ other module is a piece this loop calls.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib.metadata
+import inspect
 import itertools
 import logging
 import time
@@ -33,13 +36,19 @@ from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import CellContext
 from benchmark.eval.sweep import Evaluation, expand
 from benchmark.method.base import Method, MethodConfig
-from benchmark.presets import Preset, get_preset
+from benchmark.presets import ANCHOR_METHOD, Preset, get_preset
 from benchmark.provenance import provenance
 from benchmark.registry import METHODS, load_plugin_file
 from benchmark.report.results import Cell, ResultStore
 from benchmark.storage import remove_orphans
 from benchmark.train import distributed
-from benchmark.train.budget import FlopsMeter, PretrainPlan, parse_budget, plan_pretraining
+from benchmark.train.budget import (
+    FlopsMeter,
+    PretrainPlan,
+    parse_budget,
+    plan_pretraining,
+    supervised_budget,
+)
 from benchmark.train.flops import parameter_counts
 from benchmark.train.pretrain import pretrain
 from benchmark.train.runtime import resolve_device, set_seed
@@ -123,6 +132,7 @@ def cell_record(
         "compute": {
             **parameter_counts(method),
             "pretrain": None if plan is None else {**to_jsonable(pretrain_report), **plan.as_record()},
+            "downstream": to_jsonable(output.compute) or None,
             "protocol_wall_s": wall_s,
         },
         "provenance": provenance(device),
@@ -139,6 +149,23 @@ def rebuilder(method_cls: type[Method], config: MethodConfig, input_spec: InputS
         return fresh
 
     return rebuild
+
+
+#: what a seed-independent method's frozen outputs depend on ("data": the content fingerprint)
+FROZEN_OUTPUT_KEYS = ("dataset", "dataset_config", "data", "dropped_duplicates", "input", "method", "method_config")
+
+
+def frozen_outputs_signature(method_cls: type[Method], identity: dict) -> str:
+    """What a seed-independent method's frozen outputs depend on: the data, the input, its
+    configuration, its code and the versions of the packages it requires."""
+    source = inspect.getsourcefile(method_cls)
+    return signature(
+        {
+            **{k: identity[k] for k in FROZEN_OUTPUT_KEYS if k in identity},
+            "code": hashlib.sha256(Path(source).read_bytes()).hexdigest() if source else None,
+            "packages": {name: importlib.metadata.version(name) for name in method_cls.requires},
+        }
+    )
 
 
 def run(request: RunRequest) -> list[dict]:
@@ -190,10 +217,30 @@ def run(request: RunRequest) -> list[dict]:
         distributed.barrier()
     log.info("%d records: %s", len(arrays.signals), ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
     evaluations = expand(requested, base_protocols, arrays)
-    plans = plan_budgets(methods, preset, request.overrides, FlopsMeter(store.flops_dir, device))
+    meter = FlopsMeter(store.flops_dir, device)
+    plans = plan_budgets(methods, preset, request.overrides, meter)
     data = {**data_identity(dataset, arrays), "input": preset.input}  # content, not location
     if dropped:  # the data differ from an unguarded run's: so must the signatures
         data["dropped_duplicates"] = dropped
+    supervised = None
+    if any(METHODS.get(m).supervised_only() for m in methods) and any(
+        p.kind == "finetune" for p in base_protocols.values()
+    ):
+        supervised = supervised_budget(
+            parse_budget(preset.pretrain.budget),
+            ANCHOR_METHOD,
+            preset.pretrain.steps,
+            preset.pretrain.batch_size,
+            len(arrays.label_names),
+            meter,
+            lambda name: build_method(name, preset, request.overrides),
+            plans,
+        )
+        log.info(
+            "supervised-only methods may spend, per learning rate, %s's %.3g pretraining FLOPs + one fine-tuning run",
+            supervised.reference,
+            supervised.pretrain_flops,
+        )
 
     # every cell of the run, finished ones skipped (a result with another signature is refused)
     records, todo = [], []
@@ -238,6 +285,7 @@ def run(request: RunRequest) -> list[dict]:
     log.info("%d cells: %d finished already, %d to run", len(records) + len(todo), len(records), len(todo))
 
     done = 0
+    seed_independent_outputs: dict[str, dict] = {}  # method -> its frozen outputs, shared across seeds
     for (seed, method_name), cells in itertools.groupby(todo, key=lambda p: (p.cell.seed, p.cell.method)):
         cells = list(cells)
         identity = cells[0].identity
@@ -274,7 +322,15 @@ def run(request: RunRequest) -> list[dict]:
             {k: v.detach().clone() for k, v in method.state_dict().items()},
         )
 
-        shared_outputs: dict = {}  # frozen features of this pretrained model, shared by its cells
+        # frozen outputs of this model, shared by its cells; a seed-independent method's are the
+        # same for every seed and run: shared across seeds and kept on disk
+        shared_outputs: dict = {}
+        persist = None
+        if method_cls.seed_independent:
+            shared_outputs = seed_independent_outputs.setdefault(method_name, {})
+            persist = store.frozen_outputs_dir(
+                dataset.name, preset.name, method_name, frozen_outputs_signature(method_cls, identity)
+            )
         for planned in cells:
             done += 1
             log.info("[%d/%d] running %s", done, len(todo), planned.cell.describe())
@@ -292,6 +348,8 @@ def run(request: RunRequest) -> list[dict]:
                     train_indices=variant.train_indices,
                     lead_subset=variant.lead_subset,
                     cache=shared_outputs,
+                    persist=persist,
+                    supervised_budget=supervised,
                 )
             )
             record = cell_record(

@@ -99,7 +99,9 @@ def test_smoke_run_writes_results_leaderboard_and_skips_finished_cells(tmp_path)
         ("ind_p", "linear_seed0"),
         ("ind_p", "finetune_seed0"),
         ("random_init", "linear_seed0"),
+        ("ecg_features", "linear_seed0"),
         ("scratch", "finetune_seed0"),
+        ("xresnet1d", "finetune_seed0"),
     }
     record = json.loads(files[0].read_text())
     for key in ("config", "metrics", "compute", "provenance", "signature", "predictions"):
@@ -113,14 +115,14 @@ def test_smoke_run_writes_results_leaderboard_and_skips_finished_cells(tmp_path)
     assert pretrained["flops_per_step"] > 0 and pretrained["budget"] == "lamae"  # the presets match compute
     assert abs(pretrained["total_flops"] / pretrained["budget_flops"] - 1) <= 0.1  # 6 smoke steps: coarse
     board = (out / "LEADERBOARD.md").read_text()
-    for method in ("lamae", "ind_p", "random_init", "scratch"):
+    for method in ("lamae", "ind_p", "random_init", "ecg_features", "scratch", "xresnet1d"):
         assert f"| {method} " in board
     assert "macro AUROC" in first.stdout  # the summary table
 
     stamps = {f: f.stat().st_mtime_ns for f in files}
     again = smoke_run(out)
     assert again.returncode == 0, again.stderr
-    assert "6 cells: 6 finished already, 0 to run" in again.stderr
+    assert "8 cells: 8 finished already, 0 to run" in again.stderr
     assert {f: f.stat().st_mtime_ns for f in result_files(out)} == stamps
 
     changed = smoke_run(out, "--set", "linear.max_iter=7")

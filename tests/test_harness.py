@@ -15,7 +15,13 @@ from benchmark.data.contract import LeakageError
 from benchmark.data.loader import make_loader
 from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import CellContext, Prediction
-from benchmark.eval.protocols.finetune import Classifier, FeatureStandardiser, Finetune, FinetuneConfig
+from benchmark.eval.protocols.finetune import (
+    Classifier,
+    FeatureStandardiser,
+    Finetune,
+    FinetuneConfig,
+    SupervisedRecipe,
+)
 from benchmark.eval.protocols.linear import LinearProbe, LinearProbeConfig
 from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
@@ -127,7 +133,9 @@ def test_linear_probe_learns_a_linearly_decodable_label(toy_arrays):
 def test_finetuning_improves_on_validation_and_tests_the_best_epoch():
     arrays = make_toy_arrays(n_patients=80)
     method, _ = build("lamae", arrays, window_s=5.0)
-    cfg = FinetuneConfig(epochs=6, batch_size=16, patience=6, optim=OptimConfig(base_lr=2e-2, layer_decay=0.75))
+    cfg = FinetuneConfig(
+        epochs=6, batch_size=16, patience=6, optim=OptimConfig(base_lr=2e-2, layer_decay=0.75), lr_grid=(1.0,)
+    )
     output = Finetune(cfg).run(context(arrays, method))
     history = output.details["val_history"]
     assert output.details["best_epoch"] == int(np.argmax(history))
@@ -152,11 +160,9 @@ def test_finetuning_starts_from_the_linear_probe_of_the_initial_encoder(toy_arra
     assert Classifier(method, 2, probe, probe_head=False).head.weight.abs().max() < 1e-3
 
     scratch, _ = build("scratch", toy_arrays, window_s=5.0)
-    output = Finetune(FinetuneConfig(epochs=1, batch_size=16)).run(context(toy_arrays, scratch))
-    assert (
-        "probe_l2" not in output.details
-        and "probe_l2" in Finetune(FinetuneConfig(epochs=1, batch_size=16)).run(context(toy_arrays, method)).details
-    )
+    quick = FinetuneConfig(epochs=1, batch_size=16, lr_grid=(1.0,), supervised=SupervisedRecipe(epochs=1))
+    output = Finetune(quick).run(context(toy_arrays, scratch))
+    assert "probe_l2" not in output.details and "probe_l2" in Finetune(quick).run(context(toy_arrays, method)).details
     with pytest.raises(ValueError, match="head_init"):
         FinetuneConfig(head_init="probe")
 

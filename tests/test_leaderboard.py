@@ -37,12 +37,14 @@ def write_cell(
     variant_identity=None,
     budget_flops=1e12,
     n_train=300,
+    details=None,
+    downstream=None,
 ):
     """A result whose scores separate the classes with strength ``skill`` (0 = chance)."""
     y = labels_for(names)
     rng = np.random.default_rng([seed, *map(ord, method)])
     scores = 1 / (1 + np.exp(-(skill * (2.0 * y - 1) + rng.standard_normal(y.shape))))
-    pretrains = method not in ("random_init", "scratch")
+    pretrains = method not in ("random_init", "scratch", "xresnet1d", "ecg_features")
     cell = Cell(dataset, "labels", "cpu", method, protocol, seed, variant)
     record = {
         "signature": f"{method}{seed}{variant}",
@@ -60,7 +62,7 @@ def write_cell(
             "seed": seed,
         },
         "metrics": classification_report(y, scores, names),
-        "details": {"n_train": n_train},
+        "details": {"n_train": n_train, **(details or {})},
         "compute": {
             "encoder_params": 250_000 if method != "ind_p" else 1_800_000,
             "total_params": 300_000,
@@ -75,6 +77,7 @@ def write_cell(
             }
             if pretrains
             else None,
+            "downstream": downstream,
             "protocol_wall_s": 1.0,
         },
         "provenance": {

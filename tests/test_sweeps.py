@@ -132,7 +132,9 @@ def test_protocols_train_and_test_on_the_lead_subset(toy_arrays):
     ctx.lead_subset = without
     assert score(linear.run(ctx), toy_arrays) < 0.75
     arrays = make_toy_arrays(n_patients=80)
-    finetune = Finetune(FinetuneConfig(epochs=4, batch_size=16, patience=4, optim=OptimConfig(base_lr=2e-2)))
+    finetune = Finetune(
+        FinetuneConfig(epochs=4, batch_size=16, patience=4, optim=OptimConfig(base_lr=2e-2), lr_grid=(1.0,))
+    )
     method, _ = build("lamae", arrays, window_s=5.0)
     ctx = context(arrays, method)
     ctx.lead_subset = without

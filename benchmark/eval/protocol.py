@@ -8,8 +8,10 @@ method hyper-parameters (docs/design.md), so every method is evaluated the same 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,7 +21,9 @@ from tqdm.auto import tqdm
 from benchmark.data.contract import ECGArrays
 from benchmark.data.loader import make_loader
 from benchmark.method.base import Method
+from benchmark.storage import atomic_write
 from benchmark.train import distributed
+from benchmark.train.budget import SupervisedBudget
 from benchmark.train.runtime import autocast
 
 
@@ -34,6 +38,8 @@ class Prediction:
 class ProtocolOutput:
     prediction: Prediction
     details: dict[str, Any] = field(default_factory=dict)
+    #: what the protocol's own training cost (fine-tuning: FLOPs per record, records seen, FLOPs)
+    compute: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,6 +58,10 @@ class CellContext:
     lead_subset: np.ndarray | None = None  # (12,) bool: evaluate with only these leads
     #: outputs of the frozen encoder shared by all cells of one pretrained model (see split_outputs)
     cache: dict = field(default_factory=dict)
+    #: where ``split_outputs`` keeps them on disk too (seed-independent methods only; None: memory)
+    persist: Path | None = None
+    #: the compute a supervised-only method may spend per learning-rate candidate (fine-tuning)
+    supervised_budget: SupervisedBudget | None = None
 
     def __post_init__(self):
         if self.train_indices is None:
@@ -67,12 +77,39 @@ class CellContext:
         leads = None if self.lead_subset is None else tuple(np.asarray(self.lead_subset).tolist())
         key = (kind, split, leads)
         if key not in self.cache:
-            self.cache[key] = compute(self.arrays.splits[split])
+            self.cache[key] = self._stored(kind, split, leads, compute)
         outputs, labels = self.cache[key]
         if split != "train" or np.array_equal(self.train_indices, self.arrays.splits["train"]):
             return outputs, labels
         positions = positions_in(self.arrays.splits["train"], self.train_indices)
         return outputs[torch.from_numpy(positions)], labels[positions]
+
+    def _stored(
+        self,
+        kind: str,
+        split: str,
+        leads: tuple | None,
+        compute: Callable[[np.ndarray], tuple[torch.Tensor, np.ndarray]],
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """``compute`` of a whole split, read from ``persist`` when an earlier run stored it for
+        the same records (the file holds their ids; labels always come from the data)."""
+        indices = self.arrays.splits[split]
+        if self.persist is None:
+            return compute(indices)
+        tag = "all" if leads is None else "".join("1" if present else "0" for present in leads)
+        path = self.persist / f"{kind}_{split}_{tag}.npz"
+        record_ids = np.asarray(self.arrays.record_ids[indices]).astype(str)
+        if path.exists():
+            with np.load(path) as stored:
+                if np.array_equal(stored["record_ids"], record_ids):
+                    labels = np.asarray(self.arrays.labels[indices], dtype=np.float32)
+                    return torch.from_numpy(stored["outputs"]), labels
+        outputs, labels = compute(indices)
+        if distributed.is_main():
+            buffer = io.BytesIO()
+            np.savez(buffer, outputs=outputs.numpy(), record_ids=record_ids)
+            atomic_write(path, buffer.getvalue())
+        return outputs, labels
 
 
 def positions_in(pool: np.ndarray, members: np.ndarray) -> np.ndarray:
@@ -97,7 +134,9 @@ class Protocol:
         self.config = config if config is not None else self.Config()
 
     def applies_to(self, method_cls: type[Method]) -> bool:
-        return self.kind in method_cls.evaluations
+        """Whether the method is evaluated under this protocol: it names the protocol's kind or
+        the protocol itself in ``Method.evaluations``."""
+        return self.kind in method_cls.evaluations or self.name in method_cls.evaluations
 
     def run(self, ctx: CellContext) -> ProtocolOutput:
         raise NotImplementedError

@@ -21,6 +21,7 @@ frozen protocols can cache the encoder's outputs and fit that part with their he
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass, fields
 from typing import ClassVar
@@ -79,7 +80,10 @@ class Method(nn.Module):
     summary: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     pretrains: ClassVar[bool] = True
-    #: protocols kinds this method is evaluated under ("frozen": probes, "finetune")
+    #: protocol kinds ("frozen": probes, "finetune") or single protocols (e.g. "linear") this
+    #: method is evaluated under. A method that does not pretrain but is fine-tuned is trained
+    #: supervised from random init (``supervised_only``) with the fine-tuning protocol's
+    #: supervised recipe.
     evaluations: ClassVar[frozenset[str]] = frozenset({"frozen", "finetune"})
     #: the input its paper used (documentation and the `validate` contract; presets decide)
     native_input: ClassVar[InputSpec | None] = None
@@ -91,11 +95,24 @@ class Method(nn.Module):
     downstream_only: tuple[str, ...] = ()
     #: fnmatch patterns of parameters exempt from weight decay (tokens and embeddings, as MAE)
     no_weight_decay: tuple[str, ...] = ("*cls*", "*token*", "*lead_embed*")
+    #: whether the preset's shared model size (the :class:`MethodConfig` fields: width, depth,
+    #: heads, patch length, decoder) configures the method; it then cuts each lead into patches
+    #: (``patch_len``, ``n_patches``). A CNN or a feature extractor has its own fields instead,
+    #: no patches, and keeps its configuration at every preset.
+    uses_model_size: ClassVar[bool] = True
+    #: whether its frozen outputs depend on nothing but the input (no weights, no randomness, e.g.
+    #: a feature extractor): then they are the same for every seed and run, and the harness
+    #: computes them once per dataset and caches them on disk
+    seed_independent: ClassVar[bool] = False
+    #: distributions (pip names) it needs beyond the suite's own dependencies, e.g. ("neurokit2",)
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: MethodConfig, input_spec: InputSpec):
         super().__init__()
         self.config = config
         self.input_spec = input_spec
+        if not self.uses_model_size:
+            return
         self.patch_len = int(round(config.patch_s * input_spec.fs))
         if self.patch_len < 1 or input_spec.window % self.patch_len:
             raise ValueError(
@@ -104,6 +121,16 @@ class Method(nn.Module):
                 f"{config.patch_s * input_spec.fs:g} samples); change patch_s or the window"
             )
         self.n_patches = input_spec.window // self.patch_len
+
+    @classmethod
+    def missing_requirements(cls) -> list[str]:
+        """The distributions of ``requires`` that are not installed."""
+        return [name for name in cls.requires if importlib.util.find_spec(name) is None]
+
+    @classmethod
+    def supervised_only(cls) -> bool:
+        """Trained from random init on the labels alone (``scratch``, ``xresnet1d``)."""
+        return not cls.pretrains and "finetune" in cls.evaluations
 
     # -- the contract ------------------------------------------------------------------------
     def pretrain_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -117,7 +144,7 @@ class Method(nn.Module):
 
     @property
     def num_layers(self) -> int:
-        return max(self.layer_id(n) for n, _ in self.named_parameters()) + 1
+        return max((self.layer_id(n) for n, _ in self.named_parameters()), default=0) + 1
 
     @property
     def feature_dim(self) -> int:

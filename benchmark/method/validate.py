@@ -24,10 +24,14 @@ loss_lead_mask  with missing leads (down to one per record) the loss is finite a
                 masked leads' signal
 gradients       the loss reaches every trainable parameter except ``downstream_only`` ones
 param_roles     downstream outputs depend on exactly the parameters that are not
-                ``pretraining_only`` (so ``encoder_parameters()`` and fine-tuning are right)
+                ``pretraining_only`` (so ``encoder_parameters()`` and fine-tuning are right);
+                a method without parameters (a feature extractor) passes with nothing to check
 layer_ids       ``layer_id`` maps every parameter into [0, num_layers)
-overfit         training on two records with fixed masks lowers the loss by 3 %
-compute         parameter counts and measured FLOPs of one pretraining step
+overfit         training on two records with fixed masks lowers the loss by 3 %; a method
+                trained supervised only (``supervised_only``: no pretraining loss) instead
+                lowers a linear head's BCE on fixed labels of the batch's records by 3 %
+compute         parameter counts and counted FLOPs of one pretraining step (one supervised
+                step for methods trained supervised only)
 =============== ============================================================================
 
 Schedules inside the objective are set to their end-of-training value first
@@ -45,6 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
+import torch.nn.functional as F
 from tabulate import tabulate
 
 from benchmark.build import method_config
@@ -53,7 +58,7 @@ from benchmark.data.loader import Batch
 from benchmark.method.base import Method
 from benchmark.nn.rng import epoch_keys
 from benchmark.presets import Preset
-from benchmark.train.flops import parameter_counts, pretrain_step_flops
+from benchmark.train.flops import parameter_counts, pretrain_step_flops, supervised_step_flops
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "skip"
 #: the fraction by which the loss must fall when overfitting: far above float noise (the
@@ -203,9 +208,8 @@ class _Contract:
         self.method = self.method_cls(self.config, self.preset.input)
         self.method.on_train_step(self.preset.pretrain.steps, self.preset.pretrain.steps)
         spec = self.preset.input
-        return (
-            f"{spec.fs} Hz, {spec.window} samples, patch {self.method.patch_len}; feature_dim {self.method.feature_dim}"
-        )
+        patch = f"patch {self.method.patch_len}" if self.method.uses_model_size else "no patches"
+        return f"{spec.fs} Hz, {spec.window} samples, {patch}; feature_dim {self.method.feature_dim}"
 
     def metadata(self) -> str:
         cls = self.method_cls
@@ -356,6 +360,8 @@ class _Contract:
 
     def param_roles(self) -> str:
         method, batch = self.method.eval(), self.batch
+        if not any(p.requires_grad for p in method.parameters()):
+            return "no trainable parameters: nothing is trained downstream"
         projection = torch.randn(method.feature_dim, generator=torch.Generator().manual_seed(5))
         (method.features(batch.signals, batch.lead_mask) * projection).sum().backward()
         params = list(method.named_parameters())
@@ -381,6 +387,8 @@ class _Contract:
         return f"{n_layers} layer ids"
 
     def overfit(self) -> str:
+        if self.method_cls.supervised_only() and not self.light:
+            return self._overfit_supervised()
         self._require_pretraining()
         if self.light:
             raise Skipped("light mode (paper scale)")
@@ -414,6 +422,35 @@ class _Contract:
             raise ContractFailure(f"loss did not fall by {OVERFIT_MIN_FALL:.0%}: {detail}")
         return detail
 
+    def _overfit_supervised(self) -> str:
+        """A linear head on the features, trained with the method on fixed labels of the batch's
+        records (dropout and stochastic depth drawn alike for every evaluation of the loss)."""
+        if self.method is None:
+            raise Skipped("method did not build")
+        method, batch = self.method.train(), self.batch
+        labels = (torch.rand(len(batch), 3, generator=torch.Generator().manual_seed(7)) < 0.5).float()
+        head = torch.nn.Linear(method.feature_dim, labels.shape[1])
+
+        def loss() -> torch.Tensor:
+            torch.manual_seed(0)
+            return F.binary_cross_entropy_with_logits(head(method.features(batch.signals, batch.lead_mask)), labels)
+
+        params = [p for p in (*method.parameters(), *head.parameters()) if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.overfit_lr, weight_decay=0.0)
+        with torch.no_grad():
+            before = loss().item()
+        for _ in range(self.overfit_steps):
+            optimizer.zero_grad(set_to_none=True)
+            loss().backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+        with torch.no_grad():
+            after = loss().item()
+        detail = f"supervised BCE {before:.4f} -> {after:.4f} after {self.overfit_steps} AdamW steps (lr {self.overfit_lr:g})"
+        if not after < (1 - OVERFIT_MIN_FALL) * before:
+            raise ContractFailure(f"loss did not fall by {OVERFIT_MIN_FALL:.0%}: {detail}")
+        return detail
+
     def compute(self) -> str:
         counts = parameter_counts(self.method)
         self.report.encoder_params, self.report.total_params = counts["encoder_params"], counts["total_params"]
@@ -426,6 +463,10 @@ class _Contract:
                 f"; {format_count(self.report.flops_per_step)} FLOP per pretraining step of "
                 f"{self.report.pretrain_batch_size} (measured at batch {len(self.batch)})"
             )
+        elif self.method_cls.supervised_only():
+            assert self.method is not None  # checks run only once the method built
+            per_sample = supervised_step_flops(self.method, self.batch, n_labels=1) / len(self.batch)
+            detail += f"; {format_count(per_sample)} FLOP per record of a supervised step"
         return detail
 
 

@@ -28,8 +28,8 @@ from benchmark.report.results import ResultStore
 #: the parts of a record's config that define the evaluation (a table holds one value of each); "data" is
 #: the content fingerprint of the evaluated data, so the folder it was read from never splits a table
 EVALUATION_KEYS = ("dataset", "dataset_config", "data", "input", "label_set", "preset", "protocol", "protocol_config")
-#: untrained reference baselines, compared with every budget
-UNTRAINED_REFERENCES = tuple(REFERENCES.values())
+#: the reference baselines (not pretrained), compared with every budget
+UNTRAINED_REFERENCES = tuple(name for names in REFERENCES.values() for name in names)
 
 
 def variant_name(record: dict) -> str:

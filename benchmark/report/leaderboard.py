@@ -3,9 +3,11 @@
 * One table per group of comparable results (:func:`benchmark.report.comparison.comparable_tables`:
   same evaluation, same pretraining budget; mismatching configurations get separate tables,
   never averaged together): macro AUROC mean ± sd over seeds, its 95 % bootstrap CI, paired
-  bootstrap tests against the best method and the untrained reference (Holm over all tests of
-  the table, a marker where a method is significantly below the best), macro AUPRC and the
-  compute columns (parameters, FLOPs per step, steps, total FLOPs, wall time, peak memory).
+  bootstrap tests against the best method and every reference baseline in the table (Holm over
+  all tests of the table, a marker where a method is significantly below the best), macro
+  AUPRC, the hyper-parameter each seed chose on validation, and the compute columns
+  (parameters, FLOPs per step, steps, pretraining FLOPs, the protocol's own training FLOPs and
+  the total where it trains, wall time, peak memory).
 * Where labels are ICD-10 codes: macro AUROC per ICD level and a per-code table in the layout
   of the LAMAE paper's Tables 1/3/4.
 * Label-efficiency and reduced-lead sweeps: tables and PNG curves (written beside the markdown).
@@ -74,7 +76,34 @@ def method_order(table: Table) -> list[str]:
     return sorted(table.by_method, key=lambda m: (-mean(m), m))
 
 
-# -- compute columns -----------------------------------------------------------------------------
+# -- tuning and compute columns ------------------------------------------------------------------
+TUNED_NAMES = {"base_lr": "lr", "l2": "l2"}
+
+
+def compact(value: float) -> str:
+    """A grid value in few characters: 3e-4, 0.1, 100."""
+    if value == 0 or 0.01 <= abs(value) < 1000:
+        return f"{value:g}"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+
+
+def tuned_cell(recs: list[dict]) -> str:
+    """The hyper-parameter each seed's protocol chose on validation, e.g. ``lr 3e-4 ×2, 1e-3``."""
+    chosen = [r["details"]["tuning"] for r in recs if (r.get("details") or {}).get("tuning")]
+    if not chosen:
+        return "—"
+    counts: dict[float, int] = defaultdict(int)
+    for tuning in chosen:
+        counts[tuning["chosen"]] += 1
+    values = ", ".join(compact(v) + (f" ×{n}" if n > 1 else "") for v, n in sorted(counts.items()))
+    return f"{TUNED_NAMES.get(chosen[0]['param'], chosen[0]['param'])} {values}"
+
+
+def downstream_flops(record: dict) -> float | None:
+    return ((record["compute"].get("downstream") or {}).get("flops")) if record.get("compute") else None
+
+
 def compute_columns(table: Table, method: str, lamae_encoder: int | None) -> dict[str, str]:
     recs = table.by_method[method]
     compute = recs[0]["compute"]
@@ -83,15 +112,21 @@ def compute_columns(table: Table, method: str, lamae_encoder: int | None) -> dic
     delta = "" if lamae_encoder is None or method == "lamae" else f" ({signed_si(encoder - lamae_encoder)})"
     first = pretrain[0] if pretrain else {}
     peaks = [p["peak_memory_mb"] for p in pretrain if p.get("peak_memory_mb") is not None]
-    return {
+    columns = {
         "params": si(compute["total_params"]),
         "encoder params (Δ lamae)" if lamae_encoder is not None else "encoder params": si(encoder) + delta,
         "FLOPs/step": si(first.get("flops_per_step")),
         "steps": str(first["steps"]) if first else "—",
         "pretrain FLOPs": si(first.get("total_flops")),
-        "pretrain time": f"{np.mean([p['wall_s'] for p in pretrain]):.0f} s" if pretrain else "—",
-        "peak memory": f"{max(peaks):.0f} MiB" if peaks else ("n/a" if pretrain else "—"),
     }
+    if any(downstream_flops(r) is not None for r in table.records):
+        # what the protocol's own training spent (all learning-rate candidates), beside pretraining
+        spent = [f for f in map(downstream_flops, recs) if f is not None]
+        columns["downstream FLOPs"] = si(float(np.mean(spent))) if spent else "—"
+        columns["total FLOPs"] = si(first.get("total_flops", 0) + float(np.mean(spent))) if spent else "—"
+    columns["pretrain time"] = f"{np.mean([p['wall_s'] for p in pretrain]):.0f} s" if pretrain else "—"
+    columns["peak memory"] = f"{max(peaks):.0f} MiB" if peaks else ("n/a" if pretrain else "—")
+    return columns
 
 
 # -- statistics of one table ---------------------------------------------------------------------
@@ -99,27 +134,27 @@ def compute_columns(table: Table, method: str, lamae_encoder: int | None) -> dic
 class TableTests:
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     vs_best: dict[str, tuple[stats.Test, float]] = field(default_factory=dict)  # method -> (test, Holm p)
-    vs_reference: dict[str, tuple[stats.Test, float]] = field(default_factory=dict)
-    reference: str | None = None
+    #: reference baseline -> method -> (test, Holm p)
+    vs_reference: dict[str, dict[str, tuple[stats.Test, float]]] = field(default_factory=dict)
     n_resamples: int = 0
     error: str | None = None
 
 
 def table_tests(table: Table, store: ResultStore, order: list[str]) -> TableTests:
-    """CIs and paired bootstrap tests vs the best method and the untrained reference; Holm over
-    all tests of the table. A table whose statistics cannot be computed says why."""
+    """CIs and paired bootstrap tests vs the best method and every reference baseline in the
+    table; Holm over all tests of the table. A table whose statistics cannot be computed says why."""
     try:
         ts = TableStats(table, store, N_RESAMPLES)
     except (ValueError, OSError) as exc:
         return TableTests(error=str(exc))
     result = TableTests(ci={m: ts.ci(m) for m in order}, n_resamples=len(ts.indices))
     best = order[0]
-    result.reference = next((m for m in UNTRAINED_REFERENCES if m in table.by_method), None)
     tests = [("best", m, ts.paired_bootstrap(m, best)) for m in order if m != best]
-    if result.reference:
-        tests += [("reference", m, ts.paired_bootstrap(m, result.reference)) for m in order if m != result.reference]
+    for reference in (m for m in UNTRAINED_REFERENCES if m in table.by_method):
+        result.vs_reference[reference] = {}
+        tests += [(reference, m, ts.paired_bootstrap(m, reference)) for m in order if m != reference]
     for (kind, method, test), p_holm in zip(tests, stats.holm([t.p for *_, t in tests])):
-        target = result.vs_best if kind == "best" else result.vs_reference
+        target = result.vs_best if kind == "best" else result.vs_reference[kind]
         target[method] = (test, float(p_holm))
     return result
 
@@ -145,10 +180,11 @@ def main_table(table: Table, store: ResultStore) -> list[str]:
             "95 % CI": "[{:.4f}, {:.4f}]".format(*tests.ci[method]) if method in tests.ci else "n/a",
             "Δ best (p Holm)": difference_cell(tests.vs_best.get(method), "best"),
         }
-        if tests.reference:
-            row[f"Δ {tests.reference} (p Holm)"] = difference_cell(tests.vs_reference.get(method), "reference")
+        for reference, vs in tests.vs_reference.items():
+            row[f"Δ {reference} (p Holm)"] = difference_cell(vs.get(method), "reference")
         row["macro AUPRC"] = mean_sd([r["metrics"]["macro_auprc"] for r in recs])
         row["seeds"] = len(recs)
+        row["tuned on val"] = tuned_cell(recs)
         rows.append({**row, **compute_columns(table, method, lamae_encoder)})
     lines = [tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True)]
     if tests.error:
@@ -373,13 +409,19 @@ def render(
         "Macro AUROC on the test split, mean ± sd over seeds. **95 % CI**: percentile bootstrap of the seed-mean "
         f"macro AUROC over {N_RESAMPLES} resamples of the test records (resamples without a positive for a label "
         "are redrawn; the same resamples for every method). **Δ best / Δ reference**: difference of the seed-mean "
-        f"macro AUROC to the best method and to the untrained reference, paired bootstrap p-value, Holm-adjusted "
-        f"over all tests of the table; {BELOW_BEST} = significantly below the best (p < {ALPHA}). `random_init` is a "
-        "frozen randomly initialised encoder and `scratch` the same architecture trained without pretraining — a "
-        "pretraining method is only useful where it beats them. Compute: parameters (with the decoder), "
-        "encoder parameters used downstream, measured FLOPs of one pretraining step (forward + backward), steps, "
-        "total pretraining FLOPs, wall time and peak CUDA memory (n/a on CPU). Only results with the same "
-        "evaluation settings and pretraining budget share a table.",
+        f"macro AUROC to the best method and to each reference baseline, paired bootstrap p-value, Holm-adjusted "
+        f"over all tests of the table; {BELOW_BEST} = significantly below the best (p < {ALPHA}). The references are "
+        "not pretrained: `random_init` is a frozen randomly initialised encoder and `ecg_features` classical ECG "
+        "measurements (rhythm, intervals, per-lead amplitudes and ST levels), both read by the same probes; "
+        "`scratch` (LAMAE's architecture) and `xresnet1d` (the PTB-XL benchmark's CNN) are trained on the labels "
+        "alone with a supervised recipe that may spend at least the pretrained methods' pretraining plus "
+        "fine-tuning FLOPs — a pretraining method is only useful where it beats them. **tuned on val**: the "
+        "probe's L2 strength or the fine-tuning learning rate each seed chose on validation from the grid every "
+        "method gets (×n: chosen by n seeds). Compute: parameters (with the decoder), encoder parameters used "
+        "downstream, counted FLOPs of one pretraining step (forward + backward), steps, total pretraining FLOPs, "
+        "the FLOPs of the protocol's own training (all learning-rate candidates) and the total, wall time and peak "
+        "CUDA memory (n/a on CPU). Only results with the same evaluation settings and pretraining budget share a "
+        "table.",
     ]
     main = [t for t in tables if not t.variant]
     for table in main:

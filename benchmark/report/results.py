@@ -166,6 +166,11 @@ class ResultStore:
     def checkpoint_dir(self, dataset: str, preset: str, method: str, seed: int, signature: str) -> Path:
         return self.root / CHECKPOINTS / dataset / preset / f"{method}_seed{seed}_{signature[:8]}"
 
+    def frozen_outputs_dir(self, dataset: str, preset: str, method: str, signature: str) -> Path:
+        """Frozen outputs of a seed-independent method (e.g. measured ECG features), kept across
+        seeds and runs (derived data, kept with the checkpoints)."""
+        return self.root / CHECKPOINTS / "frozen" / dataset / preset / f"{method}_{signature[:16]}"
+
     @property
     def flops_dir(self) -> Path:
         """Cached FLOPs-per-step measurements (derived data, kept with the checkpoints)."""

@@ -1,4 +1,4 @@
-"""Compute accounting: FLOPs of one pretraining step, counted by rules this suite owns.
+"""Compute accounting: FLOPs of one pretraining or fine-tuning step, counted by rules this suite owns.
 
 Matched-compute pretraining divides a FLOP budget by the FLOPs of one step, so that count fixes
 the number of steps and is part of what a result *is*. It must depend on the model and the batch
@@ -179,6 +179,21 @@ def pretrain_step_flops(method: Method, batch: Batch) -> int:
     finally:
         method.train(was_training)
     return TRAINING_STEP_FACTOR * flops
+
+
+def supervised_step_flops(method: Method, batch: Batch, n_labels: int) -> int:
+    """FLOPs of one supervised (fine-tuning) step on ``batch``: 3 × the forward FLOPs of the
+    downstream features plus a linear head to ``n_labels`` outputs. Counted in evaluation mode
+    (dropout and stochastic depth change no counted product), so BatchNorm accepts any batch."""
+    was_training = method.training
+    method.eval()
+    try:
+        with torch.no_grad():
+            flops = forward_flops(method.features, batch.signals, batch.lead_mask)
+    finally:
+        method.train(was_training)
+    head = 2 * len(batch) * method.feature_dim * n_labels
+    return TRAINING_STEP_FACTOR * (flops + head)
 
 
 def parameter_counts(method: Method) -> dict[str, int]:

@@ -14,11 +14,28 @@ scored far below the frozen linear probe of the same encoder (README, "Protocols
 that was not pretrained (``scratch``) keeps MAE's head on raw features: it has no features to
 preserve, and its random features vary across records by ~1e-3 of their size, so standardising
 them amplifies its first updates until the scores saturate.
+
+Equal tuning (issue 12): the learning rate of every method is chosen on validation from the same
+grid, ``lr_grid`` — multiples of its recipe's ``base_lr`` — each candidate trained with the same
+schedule and early stopping, the best validation macro AUROC kept
+(:class:`~benchmark.eval.tuning.Tuning`); the grid, every candidate's score and the choice are
+recorded, and the test split is scored once, with the chosen candidate.
+
+Methods trained from random init on the labels alone (``Method.supervised_only``: ``scratch``,
+``xresnet1d``) get their own recipe, ``supervised`` (:class:`SupervisedRecipe`): a supervised
+model needs more epochs and a larger learning rate than a pretrained one, and a benchmark that
+fine-tunes it like a pretrained encoder (56 steps at lr 2.5e-5 on the ``cpu`` preset, macro AUROC
+0.542) overstates every pretraining method. With ``match_compute`` each of its candidates may
+train for the FLOPs the reference pretrained method (the preset's budget method) spends on
+pretraining plus one fine-tuning run of the cell, early stopping permitting; the FLOPs every
+method spends here are recorded beside the pretraining FLOPs.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -34,13 +51,54 @@ from benchmark.data.loader import make_loader
 from benchmark.eval.metrics import macro_auroc
 from benchmark.eval.protocol import CellContext, Prediction, Protocol, ProtocolOutput, run_inference
 from benchmark.eval.protocols.linear import FittedProbe, LinearProbeConfig, cached_readout_inputs, fit_probe
+from benchmark.eval.tuning import Tuning, score
 from benchmark.method.base import Method
 from benchmark.registry import PROTOCOLS
 from benchmark.train import distributed
+from benchmark.train.flops import supervised_step_flops, synthetic_batch
 from benchmark.train.optim import OptimConfig, build_optimizer
-from benchmark.train.runtime import autocast
+from benchmark.train.runtime import autocast, set_seed
+
+log = logging.getLogger("benchmark")
 
 HEAD_INITS = ("linear_probe", "random")
+
+
+@dataclass
+class SupervisedRecipe:
+    """How a method that is not pretrained is trained on the labels (``FinetuneConfig.supervised``).
+
+    [choice] AdamW with warmup and cosine decay, no layer decay (every layer is random), weight
+    decay 0.05 and stochastic depth 0.1 against overfitting the few labelled records, at least
+    ``epochs`` epochs and, with ``match_compute``, as many as the reference pretrained method's
+    pretraining plus fine-tuning FLOPs allow; early stopping on validation macro AUROC with
+    ``patience`` epochs, counted once the warmup is over.
+    """
+
+    epochs: int = 30  # at least this many (more if match_compute allows more)
+    patience: int = 10
+    drop_path: float = 0.1
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(base_lr=2e-3, weight_decay=0.05, beta1=0.9, beta2=0.999, warmup_frac=0.05)
+    )
+    match_compute: bool = True
+    #: "random": raw features and MAE's near-zero head; "linear_probe": standardised features and
+    #: the head of the random encoder's linear probe (LP-FT from random init). A random
+    #: transformer's features vary across records by ~1e-3 of their size, so standardising them
+    #: amplifies every update: LP-FT left scratch at validation macro AUROC 0.585 on the cpu
+    #: preset (base_lr 6e-4, synthetic default, seed 0)
+    head_init: str = "random"
+
+    def __post_init__(self):
+        require_positive(self, "epochs", "patience")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"supervised.head_init must be one of {', '.join(HEAD_INITS)}, got {self.head_init!r}")
+        if not 0 <= self.drop_path < 1:
+            raise ValueError(f"supervised.drop_path must be in [0, 1), got {self.drop_path}")
+        if self.optim.layer_decay != 1:
+            raise ValueError(
+                "supervised.optim.layer_decay must be 1: a model trained from random init has no layers to keep"
+            )
 
 
 @dataclass
@@ -53,9 +111,12 @@ class FinetuneConfig:
         )
     )
     drop_path: float = 0.1
-    patience: int = 3  # epochs without validation improvement before stopping
+    patience: int = 3  # epochs without validation improvement before stopping (after the warmup)
     head_init: str = "linear_probe"  # or "random" (MAE: head weights of std 2e-5)
     probe: LinearProbeConfig = field(default_factory=LinearProbeConfig)  # the initial probe's fit
+    #: learning-rate candidates, as multiples of the recipe's base_lr: the same grid for every method
+    lr_grid: tuple[float, ...] = (0.3, 1.0, 3.0)
+    supervised: SupervisedRecipe = field(default_factory=SupervisedRecipe)
 
     def __post_init__(self):
         require_positive(self, "epochs", "batch_size", "patience")
@@ -63,6 +124,41 @@ class FinetuneConfig:
             raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {self.head_init!r}")
         if not 0 <= self.drop_path < 1:
             raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
+        if not self.lr_grid or min(self.lr_grid) <= 0 or len(set(self.lr_grid)) < len(self.lr_grid):
+            raise ValueError(f"lr_grid must hold distinct positive multiples of base_lr, got {self.lr_grid}")
+
+
+@dataclass
+class Recipe:
+    """What one training run uses: the pretrained methods' fine-tuning recipe or the supervised one."""
+
+    epochs: int
+    patience: int
+    drop_path: float
+    optim: OptimConfig
+    supervised: bool
+    probe: bool  # fit the initial linear probe: standardised features (and the head, if probe_head)
+    probe_head: bool
+
+    @classmethod
+    def of(cls, cfg: FinetuneConfig, method: Method) -> Recipe:
+        if method.supervised_only():
+            s = cfg.supervised
+            lp_ft = s.head_init == "linear_probe"
+            return cls(s.epochs, s.patience, s.drop_path, s.optim, True, lp_ft, lp_ft)
+        return cls(cfg.epochs, cfg.patience, cfg.drop_path, cfg.optim, False, True, cfg.head_init == "linear_probe")
+
+
+@dataclass
+class Candidate:
+    """One learning rate's training run: its best validation epoch and weights."""
+
+    base_lr: float
+    val_macro_auroc: float = -np.inf
+    best_epoch: int = -1
+    history: list[float] = field(default_factory=list)
+    steps: int = 0
+    state: dict | None = None
 
 
 class FeatureStandardiser(nn.Module):
@@ -133,18 +229,13 @@ class Finetune(Protocol):
 
     def run(self, ctx: CellContext) -> ProtocolOutput:
         cfg, arrays, device = self.config, ctx.arrays, ctx.device
-        encoder = ctx.rebuild(drop_path=cfg.drop_path)
-        probe = self.initial_probe(ctx) if encoder.pretrains else None
-        model = Classifier(encoder, len(arrays.label_names), probe, cfg.head_init == "linear_probe").to(device)
-        training_model = model
-        if distributed.world_size() > 1:  # each rank trains on its share of every batch
-            training_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-        window = encoder.input_spec.window
+        recipe = Recipe.of(cfg, ctx.method)
+        probe = self.initial_probe(ctx) if recipe.probe else None
         batch_size = min(cfg.batch_size, len(ctx.train_indices))  # tiny label-efficiency subsets
         loader = make_loader(
             arrays,
             ctx.train_indices,
-            window,
+            ctx.method.input_spec.window,
             max(1, batch_size // distributed.world_size()),
             train=True,
             seed=ctx.seed,
@@ -153,30 +244,102 @@ class Finetune(Protocol):
             rank=distributed.rank(),
             world_size=distributed.world_size(),
         )
-        optim = cfg.optim if encoder.pretrains else replace(cfg.optim, layer_decay=1.0)
-        optimizer, scheduler = build_optimizer(
-            model, optim, batch_size, cfg.epochs * len(loader), encoder.no_weight_decay
+        per_sample = supervised_step_flops(ctx.method, synthetic_batch(ctx.method, 2), len(arrays.label_names)) / 2
+        epochs, budget_flops = self.epochs(ctx, recipe, len(loader), batch_size, per_sample)
+
+        tuning, best, samples, runs = Tuning("base_lr"), None, 0, []
+        for multiplier in cfg.lr_grid:
+            candidate = self.train(ctx, recipe, recipe.optim.base_lr * multiplier, epochs, probe, loader, batch_size)
+            samples += candidate.steps * batch_size
+            runs.append((len(candidate.history), candidate.best_epoch))
+            if tuning.add(candidate.base_lr, candidate.val_macro_auroc) or best is None:
+                best = candidate
+            else:
+                candidate.state = None  # only the best candidate's weights are kept
+            log.info(
+                "finetune %s: base_lr %.3g -> val macro AUROC %.4f (epoch %d)",
+                ctx.method.name,
+                candidate.base_lr,
+                candidate.val_macro_auroc,
+                candidate.best_epoch,
+            )
+        assert best is not None and best.state is not None  # lr_grid is never empty
+        encoder = ctx.rebuild(drop_path=recipe.drop_path)
+        model = Classifier(encoder, len(arrays.label_names), probe, recipe.probe_head).to(device)
+        model.load_state_dict(best.state)
+        scores, labels = self.predict(ctx, model, arrays.splits["test"], "test")
+        prediction = Prediction(labels, scores, np.asarray(arrays.record_ids[arrays.splits["test"]]))
+        probe_details = {} if probe is None else {"probe_l2": probe.l2, "probe_val_macro_auroc": probe.val_macro_auroc}
+        return ProtocolOutput(
+            prediction,
+            {
+                "recipe": "supervised" if recipe.supervised else "finetune",
+                "tuning": {
+                    **tuning.record(),
+                    "lr_multipliers": list(cfg.lr_grid),
+                    "epochs_run": [n for n, _ in runs],
+                    "best_epoch": [b for _, b in runs],
+                },
+                "max_epochs": epochs,
+                "best_epoch": best.best_epoch,
+                "epochs_run": len(best.history),
+                "val_macro_auroc": best.val_macro_auroc,
+                "val_history": best.history,
+                "n_train": int(len(ctx.train_indices)),
+                **probe_details,
+            },
+            compute={
+                "flops_per_sample": per_sample,
+                "samples": samples,
+                "flops": per_sample * samples,
+                "budget_flops_per_candidate": budget_flops,
+                "budget_reference": ctx.supervised_budget.reference if ctx.supervised_budget and budget_flops else None,
+            },
         )
 
-        def predict(indices, split):
-            model.eval()
-            logits, labels = run_inference(
-                model,
-                arrays,
-                indices,
-                window,
-                256,
-                device,
-                f"finetune {encoder.name} [{split}]",
-                ctx.progress,
-                ctx.lead_subset,
-            )
-            return torch.sigmoid(logits).numpy(), labels
+    def epochs(
+        self, ctx: CellContext, recipe: Recipe, steps_per_epoch: int, batch_size: int, flops_per_sample: float
+    ) -> tuple[int, float | None]:
+        """The most epochs a candidate may train, and the FLOP budget behind it (supervised
+        methods with ``match_compute``: the reference method's pretraining plus one fine-tuning
+        run of ``epochs`` epochs over the same records)."""
+        if not (recipe.supervised and self.config.supervised.match_compute and ctx.supervised_budget):
+            return recipe.epochs, None
+        budget = ctx.supervised_budget.flops(self.config.epochs * steps_per_epoch * batch_size)
+        steps = math.ceil(budget / (flops_per_sample * batch_size))
+        return max(recipe.epochs, math.ceil(steps / steps_per_epoch)), budget
 
-        best_auroc, best_state, best_epoch, history, step = -np.inf, None, -1, [], 0
+    def train(
+        self,
+        ctx: CellContext,
+        recipe: Recipe,
+        base_lr: float,
+        epochs: int,
+        probe: FittedProbe | None,
+        loader,
+        batch_size: int,
+    ) -> Candidate:
+        """Train one learning-rate candidate from the cell's initial weights (the same seed, data
+        order and head for every candidate), keeping its best validation epoch."""
+        set_seed(ctx.seed)
+        device = ctx.device
+        encoder = ctx.rebuild(drop_path=recipe.drop_path)
+        model = Classifier(encoder, len(ctx.arrays.label_names), probe, recipe.probe_head)
+        model = model.to(device)
+        training_model: nn.Module = model
+        if distributed.world_size() > 1:  # each rank trains on its share of every batch
+            training_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        # the warmup is a fraction of the recipe's epochs, not of a compute-matched maximum: on a
+        # label-efficiency subset of a few records the maximum runs to thousands of epochs, and
+        # early stopping (patience counts after the warmup) must be able to end training long before
+        warmup_frac = recipe.optim.warmup_frac * min(1.0, recipe.epochs / epochs)
+        optim = replace(recipe.optim, base_lr=base_lr, warmup_frac=warmup_frac)
+        optimizer, scheduler = build_optimizer(model, optim, batch_size, epochs * len(loader), encoder.no_weight_decay)
+        warmup_epochs = math.ceil(int(optim.warmup_frac * epochs * len(loader)) / len(loader))
+        candidate = Candidate(base_lr)
         bar = tqdm(
-            range(cfg.epochs),
-            desc=f"finetune {encoder.name}",
+            range(epochs),
+            desc=f"finetune {encoder.name} (lr {base_lr:.2g})",
             unit="epoch",
             disable=not (ctx.progress and distributed.is_main()),
         )
@@ -185,7 +348,7 @@ class Finetune(Protocol):
             loader.batch_sampler.set_epoch(epoch)
             for batch in loader:
                 batch = batch.to(device, non_blocking=True)
-                scheduler.step_update(step)
+                scheduler.step_update(candidate.steps)
                 with autocast(device):
                     loss = F.binary_cross_entropy_with_logits(
                         training_model(batch.signals, batch.lead_mask).float(), batch.labels
@@ -194,32 +357,34 @@ class Finetune(Protocol):
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
                 optimizer.step()
-                step += 1
-            val_scores, val_labels = predict(arrays.splits["val"], "val")
+                candidate.steps += 1
+            val_scores, val_labels = self.predict(ctx, model, ctx.arrays.splits["val"], "val")
             val_auroc = macro_auroc(val_labels, val_scores)
-            history.append(val_auroc)
+            candidate.history.append(val_auroc)
             bar.set_postfix(val_auroc=f"{val_auroc:.4f}")
-            if val_auroc > best_auroc:
-                best_auroc, best_epoch = val_auroc, epoch
-                best_state = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
-            elif epoch - best_epoch >= cfg.patience:
+            if candidate.state is None or score(val_auroc) > score(candidate.val_macro_auroc):
+                candidate.val_macro_auroc, candidate.best_epoch = val_auroc, epoch
+                candidate.state = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
+            elif epoch - max(candidate.best_epoch, warmup_epochs - 1) >= recipe.patience:
                 break
         bar.close()
-        model.load_state_dict(best_state)
-        scores, labels = predict(arrays.splits["test"], "test")
-        prediction = Prediction(labels, scores, np.asarray(arrays.record_ids[arrays.splits["test"]]))
-        probe_details = {} if probe is None else {"probe_l2": probe.l2, "probe_val_macro_auroc": probe.val_macro_auroc}
-        return ProtocolOutput(
-            prediction,
-            {
-                "best_epoch": best_epoch,
-                "epochs_run": len(history),
-                "val_macro_auroc": best_auroc,
-                "val_history": history,
-                "n_train": int(len(ctx.train_indices)),
-                **probe_details,
-            },
+        return candidate
+
+    def predict(self, ctx: CellContext, model: nn.Module, indices: np.ndarray, split: str):
+        """Sigmoid scores and labels of ``indices`` (centred windows, evaluation mode)."""
+        model.eval()
+        logits, labels = run_inference(
+            model,
+            ctx.arrays,
+            indices,
+            ctx.method.input_spec.window,
+            256,
+            ctx.device,
+            f"finetune {ctx.method.name} [{split}]",
+            ctx.progress,
+            ctx.lead_subset,
         )
+        return torch.sigmoid(logits).numpy(), labels
 
     def initial_probe(self, ctx: CellContext) -> FittedProbe:
         """The linear probe of the encoder before fine-tuning, on the features the head reads

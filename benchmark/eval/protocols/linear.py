@@ -14,7 +14,7 @@ identity and the features are ``features``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from benchmark.config import require_positive
 from benchmark.eval.metrics import macro_auroc
 from benchmark.eval.protocol import CellContext, Prediction, Protocol, ProtocolOutput, extract_features
+from benchmark.eval.tuning import Tuning
 from benchmark.registry import PROTOCOLS
 
 
@@ -81,6 +82,7 @@ class FittedProbe:
     bias: torch.Tensor
     l2: float
     val_macro_auroc: float
+    tuning: Tuning = field(default_factory=lambda: Tuning("l2"))  # every grid point's validation score
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std @ self.weight + self.bias
@@ -93,16 +95,18 @@ def fit_probe(
     progress: bool = True,
 ) -> FittedProbe:
     """Standardise with training statistics, fit the ``l2_grid`` from strong to weak
-    regularisation (warm starts) and keep the fit with the best validation macro AUROC."""
+    regularisation (warm starts) and keep the fit with the best validation macro AUROC
+    (:class:`~benchmark.eval.tuning.Tuning`: no test record takes part)."""
     mean = train[0].mean(0)
     std = train[0].std(0).clamp_min(1e-6)
     x_train, x_val = (train[0] - mean) / std, (val[0] - mean) / std
-    best, params = None, None
+    tuning, best, params = Tuning("l2"), None, None
     for l2 in tqdm(cfg.l2_grid, desc="linear probe", disable=not progress, leave=False):
         params = fit_logistic(x_train, train[1], l2, cfg.max_iter, init=params)
         val_auroc = macro_auroc(val[1].cpu().numpy(), (x_val @ params[0] + params[1]).cpu().numpy())
-        if best is None or val_auroc > best.val_macro_auroc:
-            best = FittedProbe(mean, std, *params, l2=l2, val_macro_auroc=val_auroc)
+        if tuning.add(l2, val_auroc) or best is None:
+            best = FittedProbe(mean, std, *params, l2=l2, val_macro_auroc=val_auroc, tuning=tuning)
+    assert best is not None  # the grid is never empty (LinearProbeConfig)
     return best
 
 
@@ -151,6 +155,7 @@ class LinearProbe(Protocol):
             {
                 "l2": probe.l2,
                 "val_macro_auroc": probe.val_macro_auroc,
+                "tuning": probe.tuning.record(),
                 "n_train": int(len(ctx.train_indices)),
                 "feature_dim": int(x_test.shape[1]),
                 **readout_details,
