@@ -6,7 +6,7 @@ writes ``docs/synthetic_calibration.md`` and ``docs/synthetic_calibration.png``.
 is measured by ``benchmark/data/ecg_stats.py`` in the same way on both sides: all PTB-XL records
 whose diagnostic superclass is NORM alone, and the normal (condition-free) records among the
 first ``--n-synthetic`` of the synthetic default, both at 500 Hz. Needs ``neurokit2``
-(``pip install 'ecgbench[features]'``).
+(a core dependency).
 """
 
 from __future__ import annotations

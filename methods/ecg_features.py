@@ -2,7 +2,7 @@
 representation must clear.
 
 What a cardiologist's measurement program reports, measured with NeuroKit2 (Makowski et al.
-2021, Behav. Res. Methods 53:1689; ``pip install ecgbench[features]``) on the window every
+2021, Behav. Res. Methods 53:1689) on the window every
 method sees:
 
 * rhythm: R peaks (``nk.ecg_peaks``, NeuroKit's own detector, on the ``nk.ecg_clean``-ed
@@ -108,7 +108,7 @@ def _neurokit():
     try:
         import neurokit2
     except ImportError:
-        raise ImportError("ecg_features measures ECGs with neurokit2: pip install 'ecgbench[features]'") from None
+        raise ImportError("ecg_features measures ECGs with neurokit2: pip install neurokit2") from None
     return neurokit2
 
 

@@ -26,7 +26,7 @@ from benchmark.train.flops import supervised_step_flops, synthetic_batch
 
 SMOKE = PRESETS["smoke"]
 needs_neurokit = pytest.mark.skipif(
-    bool(METHODS.get("ecg_features").missing_requirements()), reason="ecg_features needs neurokit2 (ecgbench[features])"
+    bool(METHODS.get("ecg_features").missing_requirements()), reason="ecg_features needs neurokit2"
 )
 
 

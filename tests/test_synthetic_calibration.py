@@ -19,7 +19,7 @@ from benchmark.data import ecg_stats
 from benchmark.data.contract import LEADS
 from ecgbench_datasets.synthetic import SyntheticConfig, generate
 
-pytest.importorskip("neurokit2", reason="the ECG delineator is the optional extra: pip install 'ecgbench[features]'")
+pytest.importorskip("neurokit2", reason="the ECG delineator: pip install neurokit2")
 
 FS = 500
 N_REAL = 150  # of the 290 PTB-XL NORM records: every other one

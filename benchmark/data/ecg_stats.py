@@ -26,7 +26,7 @@ said, no filtering), because that is what a method sees under the default prepro
   median absolute 8 ms (PR), 17 ms (QRS, bias -16 ms) and 14 ms (QT); the "dwt" method was off
   by 69, 90 and 50 ms, so it is not used.
 
-``neurokit2`` is the optional extra ``features`` (``pip install 'ecgbench[features]'``).
+``neurokit2`` is a core dependency.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _neurokit():
         import neurokit2
     except ImportError:
         raise ImportError(
-            "ECG delineation needs neurokit2: pip install 'ecgbench[features]' (or pip install neurokit2)"
+            "ECG delineation needs neurokit2: pip install neurokit2"
         ) from None
     return neurokit2
 
