@@ -114,3 +114,31 @@ def test_a_variant_of_the_budget_method_is_matched_to_the_budget_not_to_itself(t
     assert plan.steps == round(plan.budget_flops / meter(token_level, 16))
     of_variant = plan_pretraining(lamae, 200, 16, parse_budget("50@lamae[la_tokens=patch]"), meter, build, name="lamae")
     assert of_variant.budget_flops == 50 * meter(token_level, 16)
+
+
+@pytest.mark.slow
+def test_a_run_with_variants_writes_their_own_results_rows_and_ladder_table(tmp_path):
+    from conftest import run_cli
+
+    out = tmp_path / "results"
+    common = ["--preset", "smoke", "--protocols", "linear", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    result = run_cli(
+        "run",
+        "--methods",
+        "lamae,lamae[la_mask_ratio=0.0]",
+        "--out",
+        str(out),
+        "--leaderboard",
+        str(out / "LB.md"),
+        "--set",
+        "pretrain.steps=2",
+        *common,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = out / "synthetic" / "conditions" / "smoke"
+    assert (folder / "lamae@la_mask_ratio=0" / "linear_seed0.json").is_file()
+    assert (folder / "lamae" / "linear_seed0.json").is_file()
+    board = (out / "LB.md").read_text()
+    assert "| lamae[la_mask_ratio=0] " in board and "Ablation ladder of `lamae`" in board
+    compared = run_cli("compare", "lamae[la_mask_ratio=0]", "lamae", "--results", str(out), "--resamples", "50")
+    assert compared.returncode == 0 and "lamae[la_mask_ratio=0] - lamae = " in compared.stdout
