@@ -160,7 +160,7 @@ def plan_pretraining(
     if abs(plan.budget_error) > 0.05:
         log.warning(
             "%s: %d steps spend %.3g FLOPs, %.1f %% off the budget of %.3g (budget too small for whole steps)",
-            method.name,
+            name or method.name,
             plan.steps,
             plan.total_flops,
             100 * plan.budget_error,
