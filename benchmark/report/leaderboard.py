@@ -178,7 +178,8 @@ def ladder_table(table: Table, ts: TableStats | str) -> list[str]:
             continue
         lines += [
             "",
-            f'Ablation ladder of `{anchor}` (`--methods {LADDER_PREFIX}{anchor}`; README, "Ablation ladder"): '
+            f'Ablation ladder of `{anchor}` (`--methods {LADDER_PREFIX}{anchor}`; README, section "Method '
+            'variants and the ablation ladder"): '
             f"each row changes one part of {anchor} at the same pretraining budget. Δ = row − {anchor}, "
             "seed-mean macro AUROC, with the paired-bootstrap 95 % CI; p Holm-adjusted over the ladder's rows; "
             "across seeds: paired t-test over the common seeds (unadjusted).",
