@@ -142,3 +142,11 @@ def test_a_run_with_variants_writes_their_own_results_rows_and_ladder_table(tmp_
     assert "| lamae[la_mask_ratio=0] " in board and "Ablation ladder of `lamae`" in board
     compared = run_cli("compare", "lamae[la_mask_ratio=0]", "lamae", "--results", str(out), "--resamples", "50")
     assert compared.returncode == 0 and "lamae[la_mask_ratio=0] - lamae = " in compared.stdout
+
+
+def test_the_untrained_independent_lead_model_passes_the_contract_for_frozen_protocols():
+    from benchmark.method.validate import validate_method
+
+    report = validate_method("random_init[arch=ind_p]", SMOKE)
+    assert report.passed and report.method == "random_init[arch=ind_p]"
+    assert report.encoder_params == build_method("ind_p", SMOKE, {}).encoder_parameters()  # ind_p's network
