@@ -55,11 +55,11 @@ def method_config(method: type[Method] | str | MethodVariant, preset: Preset, ov
     ``arch_config`` is that method's full config, built the same way (so ``--set lamae.*``
     reaches the untrained LAMAE too).
     """
-    if isinstance(method, type):
-        variant = MethodVariant(method.name)
+    if isinstance(method, type):  # a class, registered or not (validate checks unregistered ones too)
+        method_cls, variant = method, MethodVariant(method.name)
     else:
         variant = method if isinstance(method, MethodVariant) else resolve_method(method)
-    method_cls = METHODS.get(variant.base)
+        method_cls = METHODS.get(variant.base)
     shared = {k: v for k, v in dataclasses.asdict(preset.model).items() if k in method_cls.Config.field_names()}
     config = apply_overrides(method_cls.Config(**shared), overrides.get(method_cls.name, {}), method_cls.name)
     config = apply_overrides(config, variant.overrides, variant.name)
@@ -141,9 +141,18 @@ def ladder_methods(text: str, preset: Preset, overrides: dict) -> list[str]:
 
 
 def build_dataset(name: str, preset: Preset, overrides: dict) -> DatasetPlugin:
+    """A dataset configured by the preset and ``--set name.*``; a dataset made of others
+    (``member_names``) gets ``build_member`` to build them the same way (``root`` set if given)."""
     dataset_cls = DATASETS.get(name)
     config = dataset_cls.Config(**preset.dataset_overrides.get(name, {}))
-    return dataset_cls(apply_overrides(config, overrides.get(name, {}), name))
+    dataset = dataset_cls(apply_overrides(config, overrides.get(name, {}), name))
+
+    def build_member(member: str, root: str | None) -> DatasetPlugin:
+        scoped = {**overrides.get(member, {}), **({"root": root} if root else {})}
+        return build_dataset(member, preset, {**overrides, member: scoped})
+
+    dataset.build_member = build_member
+    return dataset
 
 
 def build_protocols(names: list[str], preset: Preset) -> tuple[dict[str, Protocol | Sweep], dict[str, Protocol]]:

@@ -8,6 +8,7 @@ exits with status 1 when a method breaks the contract.
 from __future__ import annotations
 
 import argparse
+import errno
 import inspect
 import logging
 import sys
@@ -19,6 +20,7 @@ from benchmark.method.variant import split_names
 from benchmark.registry import DATASETS, METHODS, PROTOCOLS, PluginError, load_plugin_file
 from benchmark.report.results import StaleResultError
 from benchmark.report.stats import StatsError
+from benchmark.storage import ensure_writable
 from benchmark.train import distributed
 
 EXIT_USAGE = 2
@@ -50,7 +52,9 @@ def parse_seeds(text: str) -> list[int]:
             f"--seeds {text!r}: give a count (3), a list (0,4,7) or a range (2-5)"
         ) from None
     if not seeds and text.strip() == "0":
-        raise argparse.ArgumentTypeError("--seeds 0 is a count of zero seeds; for seed 0 alone write 0, or 0-0")
+        raise argparse.ArgumentTypeError(
+            "--seeds 0 asks for zero seeds (a count); for seed 0 alone write --seeds 1 or 0-0"
+        )
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"--seeds {text!r}: need at least one seed, all distinct and >= 0")
     return seeds
@@ -156,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(list --dataset too to include it); val/test patients of --dataset are refused",
     )
 
+    run.add_argument(
+        "--duplicates",
+        choices=("refuse", "drop"),
+        default="refuse",
+        help="pretraining or training records whose signal is a validation/test record of --dataset (same "
+        "recording, any name): refuse (default, exit 2) or drop them and list them in OUT/duplicates-*.csv",
+    )
+
     prep = sub.add_parser("prepare", help="read, check and cache a dataset once (run does it automatically)")
     prep.add_argument("--dataset", required=True, help="dataset name (see `list`)")
     prep.add_argument("--root", type=Path, default=None, help="dataset folder")
@@ -237,6 +249,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.runner import RunRequest, run
     from benchmark.train.runtime import resolve_device
 
+    for folder in (args.out, args.cache_dir or default_cache_root(), args.leaderboard.parent):
+        ensure_writable(folder)  # fail in a second, not after the data are prepared
     overrides = dataset_overrides(args)
     for value, scope, name in (
         (args.budget, "pretrain", "budget"),
@@ -265,6 +279,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 cache_root=args.cache_dir or default_cache_root(),
                 profile_dir=args.profile,
                 pretrain_data=args.pretrain_data,
+                duplicates=args.duplicates,
             )
             records = run(request)
             writes_outputs = distributed.is_main()
@@ -301,9 +316,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for path in args.plugins:
         load_plugin_file(path)
     overrides = dataset_overrides(args)
-    check_scopes({k: v for k, v in overrides.items() if k != "input"}, {"dataset": [args.dataset]}, "prepare")
     preset = get_preset(args.preset).with_overrides(overrides)
     dataset = build_dataset(args.dataset, preset, overrides)
+    check_scopes(
+        {k: v for k, v in overrides.items() if k != "input"},
+        {"dataset": [args.dataset, *dataset.member_names()]},
+        "prepare",
+    )
     dataset.workers = args.workers
     label_set = args.label_set or dataset.label_sets[0]
     dataset.check_label_set(label_set)
@@ -314,6 +333,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         f"{dataset.name} at {fs} Hz, label set {label_set!r}: {len(arrays.signals)} records ({usable} usable), "
         f"{len(arrays.label_names)} labels; " + ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items())
     )
+    if arrays.fingerprint:  # equal on every machine that holds the same data, wherever it sits
+        print(f"data fingerprint {arrays.fingerprint}")
     return 0
 
 
@@ -471,3 +492,21 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, PluginError, ConfigError, DataError, StaleResultError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # the environment: a read-only or full disk, a file where a folder should be
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the path and the likely fix."""
+    where = exc.filename or "a file"
+    reason = exc.strerror or type(exc).__name__
+    if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+        fix = "make it writable, or choose another folder (--out, --cache-dir / $ECGBENCH_CACHE, --leaderboard)"
+    elif exc.errno == errno.ENOSPC:
+        fix = "free disk space or choose a folder on another disk (--out, --cache-dir)"
+    elif isinstance(exc, (NotADirectoryError, FileExistsError)):
+        fix = "a file stands where a folder is needed; remove it or choose another path"
+    else:
+        fix = "check the path and its permissions"
+    return f"{where}: {reason}; {fix}"

@@ -28,7 +28,8 @@ from benchmark.build import (
     resolve_methods,
 )
 from benchmark.config import signature, to_jsonable
-from benchmark.data.contract import InputSpec, default_cache_root
+from benchmark.data.contract import InputSpec, data_identity, default_cache_root
+from benchmark.data.duplicates import guard_duplicates
 from benchmark.data.pool import parse_pool, pretraining_pool
 from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import CellContext
@@ -66,6 +67,7 @@ class RunRequest:
     cache_root: Path = field(default_factory=default_cache_root)
     profile_dir: Path | None = None  # trace the first pretraining epoch with torch.profiler
     pretrain_data: list[str] = field(default_factory=list)  # NAME[:ROOT] pool replacing the dataset's pretrain split
+    duplicates: str = "refuse"  # pretraining/training records that ARE val/test recordings: refuse | drop
 
 
 @dataclass
@@ -152,15 +154,15 @@ def run(request: RunRequest) -> list[dict]:
         request.methods, list(base_protocols.values()), request.add_references, preset, request.overrides
     )
     pool_names = [name for name, _ in parse_pool(request.pretrain_data)]
+    dataset = build_dataset(request.dataset, preset, request.overrides)
     check_scopes(
         request.overrides,
         {
             "method": architectures(methods, preset, request.overrides),
-            "dataset": list(dict.fromkeys([request.dataset, *pool_names])),
+            "dataset": list(dict.fromkeys([request.dataset, *dataset.member_names(), *pool_names])),
             "protocol": [*requested, *base_protocols],
         },
     )
-    dataset = build_dataset(request.dataset, preset, request.overrides)
     label_set = request.label_set or dataset.label_sets[0]
     dataset.check_label_set(label_set)
     device = resolve_device(request.device)
@@ -183,12 +185,20 @@ def run(request: RunRequest) -> list[dict]:
         request.cache_root,
         progress,
     )
+    arrays, pretrain_arrays, dropped = guard_duplicates(
+        arrays,
+        pretrain_arrays,
+        request.duplicates,
+        store.root / f"duplicates-{dataset.result_name}-{label_set}.csv",
+    )
     if distributed.is_main():
         distributed.barrier()
     log.info("%d records: %s", len(arrays.signals), ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
     evaluations = expand(requested, base_protocols, arrays)
     plans = plan_budgets(methods, preset, request.overrides, FlopsMeter(store.flops_dir, device))
-    data_identity = {"dataset": dataset.name, "dataset_config": dataset.config, "input": preset.input}
+    data = {**data_identity(dataset, arrays), "input": preset.input}  # content, not location
+    if dropped:  # the data differ from an unguarded run's: so must the signatures
+        data["dropped_duplicates"] = dropped
 
     # every cell of the run, finished ones skipped (a result with another signature is refused)
     records, todo = [], []
@@ -198,7 +208,7 @@ def run(request: RunRequest) -> list[dict]:
             dataclasses.replace(preset.pretrain, steps=plans[method_name].steps) if method_cls.pretrains else None
         )
         pretrain_identity = {
-            **data_identity,
+            **data,
             "method": method_name,
             "seed": seed,
             "pretrain": pretrain_config,
@@ -210,7 +220,7 @@ def run(request: RunRequest) -> list[dict]:
             if not evaluation.protocol.applies_to(method_cls):
                 continue
             cell = Cell(
-                dataset.name,
+                dataset.result_name,
                 label_set,
                 preset.name,
                 method_name,
@@ -244,6 +254,7 @@ def run(request: RunRequest) -> list[dict]:
             pretrain_keys = (
                 "dataset",
                 "dataset_config",
+                "data",
                 "input",
                 "method",
                 "method_config",
@@ -252,7 +263,7 @@ def run(request: RunRequest) -> list[dict]:
                 "pretrain_data",
             )
             checkpoints = store.checkpoint_dir(
-                dataset.name,
+                dataset.result_name,
                 preset.name,
                 method_name,
                 seed,

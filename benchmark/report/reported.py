@@ -1,4 +1,4 @@
-"""Published reference numbers (docs methods.md §6), shown beside measured results and never
+"""Published reference numbers (docs/method_specs.md §6), shown beside measured results and never
 mixed with them: the leaderboard prints them in their own "reported" tables.
 
 Each number is a macro AUROC or the AUROC of one label, as printed in its source, on the
