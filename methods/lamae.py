@@ -173,7 +173,7 @@ class LAMAE(Method):
             nn.Parameter(torch.zeros(1, c.dim)) if c.la_mask_ratio > 0 and c.la_tokens == "lead" else None
         )
         self.la = Transformer(c.dim, c.la_depth, c.heads, c.mlp_ratio, c.drop_path)
-        self.la.apply(init_weights)  # the ViT init of the encoder and decoder (PyTorch's default before)
+        self.la.apply(init_weights)  # the ViT init the encoder and decoder get (timm, MAE)
         if c.la_tokens == "patch":
             self.register_buffer("la_pos_embed", sincos_positions(self.n_patches, c.dim), persistent=False)
         self.decoder = MAEDecoder(
