@@ -1,6 +1,7 @@
 """One construction path for methods, datasets and protocols, shared by ``run``, ``prepare``,
 ``validate`` and the tests: the preset supplies the defaults, ``--set SCOPE.FIELD=VALUE``
-overrides them, and every object validates its configuration where it is built.
+overrides them, a method variant's own settings (``lamae[la_mask_ratio=0]``) come last, and
+every object validates its configuration where it is built.
 
 A ``--set`` scope names what it configures: ``input``, ``model``, ``pretrain``, a protocol, a
 method or a dataset. A scope that names nothing known, or a plugin that is not part of the run,
@@ -11,42 +12,139 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib.metadata
 import logging
+import math
 import re
 
-from benchmark.config import ConfigError, apply_overrides
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from benchmark.config import ConfigError, apply_overrides, format_value, signature, typed_value
 from benchmark.data.contract import DatasetPlugin
 from benchmark.eval.protocol import Protocol
 from benchmark.eval.sweep import Sweep
+from benchmark.ladder import LADDER_PREFIX, PARAMETER_TOLERANCE, ladder_rungs
 from benchmark.method.base import Method, MethodConfig
+from benchmark.method.variant import MethodVariant, parse_variant
 from benchmark.presets import PRESET_SCOPES, REFERENCES, Preset
 from benchmark.registry import DATASETS, METHODS, PROTOCOLS
 
 log = logging.getLogger("benchmark")
 
 
-def method_config(method_cls: type[Method], preset: Preset, overrides: dict) -> MethodConfig:
-    """Preset's shared architecture fields (for methods that use them), the method's own
-    defaults, then ``--set name.*``.
+def resolve_method(text: str) -> MethodVariant:
+    """A method name or variant (``NAME[FIELD=VALUE,...]``) in canonical form: the method must be
+    registered (else "did you mean") and every setting a field of its config with a value of the
+    field's type (else a one-line ``ConfigError``); settings sorted, values as typed."""
+    parsed = parse_variant(text)
+    method_cls = METHODS.get(parsed.base)
+    settings = tuple(
+        (field, format_value(typed_value(method_cls.Config, field, value, parsed.name)))
+        for field, value in parsed.settings
+    )
+    return MethodVariant(parsed.base, settings)
+
+
+def method_class(method: str | MethodVariant) -> type[Method]:
+    variant = method if isinstance(method, MethodVariant) else resolve_method(method)
+    return METHODS.get(variant.base)
+
+
+def method_config(method: type[Method] | str | MethodVariant, preset: Preset, overrides: dict) -> MethodConfig:
+    """Preset's shared architecture fields, the method's own defaults, ``--set name.*``, then a
+    variant's own settings (``lamae[la_mask_ratio=0]``: ``--set lamae.*`` applies to it too).
 
     An untrained baseline (``random_init``, ``scratch``) wraps another method's architecture: its
     ``arch_config`` is that method's full config, built the same way (so ``--set lamae.*``
     reaches the untrained LAMAE too).
     """
+    if isinstance(method, type):  # a class, registered or not (validate checks unregistered ones too)
+        method_cls, variant = method, MethodVariant(method.name)
+    else:
+        variant = method if isinstance(method, MethodVariant) else resolve_method(method)
+        method_cls = METHODS.get(variant.base)
     shared = {}
     if method_cls.uses_model_size:
         shared = {k: v for k, v in dataclasses.asdict(preset.model).items() if k in method_cls.Config.field_names()}
     config = apply_overrides(method_cls.Config(**shared), overrides.get(method_cls.name, {}), method_cls.name)
+    config = apply_overrides(config, variant.overrides, variant.name)
     if hasattr(config, "arch"):
         arch_config = method_config(METHODS.get(config.arch), preset, overrides)
         config = dataclasses.replace(config, arch_config=dataclasses.asdict(arch_config))
     return config
 
 
-def build_method(name: str, preset: Preset, overrides: dict) -> Method:
-    method_cls = METHODS.get(name)
-    return method_cls(method_config(method_cls, preset, overrides), preset.input)
+def build_method(name: str | MethodVariant, preset: Preset, overrides: dict) -> Method:
+    return method_class(name)(method_config(name, preset, overrides), preset.input)
+
+
+class _ShapesOnly(TorchDispatchMode):
+    """Skips in-place operations on meta tensors, which hold no values: initialising a meta
+    parameter (timm's ``trunc_normal_``) otherwise runs Python decompositions, ~30 ms a tensor."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func._schema.is_mutable and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+_ENCODER_PARAMS: dict[str, int] = {}  # counts by (method, config, input) signature, per process
+
+
+def encoder_params(method: str | MethodVariant | type[Method], preset: Preset, overrides: dict) -> int:
+    """Encoder parameters (those used downstream) of a method at a preset, counted on the meta
+    device without initialising anything, so that paper-scale models are sized in a second."""
+    config = method_config(method, preset, overrides)
+    method_cls = method if isinstance(method, type) else method_class(method)
+    key = signature({"method": method_cls.name, "config": config, "input": preset.input})
+    if key not in _ENCODER_PARAMS:
+        with torch.device("meta"), _ShapesOnly():
+            _ENCODER_PARAMS[key] = method_cls(config, preset.input).encoder_parameters()
+    return _ENCODER_PARAMS[key]
+
+
+def matched_width(variant: MethodVariant, field: str, anchor: str, preset: Preset, overrides: dict) -> MethodVariant:
+    """``variant`` with ``field`` (a width) set so that its encoder parameters are closest to
+    ``anchor``'s at this preset; the width stays a multiple of the variant's ``heads`` and even
+    (sin-cos positions), and the match must be within ``PARAMETER_TOLERANCE``."""
+    target = encoder_params(anchor, preset, overrides)
+    step = math.lcm(method_config(variant, preset, overrides).heads, 2)
+
+    def with_width(width: int) -> MethodVariant:
+        return MethodVariant(variant.base, tuple(sorted({**variant.overrides, field: str(width)}.items())))
+
+    @functools.cache
+    def miss(width: int) -> int:
+        return abs(encoder_params(with_width(width), preset, overrides) - target)
+
+    # parameters grow about quadratically with the width: start from that guess, then walk to
+    # the closest width (they grow monotonically)
+    width = getattr(method_config(variant, preset, overrides), field)
+    guess = width * math.sqrt(target / encoder_params(with_width(width), preset, overrides))
+    best = max(step, step * round(guess / step))
+    for move in (step, -step):
+        while best + move >= step and miss(best + move) < miss(best):
+            best += move
+    if miss(best) > PARAMETER_TOLERANCE * target:
+        raise ConfigError(
+            f"{variant.name}: no {field} brings its encoder within {PARAMETER_TOLERANCE:.0%} of {anchor}'s "
+            f"{target} parameters at preset {preset.name} (closest: {field}={best})"
+        )
+    return with_width(best)
+
+
+def ladder_methods(text: str, preset: Preset, overrides: dict) -> list[str]:
+    """The canonical method names of an ablation ladder (``ladder:lamae``) at this preset."""
+    anchor, rungs = ladder_rungs(text)
+    names = []
+    for rung in rungs:
+        variant = rung.fixed
+        if rung.matched_field is not None:
+            variant = matched_width(variant, rung.matched_field, anchor, preset, overrides)
+        names.append(resolve_method(variant.name).name)
+    return names
 
 
 def build_dataset(name: str, preset: Preset, overrides: dict) -> DatasetPlugin:
@@ -83,22 +181,31 @@ def build_protocols(names: list[str], preset: Preset) -> tuple[dict[str, Protoco
     return requested, base
 
 
-def resolve_methods(names: list[str], protocols: list[Protocol], add_references: bool) -> list[str]:
-    """Expand ``all``, check every name, and add the reference baselines of each protocol kind
-    that the protocol evaluates. A method asked for by name whose optional dependencies are
-    missing is refused; a reference that lacks them is left out with a warning."""
+def resolve_methods(
+    names: list[str], protocols: list[Protocol], add_references: bool, preset: Preset, overrides: dict
+) -> list[str]:
+    """Expand ``all`` and ``ladder:NAME`` (the preset's ablation ladder), check every name and
+    variant, and add the reference baselines of each protocol kind that the protocol evaluates.
+    A method asked for by name whose optional dependencies are missing is refused; a reference
+    that lacks them is left out with a warning. Returns canonical names."""
     references = {name for kind in REFERENCES.values() for name in kind}
-    if names == ["all"]:
-        names = [n for n in METHODS.names() if n not in references]
+    expanded: list[str] = []
     for name in names:
-        missing = METHODS.get(name).missing_requirements()  # raises with "did you mean" for unknown names
+        if name == "all":
+            expanded += [n for n in METHODS.names() if n not in references]
+        elif name.startswith(LADDER_PREFIX):
+            expanded += ladder_methods(name, preset, overrides)
+        else:
+            expanded.append(resolve_method(name).name)
+    for name in expanded:
+        missing = method_class(name).missing_requirements()
         if missing:
             raise ConfigError(f"method {name!r} needs {', '.join(missing)}: {install_hint(missing)}")
     if add_references:
         for protocol in protocols:
             for reference in REFERENCES.get(protocol.kind, ()):
                 method_cls = METHODS.get(reference)
-                if reference in names or not protocol.applies_to(method_cls):
+                if reference in expanded or not protocol.applies_to(method_cls):
                     continue
                 missing = method_cls.missing_requirements()
                 if missing:
@@ -106,8 +213,8 @@ def resolve_methods(names: list[str], protocols: list[Protocol], add_references:
                         "reference %s left out: it needs %s (%s)", reference, ", ".join(missing), install_hint(missing)
                     )
                     continue
-                names = [*names, reference]
-    return list(dict.fromkeys(names))
+                expanded = [*expanded, reference]
+    return list(dict.fromkeys(expanded))
 
 
 def install_hint(missing: list[str]) -> str:
@@ -130,11 +237,11 @@ def install_hint(missing: list[str]) -> str:
 
 
 def architectures(methods: list[str], preset: Preset, overrides: dict) -> list[str]:
-    """The methods whose configuration the run builds: the methods and the architectures their
-    untrained baselines wrap."""
-    out = list(methods)
+    """The registered methods whose configuration the run builds (``--set`` scopes): the methods
+    (a variant's base method) and the architectures their untrained baselines wrap."""
+    out = list(dict.fromkeys(resolve_method(name).base for name in methods))
     for name in methods:
-        config = method_config(METHODS.get(name), preset, overrides)
+        config = method_config(name, preset, overrides)
         if hasattr(config, "arch") and config.arch not in out:
             out.append(config.arch)
     return out

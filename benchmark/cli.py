@@ -16,6 +16,7 @@ from pathlib import Path
 
 from benchmark.config import ConfigError, parse_overrides
 from benchmark.data.contract import DataError, default_cache_root
+from benchmark.method.variant import split_names
 from benchmark.registry import DATASETS, METHODS, PROTOCOLS, PluginError, load_plugin_file
 from benchmark.report.results import StaleResultError
 from benchmark.report.stats import StatsError
@@ -60,7 +61,12 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def parse_names(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    """Comma-separated names; a method variant keeps the commas inside its brackets
+    (``lamae,lamae[la_mask_ratio=0,la_depth=3]``)."""
+    try:
+        names = split_names(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     if not names:
         raise argparse.ArgumentTypeError("expected a comma-separated list of names")
     return names
@@ -72,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="pretrain and evaluate methods; results go to --out")
     run.add_argument(
-        "--methods", type=parse_names, required=True, help="comma-separated method names, or 'all' (see `list`)"
+        "--methods",
+        type=parse_names,
+        required=True,
+        help="comma-separated method names, variants (lamae[la_mask_ratio=0]), ablation ladders (ladder:lamae) "
+        "or 'all' (see `list`)",
     )
     run.add_argument("--dataset", default="synthetic", help="dataset name (default: synthetic)")
     run.add_argument("--labels", dest="label_set", default=None, help="label set (default: the dataset's first)")
@@ -126,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="BUDGET",
         help="pretraining compute per method (= --set pretrain.budget=...): 'steps' (equal step counts), "
-        "a method name (its FLOPs in pretrain.steps steps; presets: lamae), STEPS@METHOD (600@lamae) "
+        "a method or variant (its FLOPs in pretrain.steps steps; presets: lamae), STEPS@METHOD (600@lamae) "
         "or a FLOP count (3.2e15, 120T)",
     )
     run.add_argument(
@@ -186,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--out", type=Path, default=Path("LEADERBOARD.md"))
 
     cmp = sub.add_parser("compare", help="paired comparison of two methods with p-values, from the results folder")
-    cmp.add_argument("method_a")
+    cmp.add_argument("method_a", help="a method or variant, e.g. 'lamae[la_mask_ratio=0]'")
     cmp.add_argument("method_b", help="the reference the difference is taken to (A - B)")
     cmp.add_argument("--results", type=Path, default=Path("results"))
     cmp.add_argument("--dataset", default=None)
@@ -199,7 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
 
     check = sub.add_parser("validate", help="check that methods meet the plugin contract (exit 1 if not)")
-    check.add_argument("target", help="a method name, 'all', or a plugin .py file (every method it registers)")
+    check.add_argument(
+        "target",
+        help="a method name or variant (lamae[la_tokens=patch]), an ablation ladder (ladder:lamae), 'all', "
+        "or a plugin .py file (every method it registers)",
+    )
     check.add_argument(
         "--preset",
         dest="presets",
@@ -326,6 +340,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from benchmark.ladder import LADDER_PREFIX, LADDERS
     from benchmark.presets import PRESETS
 
     for path in args.plugins:
@@ -337,6 +352,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"  {name:<14} {cls.summary}{extra}")
         for broken in registry.broken:
             print(f"  (failed to load {broken.source}: {broken.error})")
+    print("ablation ladders (--methods ladder:NAME, one table of paired tests in the leaderboard):")
+    for anchor, rungs in LADDERS.items():
+        print(f"  {LADDER_PREFIX + anchor:<14} " + "; ".join(rung.label for rung in rungs))
     print("presets:")
     for name, preset in PRESETS.items():
         print(f"  {name:<14} {preset.description}")
@@ -354,6 +372,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from benchmark.build import resolve_method
     from benchmark.report.comparison import TableStats, comparable_tables, format_comparison
     from benchmark.report.results import ResultStore
 
@@ -361,6 +380,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise DataError(f"results folder {args.results} does not exist; run `python -m benchmark run` first")
     if args.resamples < 1:
         raise UsageError(f"--resamples must be >= 1, got {args.resamples}")
+    method_a, method_b = (resolve_method(name).name for name in (args.method_a, args.method_b))
     store = ResultStore(args.results)
     wanted = {"dataset": args.dataset, "label_set": args.label_set, "preset": args.preset, "protocol": args.protocol}
     records = [
@@ -369,11 +389,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if all(v is None or r["cell"][k] == v for k, v in wanted.items())
         and r["cell"].get("variant", "") == args.variant
     ]
-    tables = [t for t in comparable_tables(records) if args.method_a in t.by_method and args.method_b in t.by_method]
+    tables = [t for t in comparable_tables(records) if method_a in t.by_method and method_b in t.by_method]
     if not tables:
         present = sorted({r["cell"]["method"] for r in records})
         raise DataError(
-            f"no comparable results of both {args.method_a} and {args.method_b} in {args.results} "
+            f"no comparable results of both {method_a} and {method_b} in {args.results} "
             f"with these filters (methods present: {', '.join(present) or 'none'})"
         )
     for table in tables:
@@ -381,7 +401,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             table_stats = TableStats(table, store, args.resamples)
         except StatsError as exc:
             raise DataError(f"{table.dataset} / {table.label_set} / {table.protocol}: {exc}") from None
-        print(format_comparison(table_stats, args.method_a, args.method_b))
+        print(format_comparison(table_stats, method_a, method_b))
         print()
     return 0
 
@@ -394,32 +414,36 @@ def _methods_in_file(path: Path) -> list[str]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from benchmark.build import check_scopes
-    from benchmark.method.validate import reference_encoder_params, render_report, render_summary, validate_method
+    from benchmark.build import check_scopes, encoder_params, ladder_methods, resolve_method
+    from benchmark.ladder import LADDER_PREFIX
+    from benchmark.method.validate import render_report, render_summary, validate_method
     from benchmark.presets import ANCHOR_METHOD, get_preset
 
     for path in args.plugins:
         load_plugin_file(path)
+    overrides = parse_overrides(args.overrides)
+    presets = [get_preset(name).with_overrides(overrides) for name in args.presets]
     target = Path(args.target)
     if target.suffix == ".py":
         names = _methods_in_file(target)
         if not names:
             raise PluginError(f"plugin file {target} registers no method")
+        per_preset = {preset.name: names for preset in presets}
     elif args.target == "all":
-        names = METHODS.names()
+        per_preset = {preset.name: METHODS.names() for preset in presets}
+    elif args.target.startswith(LADDER_PREFIX):  # a ladder's matched widths depend on the preset
+        per_preset = {preset.name: ladder_methods(args.target, preset, overrides) for preset in presets}
     else:
-        METHODS.get(args.target)  # unknown names fail here with "did you mean"
-        names = [args.target]
-    overrides = parse_overrides(args.overrides)
+        per_preset = {preset.name: [resolve_method(args.target).name] for preset in presets}  # "did you mean"
     reference = ANCHOR_METHOD
-    check_scopes(overrides, {"method": list(dict.fromkeys([*names, reference]))}, "validation")
+    bases = [resolve_method(name).base for names in per_preset.values() for name in names]
+    check_scopes(overrides, {"method": list(dict.fromkeys([*bases, reference]))}, "validation")
     reports, reference_params = [], {}
-    for preset_name in args.presets:
-        preset = get_preset(preset_name).with_overrides(overrides)
+    for preset in presets:
         if reference in METHODS:
-            reference_params[preset.name] = reference_encoder_params(METHODS.get(reference), preset, overrides)
-        for name in names:
-            report = validate_method(METHODS.get(name), preset, overrides, light=preset.name == "paper")
+            reference_params[preset.name] = encoder_params(reference, preset, overrides)
+        for name in per_preset[preset.name]:
+            report = validate_method(name, preset, overrides, light=preset.name == "paper")
             print(render_report(report), end="\n\n", flush=True)
             reports.append(report)
     print(render_summary(reports, reference_params, reference))

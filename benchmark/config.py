@@ -26,6 +26,11 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for item in items:
         key, sep, value = item.partition("=")
+        if "[" in key:
+            raise ConfigError(
+                f"--set {item!r}: --set takes a method's name, not a variant; write a variant's settings in its "
+                f"brackets, e.g. --methods 'lamae[la_mask_ratio=0,la_depth=3]'"
+            )
         scope, dot, field_path = key.strip().partition(".")
         if not sep or not dot or not field_path:
             raise ConfigError(
@@ -59,20 +64,58 @@ def _convert(value: str, hint: Any, key: str) -> Any:
     raise ConfigError(f"{key}: fields of type {hint} cannot be set from the command line")
 
 
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.init]
+
+
+def _unknown_field(scope: str, head: str, names: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(head, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"{scope} has no setting {head!r}{hint} Valid: {', '.join(names)}")
+
+
+def typed_value(cls: type, path: str, value: str, scope: str) -> Any:
+    """``value`` converted to the type of dataclass ``cls``'s field ``path`` (dotted for nested
+    dataclasses), without building the dataclass; unknown fields fail with "did you mean"."""
+    head, _, rest = path.partition(".")
+    names = _field_names(cls)
+    if head not in names:
+        raise _unknown_field(scope, head, names)
+    hint = typing.get_type_hints(cls)[head]
+    if rest:
+        if not (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
+            raise ConfigError(f"{scope}.{head} has no settings of its own; write {scope}.{head}=VALUE")
+        return typed_value(hint, rest, value, f"{scope}.{head}")
+    return _convert(value, hint, f"{scope}.{head}")
+
+
+def format_value(value: Any) -> str:
+    """A typed setting written back as text that converts to the same value: ``0.0`` -> ``0``,
+    ``True`` -> ``true``, ``(0.67, 40.0)`` -> ``0.67,40``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    if isinstance(value, (tuple, list)):
+        return ",".join(format_value(v) for v in value)
+    if value is None:
+        return "none"
+    return str(value)
+
+
 def apply_overrides(obj: Any, overrides: dict[str, str], scope: str) -> Any:
     """A copy of dataclass ``obj`` with ``overrides`` ({dotted field: string value}) applied."""
     if not overrides:
         return obj
     hints = typing.get_type_hints(type(obj))
-    names = [f.name for f in dataclasses.fields(obj) if f.init]
+    names = _field_names(type(obj))
     direct: dict[str, Any] = {}
     nested: dict[str, dict[str, str]] = {}
     for path, value in overrides.items():
         head, _, rest = path.partition(".")
         if head not in names:
-            close = difflib.get_close_matches(head, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{scope} has no setting {head!r}{hint} Valid: {', '.join(names)}")
+            raise _unknown_field(scope, head, names)
         if rest:
             nested.setdefault(head, {})[rest] = value
         else:

@@ -25,7 +25,9 @@ from benchmark.build import (
     build_method,
     build_protocols,
     check_scopes,
+    method_class,
     method_config,
+    resolve_method,
     resolve_methods,
 )
 from benchmark.config import signature, to_jsonable
@@ -38,7 +40,7 @@ from benchmark.eval.sweep import Evaluation, expand
 from benchmark.method.base import Method, MethodConfig
 from benchmark.presets import ANCHOR_METHOD, Preset, get_preset
 from benchmark.provenance import provenance
-from benchmark.registry import METHODS, load_plugin_file
+from benchmark.registry import load_plugin_file
 from benchmark.report.results import Cell, ResultStore
 from benchmark.storage import remove_orphans
 from benchmark.train import distributed
@@ -88,11 +90,11 @@ class PlannedCell:
 def plan_budgets(methods: list[str], preset: Preset, overrides: dict, meter: FlopsMeter) -> dict[str, PretrainPlan]:
     """Steps and FLOPs of every pretraining method under the preset's compute budget."""
     budget = parse_budget(preset.pretrain.budget)
-    if budget.method is not None:
-        METHODS.get(budget.method)  # an unknown reference method fails before any work
+    if budget.method is not None:  # an unknown reference method or variant fails before any work
+        budget = dataclasses.replace(budget, method=resolve_method(budget.method).name)
     plans = {}
     for name in methods:
-        if METHODS.get(name).pretrains:
+        if method_class(name).pretrains:
             plans[name] = plan_pretraining(
                 build_method(name, preset, overrides),
                 preset.pretrain.steps,
@@ -100,6 +102,7 @@ def plan_budgets(methods: list[str], preset: Preset, overrides: dict, meter: Flo
                 budget,
                 meter,
                 lambda reference: build_method(reference, preset, overrides),
+                name=name,
             )
             log.info(
                 "%s: %.3g FLOPs/step x %d steps = %.3g FLOPs (budget %s)",
@@ -174,7 +177,9 @@ def run(request: RunRequest) -> list[dict]:
         load_plugin_file(path)
     preset = get_preset(request.preset).with_overrides(request.overrides)
     requested, base_protocols = build_protocols(request.protocols or list(preset.default_protocols), preset)
-    methods = resolve_methods(request.methods, list(base_protocols.values()), request.add_references)
+    methods = resolve_methods(
+        request.methods, list(base_protocols.values()), request.add_references, preset, request.overrides
+    )
     pool_names = [name for name, _ in parse_pool(request.pretrain_data)]
     dataset = build_dataset(request.dataset, preset, request.overrides)
     check_scopes(
@@ -223,7 +228,7 @@ def run(request: RunRequest) -> list[dict]:
     if dropped:  # the data differ from an unguarded run's: so must the signatures
         data["dropped_duplicates"] = dropped
     supervised = None
-    if any(METHODS.get(m).supervised_only() for m in methods) and any(
+    if any(method_class(m).supervised_only() for m in methods) and any(
         p.kind == "finetune" for p in base_protocols.values()
     ):
         supervised = supervised_budget(
@@ -245,7 +250,7 @@ def run(request: RunRequest) -> list[dict]:
     # every cell of the run, finished ones skipped (a result with another signature is refused)
     records, todo = [], []
     for seed, method_name in itertools.product(request.seeds, methods):
-        method_cls = METHODS.get(method_name)
+        method_cls = method_class(method_name)
         pretrain_config = (
             dataclasses.replace(preset.pretrain, steps=plans[method_name].steps) if method_cls.pretrains else None
         )
@@ -254,7 +259,7 @@ def run(request: RunRequest) -> list[dict]:
             "method": method_name,
             "seed": seed,
             "pretrain": pretrain_config,
-            "method_config": method_config(method_cls, preset, request.overrides),
+            "method_config": method_config(method_name, preset, request.overrides),
         }
         if pool_identity and method_cls.pretrains:
             pretrain_identity["pretrain_data"] = pool_identity
@@ -289,7 +294,7 @@ def run(request: RunRequest) -> list[dict]:
     for (seed, method_name), cells in itertools.groupby(todo, key=lambda p: (p.cell.seed, p.cell.method)):
         cells = list(cells)
         identity = cells[0].identity
-        method_cls = METHODS.get(method_name)
+        method_cls = method_class(method_name)
         set_seed(seed)
         method = method_cls(identity["method_config"], preset.input)
         pretrain_report = None

@@ -4,11 +4,15 @@
   (linear probe ...). Berger et al. 2026, "Evaluation of ECG representations must be fixed"
   (arXiv 2602.17531) show that such an encoder often matches pretrained ones, so every
   leaderboard shows it.
-* ``scratch`` — the same architecture trained supervised only (fine-tuning protocol), the
-  "Scratch" column of the LAMAE paper's tables.
+* ``scratch`` — the same architecture trained supervised only (fine-tuning protocol).
 
-[choice] ``arch``: whose architecture (default ``lamae``, the LAMAE paper's Scratch); the
-preset's model size applies, so it matches the pretrained method of the same name.
+The LAMAE paper's "Scratch" column is ``random_init`` under its linear probes (Tables 1/3 probe
+frozen backbones) and ``scratch`` only under fine-tuning (benchmark/report/reported.py).
+
+[choice] ``arch``: whose architecture (default ``lamae``, as the LAMAE paper's Scratch); the
+preset's model size applies, so it matches the pretrained method of the same name. Another
+architecture is a variant: ``random_init[arch=ind_p]`` is the frozen untrained independent-lead
+model (the alternative reading of the paper's Ind_S under its linear probe).
 """
 
 from __future__ import annotations

@@ -3,24 +3,27 @@
 
 Source: Nguyen, Phan, Pham, Chatzichristos, Vandenberk, De Vos, "ECG-Soup: harnessing
 multi-layer synergy for ECG foundation models" (arXiv 2509.00102) [paper: its summary and
-abstract; no public code reached]. The backbone, its pretraining and lead-mask handling are
-``st_mem``'s (methods/st_mem.py). H_1..H_L are the encoder's block outputs, mean_tokens the
-mean over the present leads' patch tokens (SEP removed).
+abstract; no public code reached]. The aggregation schemes are the paper's; sizes that no text
+we could read gives (the gate's hidden width and dropout, the number of groups) are [choice].
+The backbone, its pretraining and lead-mask handling are ``st_mem``'s (methods/st_mem.py).
+H_1..H_L are the encoder's block outputs, mean_tokens the mean over the present leads' patch
+tokens (SEP removed).
 
 * ``st_mem_ppa`` — post-pretraining pooling aggregation: h = (1/L) Σ_l mean_tokens(LN(H_l))
   [paper]; LN is the encoder's pretrained final LayerNorm, applied to every layer [choice].
 * ``st_mem_pma`` — post-pretraining mixture-of-layers aggregation: a gating network
-  w = softmax(MLP(g)), MLP D -> 128 -> GELU -> Dropout(0.1) -> L, g = mean_tokens(H_L), and
-  h = Σ_l w_l · mean_tokens(H_l) [paper]. The gate is trained with the downstream head, never by
-  pretraining (``downstream_only``): end to end under fine-tuning, and under frozen protocols
-  on cached per-layer features together with a temporary linear head
-  (``fit_readout``, benchmark/eval/frozen_head.py, settings ``gate_fit``) before the probe [choice].
-* ``ipa_st_mem`` — in-pretraining aggregation: the L block outputs are split into ``groups``
-  (4) consecutive groups, averaged within each group, normalised by the encoder's final
-  LayerNorm [choice], concatenated along channels, and a Linear(groups·D -> decoder width)
-  replaces ST-MEM's decoder projection [paper]. When the encoder has fewer blocks than
-  ``groups``, each block is its own group; uneven splits put the extra blocks in the first
-  groups (``torch.tensor_split``) [choice]. Downstream it reads out as ST-MEM (last layer)
+  w = softmax(MLP(g)), g = mean_tokens(H_L), h = Σ_l w_l · mean_tokens(H_l) [paper]; the MLP is
+  D -> ``gate_hidden`` (128) -> GELU -> Dropout(``gate_dropout``, 0.1) -> L [choice]. The gate is
+  trained with the downstream head, never by pretraining (``downstream_only``): end to end under
+  fine-tuning, and under frozen protocols on cached per-layer features together with a
+  temporary linear head (``fit_readout``, benchmark/eval/frozen_head.py, settings ``gate_fit``)
+  before the probe [choice].
+* ``ipa_st_mem`` — in-pretraining aggregation: the L block outputs are split into consecutive
+  groups, averaged within each group, concatenated along channels, and a Linear(groups·D ->
+  decoder width) replaces ST-MEM's decoder projection [paper]; ``groups`` 4 [choice]; each group
+  average is normalised by the encoder's final LayerNorm [choice]. When the encoder has fewer
+  blocks than ``groups``, each block is its own group; uneven splits put the extra blocks in the
+  first groups (``torch.tensor_split``) [choice]. Downstream it reads out as ST-MEM (last layer)
   [choice].
 """
 

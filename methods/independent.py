@@ -11,7 +11,9 @@ linear probe / fine-tuning head reproduces the ensemble exactly.
 * ``private``: Ind_P = one encoder (and decoder) per lead, 12 private weight sets (default
   reading of "P"); Ind_S = one encoder shared by all leads plus a learnable lead embedding
   ("S"). The paper's Ind_S scores close to Scratch, so "S" might instead mean the independent
-  model trained from scratch; that reading is the ``scratch`` method with ``arch=ind_p``.
+  model not pretrained; under the paper's linear probe that reading is the frozen untrained
+  ``random_init[arch=ind_p]`` (as its Scratch column is ``random_init``), under fine-tuning
+  ``scratch[arch=ind_p]``.
 * ``lead_pool``: a lead's representation is its encoder CLS token (default) or token mean; the
   CLS token is passed to the decoder, as in MAE (facebookresearch/mae ``forward_decoder``).
 * masking ratio 0.75 per lead, loss = MSE on masked patches of present leads, ``norm_pix`` off

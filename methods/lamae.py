@@ -2,35 +2,80 @@
 
 Source: "From Leads to Latents: Attention-Driven Masked Autoencoder for ECG Time Series"
 (arXiv 2603.26475, ICLR 2026 workshop) [paper]. No public code; checked against the paper text
-only (§2, loss equation, Fig. 1).
+only (abstract, §2.1, §2.2 with the loss equation, Fig. 1, conclusion).
 
 From the paper:
-* one per-lead encoder E_phi and one per-lead decoder D_theta, weights shared across leads;
-* MAE patch masking inside each lead (ratio alpha_E); only visible patches enter E_phi;
-* Latent Attention (LA): multi-head, multi-layer self-attention over the set of lead latents
-  with an extra CLS token; a random lead mask M_LA (ratio alpha_LA) before LA;
-* loss: squared error on the masked patches, normalised by alpha_E and the number of leads;
-* downstream: the LA CLS token (linear probing and fine-tuning).
+* per-lead encoders E_phi and decoders D_theta "with shared weights" across leads (§2.2);
+* MAE patch masking inside each lead (ratio alpha_E); only visible patches enter E_phi (§2.2);
+* Latent Attention (LA) between encoders and decoders, "a multi-head, multi-layer
+  self-attention block using an additional CLS token" (§2.1); a random mask M_LA with ratio
+  alpha_LA on LA's input Z, "similar to encoder E_phi in the MAE" (eq. 1);
+* loss: squared error on the encoder-masked patches, normalised by alpha_E and the number of
+  leads, with x_hat_{l,t} = D(LA(Z_vis))_{l,t} (§2.2);
+* downstream: LA's CLS token, for linear probing and fine-tuning (§2.2, Fig. 1 right).
 
-[choice] items (our decisions, each a config field):
-* ``lead_latent``: what represents a lead in LA — its encoder CLS token (default) or the mean of
-  its visible tokens; a learnable lead-identity embedding is added (``lead_embedding``).
-* LA-masked leads enter LA as a learned mask token + their lead embedding, so LA must infer
-  them from the other leads; their encoders are skipped and all their patches count as masked.
-* ``la_mask_ratio`` 0.5 (paper sweeps 0.25/0.5/0.75), ``la_depth`` 2, ``mask_ratio`` (alpha_E)
-  0.75; at least one present lead always stays visible to LA.
-* decoder input for lead l: LA's CLS output and LA's output for lead l, prepended to the lead's
-  visible patch latents and mask tokens at the masked positions (sin-cos temporal positions).
-  Feeding the CLS to every decoder is what trains it as the global summary the paper reads out
-  (as MAE passes its CLS token to the decoder); ``norm_pix`` off, as the
-  paper's loss is on raw samples. The loss is the mean over masked samples, which equals the
-  paper's (1/alpha_E)(1/|L|) sum up to a constant factor.
+What LA attends over, ``la_tokens`` — the paper supports two readings [choice]:
+* ``lead`` (default): one latent per lead. It matches eq. 1, where Z = {z_l}_{l in L} is a set
+  indexed by lead and M_LA masks its members; §2.1 ("learns the correlation and shared
+  information between different leads"); the abstract ("permutation-invariant aggregation and
+  adaptive weighting of lead-specific representations"); the conclusion ("latent attention over
+  lead-specific latents"); and the set models §2.1 cites as its inspiration (attention-based
+  MIL, Ilse et al. 2018; Set Transformer, Lee et al. 2019), which attend over one embedding per
+  set element.
+* ``patch``: every lead x patch latent. It matches the loss equation read literally: the
+  reconstruction at (l, t) is D applied to LA's output at (l, t), so LA outputs one token per
+  lead and patch, and each lead's decoder reconstructs from LA's outputs at that lead's
+  positions.
+The default stays ``lead``: more of the paper's sentences describe it, it is the reading the
+suite's earlier results were measured with, and it is far cheaper (LA sees one token per lead,
+hidden leads are not encoded). The ablation ladder (``--methods ladder:lamae``) runs both
+readings at matched FLOPs, so the data say which one works better.
+
+Where the paper conflicts with itself: it never mentions a lead embedding and calls the
+aggregation "permutation-invariant" (abstract), yet M_LA hides leads (or latents) that the
+decoders must still reconstruct, and LA can only tell which lead a hidden lead is if its input
+carries the lead's identity. ``lead_embedding`` (default on) adds a learnable lead-identity
+embedding to LA's inputs [choice]: the CLS readout is then invariant only to permuting leads
+together with their embeddings. ``lead_embedding=false`` is the permutation-invariant reading
+(LA's CLS does not depend on the order of the leads; in the lead-level reading all hidden leads
+then look alike to LA).
+
+Further [choice] items (each a config field):
+* ``lead_latent``: a lead's latent in the lead-level reading, and its summary in the
+  ``encoder_mean`` readout — its encoder CLS token (default) or the mean of its tokens.
+* lead-level M_LA: la_mask_ratio of each record's present leads are hidden; they enter LA as a
+  learned mask token + their lead embedding, so LA must infer them from the other leads; their
+  encoders are skipped and all their patches count as masked; at least one lead stays visible.
+* token-level M_LA: floor(la_mask_ratio x K) of each lead's K visible latents are hidden
+  (stratified per lead, so every lead keeps at least one and batches stay rectangular) and
+  dropped from LA's input (Z_vis, as MAE drops masked patches). LA's inputs get the sin-cos time
+  position of their patch, so that LA can align patches across leads. The patches whose latent
+  LA never saw count as masked in the loss, as the lead-level reading scores hidden leads: the
+  paper's sum runs over encoder-masked patches only, and scoring the LA-hidden ones makes M_LA a
+  prediction task rather than a thinning of the context (with alpha_LA = 0 the two agree).
+* decoder input for lead l — lead-level: LA's CLS output and LA's output for lead l, prepended to
+  the lead's visible encoder tokens and mask tokens at the masked positions; token-level: LA's
+  CLS output prepended to LA's outputs at lead l's positions and mask tokens elsewhere. The
+  decoder adds sin-cos time positions. Feeding the CLS to every decoder trains it as the global
+  summary the paper reads out (as MAE passes its CLS token to the decoder).
+* ``la_mask_ratio`` 0.5, ``la_depth`` 2, ``mask_ratio`` (alpha_E) 0.75: the paper gives no
+  values. Sweeping alpha_LA (e.g. 0.25 / 0.5 / 0.75) is our suggestion, not the paper's; each
+  value runs as a variant (``--methods 'lamae,lamae[la_mask_ratio=0.25]'``).
+* ``norm_pix`` off, as the paper's loss is on raw samples; the loss is the mean over masked
+  samples, which equals the paper's (1/alpha_E)(1/|L|) sum up to a constant factor.
 * missing leads (lead mask False) are neither encoded, attended to, nor reconstructed; any
   subset of leads works at evaluation time (set-based).
-* ``readout``: "la_cls" (LAMAE, default) or "encoder_mean" (the mean of per-lead encoder
-  latents, LA discarded) — the latter is the default reading of LAMAE_E (``lamae_e``). With
-  "encoder_mean" the LA modules and lead embeddings are pretraining-only: not run, counted or
-  fine-tuned downstream.
+* ``readout``: ``la_cls`` (LAMAE, default), ``la_mean`` (mean of LA's outputs at the present
+  leads' latents) or ``encoder_mean`` (mean of the present leads' encoder summaries, LA
+  discarded: the default reading of LAMAE_E, ``lamae_e``). Parts a readout does not use
+  downstream (LA and the lead embeddings for ``encoder_mean``; LA's CLS where no output attends
+  to it) are pretraining-only: not run, counted or fine-tuned downstream.
+* ablations, the rungs of the ladder: ``la_depth=0`` removes LA (only its final LayerNorm stays:
+  each lead's decoder reads its own latent, nothing crosses leads); ``la_cross_lead=false`` keeps
+  LA's blocks but confines each latent's attention to its own lead (and LA's CLS to itself):
+  independent leads with LAMAE's encoder, LA blocks, decoder context, parameters and FLOPs. Both
+  need ``la_mask_ratio=0`` (nothing could inform a hidden latent) and a readout other than
+  ``la_cls`` (LA's CLS sees no lead).
 * with ``la_mask_ratio`` 0 no lead is ever hidden from LA, so there is no LA mask token.
 """
 
@@ -56,15 +101,21 @@ from ecgbench.layers import (
     MAEDecoder,
     PatchEncoder,
     Transformer,
+    attention_mask,
+    gather_tokens,
+    init_weights,
     masked_mean,
     masked_patch_mse,
     patchify,
     random_keep_ids,
     scatter_visible,
+    sincos_positions,
     to_lead_slots,
 )
 
-LA_MASK_SALT = 0x4C41  # the key stream of the LA lead mask (salts 0-11 are the leads' patch masks)
+LA_MASK_SALT = 0x4C41  # the key stream of the LA lead/latent mask (salts 0-11 are the leads' patch masks)
+LA_TOKENS = ("lead", "patch")
+READOUTS = ("la_cls", "la_mean", "encoder_mean")
 
 
 @dataclass
@@ -72,6 +123,8 @@ class LAMAEConfig(MethodConfig):
     mask_ratio: float = 0.75
     la_mask_ratio: float = 0.5
     la_depth: int = 2
+    la_tokens: str = "lead"
+    la_cross_lead: bool = True
     lead_latent: str = "cls"
     lead_embedding: bool = True
     norm_pix: bool = False
@@ -81,19 +134,33 @@ class LAMAEConfig(MethodConfig):
         super().__post_init__()
         if not 0.0 <= self.mask_ratio < 1.0 or not 0.0 <= self.la_mask_ratio < 1.0:
             raise ValueError(f"mask ratios must be in [0, 1): {self.mask_ratio}, {self.la_mask_ratio}")
-        if self.la_depth < 1:
-            raise ValueError(f"la_depth must be >= 1, got {self.la_depth}")
+        if self.la_depth < 0:
+            raise ValueError(f"la_depth must be >= 0 (0 removes latent attention), got {self.la_depth}")
+        if self.la_tokens not in LA_TOKENS:
+            raise ValueError(f"la_tokens must be 'lead' or 'patch', got {self.la_tokens!r}")
         if self.lead_latent not in ("cls", "mean"):
             raise ValueError(f"lead_latent must be 'cls' or 'mean', got {self.lead_latent!r}")
-        if self.readout not in ("la_cls", "encoder_mean"):
-            raise ValueError(f"readout must be 'la_cls' or 'encoder_mean', got {self.readout!r}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
+        if not self.mixes_leads:
+            ablation = "la_depth=0 (no LA)" if self.la_depth == 0 else "la_cross_lead=false (LA within each lead)"
+            if self.la_mask_ratio:
+                raise ValueError(
+                    f"{ablation} needs la_mask_ratio=0: no other lead could inform a latent hidden from LA"
+                )
+            if self.readout == "la_cls":
+                raise ValueError(f"{ablation} needs readout la_mean or encoder_mean: LA's CLS token sees no lead")
+
+    @property
+    def mixes_leads(self) -> bool:
+        """Whether information crosses leads in LA (False for the ablations without it)."""
+        return self.la_depth > 0 and self.la_cross_lead
 
 
 @METHODS.register("lamae")
 class LAMAE(Method):
     summary = "Latent attention MAE: shared per-lead encoder, attention over lead latents, LA CLS readout"
     Config = LAMAEConfig
-    pretraining_only = ("decoder.", "la_mask_token")
 
     def __init__(self, config: LAMAEConfig, input_spec: InputSpec):
         super().__init__(config, input_spec)
@@ -101,28 +168,61 @@ class LAMAE(Method):
         self.encoder = PatchEncoder(self.patch_len, self.n_patches, c.dim, c.depth, c.heads, c.mlp_ratio, c.drop_path)
         self.lead_embed = nn.Parameter(torch.zeros(len(LEADS), c.dim)) if c.lead_embedding else None
         self.la_cls = nn.Parameter(torch.zeros(1, 1, c.dim))
-        self.la_mask_token = nn.Parameter(torch.zeros(1, c.dim)) if c.la_mask_ratio > 0 else None
+        # hidden leads enter lead-level LA as a mask token; token-level LA drops hidden latents
+        self.la_mask_token = (
+            nn.Parameter(torch.zeros(1, c.dim)) if c.la_mask_ratio > 0 and c.la_tokens == "lead" else None
+        )
         self.la = Transformer(c.dim, c.la_depth, c.heads, c.mlp_ratio, c.drop_path)
+        self.la.apply(init_weights)  # the ViT init the encoder and decoder get (timm, MAE)
+        if c.la_tokens == "patch":
+            self.register_buffer("la_pos_embed", sincos_positions(self.n_patches, c.dim), persistent=False)
         self.decoder = MAEDecoder(
             c.dim, self.patch_len, self.n_patches, c.decoder_dim, c.decoder_depth, c.decoder_heads, c.mlp_ratio
         )
         for p in (self.la_cls, self.la_mask_token, self.lead_embed):
             if p is not None:
                 trunc_normal_(p, std=0.02)
+        self.pretraining_only = ("decoder.", "la_mask_token")
         if c.readout == "encoder_mean":  # LA is discarded downstream
             self.pretraining_only = (*self.pretraining_only, "la.", "la_cls", "lead_embed")
+        elif c.readout == "la_mean" and not c.mixes_leads:  # no output downstream attends to LA's CLS
+            self.pretraining_only = (*self.pretraining_only, "la_cls")
 
     # -- pieces ------------------------------------------------------------------------------
     def _lead_latents(self, tokens: torch.Tensor) -> torch.Tensor:
         return tokens[:, 0] if self.config.lead_latent == "cls" else tokens[:, 1:].mean(dim=1)
 
-    def _latent_attention(self, latents: torch.Tensor, attend: torch.Tensor, return_hidden: bool = False):
-        """latents (B, L, D) for the leads LA may attend to (``attend`` (B, L)); CLS first."""
+    def _lead_level_input(self, latents: torch.Tensor, present: torch.Tensor):
+        """LA's input in the lead-level reading: one latent per lead slot (B, L, D)."""
         if self.lead_embed is not None:
             latents = latents + self.lead_embed
-        x = torch.cat([self.la_cls.expand(len(latents), -1, -1), latents], dim=1)
-        keys = torch.cat([attend.new_ones(len(attend), 1), attend], dim=1)
-        return self.la(x, attn_mask=keys[:, None, None, :], return_hidden=return_hidden)
+        return latents, present, torch.arange(len(LEADS), device=latents.device)
+
+    def _token_level_input(self, tokens: torch.Tensor, positions: torch.Tensor, present: torch.Tensor):
+        """LA's input in the token-level reading: the latents (P, T, D) of the present leads (rows in
+        ``x[present]`` order) at time positions (P, T) -> every lead x latent of a record (B, L*T, D)."""
+        n = tokens.shape[1]
+        slots = to_lead_slots(tokens + self.la_pos_embed[positions].to(tokens.dtype), present)  # (B, L, T, D)
+        if self.lead_embed is not None:
+            slots = slots + self.lead_embed[None, :, None, :]
+        valid = present[:, :, None].expand(-1, -1, n)
+        leads = torch.arange(len(LEADS), device=tokens.device).repeat_interleave(n)
+        return slots.flatten(1, 2), valid.flatten(1), leads
+
+    def _latent_attention(self, x: torch.Tensor, valid: torch.Tensor, leads: torch.Tensor, return_hidden=False):
+        """LA over latents x (B, S, D) of which ``valid`` (B, S) may be attended to, with LA's CLS
+        first; ``leads`` (S,) is each latent's lead, to confine attention to it when LA does not
+        cross leads (``la_cross_lead=false``; LA's CLS then attends to itself only)."""
+        x = torch.cat([self.la_cls.expand(len(x), -1, -1), x], dim=1)
+        keys = torch.cat([valid.new_ones(len(valid), 1), valid], dim=1)
+        if self.config.la_cross_lead:
+            mask = attention_mask(keys)
+        else:
+            group = torch.cat([leads.new_full((1,), -1), leads])
+            same = group[:, None] == group[None, :]
+            itself = torch.eye(len(group), dtype=torch.bool, device=x.device)  # every query keeps a key
+            mask = ((same & keys[:, None, :]) | itself)[:, None]
+        return self.la(x, attn_mask=mask, return_hidden=return_hidden)
 
     def _la_lead_mask(self, present: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Hide la_mask_ratio of each record's present leads from LA (keep >= 1); ``noise``
@@ -135,6 +235,11 @@ class LAMAE(Method):
 
     # -- contract ----------------------------------------------------------------------------
     def pretrain_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if self.config.la_tokens == "patch":
+            return self._token_level_loss(batch)
+        return self._lead_level_loss(batch)
+
+    def _lead_level_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
         patches = patchify(batch.signals, self.patch_len)  # (B, L, N, p)
         present = batch.lead_mask
@@ -149,7 +254,7 @@ class LAMAE(Method):
         if self.la_mask_token is not None:
             latents = latents + self.la_mask_token.to(latents.dtype)
         latents[encoded] = self._lead_latents(tokens).to(latents.dtype)
-        la_out, _ = self._latent_attention(latents, present)
+        la_out, _ = self._latent_attention(*self._lead_level_input(latents, present))
         # decoder context of lead l: LA's CLS (so the downstream token is trained) and LA's lead l
         lead_context = torch.stack(
             [la_out[:, :1].expand(-1, present.shape[1], -1)[present], la_out[:, 1:][present]], dim=1
@@ -163,15 +268,47 @@ class LAMAE(Method):
         loss = masked_patch_mse(pred, patches[present], ~is_visible[present], c.norm_pix)
         return {"loss": loss, "leads_hidden_from_la": hidden_from_la.sum(1).float().mean()}
 
+    def _token_level_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """x_hat_{l,t} = D(LA(Z_vis))_{l,t}: every present lead is encoded from its visible
+        patches, M_LA hides latents, LA attends over the rest of all leads, and lead l's decoder
+        reads LA's outputs at lead l's positions (mask tokens elsewhere) after LA's CLS."""
+        c = self.config
+        patches = patchify(batch.signals, self.patch_len)  # (B, L, N, p)
+        present = batch.lead_mask
+        n_keep = max(1, int(round(self.n_patches * (1 - c.mask_ratio))))
+        keep_ids = random_keep_ids(rng.split(batch.keys, len(LEADS))[present], self.n_patches, n_keep)  # (P, K)
+        tokens, _ = self.encoder(patches[present], keep_ids)  # (P, 1 + K, D)
+
+        n_to_la = n_keep - int(n_keep * c.la_mask_ratio)  # >= 1 as la_mask_ratio < 1
+        la_keys = rng.split(rng.fold_in(batch.keys, LA_MASK_SALT), len(LEADS))[present]
+        to_la = random_keep_ids(la_keys, n_keep, n_to_la)  # (P, K'): which visible latents LA sees
+        positions = torch.gather(keep_ids, 1, to_la)  # their patches' time positions
+        x, valid, leads = self._token_level_input(gather_tokens(tokens[:, 1:], to_la), positions, present)
+        la_out, _ = self._latent_attention(x, valid, leads)  # (B, 1 + L * K', D)
+
+        lead_out = la_out[:, 1:].unflatten(1, (len(LEADS), n_to_la))[present]  # (P, K', D)
+        dense, is_visible = scatter_visible(lead_out, positions, self.n_patches)
+        cls_context = la_out[:, :1].expand(-1, len(LEADS), -1)[present][:, None]  # (P, 1, D)
+        pred = self.decoder(dense, is_visible, prefix=cls_context)
+        return {"loss": masked_patch_mse(pred, patches[present], ~is_visible, c.norm_pix)}
+
     def encode(self, signals: torch.Tensor, lead_mask: torch.Tensor, return_hidden: bool = False) -> Encoded:
+        c = self.config
         patches = patchify(signals, self.patch_len)
         tokens, enc_hidden = self.encoder(patches[lead_mask], return_hidden=return_hidden)
-        latents = to_lead_slots(self._lead_latents(tokens), lead_mask)
-        if self.config.readout == "la_cls":
-            la_out, la_hidden = self._latent_attention(latents, lead_mask, return_hidden)
-            pooled = la_out[:, 0]
-        else:
+        if c.readout == "encoder_mean":
+            latents = to_lead_slots(self._lead_latents(tokens), lead_mask)
             pooled, la_hidden = masked_mean(latents, lead_mask, dim=1), []
+        else:
+            if c.la_tokens == "lead":
+                x, valid, leads = self._lead_level_input(
+                    to_lead_slots(self._lead_latents(tokens), lead_mask), lead_mask
+                )
+            else:
+                positions = torch.arange(self.n_patches, device=signals.device).expand(len(tokens), -1)
+                x, valid, leads = self._token_level_input(tokens[:, 1:], positions, lead_mask)
+            la_out, la_hidden = self._latent_attention(x, valid, leads, return_hidden)
+            pooled = la_out[:, 0] if c.readout == "la_cls" else masked_mean(la_out[:, 1:], valid, dim=1)
         if not return_hidden:
             return Encoded(pooled)
         # (S, 1 + N, D) -> (B, L * (1 + N), D), zeros for missing leads

@@ -9,9 +9,10 @@ import torch
 from conftest import run_cli
 from torch import nn
 
+from benchmark.build import encoder_params
 from benchmark.cli import main
 from benchmark.method.base import Encoded
-from benchmark.method.validate import FAIL, PASS, reference_encoder_params, validate_method
+from benchmark.method.validate import FAIL, PASS, validate_method
 from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
 from ecgbench_methods.st_mem import STMEM
@@ -170,8 +171,7 @@ def test_list_shows_one_line_per_method(capsys):
 # -- sizes ----------------------------------------------------------------------------------------
 def _relative_size(name: str, preset_name: str, overrides: dict | None = None) -> float:
     preset = PRESETS[preset_name]
-    lamae = reference_encoder_params(METHODS.get("lamae"), preset)
-    return reference_encoder_params(METHODS.get(name), preset, overrides) / lamae - 1
+    return encoder_params(name, preset, overrides or {}) / encoder_params("lamae", preset, {}) - 1
 
 
 PRETRAINED = [n for n in BUILTIN if METHODS.get(n).pretrains and n not in ("lamae", "ind_p")]

@@ -237,3 +237,70 @@ def test_compare_prints_paired_tests_with_p_values(results, capsys):
     assert len(re.findall(r"^I(48|440|210) ", out, flags=re.M)) == 3
     assert main(["compare", "lamae", "scratch", "--results", str(results.root)]) == 2
     assert "no comparable results of both lamae and scratch" in capsys.readouterr().err
+
+
+# -- the ablation ladder and the LAMAE paper's columns ----------------------------------------------
+def test_the_ablation_ladder_is_one_table_of_holm_adjusted_paired_tests_against_lamae(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    for seed in range(3):
+        write_cell(store, "lamae", seed, 1.5)
+        write_cell(store, "lamae[la_mask_ratio=0]", seed, 0.8)  # clearly worse
+        write_cell(store, "lamae[la_tokens=patch]", seed, 1.5)  # as good: noise only
+        write_cell(store, "ind_p[dim=24]", seed, 1.5)
+        write_cell(store, "ind_p", seed, 1.5)  # not a rung: the paper's unmatched Ind_P
+        write_cell(store, "random_init", seed, 0.3)
+    write_leaderboard(store.root, tmp_path / "LB.md")
+    board = (tmp_path / "LB.md").read_text()
+    assert (tmp_path / "results/synthetic/labels/cpu/lamae@la_mask_ratio=0/linear_seed0.json").is_file()
+    ladder = board.split("Ablation ladder of `lamae`")[1].split("\n\n")[1]
+    rows = [line.split("|")[2].strip() for line in ladder.splitlines()[2:]]
+    assert rows == ["lamae", "lamae[la_tokens=patch]", "lamae[la_mask_ratio=0]", "ind_p[dim=24]"]  # ladder order
+    cells = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[1:-1]] for line in ladder.splitlines()[2:]}
+    header = [c.strip() for c in ladder.splitlines()[0].split("|")[1:-1]]
+    worse = dict(zip(header, cells["lamae[la_mask_ratio=0]"]))
+    same = dict(zip(header, cells["lamae[la_tokens=patch]"]))
+    low, high = map(float, re.search(r"\[(\S+), (\S+)\]", worse["Δ (95 % CI)"]).groups())
+    assert worse["Δ (95 % CI)"].startswith("-") and high < 0 and low < high
+    assert float(worse["p Holm"]) < 0.05 and worse["verdict"] == "lamae higher"
+    assert same["verdict"] == "no significant difference" and float(same["p Holm"]) >= 0.05
+    assert re.fullmatch(r"[+-]\d\.\d{4} \(p=\S+\)", worse["across seeds"])
+    assert "lead-imputation task" in worse["what the difference measures"]
+    assert "no ladder" not in board and board.count("Ablation ladder of") == 1
+
+
+def test_no_ladder_table_without_a_rung(results, tmp_path):
+    write_leaderboard(results.root, tmp_path / "LB.md")
+    assert "Ablation ladder" not in (tmp_path / "LB.md").read_text()  # lamae and the unmatched ind_p only
+
+
+def test_the_lamae_papers_ix_row_is_compared_with_the_measured_single_label_ix_and_scratch_with_random_init(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    for method in ("lamae", "random_init"):
+        write_cell(store, method, 0, 1.0, dataset="mimic-iv-ecg", names=ICD)
+    write_leaderboard(store.root, tmp_path / "LB.md")
+    board = (tmp_path / "LB.md").read_text()
+    section = board.split("## mimic-iv-ecg · labels · preset `cpu` · linear")[1].split("\n## ")[0]
+    measured, reported = section.split("Reported in the literature (not measured here")
+    single = {
+        line.split("|")[2].strip(): line
+        for line in measured.split("Single labels reported by")[1].splitlines()
+        if line.startswith("| IX")
+    }
+    codes = [line for line in measured.split("AUROC per code")[1].splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in codes[0].split("|")]
+    ix = next(line for line in codes if line.startswith("| IX "))
+    ix_random_init = ix.split("|")[header.index("random_init")].strip(" *")  # the measured single-label IX AUROC
+    assert f"`random_init` {ix_random_init}" in single["Scratch 0.7715"]  # Scratch under a linear probe
+    assert "`lamae`" in single["LAMAE 0.8345"] and "not run: `mvmae`" in single["MVMAE 0.6771"]
+    assert "`ind_s` or `random_init[arch=ind_p]`" in single["Ind_S 0.7776"]  # both readings of Ind_S
+    assert "0.8345" not in measured.split("Macro AUROC per ICD level")[1]  # never beside a macro
+    assert "| LAMAE, label IX" in reported and "| Scratch, label IX" in reported and "`random_init`" in reported
+
+
+def test_paper_columns_map_to_the_protocol_kinds_they_were_measured_under():
+    from benchmark.report.reported import PAPER_COLUMNS, REPORTED
+
+    assert PAPER_COLUMNS["Scratch"] == {"frozen": ("random_init",), "finetune": ("scratch",)}
+    lamae_paper = [r for r in REPORTED if r.source.startswith("LAMAE paper")]
+    assert {r.label for r in lamae_paper if r.protocol == "linear"} == {"IX"}  # never "macro"
+    assert all(r.ours for r in lamae_paper)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from benchmark.build import method_config
+from benchmark.build import method_class, method_config
+from benchmark.config import ConfigError
 from benchmark.data.contract import LEADS, InputSpec
 from benchmark.data.loader import Batch
 from benchmark.nn.layers import masked_patch_mse, patchify, random_keep_ids
@@ -161,3 +164,124 @@ def test_attention_runs_through_fused_scaled_dot_product_attention():
     method = build("lamae")
     assert all(block.attn.fused_attn for block in method.encoder.blocks)
     assert all(block.attn.fused_attn for block in method.la.blocks)
+
+
+# -- the two readings of LAMAE and its ablations --------------------------------------------------
+def variant(spec: str):
+    torch.manual_seed(0)
+    return method_class(spec)(method_config(spec, PRESETS["smoke"], {}), SPEC)
+
+
+class Recorder:
+    """Records LA's output and the decoder's inputs and output in ``pretrain_loss``; optionally
+    replaces LA's output."""
+
+    def __init__(self, method, replace_la=None):
+        self.calls: dict = {}
+        method.la.register_forward_hook(self.la_hook(replace_la))
+        method.decoder.register_forward_pre_hook(
+            lambda _, args, kwargs: self.calls.update(decoder_in=(args, kwargs)), with_kwargs=True
+        )
+        method.decoder.register_forward_hook(lambda _, args, out: self.calls.update(pred=out))
+
+    def la_hook(self, replace_la):
+        def hook(_, args, output):
+            out = output[0] if replace_la is None else replace_la(output[0])
+            self.calls["la_out"] = out
+            return out, output[1]
+
+        return hook
+
+
+def reconstruction(method, data, replace_la=None) -> torch.Tensor:
+    recorder = Recorder(method, replace_la)
+    with torch.no_grad():
+        method.pretrain_loss(data)
+    return recorder.calls["pred"]
+
+
+def test_token_level_decoder_reconstructs_each_lead_from_latent_attentions_outputs_at_its_positions():
+    method = variant("lamae[la_tokens=patch]")
+    recorder = Recorder(method)
+    data = batch(3)
+    with torch.no_grad():
+        method.pretrain_loss(data)
+    la_out = recorder.calls["la_out"]  # (B, 1 + L * K', D)
+    (tokens, is_visible), kwargs = recorder.calls["decoder_in"]  # per present lead: (P, N, D), (P, N)
+    n_keep = round(method.n_patches * 0.25)
+    n_to_la = n_keep - int(n_keep * 0.5)  # M_LA hides floor(alpha_LA * K) of each lead's K latents
+    assert la_out.shape[1] == 1 + len(LEADS) * n_to_la
+    assert torch.equal(is_visible.sum(1), torch.full((3 * len(LEADS),), n_to_la))
+    # lead l's decoder sees exactly LA's outputs at lead l's positions, after LA's CLS output
+    per_lead = la_out[:, 1:].reshape(3 * len(LEADS), n_to_la, -1)
+    assert torch.equal(tokens[is_visible].reshape(per_lead.shape), per_lead)
+    assert torch.equal(kwargs["prefix"][:, 0], la_out[:, 0].repeat_interleave(len(LEADS), dim=0))
+
+
+def test_perturbing_latent_attentions_output_or_removing_it_changes_the_token_level_reconstruction():
+    method, data = variant("lamae[la_tokens=patch]"), batch(3)
+    reference = reconstruction(method, data)
+    perturbed = reconstruction(variant("lamae[la_tokens=patch]"), data, lambda out: out + 0.1 * torch.randn_like(out))
+    assert not torch.allclose(reference, perturbed, atol=1e-3)
+    without_la = reconstruction(variant("lamae[la_depth=0,la_mask_ratio=0,la_tokens=patch,readout=la_mean]"), data)
+    with_la = reconstruction(variant("lamae[la_mask_ratio=0,la_tokens=patch]"), data)
+    assert not torch.allclose(with_la, without_la, atol=1e-3)  # same weights but LA's blocks
+
+
+@pytest.mark.parametrize(
+    "spec, crosses",
+    [
+        ("lamae[la_tokens=patch]", True),
+        ("lamae[la_mask_ratio=0]", True),
+        ("lamae[la_cross_lead=false,la_mask_ratio=0,la_tokens=patch,readout=la_mean]", False),
+        ("lamae[la_cross_lead=false,la_mask_ratio=0,readout=la_mean]", False),
+        ("lamae[la_depth=0,la_mask_ratio=0,readout=encoder_mean]", False),
+    ],
+)
+def test_information_crosses_leads_exactly_when_latent_attention_mixes_them(spec, crosses):
+    """Lead I's reconstruction depends on lead V1's signal through LA, and only through LA: the
+    ablations without cross-lead attention are independent-lead models."""
+    method, data = variant(spec), batch(3)
+    changed = replace(data, signals=data.signals.clone())
+    changed.signals[:, 6] = 10 * torch.randn_like(changed.signals[:, 6])  # V1
+    lead_i = slice(0, None, len(LEADS))  # rows of lead I among the present leads
+    before, after = reconstruction(method, data)[lead_i], reconstruction(variant(spec), changed)[lead_i]
+    assert torch.equal(before, after) != crosses  # exactly equal: not one operation reads V1
+
+
+@pytest.mark.parametrize("la_tokens", ["lead", "patch"])
+def test_without_lead_embeddings_latent_attention_is_permutation_invariant(la_tokens):
+    """The abstract's "permutation-invariant aggregation" holds for lead_embedding=false; with
+    embeddings, permuting leads together with their embeddings leaves LA's CLS unchanged."""
+    data = batch()
+    permutation = torch.randperm(len(LEADS), generator=torch.Generator().manual_seed(3))
+    permuted = (data.signals[:, permutation], data.lead_mask[:, permutation])
+    plain = variant(f"lamae[la_tokens={la_tokens},lead_embedding=false]").eval()
+    embedded = variant(f"lamae[la_tokens={la_tokens}]").eval()
+    with torch.no_grad():
+        assert torch.allclose(plain.features(data.signals, data.lead_mask), plain.features(*permuted), atol=1e-5)
+        before = embedded.features(data.signals, data.lead_mask)
+        embedded.lead_embed.copy_(embedded.lead_embed[permutation])
+        assert torch.allclose(before, embedded.features(*permuted), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ("la_depth=0", "la_depth=0 .no LA. needs la_mask_ratio=0"),
+        ("la_depth=0,la_mask_ratio=0", "needs readout la_mean or encoder_mean"),
+        ("la_cross_lead=false,la_mask_ratio=0", "la_cross_lead=false .LA within each lead. needs readout"),
+        ("la_tokens=time", "la_tokens must be 'lead' or 'patch'"),
+    ],
+)
+def test_ablations_refuse_settings_that_would_train_or_read_out_nothing(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        method_config(f"lamae[{settings}]", PRESETS["smoke"], {})
+
+
+def test_latent_attention_gets_the_vit_initialisation_of_the_encoder_and_decoder():
+    """Regression: LA's blocks kept PyTorch's default init (weights of std ~0.1 at width 32), the
+    only blocks of the suite without the ViT init (std 0.02)."""
+    qkv = build("lamae").la.blocks[0].attn.qkv
+    assert qkv.weight.std().item() == pytest.approx(0.02, rel=0.2)
+    assert not qkv.bias.any()

@@ -37,8 +37,8 @@
    the cross-lead structure that multi-lead methods learn; per-record or per-lead z-scores erase
    both. mV values are already on one physical scale across leads, devices and datasets (the
    synthetic dataset is in mV too), and the MAE losses normalise their target patches
-   themselves. ``record`` (one scale per record: lead ratios kept, the LAMAE paper's per-record
-   standardisation) and ``lead`` (z-score per lead) are available; the choice is in the manifest.
+   themselves. ``record`` (one scale per record: lead ratios kept; ST-MEM's code standardises
+   per record) and ``lead`` (z-score per lead) are available; the choice is in the manifest.
 
 Every repair and finding (interpolated gap, masked lead, ignored channel, flag) is returned as a
 note for the preparation report.

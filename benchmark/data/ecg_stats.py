@@ -120,9 +120,7 @@ def _neurokit():
     try:
         import neurokit2
     except ImportError:
-        raise ImportError(
-            "ECG delineation needs neurokit2: pip install neurokit2"
-        ) from None
+        raise ImportError("ECG delineation needs neurokit2: pip install neurokit2") from None
     return neurokit2
 
 

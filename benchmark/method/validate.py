@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from tabulate import tabulate
 
-from benchmark.build import method_config
+from benchmark.build import method_class, method_config, resolve_method
 from benchmark.data.contract import LEADS, InputSpec
 from benchmark.data.loader import Batch
 from benchmark.method.base import Method
@@ -155,15 +155,20 @@ class _Contract:
     """The checks for one method and preset, in order; each returns a detail string."""
 
     def __init__(
-        self, method_cls: type[Method], config, preset: Preset, light: bool, overfit_steps: int, overfit_lr: float
+        self,
+        method_cls: type[Method],
+        name: str,
+        config,
+        preset: Preset,
+        light: bool,
+        overfit_steps: int,
+        overfit_lr: float,
     ):
         self.method_cls, self.config, self.preset = method_cls, config, preset
         self.light, self.overfit_steps, self.overfit_lr = light, overfit_steps, overfit_lr
         self.batch = contract_batch(preset.input, 1 if light else 4)
         self.method: Method | None = None
-        self.report = ContractReport(
-            method_cls.name, preset.name, preset.input, pretrain_batch_size=preset.pretrain.batch_size
-        )
+        self.report = ContractReport(name, preset.name, preset.input, pretrain_batch_size=preset.pretrain.batch_size)
 
     def run(self) -> ContractReport:
         checks: list[tuple[str, Callable[[], str]]] = [
@@ -480,30 +485,26 @@ def format_count(n: float | None) -> str:
 
 
 def validate_method(
-    method_cls: type[Method],
+    method: type[Method] | str,
     preset: Preset,
     overrides: dict | None = None,
     light: bool = False,
     overfit_steps: int = 30,
     overfit_lr: float = 3e-3,
 ) -> ContractReport:
-    """Run the contract on one method for one preset (the runner's way of building it)."""
-
+    """Run the contract on one method or method variant (``lamae[la_tokens=patch]``) for one
+    preset, built the runner's way."""
+    name = method.name if isinstance(method, type) else method
     with torch.random.fork_rng(devices=[]):
         try:
-            config = method_config(method_cls, preset, overrides or {})
+            method_cls = method if isinstance(method, type) else method_class(method)
+            name = name if isinstance(method, type) else resolve_method(method).name
+            config = method_config(method, preset, overrides or {})
         except Exception as exc:
-            report = ContractReport(method_cls.name, preset.name, preset.input)
+            report = ContractReport(name, preset.name, preset.input)
             report.checks.append(Check("build", FAIL, f"config: {type(exc).__name__}: {exc}"))
             return report
-        return _Contract(method_cls, config, preset, light, overfit_steps, overfit_lr).run()
-
-
-def reference_encoder_params(reference_cls: type[Method], preset: Preset, overrides: dict | None = None) -> int:
-    """Encoder parameters of a method at a preset, counted without allocating (meta device)."""
-
-    with torch.device("meta"):
-        return reference_cls(method_config(reference_cls, preset, overrides or {}), preset.input).encoder_parameters()
+        return _Contract(method_cls, name, config, preset, light, overfit_steps, overfit_lr).run()
 
 
 def render_report(report: ContractReport) -> str:

@@ -10,6 +10,8 @@
   the total where it trains, wall time, peak memory).
 * Where labels are ICD-10 codes: macro AUROC per ICD level and a per-code table in the layout
   of the LAMAE paper's Tables 1/3/4.
+* Ablation ladders (``--methods ladder:lamae``): the rungs present in a table, tested in pairs
+  against the ladder's anchor (Holm over the ladder), with a verdict per rung.
 * Label-efficiency and reduced-lead sweeps: tables and PNG curves (written beside the markdown).
 * Published numbers (:mod:`benchmark.report.reported`) only in tables marked "reported".
 """
@@ -24,6 +26,7 @@ import numpy as np
 from tabulate import tabulate
 
 from benchmark.data.icd import ICD_LEVELS, icd_hierarchy, icd_level, is_valid_code
+from benchmark.ladder import LADDER_PREFIX, LADDERS, Rung
 from benchmark.report import stats
 from benchmark.report.comparison import UNTRAINED_REFERENCES, Table, TableStats, comparable_tables
 from benchmark.report.plots import curve_plot
@@ -140,13 +143,19 @@ class TableTests:
     error: str | None = None
 
 
-def table_tests(table: Table, store: ResultStore, order: list[str]) -> TableTests:
+def table_stats(table: Table, store: ResultStore) -> TableStats | str:
+    """The table's statistics, or why they cannot be computed."""
+    try:
+        return TableStats(table, store, N_RESAMPLES)
+    except (ValueError, OSError) as exc:
+        return str(exc)
+
+
+def table_tests(table: Table, ts: TableStats | str, order: list[str]) -> TableTests:
     """CIs and paired bootstrap tests vs the best method and every reference baseline in the
     table; Holm over all tests of the table. A table whose statistics cannot be computed says why."""
-    try:
-        ts = TableStats(table, store, N_RESAMPLES)
-    except (ValueError, OSError) as exc:
-        return TableTests(error=str(exc))
+    if isinstance(ts, str):
+        return TableTests(error=ts)
     result = TableTests(ci={m: ts.ci(m) for m in order}, n_resamples=len(ts.indices))
     best = order[0]
     tests = [("best", m, ts.paired_bootstrap(m, best)) for m in order if m != best]
@@ -166,9 +175,9 @@ def difference_cell(entry: tuple[stats.Test, float] | None, itself: str) -> str:
     return f"{test.estimate:+.4f} (p={p_holm:.3g})"
 
 
-def main_table(table: Table, store: ResultStore) -> list[str]:
+def main_table(table: Table, ts: TableStats | str) -> list[str]:
     order = method_order(table)
-    tests = table_tests(table, store, order)
+    tests = table_tests(table, ts, order)
     lamae_encoder = table.by_method["lamae"][0]["compute"]["encoder_params"] if "lamae" in table.by_method else None
     rows = []
     for method in order:
@@ -190,6 +199,65 @@ def main_table(table: Table, store: ResultStore) -> list[str]:
     if tests.error:
         lines += ["", f"No confidence intervals or tests: {tests.error}"]
     return lines
+
+
+# -- ablation ladders ----------------------------------------------------------------------------
+def ladder_table(table: Table, ts: TableStats | str) -> list[str]:
+    """Each ablation ladder whose anchor and at least one rung are in the table: one row per rung
+    present, its difference to the anchor (seed-mean macro AUROC) with the paired-bootstrap 95 %
+    CI and p-value, Holm-adjusted over the ladder's rows, the across-seed paired t-test and a
+    verdict, so "does the anchor's idea help?" has an answer with its uncertainty."""
+    lines = []
+    for anchor, rungs in LADDERS.items():
+        members = [(rung, m) for rung in rungs[1:] for m in sorted(table.by_method) if rung.matches(m)]
+        if anchor not in table.by_method or not members:
+            continue
+        lines += [
+            "",
+            f'Ablation ladder of `{anchor}` (`--methods {LADDER_PREFIX}{anchor}`; README, section "Method '
+            'variants and the ablation ladder"): '
+            f"each row changes one part of {anchor} at the same pretraining budget. Δ = row − {anchor}, "
+            "seed-mean macro AUROC, with the paired-bootstrap 95 % CI; p Holm-adjusted over the ladder's rows; "
+            "across seeds: paired t-test over the common seeds (unadjusted).",
+            "",
+        ]
+        if isinstance(ts, str):
+            lines.append(f"No tests: {ts}")
+            continue
+        rows = [ladder_row(table, rungs[0], anchor, anchor) | {"Δ (95 % CI)": "anchor"}]
+        tests = [ts.paired_bootstrap(m, anchor) for _, m in members]
+        for (rung, method), test, p_holm in zip(members, tests, stats.holm([t.p for t in tests])):
+            seeds_test, _ = ts.across_seeds(method, anchor)
+            if p_holm >= ALPHA:
+                verdict = "no significant difference"
+            else:
+                verdict = f"{anchor} higher" if test.estimate < 0 else f"{method} higher"
+            rows.append(
+                ladder_row(table, rung, method, anchor)
+                | {
+                    "Δ (95 % CI)": f"{test.estimate:+.4f} [{test.ci[0]:+.4f}, {test.ci[1]:+.4f}]",
+                    "p Holm": f"{p_holm:.3g}",
+                    "across seeds": "—" if seeds_test is None else f"{seeds_test.estimate:+.4f} (p={seeds_test.p:.3g})",
+                    "verdict": verdict,
+                }
+            )
+        columns = ["rung", "method", "macro AUROC", "Δ (95 % CI)", "p Holm", "across seeds", "verdict"]
+        columns += ["encoder params", "what the difference measures"]
+        table_rows = [{c: row.get(c, "—") for c in columns} for row in rows]
+        lines.append(tabulate(table_rows, headers="keys", tablefmt="github", disable_numparse=True))
+    return lines
+
+
+def ladder_row(table: Table, rung: Rung, method: str, anchor: str) -> dict[str, str]:
+    params = table.by_method[method][0]["compute"]["encoder_params"]
+    anchor_params = table.by_method[anchor][0]["compute"]["encoder_params"]
+    return {
+        "rung": rung.label,
+        "method": method,
+        "macro AUROC": mean_sd([r["metrics"]["macro_auroc"] for r in table.by_method[method]]),
+        "encoder params": si(params) + ("" if method == anchor else f" ({100 * (params / anchor_params - 1):+.0f} %)"),
+        "what the difference measures": rung.question,
+    }
 
 
 def table_meta(table: Table) -> list[str]:
@@ -264,6 +332,7 @@ def icd_reports(table: Table, order: list[str]) -> list[str]:
             }
         )
     return [
+        *reported_labels(table, per_label),
         "",
         "Macro AUROC per ICD level (seed mean; a level's macro AUROC is the mean over its codes):",
         "",
@@ -278,25 +347,68 @@ def icd_reports(table: Table, order: list[str]) -> list[str]:
     ]
 
 
+def reported_labels(table: Table, per_label: dict[str, dict[str, float]]) -> list[str]:
+    """Single labels a source reports for this dataset and protocol (the LAMAE paper's IX, I48, ...)
+    beside the same labels measured here by the methods that measure the source's columns."""
+    rows = []
+    measured_labels = {label for values in per_label.values() for label in values}
+    single = [r for r in reported_for(table.dataset, table.protocol) if r.label in measured_labels]
+    for r in single:
+        measured = [f"`{m}` {per_label[m][r.label]:.4f}" for m in r.ours if r.label in per_label.get(m, {})]
+        rows.append(
+            {
+                "label": r.label,
+                "reported": f"{r.method} {r.auroc:.4f}",
+                "measured here (seed mean)": "; ".join(measured) or "not run: " + measured_as({"": r.ours}),
+            }
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        f"Single labels reported by {', '.join(dict.fromkeys(r.source for r in single))} (not measured here; other "
+        "data version and model scale), beside "
+        "the AUROC of the same label measured here — each a single label, not a macro average:",
+        "",
+        tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True),
+    ]
+
+
 # -- reported numbers ----------------------------------------------------------------------------
+def measured_as(per_protocol: dict[str, tuple[str, ...]]) -> str:
+    """The methods of this suite that measure a reported method, per protocol where they differ."""
+
+    def names(methods: tuple[str, ...]) -> str:
+        return " or ".join(f"`{m}`" for m in methods) or "—"
+
+    if len(set(per_protocol.values())) == 1:
+        return names(next(iter(per_protocol.values())))
+    return "; ".join(f"{protocol}: {names(methods)}" for protocol, methods in per_protocol.items())
+
+
 def reported_table(entries: list[Reported]) -> str:
-    """One table per source and data: methods (and single codes) x protocols."""
+    """One table per source and data: methods (and single labels) x protocols, with the methods
+    of this suite that measure the same thing."""
     blocks = []
     for source, data in dict.fromkeys((r.source, r.data) for r in entries):
         chosen = [r for r in entries if (r.source, r.data) == (source, data)]
         protocols = list(dict.fromkeys(r.protocol for r in chosen))
-        rows = {}
+        rows: dict[str, dict[str, str]] = {}
+        ours: dict[str, dict[str, tuple[str, ...]]] = {}
         for r in chosen:
-            name = r.method if r.label == "macro" else f"{r.method}, code {r.label}"
+            name = r.method if r.label == "macro" else f"{r.method}, label {r.label}"
             rows.setdefault(name, {"method (reported)": name})[r.protocol] = f"{r.auroc:.4f}"
+            ours.setdefault(name, {})[r.protocol] = r.ours
+        columns = ["method (reported)", *protocols, "measured here as"]
+        table = [
+            {c: row.get(c, "—") for c in columns[:-1]} | {columns[-1]: measured_as(ours[n])} for n, row in rows.items()
+        ]
+        what = "macro AUROC"
+        if any(r.label != "macro" for r in chosen):
+            what += ", or the AUROC of the one label named (a single label, never a macro average: IX is the chapter-level label)"
         blocks.append(
-            f"*{source}* — {data}, macro AUROC unless a code is named:\n\n"
-            + tabulate(
-                [{p: row.get(p, "—") for p in ["method (reported)", *protocols]} for row in rows.values()],
-                headers="keys",
-                tablefmt="github",
-                disable_numparse=True,
-            )
+            f"*{source}* — {data}; {what}:\n\n"
+            + tabulate(table, headers="keys", tablefmt="github", disable_numparse=True)
         )
     return "\n\n".join(blocks)
 
@@ -426,7 +538,9 @@ def render(
     main = [t for t in tables if not t.variant]
     for table in main:
         order = method_order(table)
-        lines += ["", f"## {title_of(table)}", "", *table_meta(table), "", *main_table(table, store)]
+        ts = table_stats(table, store)
+        lines += ["", f"## {title_of(table)}", "", *table_meta(table), "", *main_table(table, ts)]
+        lines += ladder_table(table, ts)
         if is_icd_label_set(
             table.records[0].get("label_names") or list(table.records[0]["metrics"]["per_label_auroc"])
         ):

@@ -1,7 +1,8 @@
 """The results store: one JSON file per finished cell, raw test predictions beside it.
 
 A cell — (dataset, label set, preset, method, protocol, variant, seed) — is the unit of work
-and of results. Files are written atomically (temporary file + rename), predictions first, so
+and of results; a method variant (``lamae[la_mask_ratio=0]``) is a method of its own, stored
+under its file name (``lamae@la_mask_ratio=0/``). Files are written atomically (temporary file + rename), predictions first, so
 a JSON file exists only for a complete cell; that is what makes a killed run safe to repeat.
 Each record stores the signature of every configuration that produced it; asking for the same
 cell under another configuration is refused instead of silently mixing results.
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.eval.protocol import Prediction
+from benchmark.method.variant import parse_variant
 from benchmark.report.stats import bootstrap_indices
 from benchmark.storage import atomic_write
 
@@ -47,7 +49,11 @@ class Cell:
     def relpath(self) -> Path:
         variant = f"_{self.variant}" if self.variant else ""
         return Path(
-            self.dataset, self.label_set, self.preset, self.method, f"{self.protocol}{variant}_seed{self.seed}.json"
+            self.dataset,
+            self.label_set,
+            self.preset,
+            parse_variant(self.method).file_name,
+            f"{self.protocol}{variant}_seed{self.seed}.json",
         )
 
     def describe(self) -> str:
@@ -164,7 +170,9 @@ class ResultStore:
         return indices
 
     def checkpoint_dir(self, dataset: str, preset: str, method: str, seed: int, signature: str) -> Path:
-        return self.root / CHECKPOINTS / dataset / preset / f"{method}_seed{seed}_{signature[:8]}"
+        return (
+            self.root / CHECKPOINTS / dataset / preset / f"{parse_variant(method).file_name}_seed{seed}_{signature[:8]}"
+        )
 
     def frozen_outputs_dir(self, dataset: str, preset: str, method: str, signature: str) -> Path:
         """Frozen outputs of a seed-independent method (e.g. measured ECG features), kept across

@@ -11,6 +11,7 @@ gets the same number of steps under every torch version. The budget is ``pretrai
 * ``lamae`` (any method name) — the FLOPs that method spends in ``pretrain.steps`` steps
   (the presets' default: matched to LAMAE, the method this suite was built around);
 * ``600@lamae`` — the FLOPs of 600 steps of that method, whatever ``pretrain.steps`` says;
+  a method variant works in both forms (``lamae[la_tokens=patch]``, ``600@lamae[la_tokens=patch]``);
 * ``3.2e15``, ``3.2P``, ``120T``, ``5e12`` — a FLOP count (SI suffixes K, M, G, T, P, E).
 
 steps = round(budget / FLOPs per step), at least 1; the achieved total is within half a step
@@ -37,8 +38,8 @@ log = logging.getLogger("benchmark")
 
 SI = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
 _FLOPS = re.compile(r"^(\d+(?:\.\d*)?(?:e\+?\d+)?)([KMGTPE]?)$", re.IGNORECASE)
-_STEPS_OF = re.compile(r"^(\d+)@([A-Za-z_][\w-]*)$")
-_METHOD = re.compile(r"^[A-Za-z_][\w-]*$")
+_STEPS_OF = re.compile(r"^(\d+)@([A-Za-z_][\w-]*(?:\[.*\])?)$")
+_METHOD = re.compile(r"^[A-Za-z_][\w-]*(?:\[.*\])?$")  # a method or a variant, lamae[la_tokens=patch]
 
 
 @dataclass(frozen=True)
@@ -135,17 +136,25 @@ class FlopsMeter:
 
 
 def plan_pretraining(
-    method: Method, steps: int, batch_size: int, budget: Budget, measure: FlopsMeter, build_reference
+    method: Method,
+    steps: int,
+    batch_size: int,
+    budget: Budget,
+    measure: FlopsMeter,
+    build_reference,
+    name: str | None = None,
 ) -> PretrainPlan:
     """Steps for ``method`` under ``budget``. ``build_reference(name)`` instantiates the
-    reference method of a method-relative budget (measured at the same batch size)."""
+    reference method of a method-relative budget (measured at the same batch size); ``name`` is
+    the method's name in the run (a variant such as ``lamae[la_tokens=patch]`` is not the
+    reference ``lamae`` although its class is)."""
     flops_per_step = measure(method, batch_size)
     if not budget.matched:
         return PretrainPlan(steps, flops_per_step, budget.text, None)
     if budget.flops is not None:
         budget_flops = budget.flops
     else:
-        reference = method if budget.method == method.name else build_reference(budget.method)
+        reference = method if budget.method == (name or method.name) else build_reference(budget.method)
         if not reference.pretrains:
             raise ConfigError(f"budget {budget.text!r}: {budget.method} does not pretrain; name a pretraining method")
         budget_flops = float(measure(reference, batch_size) * (budget.method_steps or steps))
@@ -153,7 +162,7 @@ def plan_pretraining(
     if abs(plan.budget_error) > 0.05:
         log.warning(
             "%s: %d steps spend %.3g FLOPs, %.1f %% off the budget of %.3g (budget too small for whole steps)",
-            method.name,
+            name or method.name,
             plan.steps,
             plan.total_flops,
             100 * plan.budget_error,

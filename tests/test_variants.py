@@ -1,0 +1,152 @@
+"""Method variants (``lamae[la_mask_ratio=0]``): names, construction, cells, budgets and scopes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmark.build import build_method, check_scopes, method_config, resolve_method, resolve_methods
+from benchmark.cli import main
+from benchmark.config import ConfigError, parse_overrides, signature
+from benchmark.eval.protocols.linear import LinearProbe
+from benchmark.method.variant import parse_variant, split_names
+from benchmark.presets import PRESETS
+from benchmark.registry import PluginError
+from benchmark.report.results import Cell, ResultStore
+from benchmark.train.budget import FlopsMeter, parse_budget, plan_pretraining
+
+SMOKE = PRESETS["smoke"]
+
+
+def test_a_method_list_keeps_commas_inside_a_variants_brackets():
+    assert split_names("lamae, lamae[la_mask_ratio=0,la_depth=3],ind_p[dim=24]") == [
+        "lamae",
+        "lamae[la_mask_ratio=0,la_depth=3]",
+        "ind_p[dim=24]",
+    ]
+    for bad in ("lamae[la_depth=3", "lamae]", "lamae[a=1]]"):
+        with pytest.raises(ConfigError, match="matching"):
+            split_names(bad)
+
+
+def test_canonical_names_sort_settings_and_write_values_as_typed():
+    canonical = "lamae[la_depth=3,la_mask_ratio=0]"
+    for spelling in ("lamae[la_mask_ratio=0.0, la_depth=3]", "lamae[la_depth=3,la_mask_ratio=0]"):
+        assert resolve_method(spelling).name == canonical
+    assert resolve_method("lamae[lead_embedding=off,la_mask_ratio=.25]").name == (
+        "lamae[la_mask_ratio=0.25,lead_embedding=false]"
+    )
+    assert resolve_method("lamae").name == resolve_method("lamae[]").name == "lamae"
+    assert resolve_method("st_mem_pma[gate_fit.epochs=3]").name == "st_mem_pma[gate_fit.epochs=3]"
+
+
+def test_unknown_fields_bad_values_and_bad_syntax_fail_with_one_line_errors():
+    with pytest.raises(ConfigError, match=r"lamae\[la_mask=0\] has no setting 'la_mask'; did you mean 'la_mask_ratio'"):
+        resolve_method("lamae[la_mask=0]")
+    with pytest.raises(ConfigError, match="expected float"):
+        resolve_method("lamae[la_mask_ratio=half]")
+    with pytest.raises(ConfigError, match="is set twice"):
+        resolve_method("lamae[la_depth=1,la_depth=2]")
+    with pytest.raises(ConfigError, match="NAME\\[FIELD=VALUE"):
+        resolve_method("lamae[la_depth=1]x")
+    with pytest.raises(PluginError, match="did you mean 'lamae'"):
+        resolve_method("lamea[la_depth=1]")
+    with pytest.raises(ConfigError, match="write a variant's settings in its brackets"):
+        parse_overrides(["lamae[la_depth=1].la_mask_ratio=0"])
+
+
+def test_cli_refuses_a_bad_variant_on_one_line_with_status_2(capsys, tmp_path):
+    code = main(["run", "--methods", "lamae,lamae[la_mask=0]", "--preset", "smoke", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "did you mean 'la_mask_ratio'" in err
+
+
+def test_a_variants_settings_apply_on_top_of_set_and_change_its_signature():
+    overrides = parse_overrides(["lamae.la_depth=3", "lamae.la_mask_ratio=0.25"])
+    plain = method_config("lamae", SMOKE, overrides)
+    variant = method_config("lamae[la_mask_ratio=0]", SMOKE, overrides)
+    assert (plain.la_depth, plain.la_mask_ratio) == (3, 0.25)
+    assert (variant.la_depth, variant.la_mask_ratio) == (3, 0.0)  # --set reaches it, its own setting wins
+    assert method_config("ind_p[dim=24]", SMOKE, {}).dim == 24  # over the preset's shared width too
+    assert signature(plain) != signature(variant)
+    assert signature(method_config("lamae[la_mask_ratio=0.0]", SMOKE, {})) == signature(
+        method_config("lamae[la_mask_ratio=0]", SMOKE, {})
+    )
+
+
+def test_variants_resolve_in_runs_and_the_untrained_alternative_ind_s_runs_under_the_linear_probe():
+    names = resolve_methods(
+        ["lamae", "lamae[la_mask_ratio=0.0]", "random_init[arch=ind_p]"], [LinearProbe], True, SMOKE, {}
+    )
+    assert names == ["lamae", "lamae[la_mask_ratio=0]", "random_init[arch=ind_p]", "random_init"]
+    method = build_method("random_init[arch=ind_p]", SMOKE, {})
+    assert LinearProbe.kind in type(method).evaluations and type(method.net).name == "ind_p"
+
+
+def test_cells_of_variants_have_their_own_file_safe_paths(tmp_path):
+    store = ResultStore(tmp_path)
+    names = ["lamae", "lamae[la_mask_ratio=0]", "lamae[la_depth=3,la_mask_ratio=0]", "ind_p[dim=24]"]
+    paths = [store.path(Cell("synthetic", "conditions", "cpu", name, "linear", 0)) for name in names]
+    folders = [p.parent.name for p in paths]
+    assert folders == ["lamae", "lamae@la_mask_ratio=0", "lamae@la_depth=3@la_mask_ratio=0", "ind_p@dim=24"]
+    assert all(set(f) <= set("abcdefghijklmnopqrstuvwxyz0123456789_-.=@,+%") for f in folders)
+    # a value that contains the separator or a path character cannot alias another variant
+    odd = parse_variant("x[a=1@b=2/c]").file_name
+    assert odd == "x@a=1%40b%3D2%2Fc" and odd != parse_variant("x[a=1,b=2]").file_name
+
+
+def test_set_scopes_accept_the_base_method_of_a_variant():
+    in_use = {"method": [resolve_method("lamae[la_mask_ratio=0]").base]}
+    check_scopes(parse_overrides(["lamae.la_depth=3"]), in_use)
+    with pytest.raises(ConfigError, match="not part of this run"):
+        check_scopes(parse_overrides(["ind_p.dim=24"]), in_use)
+
+
+def test_a_variant_of_the_budget_method_is_matched_to_the_budget_not_to_itself(tmp_path):
+    """Regression: the budget's reference was recognised by class name, so every LAMAE variant
+    counted as the reference and ran pretrain.steps steps whatever its FLOPs per step."""
+    meter = FlopsMeter(tmp_path, torch.device("cpu"))
+    lamae = build_method("lamae", SMOKE, {})
+    token_level = build_method("lamae[la_tokens=patch]", SMOKE, {})
+    build = lambda name: build_method(name, SMOKE, {})  # noqa: E731
+    plan = plan_pretraining(token_level, 200, 16, parse_budget("lamae"), meter, build, name="lamae[la_tokens=patch]")
+    assert plan.budget_flops == 200 * meter(lamae, 16) != 200 * meter(token_level, 16)
+    assert plan.steps == round(plan.budget_flops / meter(token_level, 16))
+    of_variant = plan_pretraining(lamae, 200, 16, parse_budget("50@lamae[la_tokens=patch]"), meter, build, name="lamae")
+    assert of_variant.budget_flops == 50 * meter(token_level, 16)
+
+
+@pytest.mark.slow
+def test_a_run_with_variants_writes_their_own_results_rows_and_ladder_table(tmp_path):
+    from conftest import run_cli
+
+    out = tmp_path / "results"
+    common = ["--preset", "smoke", "--protocols", "linear", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    result = run_cli(
+        "run",
+        "--methods",
+        "lamae,lamae[la_mask_ratio=0.0]",
+        "--out",
+        str(out),
+        "--leaderboard",
+        str(out / "LB.md"),
+        "--set",
+        "pretrain.steps=2",
+        *common,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = out / "synthetic" / "conditions" / "smoke"
+    assert (folder / "lamae@la_mask_ratio=0" / "linear_seed0.json").is_file()
+    assert (folder / "lamae" / "linear_seed0.json").is_file()
+    board = (out / "LB.md").read_text()
+    assert "| lamae[la_mask_ratio=0] " in board and "Ablation ladder of `lamae`" in board
+    compared = run_cli("compare", "lamae[la_mask_ratio=0]", "lamae", "--results", str(out), "--resamples", "50")
+    assert compared.returncode == 0 and "lamae[la_mask_ratio=0] - lamae = " in compared.stdout
+
+
+def test_the_untrained_independent_lead_model_passes_the_contract_for_frozen_protocols():
+    from benchmark.method.validate import validate_method
+
+    report = validate_method("random_init[arch=ind_p]", SMOKE)
+    assert report.passed and report.method == "random_init[arch=ind_p]"
+    assert report.encoder_params == build_method("ind_p", SMOKE, {}).encoder_parameters()  # ind_p's network
