@@ -33,7 +33,7 @@ PRESET_SCOPES: tuple[str, ...] = ("input", "model", "pretrain")
 #: the method this suite was built around: presets match pretraining compute to it, and tables
 #: report every encoder's size relative to it
 ANCHOR_METHOD = "lamae"
-#: the reference baselines every table of a protocol kind holds (docs/methods.md §2): frozen
+#: the reference baselines every table of a protocol kind holds (docs/methods.md, "Reference baselines"): frozen
 #: protocols — a frozen random encoder (Berger et al. 2026) and classical ECG measurements (the
 #: floor a learned representation must clear); fine-tuning — LAMAE's architecture and the
 #: PTB-XL benchmark's CNN trained supervised from random init with at least the pretrained

@@ -49,8 +49,8 @@ def test_the_matched_width_follows_set_overrides_of_the_anchor():
 
 
 def test_runs_expand_the_ladder_and_unknown_ladders_fail_on_one_line(capsys, tmp_path):
-    names = resolve_methods(["ladder:lamae", "lamae"], [LinearProbe], True, PRESETS["smoke"], {})
-    assert names == [*ladder_methods("ladder:lamae", PRESETS["smoke"], {}), "random_init"]
+    names = resolve_methods(["ladder:lamae", "lamae"], [LinearProbe()], True, PRESETS["smoke"], {})
+    assert names == [*ladder_methods("ladder:lamae", PRESETS["smoke"], {}), "random_init", "ecg_features"]
     with pytest.raises(ConfigError, match="unknown ablation ladder 'ladder:mvmae'; ladders: ladder:lamae"):
         ladder_methods("ladder:mvmae", PRESETS["smoke"], {})
     assert main(["run", "--methods", "ladder:nope", "--preset", "smoke", "--out", str(tmp_path)]) == 2

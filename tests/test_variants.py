@@ -76,9 +76,9 @@ def test_a_variants_settings_apply_on_top_of_set_and_change_its_signature():
 
 def test_variants_resolve_in_runs_and_the_untrained_alternative_ind_s_runs_under_the_linear_probe():
     names = resolve_methods(
-        ["lamae", "lamae[la_mask_ratio=0.0]", "random_init[arch=ind_p]"], [LinearProbe], True, SMOKE, {}
+        ["lamae", "lamae[la_mask_ratio=0.0]", "random_init[arch=ind_p]"], [LinearProbe()], True, SMOKE, {}
     )
-    assert names == ["lamae", "lamae[la_mask_ratio=0]", "random_init[arch=ind_p]", "random_init"]
+    assert names == ["lamae", "lamae[la_mask_ratio=0]", "random_init[arch=ind_p]", "random_init", "ecg_features"]
     method = build_method("random_init[arch=ind_p]", SMOKE, {})
     assert LinearProbe.kind in type(method).evaluations and type(method.net).name == "ind_p"
 

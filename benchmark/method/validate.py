@@ -316,13 +316,15 @@ class _Contract:
         with torch.no_grad():
             first = _seeded_loss(self.method, self.batch, seed=0)
             reseeded = _seeded_loss(self.method, self.batch, seed=1)
-            rekeyed = self.method.pretrain_loss(replace(self.batch, keys=self.batch.keys + 1))["loss"]
+            rekeyed = _seeded_loss(self.method, replace(self.batch, keys=self.batch.keys + 1), seed=0)
         if not _close(first, reseeded):
             raise ContractFailure(
                 f"loss changes from {first.item():.6f} to {reseeded.item():.6f} with the global "
                 "RNG seed; draw masking noise from batch.keys (benchmark.nn.rng), not torch.rand"
             )
-        if _close(first, rekeyed):
+        # exact: with the global RNG fixed, only the keys differ, and a patch-normalised target
+        # makes an untrained model's loss nearly mask-independent (ST-MEM at batch 1: < 1e-4)
+        if torch.equal(first, rekeyed):
             raise ContractFailure("loss does not change with batch.keys; masks must be drawn from them")
         return "loss independent of the global RNG, changes with batch.keys"
 
