@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {run,prepare,list,leaderboard,compare,validate,new-method} ...``.
+"""Command line: ``python -m benchmark {run,status,prepare,list,leaderboard,compare,export,export-encoder,validate,new-method} ...``.
 
 Bad input (unknown method, dataset, preset or protocol, malformed ``--seeds`` or ``--set``)
 is reported on one line with the valid choices, exit status 2, and no traceback. ``validate``
@@ -19,6 +19,7 @@ from benchmark.registry import DATASETS, METHODS, PROTOCOLS, PluginError, load_p
 from benchmark.report.results import StaleResultError
 from benchmark.report.stats import StatsError
 from benchmark.train import distributed
+from benchmark.train.monitor import LOGGERS
 
 EXIT_USAGE = 2
 
@@ -138,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="reduced_leads lead sets (e.g. all,limb,precordial,I+II,I,V1+V2+V5)",
     )
     run.add_argument(
+        "--log",
+        choices=LOGGERS,
+        default=None,
+        help="also write the scalars of every pretraining and fine-tuning run (loss, learning rate, throughput, "
+        "gradient norm, validation metric) as TensorBoard event files under OUT/_tensorboard/ (needs the "
+        "tensorboard package)",
+    )
+    run.add_argument(
         "--pretrain-data",
         type=parse_names,
         default=[],
@@ -145,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="pretrain on these datasets' pretraining records instead of --dataset's pretrain split "
         "(list --dataset too to include it); val/test patients of --dataset are refused",
     )
+
+    state = sub.add_parser("status", help="summarise a running or interrupted run from its results folder alone")
+    state.add_argument("--out", type=Path, default=Path("results"), help="the run's results folder (default: results)")
 
     prep = sub.add_parser("prepare", help="read, check and cache a dataset once (run does it automatically)")
     prep.add_argument("--dataset", required=True, help="dataset name (see `list`)")
@@ -251,6 +263,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 cache_root=args.cache_dir or default_cache_root(),
                 profile_dir=args.profile,
                 pretrain_data=args.pretrain_data,
+                log=args.log,
             )
             records = run(request)
             writes_outputs = distributed.is_main()
@@ -276,6 +289,15 @@ def dataset_overrides(args: argparse.Namespace) -> dict[str, dict[str, str]]:
     if args.root is not None:
         overrides.setdefault(args.dataset, {})["root"] = str(args.root)
     return overrides
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from benchmark.runstate import status_report
+
+    if not args.out.is_dir():
+        raise DataError(f"results folder {args.out} does not exist; give the --out of a run")
+    print(status_report(args.out))
+    return 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -430,6 +452,7 @@ def cmd_new_method(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": cmd_run,
+    "status": cmd_status,
     "prepare": cmd_prepare,
     "list": cmd_list,
     "leaderboard": cmd_leaderboard,

@@ -20,6 +20,7 @@ from benchmark.data.contract import ECGArrays
 from benchmark.data.loader import make_loader
 from benchmark.method.base import Method
 from benchmark.train import distributed
+from benchmark.train.monitor import TrainingMonitor
 from benchmark.train.runtime import autocast
 
 
@@ -52,6 +53,9 @@ class CellContext:
     lead_subset: np.ndarray | None = None  # (12,) bool: evaluate with only these leads
     #: outputs of the frozen encoder shared by all cells of one pretrained model (see split_outputs)
     cache: dict = field(default_factory=dict)
+    #: where a protocol that trains the encoder reports its scalars per log interval (TensorBoard,
+    #: run progress); a no-op by default
+    monitor: TrainingMonitor = field(default_factory=TrainingMonitor)
 
     def __post_init__(self):
         if self.train_indices is None:

@@ -5,6 +5,11 @@ and of results. Files are written atomically (temporary file + rename), predicti
 a JSON file exists only for a complete cell; that is what makes a killed run safe to repeat.
 Each record stores the signature of every configuration that produced it; asking for the same
 cell under another configuration is refused instead of silently mixing results.
+
+A cell whose training diverged (a NaN or infinite loss in pretraining or fine-tuning) is
+finished too: its record has ``"status": "diverged"``, ``"metrics": null``, a ``failure``
+(stage, step, loss, message) and the curve up to the divergence, and no predictions. Reports
+show it as diverged and never average it in (:func:`is_diverged`).
 """
 
 from __future__ import annotations
@@ -17,12 +22,30 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.config import signature
 from benchmark.eval.protocol import Prediction
 from benchmark.report.stats import bootstrap_indices
 from benchmark.storage import atomic_write
 
 CHECKPOINTS = "_checkpoints"
 BOOTSTRAP = "_bootstrap"
+RUNS = "_runs"  # run-state files (benchmark/runstate.py)
+TENSORBOARD = "_tensorboard"  # event files of --log tensorboard
+#: folders of the results tree that hold no results
+NOT_RESULTS = (CHECKPOINTS, BOOTSTRAP, RUNS, TENSORBOARD)
+#: the parts of a cell's configuration that define its pretrained model (the checkpoint's key)
+PRETRAIN_KEYS = ("dataset", "dataset_config", "input", "method", "method_config", "seed", "pretrain", "pretrain_data")
+DIVERGED = "diverged"
+IDENTITY = "identity.json"  # in a checkpoint folder: the configuration of the model it holds
+
+
+def is_diverged(record: dict) -> bool:
+    return record.get("status") == DIVERGED
+
+
+def pretraining_signature(config: dict) -> str:
+    """Key of the pretrained model a cell's configuration (``record["config"]``) was evaluated on."""
+    return signature({k: config[k] for k in PRETRAIN_KEYS if k in config})
 
 
 class StaleResultError(RuntimeError):
@@ -90,10 +113,19 @@ class ResultStore:
         atomic_write(path, lambda h: h.write(json.dumps(record, indent=1).encode()))
         return path
 
+    def write_diverged(self, cell: Cell, record: dict) -> Path:
+        """A cell whose training diverged: the record alone (no predictions), ``status`` diverged."""
+        path = self.path(cell)
+        path.with_suffix(".preds.npz").unlink(missing_ok=True)  # of an earlier finished run (--rerun)
+        record = {**record, "status": DIVERGED, "metrics": None, "cell": asdict(cell)}
+        atomic_write(path, lambda h: h.write(json.dumps(record, indent=1).encode()))
+        return path
+
     def records(self) -> Iterator[dict]:
-        """Every finished cell under the root (checkpoints and temporary files skipped)."""
+        """Every finished cell under the root, diverged ones included (checkpoints, run states and
+        temporary files skipped)."""
         for path in sorted(self.root.rglob("*.json")):
-            if CHECKPOINTS in path.parts or BOOTSTRAP in path.parts or path.name.startswith("."):
+            if any(part in NOT_RESULTS for part in path.relative_to(self.root).parts) or path.name.startswith("."):
                 continue
             record = json.loads(path.read_text())
             if "cell" in record and "metrics" in record:
@@ -131,8 +163,12 @@ class ResultStore:
         atomic_write(path, lambda h: np.savez_compressed(h, indices=indices, n_resamples=n_resamples, seed=seed))
         return indices
 
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS
+
     def checkpoint_dir(self, dataset: str, preset: str, method: str, seed: int, signature: str) -> Path:
-        return self.root / CHECKPOINTS / dataset / preset / f"{method}_seed{seed}_{signature[:8]}"
+        return self.checkpoints / dataset / preset / f"{method}_seed{seed}_{signature[:8]}"
 
     @property
     def flops_dir(self) -> Path:

@@ -19,6 +19,7 @@ them amplifies its first updates until the scores saturate.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -37,6 +38,7 @@ from benchmark.eval.protocols.linear import FittedProbe, LinearProbeConfig, cach
 from benchmark.method.base import Method
 from benchmark.registry import PROTOCOLS
 from benchmark.train import distributed
+from benchmark.train.monitor import check_finite, max_lr
 from benchmark.train.optim import OptimConfig, build_optimizer
 from benchmark.train.runtime import autocast
 
@@ -174,15 +176,20 @@ class Finetune(Protocol):
             return torch.sigmoid(logits).numpy(), labels
 
         best_auroc, best_state, best_epoch, history, step = -np.inf, None, -1, [], 0
+        train_loss_history: list[float] = []
         bar = tqdm(
             range(cfg.epochs),
             desc=f"finetune {encoder.name}",
             unit="epoch",
             disable=not (ctx.progress and distributed.is_main()),
         )
+        ctx.monitor.start(0, cfg.epochs * len(loader))
         for epoch in bar:
             model.train()
             loader.batch_sampler.set_epoch(epoch)
+            epoch_started, epoch_steps = time.perf_counter(), 0
+            epoch_loss = torch.zeros((), device=device)
+            grad_norms = torch.zeros((), device=device)
             for batch in loader:
                 batch = batch.to(device, non_blocking=True)
                 scheduler.step_update(step)
@@ -192,12 +199,35 @@ class Finetune(Protocol):
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
+                grad_norms += torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip).detach()
                 optimizer.step()
+                epoch_loss += loss.detach()
                 step += 1
+                epoch_steps += 1
+            # the log interval of fine-tuning is the epoch, where validation happens anyway
+            train_loss = distributed.mean_across_ranks(epoch_loss).item() / max(epoch_steps, 1)
+            check_finite(
+                "fine-tuning",
+                step,
+                train_loss,
+                "lower the learning rate (--set finetune.optim.base_lr=...)",
+                train_loss_history,
+            )
+            train_loss_history.append(train_loss)
+            throughput = epoch_steps * batch_size / max(time.perf_counter() - epoch_started, 1e-9)
             val_scores, val_labels = predict(arrays.splits["val"], "val")
             val_auroc = macro_auroc(val_labels, val_scores)
             history.append(val_auroc)
+            ctx.monitor.log(
+                step,
+                {
+                    "finetune/train_loss": train_loss,
+                    "finetune/val_macro_auroc": val_auroc,
+                    "finetune/lr": max_lr(optimizer),
+                    "finetune/grad_norm": grad_norms.item() / max(epoch_steps, 1),  # before clipping
+                    "finetune/throughput_ecgs_per_s": throughput,
+                },
+            )
             bar.set_postfix(val_auroc=f"{val_auroc:.4f}")
             if val_auroc > best_auroc:
                 best_auroc, best_epoch = val_auroc, epoch
@@ -215,7 +245,8 @@ class Finetune(Protocol):
                 "best_epoch": best_epoch,
                 "epochs_run": len(history),
                 "val_macro_auroc": best_auroc,
-                "val_history": history,
+                "val_history": history,  # per epoch, as train_loss_history
+                "train_loss_history": train_loss_history,
                 "n_train": int(len(ctx.train_indices)),
                 **probe_details,
             },
