@@ -130,7 +130,7 @@ def cell_record(
     if output is not None:
         record["metrics"] = classification_report(output.prediction.y_true, output.prediction.y_score, label_names)
         record["details"] = to_jsonable(output.details)
-    else:
+    elif failure is not None:
         record["failure"] = failure.as_record()
         record["details"] = {"train_loss_history": failure.curve} if failure.stage == "fine-tuning" else {}
     record["compute"] = {**parameter_counts(method), "pretrain": pretrain_compute, "protocol_wall_s": wall_s}
@@ -211,7 +211,8 @@ def run(request: RunRequest) -> list[dict]:
     data_identity = {"dataset": dataset.name, "dataset_config": dataset.config, "input": preset.input}
 
     # every cell of the run, finished ones skipped (a result with another signature is refused)
-    records, todo = [], []
+    records: list[dict] = []
+    todo: list[PlannedCell] = []
     for seed, method_name in itertools.product(request.seeds, methods):
         method_cls = METHODS.get(method_name)
         pretrain_config = (
@@ -247,7 +248,7 @@ def run(request: RunRequest) -> list[dict]:
             }
             planned = PlannedCell(cell, evaluation, identity, signature(identity))
             if not request.rerun and store.is_finished(cell, planned.signature):
-                records.append(store.load(cell))
+                records.append(store.finished(cell))
             else:
                 todo.append(planned)
     log.info("%d cells: %d finished already, %d to run", len(records) + len(todo), len(records), len(todo))
@@ -335,12 +336,12 @@ def run_cells(
                     record["metrics"]["macro_auroc"] or float("nan"),
                     path,
                 )
-            records.append(store.load(planned.cell))
+            records.append(store.finished(planned.cell))
         state.end_cell(planned.cell, record["compute"]["protocol_wall_s"])
         distributed.barrier()
 
-    for (seed, method_name), cells in itertools.groupby(todo, key=lambda p: (p.cell.seed, p.cell.method)):
-        cells = list(cells)
+    for (seed, method_name), group in itertools.groupby(todo, key=lambda p: (p.cell.seed, p.cell.method)):
+        cells = list(group)
         identity = cells[0].identity
         method_cls = METHODS.get(method_name)
         set_seed(seed)

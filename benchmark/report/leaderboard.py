@@ -484,9 +484,9 @@ def render(
             table.records[0].get("label_names") or list(table.records[0]["metrics"]["per_label_auroc"])
         ):
             lines += icd_reports(table, order)
-        curves, written = curves_section(table, plots_dir, link_base)
+        curves, curves_plot = curves_section(table, plots_dir, link_base)
         lines += curves
-        plots += [written] if written else []
+        plots += [curves_plot] if curves_plot else []
         published = reported_for(table.dataset, table.protocol)
         if published:
             lines += [

@@ -85,6 +85,13 @@ class ResultStore:
         path = self.path(cell)
         return json.loads(path.read_text()) if path.exists() else None
 
+    def finished(self, cell: Cell) -> dict:
+        """The record of a cell that is known to be finished."""
+        record = self.load(cell)
+        if record is None:
+            raise FileNotFoundError(f"{self.path(cell)}: expected a finished result")
+        return record
+
     def is_finished(self, cell: Cell, signature: str) -> bool:
         """True if the cell exists with this signature; raises if it exists with another."""
         record = self.load(cell)
