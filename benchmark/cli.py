@@ -16,6 +16,7 @@ from pathlib import Path
 from benchmark.config import ConfigError, parse_overrides
 from benchmark.data.contract import DataError, default_cache_root
 from benchmark.registry import DATASETS, METHODS, PROTOCOLS, PluginError, load_plugin_file
+from benchmark.report.export import FORMATS
 from benchmark.report.results import StaleResultError
 from benchmark.report.stats import StatsError
 from benchmark.train import distributed
@@ -196,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--variant", default="", help="a sweep point, e.g. n10pct-s0 or leads-I+II (default: plain protocols)"
     )
     cmp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+
+    export = sub.add_parser("export", help="all results as one CSV or Parquet table, one row per cell (for pandas)")
+    export.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    export.add_argument("--format", dest="fmt", choices=FORMATS, default="csv", help="csv (default) or parquet")
+    export.add_argument("--out", type=Path, required=True, help="file to write")
+    export.add_argument(
+        "--per-label", action="store_true", help="one row per cell and label, with that label's AUROC and AUPRC"
+    )
 
     check = sub.add_parser("validate", help="check that methods meet the plugin contract (exit 1 if not)")
     check.add_argument("target", help="a method name, 'all', or a plugin .py file (every method it registers)")
@@ -386,6 +395,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from benchmark.report.export import results_frame, write_frame
+
+    if not args.results.is_dir():
+        raise DataError(f"results folder {args.results} does not exist; run `python -m benchmark run` first")
+    frame = results_frame(args.results, args.per_label)
+    if frame.empty:
+        raise DataError(f"{args.results} holds no results to export")
+    write_frame(frame, args.out, args.fmt)
+    print(f"wrote {args.out}: {len(frame)} rows x {len(frame.columns)} columns from {args.results}/")
+    return 0
+
+
 def _methods_in_file(path: Path) -> list[str]:
     """Methods a plugin file registers; a file of the built-in methods/ folder is already loaded."""
     resolved = path.resolve()
@@ -457,6 +479,7 @@ COMMANDS = {
     "list": cmd_list,
     "leaderboard": cmd_leaderboard,
     "compare": cmd_compare,
+    "export": cmd_export,
     "validate": cmd_validate,
     "new-method": cmd_new_method,
 }
