@@ -206,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--per-label", action="store_true", help="one row per cell and label, with that label's AUROC and AUPRC"
     )
 
+    encoder = sub.add_parser(
+        "export-encoder", help="write a pretrained encoder as safetensors + config.json (ecgbench.load_encoder)"
+    )
+    encoder.add_argument("source", type=Path, help="a result file (.json) or a pretraining checkpoint folder")
+    encoder.add_argument("--out", type=Path, required=True, help="folder to write model.safetensors and config.json to")
+    encoder.add_argument("--plugin", dest="plugins", action="append", type=Path, default=[])
+
     check = sub.add_parser("validate", help="check that methods meet the plugin contract (exit 1 if not)")
     check.add_argument("target", help="a method name, 'all', or a plugin .py file (every method it registers)")
     check.add_argument(
@@ -408,6 +415,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_encoder(args: argparse.Namespace) -> int:
+    from benchmark.method.export import CONFIG, WEIGHTS, export_encoder
+
+    for path in args.plugins:
+        load_plugin_file(path)
+    config = export_encoder(args.source, args.out)
+    report, data = config["pretraining"]["report"], config["pretraining"]["dataset"]
+    weights = f"pretrained {report['steps']} steps on {data}" if report else config["weights"]
+    print(
+        f"wrote {args.out / WEIGHTS} and {args.out / CONFIG}: {config['method']}, seed {config['pretraining']['seed']}, "
+        f"{weights}; input {config['input']['window_s']:g} s at {config['input']['fs']} Hz, "
+        f"{config['feature_dim']} features\n"
+        f"use it: encoder = ecgbench.load_encoder({str(args.out)!r}); features = encoder(signals, lead_mask)"
+    )
+    return 0
+
+
 def _methods_in_file(path: Path) -> list[str]:
     """Methods a plugin file registers; a file of the built-in methods/ folder is already loaded."""
     resolved = path.resolve()
@@ -480,6 +504,7 @@ COMMANDS = {
     "leaderboard": cmd_leaderboard,
     "compare": cmd_compare,
     "export": cmd_export,
+    "export-encoder": cmd_export_encoder,
     "validate": cmd_validate,
     "new-method": cmd_new_method,
 }
