@@ -114,7 +114,7 @@ def from_jsonable(cls: type, data: dict, scope: str = "") -> Any:
         if origin in (typing.Union, types.UnionType):
             options = [a for a in typing.get_args(hint) if a is not type(None)]
             return None if value is None else convert(value, options[0], key)
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
             return from_jsonable(hint, value, key)
         if (origin is tuple or hint is tuple) and isinstance(value, list):
             return tuple(value)
