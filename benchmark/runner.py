@@ -132,7 +132,7 @@ def cell_record(
         record["details"] = to_jsonable(output.details)
     elif failure is not None:
         record["failure"] = failure.as_record()
-        record["details"] = {"train_loss_history": failure.curve} if failure.stage == "fine-tuning" else {}
+        record["details"] = {"val_history": failure.curve} if failure.stage == "fine-tuning" else {}
     record["compute"] = {**parameter_counts(method), "pretrain": pretrain_compute, "protocol_wall_s": wall_s}
     record["provenance"] = provenance(device)
     return record

@@ -34,7 +34,7 @@ class NonFiniteLossError(RuntimeError):
     def __init__(self, stage: str, step: int, loss: float, hint: str, curve: list | None = None, wall_s: float = 0.0):
         super().__init__(f"{stage} loss became {loss} at step {step}; {hint}")
         self.stage, self.step, self.loss, self.hint = stage, step, loss, hint
-        self.curve = list(curve or [])  # the finite points before the divergence
+        self.curve = list(curve or [])  # the loop's curve before the divergence (pretraining: loss; fine-tuning: val)
         self.wall_s = wall_s
 
     def as_record(self) -> dict:

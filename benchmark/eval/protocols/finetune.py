@@ -211,7 +211,7 @@ class Finetune(Protocol):
                 step,
                 train_loss,
                 "lower the learning rate (--set finetune.optim.base_lr=...)",
-                train_loss_history,
+                history,  # the validation curve up to the divergence, for the record
             )
             train_loss_history.append(train_loss)
             throughput = epoch_steps * batch_size / max(time.perf_counter() - epoch_started, 1e-9)
