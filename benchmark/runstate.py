@@ -315,11 +315,11 @@ def status_report(root: Path) -> str:
         cells = state["cells"]
         planned.update(cells)
         current = state.get("current") or {}
-        if alive == "running" and current.get("cell"):
-            running_cells.add(current["cell"])
-        remaining = [c for c in cells if c not in records]
+        running = [current["cell"]] if alive == "running" and current.get("cell") not in (None, *records) else []
+        running_cells.update(running)
+        remaining = [c for c in cells if c not in records and c not in running]
         if alive == "running" or remaining or state is runs[-1]:
-            shown.append((state, alive, remaining))
+            shown.append((state, alive, running, remaining))
     remaining_total = planned - set(records) - running_cells
     lines.append(
         f"{root}: {len(records)} finished cells ({len(diverged)} diverged)"
@@ -330,15 +330,15 @@ def status_report(root: Path) -> str:
             else "; no run-state files (runs of this version leave them under _runs/)"
         )
     )
-    for state, alive, remaining in shown:
+    for state, alive, running, remaining in shown:
         updated = dt.datetime.fromisoformat(state["updated_at"])
         lines += [
             "",
             f"run {state['run_id']}: {alive}; started {state['started_at']}, "
             f"last update {format_duration((now - updated).total_seconds())} ago",
             f"  command: {state['command']}",
-            f"  cells: {len(state['cells']) - len(remaining)}/{len(state['cells'])} finished, "
-            f"{len(remaining)} remaining",
+            f"  cells: {len(state['cells']) - len(running) - len(remaining)}/{len(state['cells'])} finished, "
+            f"{len(running)} running, {len(remaining)} remaining",
         ]
         current = state.get("current")
         if alive == "running":

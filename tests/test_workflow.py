@@ -229,7 +229,9 @@ def test_status_summarises_running_interrupted_and_failed_runs_from_the_tree_alo
     moved.with_suffix(".preds.npz").rename(target.with_suffix(".preds.npz"))
     report = status_report(tmp_path)
     assert "interrupted (its process is gone)" in report and "stopped during: pretraining lamae seed 0" in report
-    assert "1/3 finished, 2 remaining" in report and f"next: {linear.relpath.as_posix()} and 1 more" in report
+    assert (
+        "1/3 finished, 0 running, 2 remaining" in report and f"next: {linear.relpath.as_posix()} and 1 more" in report
+    )
 
     failed = RunProgress(tmp_path, {finetune: "finetune"}, set(), {}, Eta())
     failed.close("failed", RuntimeError("CUDA out of memory\nmore detail"))
