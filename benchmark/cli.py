@@ -8,6 +8,7 @@ exits with status 1 when a method breaks the contract.
 from __future__ import annotations
 
 import argparse
+import errno
 import inspect
 import logging
 import sys
@@ -19,6 +20,7 @@ from benchmark.registry import DATASETS, METHODS, PROTOCOLS, PluginError, load_p
 from benchmark.report.export import FORMATS
 from benchmark.report.results import StaleResultError
 from benchmark.report.stats import StatsError
+from benchmark.storage import ensure_writable
 from benchmark.train import distributed
 from benchmark.train.monitor import LOGGERS
 
@@ -51,7 +53,9 @@ def parse_seeds(text: str) -> list[int]:
             f"--seeds {text!r}: give a count (3), a list (0,4,7) or a range (2-5)"
         ) from None
     if not seeds and text.strip() == "0":
-        raise argparse.ArgumentTypeError("--seeds 0 is a count of zero seeds; for seed 0 alone write 0, or 0-0")
+        raise argparse.ArgumentTypeError(
+            "--seeds 0 asks for zero seeds (a count); for seed 0 alone write --seeds 1 or 0-0"
+        )
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"--seeds {text!r}: need at least one seed, all distinct and >= 0")
     return seeds
@@ -251,6 +255,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.runner import RunRequest, run
     from benchmark.train.runtime import resolve_device
 
+    for folder in (args.out, args.cache_dir or default_cache_root(), args.leaderboard.parent):
+        ensure_writable(folder)  # fail in a second, not after the data are prepared
     overrides = dataset_overrides(args)
     for value, scope, name in (
         (args.budget, "pretrain", "budget"),
@@ -518,3 +524,21 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, PluginError, ConfigError, DataError, StaleResultError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # the environment: a read-only or full disk, a file where a folder should be
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the path and the likely fix."""
+    where = exc.filename or "a file"
+    reason = exc.strerror or type(exc).__name__
+    if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+        fix = "make it writable, or choose another folder (--out, --cache-dir / $ECGBENCH_CACHE, --leaderboard)"
+    elif exc.errno == errno.ENOSPC:
+        fix = "free disk space or choose a folder on another disk (--out, --cache-dir)"
+    elif isinstance(exc, (NotADirectoryError, FileExistsError)):
+        fix = "a file stands where a folder is needed; remove it or choose another path"
+    else:
+        fix = "check the path and its permissions"
+    return f"{where}: {reason}; {fix}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -49,6 +50,15 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object] | bytes | str) 
 def atomic_torch_save(obj: object, path: Path) -> None:
     """``torch.save`` through :func:`atomic_write`."""
     atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def ensure_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and check that files can be written in it, before any work is
+    done (an OSError naming the folder otherwise)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
 
 
 def _alive(pid: int) -> bool:

@@ -267,6 +267,13 @@ class PreparedDataset(DatasetPlugin):
         names, descriptions, parents = self.describe_labels(
             [t for t, c in counts.items() if c >= self.config.min_count], label_set
         )
+        if not counted.any():
+            reasons = Counter(reason for _, reason in sorted(ann.problems.items()))
+            example = "; ".join(f"{reason} ({k} records)" for reason, k in reasons.most_common(2))
+            raise DataError(
+                f"{self.name}: no record of {'/'.join(ann.count_splits)} has usable labels of set {label_set!r}"
+                + (f": {example}" if example else "; check the label files and the splits")
+            )
         if not names:
             raise DataError(
                 f"{self.name}: no label of set {label_set!r} has {self.config.min_count} positive(s) "

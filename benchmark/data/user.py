@@ -122,6 +122,13 @@ def annotate_user_table(
         values = table[columns].astype(str).apply(lambda s: s.str.strip().str.lower())
         positive = values.isin(("1", "1.0", "true")).to_numpy()
         valid = positive | values.isin(("0", "0.0", "false")).to_numpy()
+        unusable = [c for c, ok in zip(columns, valid.any(axis=0)) if not ok and table[c].notna().any()]
+        if unusable:
+            seen = sorted(set(table[unusable[0]].dropna().astype(str).str.strip()))[:4]
+            raise DataError(
+                f"{path}: label column(s) {', '.join(map(repr, unusable))} hold no 0/1 value (e.g. "
+                f"{', '.join(map(repr, seen))}); write each label as 1 (present) or 0 (absent), or true/false"
+            )
         for i in np.flatnonzero(~valid.all(axis=1)):
             bad = columns[int(np.argmin(valid[i]))]
             problems.setdefault(
