@@ -187,13 +187,14 @@ class RunProgress:
 
     # -- what the runner reports ----------------------------------------------------------------
     def start_pretraining(self, seed: int, method: str) -> None:
-        self._current_pretraining = (seed, method)
-        pending = self.pretraining[(seed, method)]
+        """Pretraining (or, when its checkpoint is final already, loading) of a model."""
+        pending = self.pretraining.get((seed, method))
+        self._current_pretraining = (seed, method) if pending is not None else None
         self.state["current"] = {
             "cell": None,
-            "what": f"pretraining {method} seed {seed}",
-            "step": 0,
-            "total": pending.steps,
+            "what": f"pretraining {method} seed {seed}" if pending is not None else f"loading {method} seed {seed}",
+            "step": None if pending is None else pending.step,
+            "total": None if pending is None else pending.steps,
         }
         self.save()
 

@@ -234,6 +234,8 @@ def test_status_summarises_running_interrupted_and_failed_runs_from_the_tree_alo
     )
 
     failed = RunProgress(tmp_path, {finetune: "finetune"}, set(), {}, Eta())
+    failed.start_pretraining(0, "lamae")  # its checkpoint is final: nothing pending (regression: a KeyError)
+    failed.end_pretraining()
     failed.close("failed", RuntimeError("CUDA out of memory\nmore detail"))
     assert "last error: RuntimeError: CUDA out of memory" in status_report(tmp_path)
 
