@@ -357,7 +357,7 @@ def status_report(root: Path) -> str:
         lines.append(f"  last error: {state['error'] or 'none'}")
     hidden = len(runs) - len(shown)
     if hidden:
-        lines += ["", f"{hidden} earlier run(s) finished all their cells"]
+        lines += ["", f"{hidden} earlier run(s) not shown: every cell they planned is finished now"]
     if diverged:
         lines += ["", "diverged cells:"]
         lines += [f"  {Cell(**r['cell']).describe()}: {r['failure']['message']}" for r in diverged]
