@@ -160,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(list --dataset too to include it); val/test patients of --dataset are refused",
     )
 
+    run.add_argument(
+        "--duplicates",
+        choices=("refuse", "drop"),
+        default="refuse",
+        help="pretraining or training records whose signal is a validation/test record of --dataset (same "
+        "recording, any name): refuse (default, exit 2) or drop them and list them in OUT/duplicates-*.csv",
+    )
+
     state = sub.add_parser("status", help="summarise a running or interrupted run from its results folder alone")
     state.add_argument("--out", type=Path, default=Path("results"), help="the run's results folder (default: results)")
 
@@ -286,6 +294,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 profile_dir=args.profile,
                 pretrain_data=args.pretrain_data,
                 log=args.log,
+                duplicates=args.duplicates,
             )
             records = run(request)
             writes_outputs = distributed.is_main()
@@ -331,9 +340,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for path in args.plugins:
         load_plugin_file(path)
     overrides = dataset_overrides(args)
-    check_scopes({k: v for k, v in overrides.items() if k != "input"}, {"dataset": [args.dataset]}, "prepare")
     preset = get_preset(args.preset).with_overrides(overrides)
     dataset = build_dataset(args.dataset, preset, overrides)
+    check_scopes(
+        {k: v for k, v in overrides.items() if k != "input"},
+        {"dataset": [args.dataset, *dataset.member_names()]},
+        "prepare",
+    )
     dataset.workers = args.workers
     label_set = args.label_set or dataset.label_sets[0]
     dataset.check_label_set(label_set)
@@ -344,6 +357,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         f"{dataset.name} at {fs} Hz, label set {label_set!r}: {len(arrays.signals)} records ({usable} usable), "
         f"{len(arrays.label_names)} labels; " + ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items())
     )
+    if arrays.fingerprint:  # equal on every machine that holds the same data, wherever it sits
+        print(f"data fingerprint {arrays.fingerprint}")
     return 0
 
 

@@ -32,7 +32,8 @@ from benchmark.build import (
     resolve_methods,
 )
 from benchmark.config import signature, to_jsonable
-from benchmark.data.contract import InputSpec, default_cache_root
+from benchmark.data.contract import InputSpec, data_identity, default_cache_root
+from benchmark.data.duplicates import guard_duplicates
 from benchmark.data.pool import parse_pool, pretraining_pool
 from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import CellContext
@@ -73,6 +74,7 @@ class RunRequest:
     profile_dir: Path | None = None  # trace the first pretraining epoch with torch.profiler
     pretrain_data: list[str] = field(default_factory=list)  # NAME[:ROOT] pool replacing the dataset's pretrain split
     log: str | None = None  # "tensorboard": event files of every training run under OUT/_tensorboard/
+    duplicates: str = "refuse"  # pretraining/training records that ARE val/test recordings: refuse | drop
 
 
 @dataclass
@@ -172,15 +174,15 @@ def run(request: RunRequest) -> list[dict]:
     requested, base_protocols = build_protocols(request.protocols or list(preset.default_protocols), preset)
     methods = resolve_methods(request.methods, list(base_protocols.values()), request.add_references)
     pool_names = [name for name, _ in parse_pool(request.pretrain_data)]
+    dataset = build_dataset(request.dataset, preset, request.overrides)
     check_scopes(
         request.overrides,
         {
             "method": architectures(methods, preset, request.overrides),
-            "dataset": list(dict.fromkeys([request.dataset, *pool_names])),
+            "dataset": list(dict.fromkeys([request.dataset, *dataset.member_names(), *pool_names])),
             "protocol": [*requested, *base_protocols],
         },
     )
-    dataset = build_dataset(request.dataset, preset, request.overrides)
     label_set = request.label_set or dataset.label_sets[0]
     dataset.check_label_set(label_set)
     device = resolve_device(request.device)
@@ -203,12 +205,20 @@ def run(request: RunRequest) -> list[dict]:
         request.cache_root,
         progress,
     )
+    arrays, pretrain_arrays, dropped = guard_duplicates(
+        arrays,
+        pretrain_arrays,
+        request.duplicates,
+        store.root / f"duplicates-{dataset.result_name}-{label_set}.csv",
+    )
     if distributed.is_main():
         distributed.barrier()
     log.info("%d records: %s", len(arrays.signals), ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
     evaluations = expand(requested, base_protocols, arrays)
     plans = plan_budgets(methods, preset, request.overrides, FlopsMeter(store.flops_dir, device))
-    data_identity = {"dataset": dataset.name, "dataset_config": dataset.config, "input": preset.input}
+    data = {**data_identity(dataset, arrays), "input": preset.input}  # content, not location
+    if dropped:  # the data differ from an unguarded run's: so must the signatures
+        data["dropped_duplicates"] = dropped
 
     # every cell of the run, finished ones skipped (a result with another signature is refused)
     records: list[dict] = []
@@ -219,7 +229,7 @@ def run(request: RunRequest) -> list[dict]:
             dataclasses.replace(preset.pretrain, steps=plans[method_name].steps) if method_cls.pretrains else None
         )
         pretrain_identity = {
-            **data_identity,
+            **data,
             "method": method_name,
             "seed": seed,
             "pretrain": pretrain_config,
@@ -231,7 +241,7 @@ def run(request: RunRequest) -> list[dict]:
             if not evaluation.protocol.applies_to(method_cls):
                 continue
             cell = Cell(
-                dataset.name,
+                dataset.result_name,
                 label_set,
                 preset.name,
                 method_name,
@@ -267,10 +277,12 @@ def run(request: RunRequest) -> list[dict]:
     return records
 
 
-def checkpoint_dir(store: ResultStore, identity: dict, preset: Preset) -> Path:
+def checkpoint_dir(store: ResultStore, planned: PlannedCell) -> Path:
     """The pretraining checkpoint folder of a cell's model."""
-    signature = pretraining_signature(identity)
-    return store.checkpoint_dir(identity["dataset"], preset.name, identity["method"], identity["seed"], signature)
+    cell = planned.cell
+    return store.checkpoint_dir(
+        cell.dataset, cell.preset, cell.method, cell.seed, pretraining_signature(planned.identity)
+    )
 
 
 def record_identity(path: Path, identity: dict, preset: Preset) -> None:
@@ -294,7 +306,7 @@ def run_progress(
         method_name = planned.cell.method
         if key in pending or method_name not in plans:
             continue
-        path = checkpoint_dir(store, planned.identity, preset)
+        path = checkpoint_dir(store, planned)
         if not (path / "final.pt").exists():
             plan = plans[method_name]
             pending[key] = PendingPretraining(method_name, plan.steps, plan.flops_per_step)
@@ -348,7 +360,7 @@ def run_cells(
         method = method_cls(identity["method_config"], preset.input)
         pretrain_compute, failure = None, None
         if method_cls.pretrains:
-            checkpoints = checkpoint_dir(store, identity, preset)
+            checkpoints = checkpoint_dir(store, cells[0])
             record_identity(checkpoints, identity, preset)
             log.info("%s · pretraining %s seed %d", state.line(), method_name, seed)
             state.start_pretraining(seed, method_name)

@@ -88,9 +88,11 @@ def numpy_dataset(root, **config):
 
 @pytest.fixture
 def ecg_mv():
-    """Sine 'beats' of 1 mV on 12 leads: plausible millivolts."""
+    """Sine 'beats' of about 1 mV on 12 leads, each lead its own amplitude (identical leads would
+    be masked as copies by preparation's plausibility checks): plausible millivolts."""
     t = np.arange(500) / 100
-    return np.broadcast_to(np.sin(2 * np.pi * 1.2 * t), (40, 12, 500)).astype(np.float32).copy()
+    amplitude = np.linspace(0.8, 1.4, 12)[:, None]
+    return np.broadcast_to(amplitude * np.sin(2 * np.pi * 1.2 * t), (40, 12, 500)).astype(np.float32).copy()
 
 
 def test_microvolts_given_as_millivolts_are_refused_with_the_scale_fix(tmp_path, ecg_mv):

@@ -94,9 +94,7 @@ def _from_result(path: Path) -> ModelSource:
         return ModelSource(config, None, origin)
     root = path.resolve().parents[len(cell.relpath.parts) - 1]
     store = ResultStore(root)
-    folder = store.checkpoint_dir(
-        config["dataset"], config["preset"], cell.method, cell.seed, pretraining_signature(config)
-    )
+    folder = store.checkpoint_dir(cell.dataset, cell.preset, cell.method, cell.seed, pretraining_signature(config))
     return ModelSource(config, _final(folder), origin)
 
 

@@ -38,7 +38,17 @@ TENSORBOARD = "_tensorboard"  # event files of --log tensorboard
 #: folders of the results tree that hold no results
 NOT_RESULTS = (CHECKPOINTS, BOOTSTRAP, RUNS, TENSORBOARD)
 #: the parts of a cell's configuration that define its pretrained model (the checkpoint's key)
-PRETRAIN_KEYS = ("dataset", "dataset_config", "input", "method", "method_config", "seed", "pretrain", "pretrain_data")
+PRETRAIN_KEYS = (
+    "dataset",
+    "dataset_config",
+    "data",
+    "input",
+    "method",
+    "method_config",
+    "seed",
+    "pretrain",
+    "pretrain_data",
+)
 DIVERGED = "diverged"
 IDENTITY = "identity.json"  # in a checkpoint folder: the configuration of the model it holds
 
