@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {run,prepare,list,leaderboard,compare,validate,new-method} ...``.
+"""Command line: ``python -m benchmark {run,status,prepare,list,leaderboard,compare,export,export-encoder,validate,new-method} ...``.
 
 Bad input (unknown method, dataset, preset or protocol, malformed ``--seeds`` or ``--set``)
 is reported on one line with the valid choices, exit status 2, and no traceback. ``validate``
@@ -18,10 +18,12 @@ from benchmark.config import ConfigError, parse_overrides
 from benchmark.data.contract import DataError, default_cache_root
 from benchmark.method.variant import split_names
 from benchmark.registry import DATASETS, METHODS, PROTOCOLS, PluginError, load_plugin_file
+from benchmark.report.export import FORMATS
 from benchmark.report.results import StaleResultError
 from benchmark.report.stats import StatsError
 from benchmark.storage import ensure_writable
 from benchmark.train import distributed
+from benchmark.train.monitor import LOGGERS
 
 EXIT_USAGE = 2
 
@@ -153,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="reduced_leads lead sets (e.g. all,limb,precordial,I+II,I,V1+V2+V5)",
     )
     run.add_argument(
+        "--log",
+        choices=LOGGERS,
+        default=None,
+        help="also write the scalars of every pretraining and fine-tuning run (loss, learning rate, throughput, "
+        "gradient norm, validation metric) as TensorBoard event files under OUT/_tensorboard/ (needs the "
+        "tensorboard package)",
+    )
+    run.add_argument(
         "--pretrain-data",
         type=parse_names,
         default=[],
@@ -168,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="pretraining or training records whose signal is a validation/test record of --dataset (same "
         "recording, any name): refuse (default, exit 2) or drop them and list them in OUT/duplicates-*.csv",
     )
+
+    state = sub.add_parser("status", help="summarise a running or interrupted run from its results folder alone")
+    state.add_argument("--out", type=Path, default=Path("results"), help="the run's results folder (default: results)")
 
     prep = sub.add_parser("prepare", help="read, check and cache a dataset once (run does it automatically)")
     prep.add_argument("--dataset", required=True, help="dataset name (see `list`)")
@@ -207,6 +220,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--variant", default="", help="a sweep point, e.g. n10pct-s0 or leads-I+II (default: plain protocols)"
     )
     cmp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+
+    export = sub.add_parser("export", help="all results as one CSV or Parquet table, one row per cell (for pandas)")
+    export.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    export.add_argument("--format", dest="fmt", choices=FORMATS, default="csv", help="csv (default) or parquet")
+    export.add_argument("--out", type=Path, required=True, help="file to write")
+    export.add_argument(
+        "--per-label", action="store_true", help="one row per cell and label, with that label's AUROC and AUPRC"
+    )
+
+    encoder = sub.add_parser(
+        "export-encoder", help="write a pretrained encoder as safetensors + config.json (ecgbench.load_encoder)"
+    )
+    encoder.add_argument("source", type=Path, help="a result file (.json) or a pretraining checkpoint folder")
+    encoder.add_argument("--out", type=Path, required=True, help="folder to write model.safetensors and config.json to")
+    encoder.add_argument("--plugin", dest="plugins", action="append", type=Path, default=[])
 
     check = sub.add_parser("validate", help="check that methods meet the plugin contract (exit 1 if not)")
     check.add_argument(
@@ -280,6 +308,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 cache_root=args.cache_dir or default_cache_root(),
                 profile_dir=args.profile,
                 pretrain_data=args.pretrain_data,
+                log=args.log,
                 duplicates=args.duplicates,
             )
             records = run(request)
@@ -306,6 +335,15 @@ def dataset_overrides(args: argparse.Namespace) -> dict[str, dict[str, str]]:
     if args.root is not None:
         overrides.setdefault(args.dataset, {})["root"] = str(args.root)
     return overrides
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from benchmark.runstate import status_report
+
+    if not args.out.is_dir():
+        raise DataError(f"results folder {args.out} does not exist; give the --out of a run")
+    print(status_report(args.out))
+    return 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -406,6 +444,36 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from benchmark.report.export import results_frame, write_frame
+
+    if not args.results.is_dir():
+        raise DataError(f"results folder {args.results} does not exist; run `python -m benchmark run` first")
+    frame = results_frame(args.results, args.per_label)
+    if frame.empty:
+        raise DataError(f"{args.results} holds no results to export")
+    write_frame(frame, args.out, args.fmt)
+    print(f"wrote {args.out}: {len(frame)} rows x {len(frame.columns)} columns from {args.results}/")
+    return 0
+
+
+def cmd_export_encoder(args: argparse.Namespace) -> int:
+    from benchmark.method.export import CONFIG, WEIGHTS, export_encoder
+
+    for path in args.plugins:
+        load_plugin_file(path)
+    config = export_encoder(args.source, args.out)
+    report, data = config["pretraining"]["report"], config["pretraining"]["dataset"]
+    weights = f"pretrained {report['steps']} steps on {data}" if report else config["weights"]
+    print(
+        f"wrote {args.out / WEIGHTS} and {args.out / CONFIG}: {config['method']}, seed {config['pretraining']['seed']}, "
+        f"{weights}; input {config['input']['window_s']:g} s at {config['input']['fs']} Hz, "
+        f"{config['feature_dim']} features\n"
+        f"use it: encoder = ecgbench.load_encoder({str(args.out)!r}); features = encoder(signals, lead_mask)"
+    )
+    return 0
+
+
 def _methods_in_file(path: Path) -> list[str]:
     """Methods a plugin file registers; a file of the built-in methods/ folder is already loaded."""
     resolved = path.resolve()
@@ -476,10 +544,13 @@ def cmd_new_method(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": cmd_run,
+    "status": cmd_status,
     "prepare": cmd_prepare,
     "list": cmd_list,
     "leaderboard": cmd_leaderboard,
     "compare": cmd_compare,
+    "export": cmd_export,
+    "export-encoder": cmd_export_encoder,
     "validate": cmd_validate,
     "new-method": cmd_new_method,
 }

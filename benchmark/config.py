@@ -141,6 +141,35 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def from_jsonable(cls: type, data: dict, scope: str = "") -> Any:
+    """The config dataclass ``cls`` from its :func:`to_jsonable` form (a result's or an exported
+    encoder's configuration): nested dataclasses rebuilt, lists back to tuples where the field is
+    a tuple. A key the dataclass does not know is refused — it was written by other code."""
+    scope = scope or cls.__name__
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{scope}: unknown setting(s) {', '.join(unknown)} (written by another version of the code)")
+
+    def convert(value: Any, hint: Any, key: str) -> Any:
+        origin = typing.get_origin(hint)
+        if origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(hint) if a is not type(None)]
+            return None if value is None else convert(value, options[0], key)
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            return from_jsonable(hint, value, key)
+        if (origin is tuple or hint is tuple) and isinstance(value, list):
+            return tuple(value)
+        return value
+
+    kwargs = {k: convert(v, hints[k], f"{scope}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{scope}: {exc}") from None
+
+
 def signature(obj: Any) -> str:
     """Stable short hash of a configuration: equal configs give equal signatures."""
     canonical = json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))

@@ -3,6 +3,11 @@ compute budget, list the cells (method x protocol x variant x seed) and skip the
 ones, then for every seed and method pretrain (or resume, or load the checkpoint) and run its
 unfinished cells.
 
+A training loss that becomes NaN or infinite does not stop the run: the cells of that
+pretrained model (or the one fine-tuning cell) are recorded as diverged and the run goes on.
+Progress (cells done / total, ETA, current cell) is logged and kept in the run-state file that
+``python -m benchmark status`` reads (benchmark/runstate.py).
+
 Readable in one sitting on purpose (after lightly's ``benchmarks/imagenet/*/main.py``): every
 other module is a piece this loop calls.
 """
@@ -14,6 +19,7 @@ import hashlib
 import importlib.metadata
 import inspect
 import itertools
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -41,17 +47,20 @@ from benchmark.method.base import Method, MethodConfig
 from benchmark.presets import ANCHOR_METHOD, Preset, get_preset
 from benchmark.provenance import provenance
 from benchmark.registry import load_plugin_file
-from benchmark.report.results import Cell, ResultStore
-from benchmark.storage import remove_orphans
+from benchmark.report.results import IDENTITY, PRETRAIN_KEYS, TENSORBOARD, Cell, ResultStore, pretraining_signature
+from benchmark.runstate import Eta, PendingPretraining, RunProgress
+from benchmark.storage import atomic_write, remove_orphans
 from benchmark.train import distributed
 from benchmark.train.budget import (
     FlopsMeter,
     PretrainPlan,
+    SupervisedBudget,
     parse_budget,
     plan_pretraining,
     supervised_budget,
 )
 from benchmark.train.flops import parameter_counts
+from benchmark.train.monitor import NonFiniteLossError, TrainingMonitor, require_tensorboard
 from benchmark.train.pretrain import pretrain
 from benchmark.train.runtime import resolve_device, set_seed
 
@@ -76,6 +85,7 @@ class RunRequest:
     cache_root: Path = field(default_factory=default_cache_root)
     profile_dir: Path | None = None  # trace the first pretraining epoch with torch.profiler
     pretrain_data: list[str] = field(default_factory=list)  # NAME[:ROOT] pool replacing the dataset's pretrain split
+    log: str | None = None  # "tensorboard": event files of every training run under OUT/_tensorboard/
     duplicates: str = "refuse"  # pretraining/training records that ARE val/test recordings: refuse | drop
 
 
@@ -118,27 +128,46 @@ def plan_budgets(methods: list[str], preset: Preset, overrides: dict, meter: Flo
 def cell_record(
     planned: PlannedCell,
     preset: Preset,
-    output,
     label_names: list[str],
     method: Method,
-    plan: PretrainPlan | None,
-    pretrain_report,
-    wall_s: float,
+    pretrain_compute: dict | None,
+    wall_s: float | None,
     device,
+    output=None,
+    failure: NonFiniteLossError | None = None,
 ) -> dict:
-    return {
+    """A cell's result: scored ``output``, or the ``failure`` of a diverged training."""
+    record = {
         "signature": planned.signature,
         "config": to_jsonable({**planned.identity, "preset": preset.name}),
         "label_names": list(label_names),  # the columns of the saved predictions
-        "metrics": classification_report(output.prediction.y_true, output.prediction.y_score, label_names),
-        "details": to_jsonable(output.details),
-        "compute": {
-            **parameter_counts(method),
-            "pretrain": None if plan is None else {**to_jsonable(pretrain_report), **plan.as_record()},
-            "downstream": to_jsonable(output.compute) or None,
-            "protocol_wall_s": wall_s,
-        },
-        "provenance": provenance(device),
+    }
+    if output is not None:
+        record["metrics"] = classification_report(output.prediction.y_true, output.prediction.y_score, label_names)
+        record["details"] = to_jsonable(output.details)
+        downstream = to_jsonable(output.compute) or None
+    elif failure is not None:
+        record["failure"] = failure.as_record()
+        record["details"] = {"val_history": failure.curve} if failure.stage == "fine-tuning" else {}
+    record["compute"] = {
+        **parameter_counts(method),
+        "pretrain": pretrain_compute,
+        "downstream": downstream if output is not None else None,
+        "protocol_wall_s": wall_s,
+    }
+    record["provenance"] = provenance(device)
+    return record
+
+
+def diverged_pretraining(plan: PretrainPlan, failure: NonFiniteLossError) -> dict:
+    """The compute record of a pretraining that diverged: the plan, and the curve up to the failure."""
+    return {
+        **plan.as_record(),
+        "wall_s": failure.wall_s,
+        "final_loss": None,
+        "loss_curve": failure.curve,
+        "peak_memory_mb": None,
+        "diverged_at_step": failure.step,
     }
 
 
@@ -175,6 +204,8 @@ def run(request: RunRequest) -> list[dict]:
     """Run every requested cell that is not finished; return the records of all requested cells."""
     for path in request.plugins:
         load_plugin_file(path)
+    if request.log == "tensorboard":
+        require_tensorboard()  # before any work
     preset = get_preset(request.preset).with_overrides(request.overrides)
     requested, base_protocols = build_protocols(request.protocols or list(preset.default_protocols), preset)
     methods = resolve_methods(
@@ -248,7 +279,8 @@ def run(request: RunRequest) -> list[dict]:
         )
 
     # every cell of the run, finished ones skipped (a result with another signature is refused)
-    records, todo = [], []
+    records: list[dict] = []
+    todo: list[PlannedCell] = []
     for seed, method_name in itertools.product(request.seeds, methods):
         method_cls = method_class(method_name)
         pretrain_config = (
@@ -284,42 +316,160 @@ def run(request: RunRequest) -> list[dict]:
             }
             planned = PlannedCell(cell, evaluation, identity, signature(identity))
             if not request.rerun and store.is_finished(cell, planned.signature):
-                records.append(store.load(cell))
+                records.append(store.finished(cell))
             else:
                 todo.append(planned)
     log.info("%d cells: %d finished already, %d to run", len(records) + len(todo), len(records), len(todo))
+    progress_state = run_progress(store, records, todo, plans, preset)
+    try:
+        run_cells(
+            request,
+            todo,
+            records,
+            store,
+            preset,
+            plans,
+            supervised,
+            pretrain_arrays,
+            arrays,
+            device,
+            progress,
+            progress_state,
+        )
+    except KeyboardInterrupt:
+        progress_state.close("interrupted")
+        raise
+    except BaseException as exc:
+        progress_state.close("failed", exc)
+        raise
+    progress_state.close("finished")
+    return records
 
-    done = 0
+
+def checkpoint_dir(store: ResultStore, planned: PlannedCell) -> Path:
+    """The pretraining checkpoint folder of a cell's model."""
+    cell = planned.cell
+    return store.checkpoint_dir(
+        cell.dataset, cell.preset, cell.method, cell.seed, pretraining_signature(planned.identity)
+    )
+
+
+def record_identity(path: Path, identity: dict, preset: Preset) -> None:
+    """``identity.json`` in a checkpoint folder: which model it holds, so that the checkpoint alone
+    can be exported (``python -m benchmark export-encoder``)."""
+    if distributed.is_main() and not (path / IDENTITY).exists():
+        config = to_jsonable({**{k: identity[k] for k in PRETRAIN_KEYS if k in identity}, "preset": preset.name})
+        atomic_write(path / IDENTITY, json.dumps({"signature": pretraining_signature(identity), "config": config}))
+
+
+def run_progress(
+    store: ResultStore, records: list[dict], todo: list[PlannedCell], plans: dict, preset: Preset
+) -> RunProgress:
+    """Progress of this run, timed from the finished results in the folder and then from itself."""
+    eta = Eta()
+    for record in records:
+        eta.add_record(record)
+    pending = {}
+    for planned in todo:
+        key = (planned.cell.seed, planned.cell.method)
+        method_name = planned.cell.method
+        if key in pending or method_name not in plans:
+            continue
+        path = checkpoint_dir(store, planned)
+        if not (path / "final.pt").exists():
+            plan = plans[method_name]
+            pending[key] = PendingPretraining(method_name, plan.steps, plan.flops_per_step)
+    cells = {Cell(**r["cell"]): r["cell"]["protocol"] for r in records}
+    cells.update({p.cell: p.cell.protocol for p in todo})
+    finished = {Cell(**r["cell"]) for r in records}
+    return RunProgress(store.root, cells, finished, pending, eta, write=distributed.is_main())
+
+
+def run_cells(
+    request: RunRequest,
+    todo: list[PlannedCell],
+    records: list[dict],
+    store: ResultStore,
+    preset: Preset,
+    plans: dict[str, PretrainPlan],
+    supervised: SupervisedBudget | None,
+    pretrain_arrays,
+    arrays,
+    device,
+    progress: bool,
+    state: RunProgress,
+) -> None:
+    """Pretrain every (seed, method) of ``todo`` and run its cells; finished records join ``records``."""
+    tensorboard = store.root / TENSORBOARD if request.log == "tensorboard" and distributed.is_main() else None
+
+    def monitor(tensorboard_dir: Path | None) -> TrainingMonitor:
+        return TrainingMonitor(tensorboard_dir, on_log=state.on_log, on_start=state.on_start)
+
+    def save(planned: PlannedCell, record: dict, output) -> None:
+        if distributed.is_main():  # under torchrun only rank 0 writes
+            if output is None:
+                path = store.write_diverged(planned.cell, record)
+                log.warning("%s: diverged (%s) -> %s", planned.cell.describe(), record["failure"]["message"], path)
+            else:
+                path = store.write(planned.cell, record, output.prediction)
+                log.info(
+                    "%s: macro AUROC %.4f -> %s",
+                    planned.cell.describe(),
+                    record["metrics"]["macro_auroc"] or float("nan"),
+                    path,
+                )
+            records.append(store.finished(planned.cell))
+        state.end_cell(planned.cell, record["compute"]["protocol_wall_s"])
+        distributed.barrier()
+
     seed_independent_outputs: dict[str, dict] = {}  # method -> its frozen outputs, shared across seeds
-    for (seed, method_name), cells in itertools.groupby(todo, key=lambda p: (p.cell.seed, p.cell.method)):
-        cells = list(cells)
+    for (seed, method_name), group in itertools.groupby(todo, key=lambda p: (p.cell.seed, p.cell.method)):
+        cells = list(group)
         identity = cells[0].identity
         method_cls = method_class(method_name)
         set_seed(seed)
         method = method_cls(identity["method_config"], preset.input)
-        pretrain_report = None
+        pretrain_compute, failure = None, None
         if method_cls.pretrains:
-            pretrain_keys = (
-                "dataset",
-                "dataset_config",
-                "data",
-                "input",
-                "method",
-                "method_config",
-                "seed",
-                "pretrain",
-                "pretrain_data",
+            checkpoints = checkpoint_dir(store, cells[0])
+            record_identity(checkpoints, identity, preset)
+            log.info("%s · pretraining %s seed %d", state.line(), method_name, seed)
+            state.start_pretraining(seed, method_name)
+            tensorboard_dir = (
+                None
+                if tensorboard is None
+                else tensorboard / "pretraining" / checkpoints.relative_to(store.checkpoints)
             )
-            checkpoints = store.checkpoint_dir(
-                dataset.result_name,
-                preset.name,
-                method_name,
-                seed,
-                signature({k: identity[k] for k in pretrain_keys if k in identity}),
-            )
-            pretrain_report = pretrain(
-                method, pretrain_arrays, identity["pretrain"], seed, device, checkpoints, progress, request.profile_dir
-            )
+            try:
+                with monitor(tensorboard_dir) as pretraining_monitor:
+                    report = pretrain(
+                        method,
+                        pretrain_arrays,
+                        identity["pretrain"],
+                        seed,
+                        device,
+                        checkpoints,
+                        progress,
+                        request.profile_dir,
+                        pretraining_monitor,
+                    )
+                pretrain_compute = {**to_jsonable(report), **plans[method_name].as_record()}
+            except NonFiniteLossError as exc:
+                failure = exc
+                pretrain_compute = diverged_pretraining(plans[method_name], exc)
+                log.warning("%s seed %d: %s; its %d cells are recorded as diverged", method_name, seed, exc, len(cells))
+            state.end_pretraining()
+        if failure is not None:
+            for planned in cells:
+                state.start_cell(planned.cell)
+                save(
+                    planned,
+                    cell_record(
+                        planned, preset, arrays.label_names, method, pretrain_compute, None, device, failure=failure
+                    ),
+                    None,
+                )
+            continue
         rebuild = rebuilder(
             method_cls,
             identity["method_config"],
@@ -334,48 +484,45 @@ def run(request: RunRequest) -> list[dict]:
         if method_cls.seed_independent:
             shared_outputs = seed_independent_outputs.setdefault(method_name, {})
             persist = store.frozen_outputs_dir(
-                dataset.name, preset.name, method_name, frozen_outputs_signature(method_cls, identity)
+                cells[0].cell.dataset, preset.name, method_name, frozen_outputs_signature(method_cls, identity)
             )
         for planned in cells:
-            done += 1
-            log.info("[%d/%d] running %s", done, len(todo), planned.cell.describe())
+            log.info("%s · running %s", state.line(), planned.cell.describe())
+            state.start_cell(planned.cell)
             variant = planned.evaluation.variant
             set_seed(seed)
             started = time.perf_counter()
-            output = planned.evaluation.protocol.run(
-                CellContext(
-                    rebuild(),
-                    rebuild,
-                    arrays,
-                    seed,
-                    device,
-                    progress,
-                    train_indices=variant.train_indices,
-                    lead_subset=variant.lead_subset,
-                    cache=shared_outputs,
-                    persist=persist,
-                    supervised_budget=supervised,
-                )
-            )
+            tensorboard_dir = None if tensorboard is None else tensorboard / planned.cell.relpath.with_suffix("")
+            output, failure = None, None
+            try:
+                with monitor(tensorboard_dir) as cell_monitor:
+                    output = planned.evaluation.protocol.run(
+                        CellContext(
+                            rebuild(),
+                            rebuild,
+                            arrays,
+                            seed,
+                            device,
+                            progress,
+                            train_indices=variant.train_indices,
+                            lead_subset=variant.lead_subset,
+                            cache=shared_outputs,
+                            persist=persist,
+                            supervised_budget=supervised,
+                            monitor=cell_monitor,
+                        )
+                    )
+            except NonFiniteLossError as exc:
+                failure = exc
             record = cell_record(
                 planned,
                 preset,
-                output,
                 arrays.label_names,
                 method,
-                plans.get(method_name),
-                pretrain_report,
+                pretrain_compute,
                 time.perf_counter() - started,
                 device,
+                output,
+                failure,
             )
-            if distributed.is_main():  # under torchrun only rank 0 writes
-                path = store.write(planned.cell, record, output.prediction)
-                log.info(
-                    "%s: macro AUROC %.4f -> %s",
-                    planned.cell.describe(),
-                    record["metrics"]["macro_auroc"] or float("nan"),
-                    path,
-                )
-                records.append(store.load(planned.cell))
-            distributed.barrier()
-    return records
+            save(planned, record, output)

@@ -10,7 +10,10 @@ between releases (they were regrouped once), these names do not.
   (``@METHODS.register("name")``);
 * shared building blocks: :mod:`ecgbench.layers` (transformer blocks, patching and masking,
   MAE decoder and loss, alignment losses, frozen-readout fitting), :mod:`ecgbench.rng` (masking
-  noise keyed by sample) and :mod:`ecgbench.data` (readers and bases of file datasets).
+  noise keyed by sample) and :mod:`ecgbench.data` (readers and bases of file datasets);
+* pretrained encoders in your own code: :func:`load_encoder` reads a folder written by
+  ``python -m benchmark export-encoder`` and returns a :class:`PretrainedEncoder`
+  (``forward(signals, lead_mask) -> (B, feature_dim)``).
 """
 
 from benchmark.data.contract import (
@@ -25,6 +28,7 @@ from benchmark.data.contract import (
 )
 from benchmark.data.loader import Batch
 from benchmark.method.base import Encoded, Method, MethodConfig
+from benchmark.method.export import PretrainedEncoder, load_encoder
 from benchmark.registry import DATASETS, METHODS, PROTOCOLS
 from ecgbench import data, layers, rng
 
@@ -41,6 +45,8 @@ __all__ = [
     "Encoded",
     "Method",
     "MethodConfig",
+    "PretrainedEncoder",
+    "load_encoder",
     "DATASETS",
     "METHODS",
     "PROTOCOLS",

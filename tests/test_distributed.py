@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 from conftest import REPO
+from test_cli import result_files
 
 from benchmark.train import distributed
 
@@ -38,7 +39,7 @@ def run(out, cache, *launcher):
         [sys.executable, *launcher, "-m", "benchmark", *args], cwd=REPO, capture_output=True, text=True, timeout=900
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return {p.relative_to(out): json.loads(p.read_text()) for p in out.rglob("*.json") if "_checkpoints" not in p.parts}
+    return {p.relative_to(out): json.loads(p.read_text()) for p in result_files(out)}
 
 
 @pytest.mark.slow

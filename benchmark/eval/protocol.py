@@ -24,6 +24,7 @@ from benchmark.method.base import Method
 from benchmark.storage import atomic_write
 from benchmark.train import distributed
 from benchmark.train.budget import SupervisedBudget
+from benchmark.train.monitor import TrainingMonitor
 from benchmark.train.runtime import autocast
 
 
@@ -62,6 +63,9 @@ class CellContext:
     persist: Path | None = None
     #: the compute a supervised-only method may spend per learning-rate candidate (fine-tuning)
     supervised_budget: SupervisedBudget | None = None
+    #: where a protocol that trains the encoder reports its scalars per log interval (TensorBoard,
+    #: run progress); a no-op by default
+    monitor: TrainingMonitor = field(default_factory=TrainingMonitor)
 
     def __post_init__(self):
         if self.train_indices is None:

@@ -9,6 +9,10 @@ what is being compared.
 Across seeds a method's score is the mean over its seeds: the bootstrap statistic is the
 seed-mean macro AUROC on each shared resample of the test set, and DeLong tests the
 seed-mean AUROC of a label (a linear contrast of correlated AUCs).
+
+A method with a diverged cell in a table (benchmark/report/results.py) is set apart in
+``Table.diverged`` with all its records of that table: it is shown as diverged and neither
+ranked, tested nor averaged — the mean of its surviving seeds would flatter it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from benchmark.config import signature
 from benchmark.data.contract import DataError
 from benchmark.presets import REFERENCES
 from benchmark.report import stats
-from benchmark.report.results import ResultStore
+from benchmark.report.results import ResultStore, is_diverged
 
 #: the parts of a record's config that define the evaluation (a table holds one value of each); "data" is
 #: the content fingerprint of the evaluated data, so the folder it was read from never splits a table
@@ -62,9 +66,11 @@ class Table:
     evaluation: str  # evaluation_signature
     budget: str | None
     by_method: dict[str, list[dict]] = field(default_factory=dict)  # records sorted by seed
+    diverged: dict[str, list[dict]] = field(default_factory=dict)  # methods with a diverged cell: all their records
 
     @property
     def records(self) -> list[dict]:
+        """The records that are compared (diverged methods left out)."""
         return [r for recs in self.by_method.values() for r in recs]
 
 
@@ -91,6 +97,8 @@ def comparable_tables(records: list[dict]) -> list[Table]:
             for record in sorted(group, key=lambda r: (r["cell"]["method"], r["cell"]["seed"])):
                 if budget_label(record) in (budget, None):
                     table.by_method.setdefault(record["cell"]["method"], []).append(record)
+            for method in [m for m, recs in table.by_method.items() if any(map(is_diverged, recs))]:
+                table.diverged[method] = table.by_method.pop(method)
             tables.append(table)
     return tables
 

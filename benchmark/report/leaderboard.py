@@ -13,6 +13,10 @@
 * Ablation ladders (``--methods ladder:lamae``): the rungs present in a table, tested in pairs
   against the ladder's anchor (Holm over the ladder), with a verdict per rung.
 * Label-efficiency and reduced-lead sweeps: tables and PNG curves (written beside the markdown).
+* Training curves, one figure per table: pretraining loss against cumulative pretraining FLOPs
+  for all its methods (matched compute shows as curves ending at the same FLOPs) and, where the
+  protocol trains, the validation macro AUROC per fine-tuning epoch.
+* A method with a diverged cell is shown as diverged, not ranked, tested or averaged.
 * Published numbers (:mod:`benchmark.report.reported`) only in tables marked "reported".
 """
 
@@ -25,13 +29,14 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
+from benchmark.config import signature
 from benchmark.data.icd import ICD_LEVELS, icd_hierarchy, icd_level, is_valid_code
 from benchmark.ladder import LADDER_PREFIX, LADDERS, Rung
 from benchmark.report import stats
 from benchmark.report.comparison import UNTRAINED_REFERENCES, Table, TableStats, comparable_tables
-from benchmark.report.plots import curve_plot
+from benchmark.report.plots import Run, curve_plot, training_curves_plot
 from benchmark.report.reported import REPORTED, Reported, reported_for
-from benchmark.report.results import ResultStore
+from benchmark.report.results import ResultStore, is_diverged
 
 N_RESAMPLES = 1000
 ALPHA = 0.05
@@ -79,6 +84,21 @@ def method_order(table: Table) -> list[str]:
     return sorted(table.by_method, key=lambda m: (-mean(m), m))
 
 
+def diverged_note(recs: list[dict]) -> str:
+    """``diverged: seed 1 (pretraining, step 340, loss nan)``, for a method's records of one table."""
+    failures = [
+        f"seed {r['cell']['seed']} ({r['failure']['stage']}, step {r['failure']['step']}, loss {r['failure']['loss']})"
+        for r in recs
+        if is_diverged(r)
+    ]
+    return "diverged: " + "; ".join(failures)
+
+
+def seeds_column(recs: list[dict]) -> str:
+    failed = sum(map(is_diverged, recs))
+    return f"{len(recs) - failed} + {failed} diverged" if failed else str(len(recs))
+
+
 # -- tuning and compute columns ------------------------------------------------------------------
 TUNED_NAMES = {"base_lr": "lr", "l2": "l2"}
 
@@ -107,8 +127,7 @@ def downstream_flops(record: dict) -> float | None:
     return ((record["compute"].get("downstream") or {}).get("flops")) if record.get("compute") else None
 
 
-def compute_columns(table: Table, method: str, lamae_encoder: int | None) -> dict[str, str]:
-    recs = table.by_method[method]
+def compute_columns(table: Table, recs: list[dict], method: str, lamae_encoder: int | None) -> dict[str, str]:
     compute = recs[0]["compute"]
     pretrain = [r["compute"]["pretrain"] for r in recs if r["compute"].get("pretrain")]
     encoder = compute["encoder_params"]
@@ -177,8 +196,9 @@ def difference_cell(entry: tuple[stats.Test, float] | None, itself: str) -> str:
 
 def main_table(table: Table, ts: TableStats | str) -> list[str]:
     order = method_order(table)
-    tests = table_tests(table, ts, order)
-    lamae_encoder = table.by_method["lamae"][0]["compute"]["encoder_params"] if "lamae" in table.by_method else None
+    tests = table_tests(table, ts, order) if order else TableTests()
+    every = {**table.by_method, **table.diverged}
+    lamae_encoder = every["lamae"][0]["compute"]["encoder_params"] if "lamae" in every else None
     rows = []
     for method in order:
         recs = table.by_method[method]
@@ -192,10 +212,23 @@ def main_table(table: Table, ts: TableStats | str) -> list[str]:
         for reference, vs in tests.vs_reference.items():
             row[f"Δ {reference} (p Holm)"] = difference_cell(vs.get(method), "reference")
         row["macro AUPRC"] = mean_sd([r["metrics"]["macro_auprc"] for r in recs])
-        row["seeds"] = len(recs)
+        row["seeds"] = seeds_column(recs)
         row["tuned on val"] = tuned_cell(recs)
-        rows.append({**row, **compute_columns(table, method, lamae_encoder)})
+        rows.append({**row, **compute_columns(table, recs, method, lamae_encoder)})
+    for method, recs in sorted(table.diverged.items()):  # shown, never ranked or averaged
+        row = {"method": method, "macro AUROC": diverged_note(recs), "95 % CI": "—", "Δ best (p Holm)": "not ranked"}
+        for reference in tests.vs_reference:
+            row[f"Δ {reference} (p Holm)"] = "—"
+        row.update({"macro AUPRC": "—", "seeds": seeds_column(recs), "tuned on val": "—"})
+        rows.append({**row, **compute_columns(table, recs, method, lamae_encoder)})
     lines = [tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True)]
+    if table.diverged:
+        lines += [
+            "",
+            f"{', '.join(sorted(table.diverged))}: a training loss became NaN or infinite in the seeds named; "
+            "the method is left out of the ranking, the tests and the means (its finished seeds alone would "
+            "flatter it).",
+        ]
     if tests.error:
         lines += ["", f"No confidence intervals or tests: {tests.error}"]
     return lines
@@ -261,7 +294,7 @@ def ladder_row(table: Table, rung: Rung, method: str, anchor: str) -> dict[str, 
 
 
 def table_meta(table: Table) -> list[str]:
-    recs = table.records
+    recs = table.records or [r for rs in table.diverged.values() for r in rs]
     devices = sorted({r["provenance"]["device"] for r in recs})
     dates = sorted(r["provenance"]["finished_at"][:10] for r in recs)
     commits = sorted(
@@ -270,11 +303,12 @@ def table_meta(table: Table) -> list[str]:
             for r in recs
         }
     )
-    n_test = sorted({r["metrics"]["n_test"] for r in recs})
+    scored = [r for r in recs if not is_diverged(r)]
+    n_test = sorted({r["metrics"]["n_test"] for r in scored})
     seeds = sorted({r["cell"]["seed"] for r in recs})
     return [
-        f"- test records: {', '.join(map(str, n_test))}; labels scored: {recs[0]['metrics']['n_labels_scored']}; "
-        f"seeds: {', '.join(map(str, seeds))}",
+        f"- test records: {', '.join(map(str, n_test)) or 'none scored'}; labels scored: "
+        f"{scored[0]['metrics']['n_labels_scored'] if scored else 0}; seeds: {', '.join(map(str, seeds))}",
         f"- pretraining budget: {table.budget or 'none (untrained methods only)'}",
         f"- hardware: {'; '.join(devices)}",
         f"- dates: {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else ""),
@@ -423,13 +457,14 @@ class Point:
     label: str  # column / x tick, e.g. "10%" or "I+II"
     x: float  # sort key / position: training records, or -number of leads
     values: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # method -> scores
+    diverged: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))  # method -> its records here
 
 
 def sweep_point(record: dict, sweep: str) -> tuple[str, float]:
     variant = record["config"].get("variant") or {}
     params = variant.get("params", {})
-    if sweep == "label_efficiency":
-        n = record["details"].get("n_train", 0)
+    if sweep == "label_efficiency":  # a diverged cell has no details: its variant knows the size
+        n = (record.get("details") or {}).get("n_train") or variant.get("n_train", 0)
         return params.get("train_size", "100%"), n
     leads = params.get("leads")
     return (variant["name"].removeprefix("leads-") if leads else "all"), -(len(leads) if leads else 12)
@@ -445,19 +480,23 @@ def sweep_sections(tables: list[Table], sweep: str, plots_dir: Path, link_base: 
         )
     lines, plots = [], []
     for key, group in groups.items():
-        if not any(sweep_of(r) == sweep for t in group for r in t.records):
+        every = [(t, r, False) for t in group for r in t.records]
+        every += [(t, r, True) for t in group for recs in t.diverged.values() for r in recs]
+        if not any(sweep_of(r) == sweep for _, r, _ in every):
             continue
         points: dict[str, Point] = {}
-        for table in group:
-            for record in table.records:
-                if table.variant and sweep_of(record) != sweep:
-                    continue
-                label, x = sweep_point(record, sweep)
-                point = points.setdefault(label, Point(label, 0.0))
+        for table, record, set_apart in every:
+            if table.variant and sweep_of(record) != sweep:
+                continue
+            label, x = sweep_point(record, sweep)
+            point = points.setdefault(label, Point(label, 0.0))
+            if set_apart:
+                point.diverged[record["cell"]["method"]].append(record)
+            else:
                 point.values[record["cell"]["method"]].append(record["metrics"]["macro_auroc"])
-                point.x = max(point.x, x) if sweep == "label_efficiency" else x
+            point.x = max(point.x, x) if sweep == "label_efficiency" else x
         ordered = sorted(points.values(), key=lambda p: p.x)
-        methods = sorted({m for p in ordered for m in p.values})
+        methods = sorted({m for p in ordered for m in [*p.values, *p.diverged]})
         heading = title_of(group[0], variant=False)
         plot_title = heading.replace("`", "")
         columns = [f"{p.label} (n={p.x:.0f})" if sweep == "label_efficiency" else p.label for p in ordered]
@@ -465,7 +504,9 @@ def sweep_sections(tables: list[Table], sweep: str, plots_dir: Path, link_base: 
             {
                 "method": m,
                 **{
-                    c: mean_sd(p.values.get(m, [])) + (f" ({len(p.values[m])})" if p.values.get(m) else "")
+                    c: f"diverged ({seeds_column(p.diverged[m])})"
+                    if p.diverged.get(m)
+                    else mean_sd(p.values.get(m, [])) + (f" ({len(p.values[m])})" if p.values.get(m) else "")
                     for c, p in zip(columns, ordered)
                 },
             }
@@ -483,6 +524,7 @@ def sweep_sections(tables: list[Table], sweep: str, plots_dir: Path, link_base: 
                 ],
             )
             for m in methods
+            if any(p.values.get(m) for p in ordered)
         }
         if sweep == "label_efficiency":
             path = curve_plot(plots_dir / f"{slug}.png", plot_title, "training records (log scale)", series, log_x=True)
@@ -503,6 +545,59 @@ def sweep_sections(tables: list[Table], sweep: str, plots_dir: Path, link_base: 
             f"![{SWEEPS[sweep]}: {heading}]({path.relative_to(link_base).as_posix()})",
         ]
     return lines, plots
+
+
+# -- training curves -----------------------------------------------------------------------------
+CURVES_NOTE = (
+    "Training curves: pretraining loss (log scale) against cumulative pretraining FLOPs, one line per "
+    "seed; each method's loss is its own objective, so compare shapes and where they end (matched compute "
+    "ends every method at the same FLOPs), not levels. Where the protocol fine-tunes: validation macro "
+    "AUROC per epoch. × marks a run whose loss became NaN or infinite."
+)
+
+
+def training_runs(table: Table) -> tuple[dict[str, list[Run]], dict[str, list[Run]]]:
+    """Per method, the pretraining loss curves (x = cumulative FLOPs) and the fine-tuning
+    validation curves (x = epoch) of the table's records."""
+    pretraining: dict[str, list[Run]] = defaultdict(list)
+    finetuning: dict[str, list[Run]] = defaultdict(list)
+    for method, recs in sorted({**table.by_method, **table.diverged}.items()):
+        for record in recs:
+            failed = record["failure"]["stage"] if is_diverged(record) else None
+            pretrain = record["compute"].get("pretrain") or {}
+            if pretrain.get("loss_curve") and pretrain.get("flops_per_step"):
+                steps, losses = zip(*pretrain["loss_curve"])
+                flops = [step * pretrain["flops_per_step"] for step in steps]
+                pretraining[method].append(Run(flops, list(losses), failed == "pretraining"))
+            history = (record.get("details") or {}).get("val_history")
+            if history or failed == "fine-tuning":
+                finetuning[method].append(
+                    Run(list(range(1, len(history or []) + 1)), list(history or []), failed == "fine-tuning")
+                )
+    return pretraining, finetuning
+
+
+def curves_section(table: Table, plots_dir: Path, link_base: Path) -> tuple[list[str], Path | None]:
+    pretraining, finetuning = training_runs(table)
+    if not pretraining and not finetuning:
+        return [], None
+    slug = "_".join(
+        [
+            "curves",
+            table.dataset,
+            table.label_set,
+            table.preset,
+            table.protocol,
+            signature([table.evaluation, table.budget])[:8],
+        ]
+    ).replace("/", "-")
+    path = training_curves_plot(plots_dir / f"{slug}.png", title_of(table).replace("`", ""), pretraining, finetuning)
+    return [
+        "",
+        CURVES_NOTE,
+        "",
+        f"![Training curves: {title_of(table)}]({path.relative_to(link_base).as_posix()})",
+    ], path
 
 
 # -- the document --------------------------------------------------------------------------------
@@ -538,13 +633,16 @@ def render(
     main = [t for t in tables if not t.variant]
     for table in main:
         order = method_order(table)
-        ts = table_stats(table, store)
+        ts = table_stats(table, store) if order else "no finished results"
         lines += ["", f"## {title_of(table)}", "", *table_meta(table), "", *main_table(table, ts)]
         lines += ladder_table(table, ts)
-        if is_icd_label_set(
+        if order and is_icd_label_set(
             table.records[0].get("label_names") or list(table.records[0]["metrics"]["per_label_auroc"])
         ):
             lines += icd_reports(table, order)
+        curves, curves_plot = curves_section(table, plots_dir, link_base)
+        lines += curves
+        plots += [curves_plot] if curves_plot else []
         published = reported_for(table.dataset, table.protocol)
         if published:
             lines += [
@@ -596,15 +694,18 @@ def summary_table(records: list[dict], tablefmt: str = "simple") -> str:
         if table.variant:
             continue
         rows = []
-        for method in method_order(table):
-            recs = table.by_method[method]
+        for method in [*method_order(table), *sorted(table.diverged)]:
+            recs = table.by_method.get(method) or table.diverged[method]
             pretrain = recs[0]["compute"].get("pretrain") or {}
+            diverged = method in table.diverged
             rows.append(
                 {
                     "method": method,
-                    "macro AUROC": mean_sd([r["metrics"]["macro_auroc"] for r in recs]),
-                    "macro AUPRC": mean_sd([r["metrics"]["macro_auprc"] for r in recs]),
-                    "seeds": len(recs),
+                    "macro AUROC": diverged_note(recs)
+                    if diverged
+                    else mean_sd([r["metrics"]["macro_auroc"] for r in recs]),
+                    "macro AUPRC": "—" if diverged else mean_sd([r["metrics"]["macro_auprc"] for r in recs]),
+                    "seeds": seeds_column(recs),
                     "pretrain steps": pretrain.get("steps", "—"),
                     "pretrain FLOPs": si(pretrain.get("total_flops")),
                 }

@@ -3,10 +3,11 @@ no display needed, identical bytes for identical inputs)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 
 def curve_plot(
@@ -38,6 +39,60 @@ def curve_plot(
     ax.set_ylabel("macro AUROC (test), mean ± sd")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    return path
+
+
+@dataclass
+class Run:
+    """One training run's curve: x (FLOPs or epochs), y, and whether it ended diverged."""
+
+    x: list[float]
+    y: list[float]
+    diverged: bool = False
+
+
+def training_curves_plot(
+    path: Path, title: str, pretraining: dict[str, list[Run]], finetuning: dict[str, list[Run]]
+) -> Path:
+    """Pretraining loss against cumulative FLOPs (log loss axis), and fine-tuning validation
+    macro AUROC per epoch when there is any; one colour per method, one line per seed, × at the
+    last finite point of a diverged run."""
+    panels = [p for p in (pretraining, finetuning) if p]
+    fig = Figure(figsize=(6.4 * len(panels), 4.0), dpi=110, layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    colours = {m: f"C{i}" for i, m in enumerate(sorted({*pretraining, *finetuning}))}
+    labels = (
+        ("pretraining FLOPs", "pretraining loss (log scale)", pretraining),
+        ("fine-tuning epoch", "validation macro AUROC", finetuning),
+    )
+    for ax, (xlabel, ylabel, runs) in zip(axes, [item for item in labels if item[2]]):
+        for method, method_runs in runs.items():
+            for i, run in enumerate(method_runs):
+                ax.plot(
+                    run.x,
+                    run.y,
+                    color=colours[method],
+                    marker="o",
+                    markersize=2.5,
+                    linewidth=1.2,
+                    alpha=0.8,
+                    label=method if i == 0 else None,
+                )
+                if run.diverged and run.x:
+                    ax.plot(run.x[-1], run.y[-1], "x", color=colours[method], markersize=9, markeredgewidth=2)
+        if runs is pretraining:
+            ax.set_xlim(left=0)
+            if all(y > 0 for rs in runs.values() for r in rs for y in r.y):
+                ax.set_yscale("log")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Software": None})
     return path

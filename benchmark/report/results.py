@@ -6,6 +6,11 @@ under its file name (``lamae@la_mask_ratio=0/``). Files are written atomically (
 a JSON file exists only for a complete cell; that is what makes a killed run safe to repeat.
 Each record stores the signature of every configuration that produced it; asking for the same
 cell under another configuration is refused instead of silently mixing results.
+
+A cell whose training diverged (a NaN or infinite loss in pretraining or fine-tuning) is
+finished too: its record has ``"status": "diverged"``, ``"metrics": null``, a ``failure``
+(stage, step, loss, message) and the curve up to the divergence, and no predictions. Reports
+show it as diverged and never average it in (:func:`is_diverged`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.config import signature
 from benchmark.eval.protocol import Prediction
 from benchmark.method.variant import parse_variant
 from benchmark.report.stats import bootstrap_indices
@@ -29,6 +35,33 @@ log = logging.getLogger("benchmark")
 
 CHECKPOINTS = "_checkpoints"
 BOOTSTRAP = "_bootstrap"
+RUNS = "_runs"  # run-state files (benchmark/runstate.py)
+TENSORBOARD = "_tensorboard"  # event files of --log tensorboard
+#: folders of the results tree that hold no results
+NOT_RESULTS = (CHECKPOINTS, BOOTSTRAP, RUNS, TENSORBOARD)
+#: the parts of a cell's configuration that define its pretrained model (the checkpoint's key)
+PRETRAIN_KEYS = (
+    "dataset",
+    "dataset_config",
+    "data",
+    "input",
+    "method",
+    "method_config",
+    "seed",
+    "pretrain",
+    "pretrain_data",
+)
+DIVERGED = "diverged"
+IDENTITY = "identity.json"  # in a checkpoint folder: the configuration of the model it holds
+
+
+def is_diverged(record: dict) -> bool:
+    return record.get("status") == DIVERGED
+
+
+def pretraining_signature(config: dict) -> str:
+    """Key of the pretrained model a cell's configuration (``record["config"]``) was evaluated on."""
+    return signature({k: config[k] for k in PRETRAIN_KEYS if k in config})
 
 
 class StaleResultError(RuntimeError):
@@ -70,6 +103,8 @@ def _read_record(path: Path) -> dict | None:
         record = json.loads(path.read_text())
         if not isinstance(record, dict) or "cell" not in record or "metrics" not in record:
             return None
+        if is_diverged(record):  # no predictions: nothing was scored
+            return record
         preds = path.parent / record["predictions"]
         with np.load(preds) as saved:
             missing = {"y_true", "y_score", "record_ids"} - set(saved.files)
@@ -94,6 +129,13 @@ class ResultStore:
         """The cell's record, or None when it is absent or damaged (a damaged one is named in a
         warning and recomputed by the next run)."""
         return _read_record(self.path(cell))
+
+    def finished(self, cell: Cell) -> dict:
+        """The record of a cell that is known to be finished."""
+        record = self.load(cell)
+        if record is None:
+            raise FileNotFoundError(f"{self.path(cell)}: expected a finished result")
+        return record
 
     def is_finished(self, cell: Cell, signature: str) -> bool:
         """True if the cell exists with this signature; raises if it exists with another."""
@@ -123,11 +165,19 @@ class ResultStore:
         atomic_write(path, lambda h: h.write(json.dumps(record, indent=1).encode()))
         return path
 
+    def write_diverged(self, cell: Cell, record: dict) -> Path:
+        """A cell whose training diverged: the record alone (no predictions), ``status`` diverged."""
+        path = self.path(cell)
+        path.with_suffix(".preds.npz").unlink(missing_ok=True)  # of an earlier finished run (--rerun)
+        record = {**record, "status": DIVERGED, "metrics": None, "cell": asdict(cell)}
+        atomic_write(path, lambda h: h.write(json.dumps(record, indent=1).encode()))
+        return path
+
     def records(self) -> Iterator[dict]:
-        """Every finished cell under the root (checkpoints and temporary files skipped; damaged
-        files named in a warning and left out)."""
+        """Every finished cell under the root, diverged ones included (checkpoints, run states and
+        temporary files skipped; damaged files named in a warning and left out)."""
         for path in sorted(self.root.rglob("*.json")):
-            if CHECKPOINTS in path.parts or BOOTSTRAP in path.parts or path.name.startswith("."):
+            if any(part in NOT_RESULTS for part in path.relative_to(self.root).parts) or path.name.startswith("."):
                 continue
             record = _read_record(path)
             if record is not None:
@@ -169,15 +219,17 @@ class ResultStore:
         atomic_write(path, lambda h: np.savez_compressed(h, indices=indices, n_resamples=n_resamples, seed=seed))
         return indices
 
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS
+
     def checkpoint_dir(self, dataset: str, preset: str, method: str, seed: int, signature: str) -> Path:
-        return (
-            self.root / CHECKPOINTS / dataset / preset / f"{parse_variant(method).file_name}_seed{seed}_{signature[:8]}"
-        )
+        return self.checkpoints / dataset / preset / f"{parse_variant(method).file_name}_seed{seed}_{signature[:8]}"
 
     def frozen_outputs_dir(self, dataset: str, preset: str, method: str, signature: str) -> Path:
         """Frozen outputs of a seed-independent method (e.g. measured ECG features), kept across
         seeds and runs (derived data, kept with the checkpoints)."""
-        return self.root / CHECKPOINTS / "frozen" / dataset / preset / f"{method}_{signature[:16]}"
+        return self.checkpoints / "frozen" / dataset / preset / f"{method}_{signature[:16]}"
 
     @property
     def flops_dir(self) -> Path:

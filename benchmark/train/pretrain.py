@@ -4,7 +4,6 @@ checkpointed so that a killed run resumes where it stopped and gives the same we
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from benchmark.method.base import Method
 from benchmark.storage import atomic_torch_save
 from benchmark.train import distributed
 from benchmark.train.budget import parse_budget
+from benchmark.train.monitor import TrainingMonitor, check_finite, max_lr
 from benchmark.train.optim import OptimConfig, build_optimizer
 from benchmark.train.runtime import autocast, rng_state, set_rng_state
 
@@ -50,10 +50,6 @@ class PretrainReport:
     final_loss: float
     loss_curve: list[tuple[int, float]]
     peak_memory_mb: float | None = None
-
-
-class NonFiniteLossError(RuntimeError):
-    pass
 
 
 class _LossModule(nn.Module):
@@ -86,6 +82,7 @@ def pretrain(
     checkpoint_dir: Path,
     progress: bool = True,
     profile_dir: Path | None = None,
+    monitor: TrainingMonitor | None = None,
 ) -> PretrainReport:
     """Train ``method.pretrain_loss`` for ``cfg.steps`` steps; resumable from ``checkpoint_dir``.
 
@@ -94,6 +91,9 @@ def pretrain(
     each rank trains on its shard of every global batch and only rank 0 writes checkpoints.
     With ``profile_dir``, the first epoch is traced with torch.profiler into
     ``profile_dir/<method>_seed<seed>/`` (one trace and operator table per pretrained model).
+    Every ``log_every``
+    steps the mean loss joins the loss curve and ``monitor`` gets loss, learning rate,
+    throughput and gradient norm; a non-finite mean loss raises ``NonFiniteLossError``.
     """
     final_path, last_path = checkpoint_dir / "final.pt", checkpoint_dir / "last.pt"
     if final_path.exists():
@@ -129,6 +129,8 @@ def pretrain(
         set_rng_state(state["rng"])
     loss_function = _loss_function(method, device, cfg.compile)
     profiler = Profiler(profile_dir / f"{method.name}_seed{seed}", device) if profile_dir is not None else None
+    monitor = monitor or TrainingMonitor()
+    monitor.start(step, cfg.steps)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -142,6 +144,8 @@ def pretrain(
         dynamic_ncols=True,
     )
     running = torch.zeros((), device=device)
+    grad_norms = torch.zeros((), device=device)
+    interval_started = time.perf_counter()
     epoch, skip = divmod(step, len(loader))
     while step < cfg.steps:
         loader.batch_sampler.set_epoch(epoch)
@@ -156,7 +160,7 @@ def pretrain(
                     loss = loss_function(batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.optim.grad_clip)
+                grad_norms += torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.optim.grad_clip).detach()
                 optimizer.step()
                 running += loss.detach()
                 step += 1
@@ -165,14 +169,29 @@ def pretrain(
                     n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
                     # the only host sync of the loop: once per log interval
                     mean_loss = distributed.mean_across_ranks(running).item() / n
-                    if not math.isfinite(mean_loss):
-                        raise NonFiniteLossError(
-                            f"{method.name}: pretraining loss became {mean_loss} at step {step}; "
-                            f"lower the learning rate (--set pretrain.optim.base_lr=...)"
-                        )
+                    check_finite(
+                        "pretraining",
+                        step,
+                        mean_loss,
+                        "lower the learning rate (--set pretrain.optim.base_lr=...)",
+                        loss_curve,
+                        time.perf_counter() - started,
+                    )
                     loss_curve.append((step, mean_loss))
                     bar.set_postfix(loss=f"{mean_loss:.4f}")
+                    now = time.perf_counter()
+                    monitor.log(
+                        step,
+                        {
+                            "pretrain/loss": mean_loss,
+                            "pretrain/lr": max_lr(optimizer),
+                            "pretrain/grad_norm": grad_norms.item() / n,  # before clipping
+                            "pretrain/throughput_ecgs_per_s": n * cfg.batch_size / max(now - interval_started, 1e-9),
+                        },
+                    )
                     running.zero_()
+                    grad_norms.zero_()
+                    interval_started = now
                 if step % cfg.checkpoint_every == 0 and step < cfg.steps:
                     if distributed.is_main():
                         atomic_torch_save(

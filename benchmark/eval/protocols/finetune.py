@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -56,6 +57,7 @@ from benchmark.method.base import Method
 from benchmark.registry import PROTOCOLS
 from benchmark.train import distributed
 from benchmark.train.flops import supervised_step_flops, synthetic_batch
+from benchmark.train.monitor import NonFiniteLossError, check_finite, max_lr
 from benchmark.train.optim import OptimConfig, build_optimizer
 from benchmark.train.runtime import autocast, set_seed
 
@@ -157,8 +159,10 @@ class Candidate:
     val_macro_auroc: float = -np.inf
     best_epoch: int = -1
     history: list[float] = field(default_factory=list)
+    train_loss_history: list[float] = field(default_factory=list)  # per epoch
     steps: int = 0
     state: dict | None = None
+    failure: NonFiniteLossError | None = None  # the training loss became NaN/inf
 
 
 class FeatureStandardiser(nn.Module):
@@ -248,10 +252,21 @@ class Finetune(Protocol):
         epochs, budget_flops = self.epochs(ctx, recipe, len(loader), batch_size, per_sample)
 
         tuning, best, samples, runs = Tuning("base_lr"), None, 0, []
+        failures = []
+        ctx.monitor.start(0, len(cfg.lr_grid) * epochs * len(loader))  # at most: early stopping ends sooner
         for multiplier in cfg.lr_grid:
-            candidate = self.train(ctx, recipe, recipe.optim.base_lr * multiplier, epochs, probe, loader, batch_size)
+            candidate = self.train(
+                ctx, recipe, recipe.optim.base_lr * multiplier, epochs, probe, loader, batch_size, samples // batch_size
+            )
             samples += candidate.steps * batch_size
             runs.append((len(candidate.history), candidate.best_epoch))
+            if candidate.failure is not None:  # a diverged learning rate is a candidate that lost
+                failures.append(candidate.failure)
+                log.warning(
+                    "finetune %s: base_lr %.3g diverged (%s)", ctx.method.name, candidate.base_lr, candidate.failure
+                )
+                tuning.add(candidate.base_lr, float("nan"))
+                continue
             if tuning.add(candidate.base_lr, candidate.val_macro_auroc) or best is None:
                 best = candidate
             else:
@@ -263,7 +278,9 @@ class Finetune(Protocol):
                 candidate.val_macro_auroc,
                 candidate.best_epoch,
             )
-        assert best is not None and best.state is not None  # lr_grid is never empty
+        if best is None:  # every learning rate diverged: the cell is recorded as diverged
+            raise failures[-1]
+        assert best.state is not None
         encoder = ctx.rebuild(drop_path=recipe.drop_path)
         model = Classifier(encoder, len(arrays.label_names), probe, recipe.probe_head).to(device)
         model.load_state_dict(best.state)
@@ -279,12 +296,14 @@ class Finetune(Protocol):
                     "lr_multipliers": list(cfg.lr_grid),
                     "epochs_run": [n for n, _ in runs],
                     "best_epoch": [b for _, b in runs],
+                    "diverged": [str(f.loss) for f in failures],
                 },
                 "max_epochs": epochs,
                 "best_epoch": best.best_epoch,
                 "epochs_run": len(best.history),
                 "val_macro_auroc": best.val_macro_auroc,
-                "val_history": best.history,
+                "val_history": best.history,  # per epoch, as train_loss_history
+                "train_loss_history": best.train_loss_history,
                 "n_train": int(len(ctx.train_indices)),
                 **probe_details,
             },
@@ -318,9 +337,12 @@ class Finetune(Protocol):
         probe: FittedProbe | None,
         loader,
         batch_size: int,
+        step_offset: int = 0,
     ) -> Candidate:
         """Train one learning-rate candidate from the cell's initial weights (the same seed, data
-        order and head for every candidate), keeping its best validation epoch."""
+        order and head for every candidate), keeping its best validation epoch. A candidate whose
+        training loss becomes non-finite stops there and keeps its failure (``step_offset``: the
+        cell's steps before it, so the monitor's curves of successive candidates follow on)."""
         set_seed(ctx.seed)
         device = ctx.device
         encoder = ctx.rebuild(drop_path=recipe.drop_path)
@@ -346,6 +368,9 @@ class Finetune(Protocol):
         for epoch in bar:
             model.train()
             loader.batch_sampler.set_epoch(epoch)
+            epoch_started, epoch_steps = time.perf_counter(), 0
+            epoch_loss = torch.zeros((), device=device)
+            grad_norms = torch.zeros((), device=device)
             for batch in loader:
                 batch = batch.to(device, non_blocking=True)
                 scheduler.step_update(candidate.steps)
@@ -355,12 +380,39 @@ class Finetune(Protocol):
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
+                grad_norms += torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip).detach()
                 optimizer.step()
                 candidate.steps += 1
+                epoch_loss += loss.detach()
+                epoch_steps += 1
+            # the log interval of fine-tuning is the epoch, where validation happens anyway
+            train_loss = distributed.mean_across_ranks(epoch_loss).item() / max(epoch_steps, 1)
+            try:
+                check_finite(
+                    "fine-tuning",
+                    candidate.steps,
+                    train_loss,
+                    "lower the learning rate (--set finetune.optim.base_lr=... or finetune.lr_grid=...)",
+                    candidate.history,  # the validation curve up to the divergence, for the record
+                )
+            except NonFiniteLossError as exc:
+                candidate.failure = exc
+                break
+            candidate.train_loss_history.append(train_loss)
+            throughput = epoch_steps * batch_size / max(time.perf_counter() - epoch_started, 1e-9)
             val_scores, val_labels = self.predict(ctx, model, ctx.arrays.splits["val"], "val")
             val_auroc = macro_auroc(val_labels, val_scores)
             candidate.history.append(val_auroc)
+            ctx.monitor.log(
+                step_offset + candidate.steps,
+                {
+                    "finetune/train_loss": train_loss,
+                    "finetune/val_macro_auroc": val_auroc,
+                    "finetune/lr": max_lr(optimizer),
+                    "finetune/grad_norm": grad_norms.item() / max(epoch_steps, 1),  # before clipping
+                    "finetune/throughput_ecgs_per_s": throughput,
+                },
+            )
             bar.set_postfix(val_auroc=f"{val_auroc:.4f}")
             if candidate.state is None or score(val_auroc) > score(candidate.val_macro_auroc):
                 candidate.val_macro_auroc, candidate.best_epoch = val_auroc, epoch

@@ -1,0 +1,119 @@
+"""Results as one table for pandas: ``python -m benchmark export --results DIR --format csv|parquet``.
+
+One row per cell (``--per-label``: per cell and label) with
+
+* the cell: ``dataset, label_set, preset, method, protocol, variant, seed``, its ``status``
+  (``ok`` or ``diverged``), ``path`` (the result file) and ``predictions`` (its test predictions);
+* what groups cells into a leaderboard table: ``evaluation`` (signature of the evaluation
+  settings) and ``budget`` (the pretraining budget; empty for untrained methods, which join every
+  budget's table) — see :func:`benchmark.report.comparison.comparable_tables`;
+* every metric (``macro_auroc``, ``macro_auprc``, ``n_test``, ...), ``failure.*`` of a diverged cell;
+* ``compute.*`` (parameters, FLOPs per step, steps, total FLOPs, budget, wall times, memory);
+* ``details.*`` (what the protocol chose: l2, best epoch, ...), ``config.*`` (every setting,
+  nested names joined with dots, e.g. ``config.pretrain.optim.base_lr``) and ``provenance.*``.
+
+Curves (``compute.pretrain.loss_curve``, ``details.val_history``, ...) stay in the JSON results
+and the leaderboard's figures; list-valued settings (e.g. ``config.protocol_config.l2_grid``)
+are JSON text. With ``--per-label`` the per-label AUROC and AUPRC become rows (``label``,
+``auroc``, ``auprc``), since label sets differ between datasets; otherwise they are left out.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.config import ConfigError
+from benchmark.report.comparison import budget_label, evaluation_signature
+from benchmark.report.results import ResultStore, is_diverged
+from benchmark.storage import atomic_write
+
+FORMATS = ("csv", "parquet")
+CELL_COLUMNS = ("dataset", "label_set", "preset", "method", "protocol", "variant", "seed")
+#: per-step or per-epoch series: in the JSON results and the leaderboard's figures, not in a table
+CURVES = ("loss_curve", "val_history", "train_loss_history")
+PER_LABEL = ("per_label_auroc", "per_label_auprc")
+
+
+def flatten(value: dict, prefix: str = "") -> dict:
+    """Nested dicts to one level with dotted names; lists become JSON text."""
+    out = {}
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(item, dict) and item:
+            out.update(flatten(item, f"{name}."))
+        else:
+            out[name] = json.dumps(item) if isinstance(item, (list, dict)) else item
+    return out
+
+
+def _row(record: dict, root: Path) -> dict:
+    metrics = {k: v for k, v in (record.get("metrics") or {}).items() if k not in PER_LABEL}
+    pretrain = {k: v for k, v in (record["compute"].get("pretrain") or {}).items() if k not in CURVES}
+    row = {
+        **{k: record["cell"].get(k, "") for k in CELL_COLUMNS},
+        "status": "diverged" if is_diverged(record) else "ok",
+        "evaluation": evaluation_signature(record),
+        "budget": budget_label(record),
+        "path": Path(record["_path"]).relative_to(root).as_posix(),
+        "predictions": record.get("predictions"),
+        "signature": record["signature"],
+        **metrics,
+    }
+    nested = {
+        **({"failure": record["failure"]} if is_diverged(record) else {}),
+        "compute": {**record["compute"], "pretrain": pretrain or None},
+        "details": {k: v for k, v in (record.get("details") or {}).items() if k not in CURVES},
+        "config": record["config"],
+        "provenance": record["provenance"],
+    }
+    return flatten(row) | flatten(nested)
+
+
+def results_frame(results_dir: Path, per_label: bool = False) -> pd.DataFrame:
+    """Every result under ``results_dir`` as a data frame (see the module docstring)."""
+    store = ResultStore(results_dir)
+    rows = []
+    for record in store.records():
+        row = _row(record, store.root)
+        if not per_label:
+            rows.append(row)
+            continue
+        metrics = record.get("metrics") or {}
+        for label in record.get("label_names") or list(metrics.get("per_label_auroc", {})):
+            rows.append(
+                {
+                    **row,
+                    "label": label,
+                    "auroc": metrics.get("per_label_auroc", {}).get(label),
+                    "auprc": metrics.get("per_label_auprc", {}).get(label),
+                }
+            )
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    # a setting that is a group in some cells and None in others (``config.pretrain`` of an
+    # untrained method, ``config.variant`` of a plain protocol) is kept as its fields only
+    groups = [c for c in frame.columns if frame[c].isna().all() and any(o.startswith(f"{c}.") for o in frame.columns)]
+    frame = frame.drop(columns=groups)
+    first = [*CELL_COLUMNS, "label"] if per_label else list(CELL_COLUMNS)
+    return frame[[*first, *(c for c in frame.columns if c not in first)]]
+
+
+def write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> None:
+    """Write atomically as CSV or Parquet (Parquet needs pyarrow, an optional dependency)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if fmt == "csv":
+        atomic_write(path, frame.to_csv(index=False))
+        return
+    try:
+        import pyarrow  # noqa: F401  (pandas' Parquet engine)
+    except ImportError:
+        raise ConfigError(
+            "--format parquet needs pyarrow: pip install 'ecgbench[export]' (or pip install pyarrow), "
+            "or use --format csv"
+        ) from None
+    atomic_write(path, lambda handle: frame.to_parquet(handle, index=False))
