@@ -8,6 +8,7 @@ exits with status 1 when a method breaks the contract.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import logging
 import sys
@@ -21,6 +22,17 @@ from benchmark.report.stats import StatsError
 from benchmark.train import distributed
 
 EXIT_USAGE = 2
+DEFAULT_RESULTS = Path("results")
+# --launcher options: flag, type, help; each applies to one launcher (LaunchConfig has the defaults)
+FAN_OUT_OPTIONS = (
+    ("--jobs", int, "local: processes at once (default 2)"),
+    ("--partition", str, "slurm: partition (default: the cluster's)"),
+    ("--gpus-per-task", int, "slurm: GPUs per task; more than one train with DDP (default 1)"),
+    ("--cpus-per-task", int, "slurm: CPU cores per task (default 8)"),
+    ("--time", str, "slurm: time limit per task, MINUTES or [D-]HH:MM:SS (default 24:00:00)"),
+    ("--array-parallelism", int, "slurm: tasks of the array running at once (default 32)"),
+    ("--job-dir", Path, "slurm: submitit's files and the task logs (default OUT/_jobs)"),
+)
 
 
 class UsageError(Exception):
@@ -76,12 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", default="cpu", help="smoke, cpu (default) or paper")
     run.add_argument("--seeds", type=parse_seeds, default=[0], help="count (3), list (0,4,7) or range (2-5)")
     run.add_argument("--protocols", type=parse_names, default=None, help="default: the preset's protocols")
-    run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+    run.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
     run.add_argument(
         "--leaderboard",
         type=Path,
-        default=Path("LEADERBOARD.md"),
-        help="leaderboard file regenerated from --out at the end (default: LEADERBOARD.md)",
+        default=None,
+        help="leaderboard file regenerated from --out at the end (default: LEADERBOARD.md for results/, "
+        "OUT.md beside any other --out)",
     )
     run.add_argument(
         "--set",
@@ -146,6 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
         "(list --dataset too to include it); val/test patients of --dataset are refused",
     )
 
+    fan = run.add_argument_group("fan-out: several processes, one results folder (see README, Scaling out)")
+    fan.add_argument(
+        "--shard",
+        type=parse_shard,
+        default=None,
+        metavar="I/N",
+        help="run only share I of N (from 0) of the pretrained models, for any scheduler or one per GPU; "
+        "write the leaderboard afterwards with `leaderboard`",
+    )
+    fan.add_argument(
+        "--launcher",
+        default="none",
+        help="none (default): this process runs everything; local: --jobs single-thread processes here; "
+        "slurm: a SLURM job array through submitit (pip install 'ecgbench[cluster]')",
+    )
+    for flag, kind, text in FAN_OUT_OPTIONS:
+        fan.add_argument(flag, type=kind, default=None, help=text)
+
     prep = sub.add_parser("prepare", help="read, check and cache a dataset once (run does it automatically)")
     prep.add_argument("--dataset", required=True, help="dataset name (see `list`)")
     prep.add_argument("--root", type=Path, default=None, help="dataset folder")
@@ -169,8 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--plugin", dest="plugins", action="append", type=Path, default=[])
 
     board = sub.add_parser("leaderboard", help="regenerate LEADERBOARD.md from the results folder only")
-    board.add_argument("--results", type=Path, default=Path("results"))
-    board.add_argument("--out", type=Path, default=Path("LEADERBOARD.md"))
+    board.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
+    board.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="leaderboard file (default: LEADERBOARD.md for results/, RESULTS.md beside any other --results)",
+    )
 
     cmp = sub.add_parser("compare", help="paired comparison of two methods with p-values, from the results folder")
     cmp.add_argument("method_a")
@@ -218,7 +254,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_shard(text: str):
+    from benchmark.config import ConfigError
+    from benchmark.work import Shard
+
+    try:
+        return Shard.parse(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def launch_config(args: argparse.Namespace):
+    """``--launcher`` and the options given for it; an option of another launcher is refused."""
+    from benchmark.launch import LaunchConfig
+
+    given = {flag: getattr(args, flag[2:].replace("-", "_")) for flag, _, _ in FAN_OUT_OPTIONS}
+    given = {flag: value for flag, value in given.items() if value is not None}
+    for flag in given:
+        owner = next(text for f, _, text in FAN_OUT_OPTIONS if f == flag).split(":")[0]
+        if args.launcher != owner:
+            raise UsageError(f"{flag} applies to --launcher {owner}, not --launcher {args.launcher}")
+    return LaunchConfig(args.launcher, **{flag[2:].replace("-", "_"): value for flag, value in given.items()})
+
+
+def default_leaderboard(results: Path) -> Path:
+    """``LEADERBOARD.md`` for the committed ``results/`` folder, ``OUT.md`` beside any other results
+    folder: a run into a scratch folder never overwrites the committed leaderboard."""
+    if results.resolve() == DEFAULT_RESULTS.resolve():
+        return Path("LEADERBOARD.md")
+    results = results if results.name else results.resolve()
+    return results.parent / f"{results.name}.md"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.launch import LaunchError, launch
     from benchmark.report.leaderboard import summary_table, write_leaderboard
     from benchmark.runner import RunRequest, run
     from benchmark.train.runtime import resolve_device
@@ -232,28 +301,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             overrides.setdefault(scope, {})[name] = value
+    fan_out = launch_config(args)
+    request = RunRequest(
+        methods=args.methods,
+        dataset=args.dataset,
+        label_set=args.label_set,
+        preset=args.preset,
+        seeds=args.seeds,
+        protocols=args.protocols,
+        out=args.out,
+        overrides=overrides,
+        plugins=args.plugins,
+        device=args.device,
+        rerun=args.rerun,
+        add_references=args.add_references,
+        progress=args.progress,
+        cache_root=args.cache_dir or default_cache_root(),
+        profile_dir=args.profile,
+        pretrain_data=args.pretrain_data,
+        shard=args.shard,
+    )
+    failed = None
     try:
-        with distributed.session(resolve_device(args.device)) as device:
-            request = RunRequest(
-                methods=args.methods,
-                dataset=args.dataset,
-                label_set=args.label_set,
-                preset=args.preset,
-                seeds=args.seeds,
-                protocols=args.protocols,
-                out=args.out,
-                overrides=overrides,
-                plugins=args.plugins,
-                device=str(device),
-                rerun=args.rerun,
-                add_references=args.add_references,
-                progress=args.progress,
-                cache_root=args.cache_dir or default_cache_root(),
-                profile_dir=args.profile,
-                pretrain_data=args.pretrain_data,
-            )
-            records = run(request)
-            writes_outputs = distributed.is_main()
+        if fan_out.launcher == "none":
+            with distributed.session(resolve_device(args.device)) as device:
+                records = run(dataclasses.replace(request, device=str(device)))
+                writes_outputs = distributed.is_main()
+        else:
+            try:
+                records, writes_outputs = launch(request, fan_out), True
+            except LaunchError as exc:
+                records, writes_outputs, failed = exc.records, True, exc
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: finished cells are saved under {args.out}/ and pretraining resumes from its last "
@@ -263,10 +341,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     if not writes_outputs:
         return 0
-    n = write_leaderboard(args.out, args.leaderboard)
     print()
     print(summary_table(records))
-    print(f"\n{len(records)} cells in this run; {args.leaderboard} regenerated from {n} results in {args.out}/")
+    if args.shard is not None:
+        print(
+            f"\nshard {args.shard.index}/{args.shard.count} done; {len(records)} cells of this run are finished in "
+            f"{args.out}/. When every shard is done: python -m benchmark leaderboard --results {args.out}"
+        )
+    else:
+        board = args.leaderboard or default_leaderboard(args.out)
+        n = write_leaderboard(args.out, board)
+        print(f"\n{len(records)} cells in this run; {board} regenerated from {n} results in {args.out}/")
+    if failed is not None:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -326,8 +414,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     if not args.results.is_dir():
         raise DataError(f"results folder {args.results} does not exist; run `python -m benchmark run` first")
-    n = write_leaderboard(args.results, args.out)
-    print(f"{args.out} regenerated from {n} results in {args.results}/")
+    board = args.out or default_leaderboard(args.results)
+    n = write_leaderboard(args.results, board)
+    print(f"{board} regenerated from {n} results in {args.results}/")
     return 0
 
 

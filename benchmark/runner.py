@@ -1,7 +1,7 @@
 """The benchmark loop, end to end: load the data once, give every method its share of the
 compute budget, list the cells (method x protocol x variant x seed) and skip the finished
-ones, then for every seed and method pretrain (or resume, or load the checkpoint) and run its
-unfinished cells.
+ones, then for every seed and method (a unit: one pretrained model) claim it, pretrain (or
+resume, or load the checkpoint) and run its unfinished cells.
 
 Readable in one sitting on purpose (after lightly's ``benchmarks/imagenet/*/main.py``): every
 other module is a piece this loop calls.
@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from benchmark.build import (
     architectures,
     build_dataset,
@@ -26,7 +28,7 @@ from benchmark.build import (
     resolve_methods,
 )
 from benchmark.config import signature, to_jsonable
-from benchmark.data.contract import InputSpec, default_cache_root
+from benchmark.data.contract import ECGArrays, InputSpec, default_cache_root
 from benchmark.data.pool import parse_pool, pretraining_pool
 from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import CellContext
@@ -42,6 +44,7 @@ from benchmark.train.budget import FlopsMeter, PretrainPlan, parse_budget, plan_
 from benchmark.train.flops import parameter_counts
 from benchmark.train.pretrain import pretrain
 from benchmark.train.runtime import resolve_device, set_seed
+from benchmark.work import Shard, Unit, claimed, lock_path
 
 log = logging.getLogger("benchmark")
 
@@ -64,6 +67,8 @@ class RunRequest:
     cache_root: Path = field(default_factory=default_cache_root)
     profile_dir: Path | None = None  # trace the first pretraining epoch with torch.profiler
     pretrain_data: list[str] = field(default_factory=list)  # NAME[:ROOT] pool replacing the dataset's pretrain split
+    shard: Shard | None = None  # run only this share of the pretrained models (--shard I/N)
+    units: list[Unit] | None = None  # run only these pretrained models (one task of a launcher)
 
 
 @dataclass
@@ -139,8 +144,58 @@ def rebuilder(method_cls: type[Method], config: MethodConfig, input_spec: InputS
     return rebuild
 
 
-def run(request: RunRequest) -> list[dict]:
-    """Run every requested cell that is not finished; return the records of all requested cells."""
+@dataclass
+class RunPlan:
+    """What every process of a run agrees on: the data, the pretraining budgets, and every cell of
+    the run grouped by the pretrained model it evaluates."""
+
+    request: RunRequest
+    preset: Preset
+    arrays: ECGArrays
+    pretrain_arrays: ECGArrays
+    store: ResultStore
+    device: torch.device
+    progress: bool
+    plans: dict[str, PretrainPlan]
+    units: dict[Unit, list[PlannedCell]]  # every unit of the run, in order, with all its cells
+    todo: dict[Unit, list[PlannedCell]]  # the units with unfinished cells, with those cells
+    cells_done: int = 0  # by this process ...
+    cells_mine: int = 0  # ... of the unfinished cells of its units
+
+    def mine(self) -> list[Unit]:
+        """The units with unfinished cells that this process runs: all of them, or its shard's
+        (counted over all units of the run), or those it was launched for."""
+        request = self.request
+        return [
+            unit
+            for position, unit in enumerate(self.units)
+            if unit in self.todo
+            and (request.shard is None or request.shard.selects(position))
+            and (request.units is None or unit in request.units)
+        ]
+
+    def claim(self, unit: Unit, wait: bool):
+        """The unit's claim in the results folder (see :mod:`benchmark.work`)."""
+        dataset, preset = self.arrays.name, self.preset.name
+        owner = {
+            "dataset": dataset,
+            "preset": preset,
+            "method": unit.method,
+            "seed": unit.seed,
+            "cells": [planned.cell.relpath.as_posix() for planned in self.todo[unit]],
+        }
+        return claimed(lock_path(self.store.root, dataset, preset, unit), owner, wait)
+
+    def records(self) -> list[dict]:
+        """The records of every cell of the run that is finished (by any process)."""
+        loaded = (self.store.load(planned.cell) for cells in self.units.values() for planned in cells)
+        return [record for record in loaded if record is not None]
+
+
+def plan_run(request: RunRequest) -> RunPlan:
+    """Load the data (preparing its cache once), give every method its share of the compute
+    budget, and list every cell of the run, marking the finished ones (a result with another
+    signature is refused)."""
     for path in request.plugins:
         load_plugin_file(path)
     preset = get_preset(request.preset).with_overrides(request.overrides)
@@ -185,8 +240,8 @@ def run(request: RunRequest) -> list[dict]:
     plans = plan_budgets(methods, preset, request.overrides, FlopsMeter(store.flops_dir, device))
     data_identity = {"dataset": dataset.name, "dataset_config": dataset.config, "input": preset.input}
 
-    # every cell of the run, finished ones skipped (a result with another signature is refused)
-    records, todo = [], []
+    units: dict[Unit, list[PlannedCell]] = {}
+    todo: dict[Unit, list[PlannedCell]] = {}
     for seed, method_name in itertools.product(request.seeds, methods):
         method_cls = METHODS.get(method_name)
         pretrain_config = (
@@ -201,6 +256,8 @@ def run(request: RunRequest) -> list[dict]:
         }
         if pool_identity and method_cls.pretrains:
             pretrain_identity["pretrain_data"] = pool_identity
+        unit = Unit(seed, method_name)
+        units[unit] = []
         for evaluation in evaluations:
             if not evaluation.protocol.applies_to(method_cls):
                 continue
@@ -221,87 +278,128 @@ def run(request: RunRequest) -> list[dict]:
                 "variant": evaluation.variant.identity,
             }
             planned = PlannedCell(cell, evaluation, identity, signature(identity))
-            if not request.rerun and store.is_finished(cell, planned.signature):
-                records.append(store.load(cell))
+            units[unit].append(planned)
+            if request.rerun or not store.is_finished(cell, planned.signature):
+                todo.setdefault(unit, []).append(planned)
+    n_cells, n_todo = sum(map(len, units.values())), sum(map(len, todo.values()))
+    log.info("%d cells: %d finished already, %d to run", n_cells, n_cells - n_todo, n_todo)
+    return RunPlan(request, preset, arrays, pretrain_arrays, store, device, progress, plans, units, todo)
+
+
+def run(request: RunRequest) -> list[dict]:
+    """Run every unfinished cell of the request (of this process's units: see :meth:`RunPlan.mine`)
+    and return the records of all its finished cells.
+
+    Each unit is claimed first, so that processes running into one results folder at the same
+    time never do the same work: a unit another process holds is left for later, and once this
+    process has done all else it waits for that unit and runs what the other left undone.
+    """
+    plan = plan_run(request)
+    mine = plan.mine()
+    plan.cells_mine = sum(len(plan.todo[unit]) for unit in mine)
+    if len(mine) < len(plan.todo):
+        log.info("this process runs %d of the %d pretrained models with unfinished cells", len(mine), len(plan.todo))
+    held_elsewhere = []
+    for unit in mine:
+        with plan.claim(unit, wait=False) as held:
+            if held:
+                run_unit(plan, unit)
             else:
-                todo.append(planned)
-    log.info("%d cells: %d finished already, %d to run", len(records) + len(todo), len(records), len(todo))
+                log.info("%s is being run by another process; coming back to it at the end", unit.describe())
+                held_elsewhere.append(unit)
+    for unit in held_elsewhere:
+        with plan.claim(unit, wait=True):
+            run_unit(plan, unit)
+    return plan.records()
 
-    done = 0
-    for (seed, method_name), cells in itertools.groupby(todo, key=lambda p: (p.cell.seed, p.cell.method)):
-        cells = list(cells)
-        identity = cells[0].identity
-        method_cls = METHODS.get(method_name)
-        set_seed(seed)
-        method = method_cls(identity["method_config"], preset.input)
-        pretrain_report = None
-        if method_cls.pretrains:
-            pretrain_keys = (
-                "dataset",
-                "dataset_config",
-                "input",
-                "method",
-                "method_config",
-                "seed",
-                "pretrain",
-                "pretrain_data",
-            )
-            checkpoints = store.checkpoint_dir(
-                dataset.name,
-                preset.name,
-                method_name,
-                seed,
-                signature({k: identity[k] for k in pretrain_keys if k in identity}),
-            )
-            pretrain_report = pretrain(
-                method, pretrain_arrays, identity["pretrain"], seed, device, checkpoints, progress, request.profile_dir
-            )
-        rebuild = rebuilder(
-            method_cls,
-            identity["method_config"],
-            preset.input,
-            {k: v.detach().clone() for k, v in method.state_dict().items()},
+
+def run_unit(plan: RunPlan, unit: Unit) -> None:
+    """Pretrain (or resume, or load the checkpoint of) one method at one seed, then run its
+    unfinished cells. Called with the unit claimed; cells another process finished meanwhile are
+    skipped."""
+    request, preset, store = plan.request, plan.preset, plan.store
+    cells = [p for p in plan.todo[unit] if request.rerun or not store.is_finished(p.cell, p.signature)]
+    if not cells:
+        log.info("%s: finished by another process", unit.describe())
+        return
+    seed, method_name = unit.seed, unit.method
+    identity = cells[0].identity
+    method_cls = METHODS.get(method_name)
+    set_seed(seed)
+    method = method_cls(identity["method_config"], preset.input)
+    pretrain_report = None
+    if method_cls.pretrains:
+        pretrain_keys = (
+            "dataset",
+            "dataset_config",
+            "input",
+            "method",
+            "method_config",
+            "seed",
+            "pretrain",
+            "pretrain_data",
         )
+        checkpoints = store.checkpoint_dir(
+            plan.arrays.name,
+            preset.name,
+            method_name,
+            seed,
+            signature({k: identity[k] for k in pretrain_keys if k in identity}),
+        )
+        pretrain_report = pretrain(
+            method,
+            plan.pretrain_arrays,
+            identity["pretrain"],
+            seed,
+            plan.device,
+            checkpoints,
+            plan.progress,
+            request.profile_dir,
+        )
+    rebuild = rebuilder(
+        method_cls,
+        identity["method_config"],
+        preset.input,
+        {k: v.detach().clone() for k, v in method.state_dict().items()},
+    )
 
-        shared_outputs: dict = {}  # frozen features of this pretrained model, shared by its cells
-        for planned in cells:
-            done += 1
-            log.info("[%d/%d] running %s", done, len(todo), planned.cell.describe())
-            variant = planned.evaluation.variant
-            set_seed(seed)
-            started = time.perf_counter()
-            output = planned.evaluation.protocol.run(
-                CellContext(
-                    rebuild(),
-                    rebuild,
-                    arrays,
-                    seed,
-                    device,
-                    progress,
-                    train_indices=variant.train_indices,
-                    lead_subset=variant.lead_subset,
-                    cache=shared_outputs,
-                )
+    shared_outputs: dict = {}  # frozen features of this pretrained model, shared by its cells
+    for planned in cells:
+        plan.cells_done += 1
+        log.info("[%d/%d] running %s", plan.cells_done, plan.cells_mine, planned.cell.describe())
+        variant = planned.evaluation.variant
+        set_seed(seed)
+        started = time.perf_counter()
+        output = planned.evaluation.protocol.run(
+            CellContext(
+                rebuild(),
+                rebuild,
+                plan.arrays,
+                seed,
+                plan.device,
+                plan.progress,
+                train_indices=variant.train_indices,
+                lead_subset=variant.lead_subset,
+                cache=shared_outputs,
             )
-            record = cell_record(
-                planned,
-                preset,
-                output,
-                arrays.label_names,
-                method,
-                plans.get(method_name),
-                pretrain_report,
-                time.perf_counter() - started,
-                device,
+        )
+        record = cell_record(
+            planned,
+            preset,
+            output,
+            plan.arrays.label_names,
+            method,
+            plan.plans.get(method_name),
+            pretrain_report,
+            time.perf_counter() - started,
+            plan.device,
+        )
+        if distributed.is_main():  # under torchrun only rank 0 writes
+            path = store.write(planned.cell, record, output.prediction)
+            log.info(
+                "%s: macro AUROC %.4f -> %s",
+                planned.cell.describe(),
+                record["metrics"]["macro_auroc"] or float("nan"),
+                path,
             )
-            if distributed.is_main():  # under torchrun only rank 0 writes
-                path = store.write(planned.cell, record, output.prediction)
-                log.info(
-                    "%s: macro AUROC %.4f -> %s",
-                    planned.cell.describe(),
-                    record["metrics"]["macro_auroc"] or float("nan"),
-                    path,
-                )
-                records.append(store.load(planned.cell))
-            distributed.barrier()
-    return records
+        distributed.barrier()

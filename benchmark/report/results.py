@@ -21,6 +21,9 @@ from benchmark.eval.protocol import Prediction
 from benchmark.report.stats import bootstrap_indices
 from benchmark.storage import atomic_write
 
+# Top-level folders whose names start with INTERNAL hold no results: checkpoints, bootstrap
+# resamples, claims on running work (benchmark/work.py), job logs (benchmark/launch.py).
+INTERNAL = "_"
 CHECKPOINTS = "_checkpoints"
 BOOTSTRAP = "_bootstrap"
 
@@ -91,9 +94,9 @@ class ResultStore:
         return path
 
     def records(self) -> Iterator[dict]:
-        """Every finished cell under the root (checkpoints and temporary files skipped)."""
+        """Every finished cell under the root (internal folders and temporary files skipped)."""
         for path in sorted(self.root.rglob("*.json")):
-            if CHECKPOINTS in path.parts or BOOTSTRAP in path.parts or path.name.startswith("."):
+            if path.relative_to(self.root).parts[0].startswith(INTERNAL) or path.name.startswith("."):
                 continue
             record = json.loads(path.read_text())
             if "cell" in record and "metrics" in record:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 
 from benchmark.config import signature
 from benchmark.method.base import Method
+from benchmark.storage import atomic_write
 from benchmark.train.flops import pretrain_step_flops, synthetic_batch
 
 log = logging.getLogger("benchmark")
@@ -124,11 +124,8 @@ class FlopsMeter:
             return int(json.loads(path.read_text())["flops_per_step"])
         method.to(self.device)
         flops = pretrain_step_flops(method, synthetic_batch(method, batch_size).to(self.device))
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # ranks may race
-            tmp.write_text(json.dumps({"flops_per_step": flops, "method": method.name, "batch_size": batch_size}))
-            tmp.replace(path)
+        if path is not None:  # ranks and concurrent runs may race: each writes the same value atomically
+            atomic_write(path, json.dumps({"flops_per_step": flops, "method": method.name, "batch_size": batch_size}))
         return flops
 
 
