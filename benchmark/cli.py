@@ -23,15 +23,15 @@ from benchmark.train import distributed
 
 EXIT_USAGE = 2
 DEFAULT_RESULTS = Path("results")
-# --launcher options: flag, type, help; each applies to one launcher (LaunchConfig has the defaults)
+# the options of one --launcher each: flag, type, launcher, help (LaunchConfig holds the defaults)
 FAN_OUT_OPTIONS = (
-    ("--jobs", int, "local: processes at once (default 2)"),
-    ("--partition", str, "slurm: partition (default: the cluster's)"),
-    ("--gpus-per-task", int, "slurm: GPUs per task; more than one train with DDP (default 1)"),
-    ("--cpus-per-task", int, "slurm: CPU cores per task (default 8)"),
-    ("--time", str, "slurm: time limit per task, MINUTES or [D-]HH:MM:SS (default 24:00:00)"),
-    ("--array-parallelism", int, "slurm: tasks of the array running at once (default 32)"),
-    ("--job-dir", Path, "slurm: submitit's files and the task logs (default OUT/_jobs)"),
+    ("--jobs", int, "local", "processes at once (default 2)"),
+    ("--partition", str, "slurm", "partition (default: the cluster's)"),
+    ("--gpus-per-task", int, "slurm", "GPUs per task; more than one train with DDP (default 1)"),
+    ("--cpus-per-task", int, "slurm", "CPU cores per task (default 8)"),
+    ("--time", str, "slurm", "time limit per task, MINUTES or [D-]HH:MM:SS (default 24:00:00)"),
+    ("--array-parallelism", int, "slurm", "tasks of the array running at once (default 32)"),
+    ("--job-dir", Path, "slurm", "submitit's files and the task logs (default OUT/_jobs)"),
 )
 
 
@@ -174,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="none (default): this process runs everything; local: --jobs single-thread processes here; "
         "slurm: a SLURM job array through submitit (pip install 'ecgbench[cluster]')",
     )
-    for flag, kind, text in FAN_OUT_OPTIONS:
-        fan.add_argument(flag, type=kind, default=None, help=text)
+    for flag, kind, launcher, text in FAN_OUT_OPTIONS:
+        fan.add_argument(flag, type=kind, default=None, help=f"{launcher}: {text}")
 
     prep = sub.add_parser("prepare", help="read, check and cache a dataset once (run does it automatically)")
     prep.add_argument("--dataset", required=True, help="dataset name (see `list`)")
@@ -268,13 +268,15 @@ def launch_config(args: argparse.Namespace):
     """``--launcher`` and the options given for it; an option of another launcher is refused."""
     from benchmark.launch import LaunchConfig
 
-    given = {flag: getattr(args, flag[2:].replace("-", "_")) for flag, _, _ in FAN_OUT_OPTIONS}
-    given = {flag: value for flag, value in given.items() if value is not None}
-    for flag in given:
-        owner = next(text for f, _, text in FAN_OUT_OPTIONS if f == flag).split(":")[0]
-        if args.launcher != owner:
-            raise UsageError(f"{flag} applies to --launcher {owner}, not --launcher {args.launcher}")
-    return LaunchConfig(args.launcher, **{flag[2:].replace("-", "_"): value for flag, value in given.items()})
+    given = {}
+    for flag, _, launcher, _ in FAN_OUT_OPTIONS:
+        field = flag[2:].replace("-", "_")
+        if getattr(args, field) is None:
+            continue
+        if args.launcher != launcher:
+            raise UsageError(f"{flag} applies to --launcher {launcher}, not --launcher {args.launcher}")
+        given[field] = getattr(args, field)
+    return LaunchConfig(args.launcher, **given)
 
 
 def default_leaderboard(results: Path) -> Path:
@@ -302,6 +304,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if value is not None:
             overrides.setdefault(scope, {})[name] = value
     fan_out = launch_config(args)
+    if args.shard is not None and args.leaderboard is not None:
+        raise UsageError(
+            "--leaderboard with --shard: a shard writes no leaderboard; after all shards run "
+            "`python -m benchmark leaderboard --results OUT --out FILE`"
+        )
     request = RunRequest(
         methods=args.methods,
         dataset=args.dataset,

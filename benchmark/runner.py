@@ -151,6 +151,7 @@ class RunPlan:
 
     request: RunRequest
     preset: Preset
+    dataset: str
     arrays: ECGArrays
     pretrain_arrays: ECGArrays
     store: ResultStore
@@ -176,7 +177,7 @@ class RunPlan:
 
     def claim(self, unit: Unit, wait: bool):
         """The unit's claim in the results folder (see :mod:`benchmark.work`)."""
-        dataset, preset = self.arrays.name, self.preset.name
+        dataset, preset = self.dataset, self.preset.name
         owner = {
             "dataset": dataset,
             "preset": preset,
@@ -283,7 +284,7 @@ def plan_run(request: RunRequest) -> RunPlan:
                 todo.setdefault(unit, []).append(planned)
     n_cells, n_todo = sum(map(len, units.values())), sum(map(len, todo.values()))
     log.info("%d cells: %d finished already, %d to run", n_cells, n_cells - n_todo, n_todo)
-    return RunPlan(request, preset, arrays, pretrain_arrays, store, device, progress, plans, units, todo)
+    return RunPlan(request, preset, dataset.name, arrays, pretrain_arrays, store, device, progress, plans, units, todo)
 
 
 def run(request: RunRequest) -> list[dict]:
@@ -340,7 +341,7 @@ def run_unit(plan: RunPlan, unit: Unit) -> None:
             "pretrain_data",
         )
         checkpoints = store.checkpoint_dir(
-            plan.arrays.name,
+            plan.dataset,
             preset.name,
             method_name,
             seed,

@@ -180,6 +180,7 @@ def test_launcher_options_are_checked_and_mapped_to_submitit():
         (["--launcher", "pbs"], "--launcher 'pbs': choose one of none, local, slurm"),
         (["--launcher", "local", "--jobs", "0"], "--jobs must be >= 1"),
         (["--shard", "2/2"], "need 0 <= I < N"),
+        (["--shard", "0/2", "--leaderboard", "x.md"], "a shard writes no leaderboard"),
         (["--launcher", "slurm", "--time", "soon"], "--time 'soon'"),
     ],
 )
