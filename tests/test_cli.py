@@ -76,7 +76,8 @@ def smoke_run(out, *extra, methods="lamae,ind_p", **kwargs):
 
 
 def result_files(out):
-    return sorted(p for p in out.rglob("*.json") if "_checkpoints" not in p.parts)
+    """The result files under ``out`` (folders starting with '_' hold checkpoints, claims, logs)."""
+    return sorted(p for p in out.rglob("*.json") if not p.relative_to(out).parts[0].startswith("_"))
 
 
 @pytest.mark.slow
