@@ -44,7 +44,7 @@ from benchmark.train.budget import FlopsMeter, PretrainPlan, parse_budget, plan_
 from benchmark.train.flops import parameter_counts
 from benchmark.train.pretrain import pretrain
 from benchmark.train.runtime import resolve_device, set_seed
-from benchmark.work import Shard, Unit, claimed, lock_path
+from benchmark.work import Shard, Unit, claimed, clear_interrupted, lock_path
 
 log = logging.getLogger("benchmark")
 
@@ -217,7 +217,8 @@ def plan_run(request: RunRequest) -> RunPlan:
     device = resolve_device(request.device)
     store = ResultStore(request.out)
     if distributed.is_main():
-        remove_orphans(store.root)  # temporary files of a killed earlier run
+        remove_orphans(store.root)  # temporary files of a killed earlier run ...
+        clear_interrupted(store.root)  # ... and who its claims belonged to
     progress = request.progress and distributed.is_main()
 
     log.info("loading %s (%s labels) at %d Hz", dataset.name, label_set, preset.input.fs)

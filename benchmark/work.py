@@ -22,8 +22,9 @@ itself is truncated by every process that tries it, so it cannot carry informati
 
 ``cells`` are the result files (relative to the results folder) the owner will write. The owner
 deletes the file before it releases the claim; one left behind by a killed owner is overwritten
-by the next. :func:`claims` reads them all and tells which are held right now (``running``) and
-which were left by a killed process (``interrupted``): what a ``status`` command shows.
+by the next, or deleted by :func:`clear_interrupted` when a run starts. :func:`claims` reads them
+all and tells which are held right now (``running``) and which were left by a killed process
+(``interrupted``): what a ``status`` command shows.
 """
 
 from __future__ import annotations
@@ -149,15 +150,23 @@ def claimed(lock_path: Path, owner: dict, wait: bool) -> Iterator[bool]:
             lock.release()
 
 
+def _owner_files(results_root: Path) -> list[Path]:
+    return sorted((Path(results_root) / LOCKS).rglob(f"*{OWNER_SUFFIX}"))
+
+
+def _lock_of(owner_file: Path) -> FileLock:
+    return FileLock(str(owner_file.with_name(owner_file.name.removesuffix(OWNER_SUFFIX) + ".lock")))
+
+
 def claims(results_root: Path) -> list[dict]:
     """Every claim recorded under ``results_root``: the owner record plus ``state``, ``running``
     (its lock is held now) or ``interrupted`` (its owner died before finishing)."""
     found = []
-    for path in sorted((Path(results_root) / LOCKS).rglob(f"*{OWNER_SUFFIX}")):
+    for path in _owner_files(results_root):
         record = _read_owner(path)
         if record is None:
             continue
-        probe = FileLock(str(path.with_name(path.name.removesuffix(OWNER_SUFFIX) + ".lock")))
+        probe = _lock_of(path)
         if _try_acquire(probe, 0):
             probe.release()
             if not path.exists():  # its owner finished while we looked
@@ -167,3 +176,20 @@ def claims(results_root: Path) -> list[dict]:
             record["state"] = "running"
         found.append(record)
     return found
+
+
+def clear_interrupted(results_root: Path) -> int:
+    """Delete the owner files of claims whose owners died (a new run takes their work over, or it
+    is finished); returns how many. Each is deleted while its lock is held here, so a live owner's
+    file is never touched."""
+    cleared = 0
+    for path in _owner_files(results_root):
+        probe = _lock_of(path)
+        if _try_acquire(probe, 0):
+            try:
+                if path.exists():
+                    path.unlink()
+                    cleared += 1
+            finally:
+                probe.release()
+    return cleared

@@ -21,7 +21,7 @@ from benchmark.cli import default_leaderboard, main
 from benchmark.config import ConfigError
 from benchmark.launch import LaunchConfig, time_limit_minutes
 from benchmark.storage import FOREIGN_ORPHAN_AGE_S, remove_orphans
-from benchmark.work import Shard, Unit, claimed, claims, lock_path, owner_path
+from benchmark.work import Shard, Unit, claimed, claims, clear_interrupted, lock_path, owner_path
 
 # identical numerics in every process (intra-op threads change float sums), and fast on a busy machine
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -124,19 +124,27 @@ def test_a_waiting_claimant_gets_the_claim_when_its_holder_is_done(tmp_path):
 def test_the_claim_of_a_killed_process_is_free_at_once_and_reported_interrupted(tmp_path):
     path = lock_path(tmp_path, "synthetic", "smoke", LAMAE)
     code = (
-        "import sys, time; from pathlib import Path; from benchmark.work import claimed\n"
-        f"with claimed(Path({str(path)!r}), {{'method': 'lamae'}}, wait=False):\n"
-        "    print('held', flush=True); time.sleep(600)\n"
+        "import time; from pathlib import Path; from benchmark.work import claimed\n"
+        f"with claimed(Path({str(path)!r}), {{'method': 'lamae'}}, wait=False) as held:\n"
+        "    print(held, flush=True); time.sleep(600)\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert process.stdout.readline().strip() == "held"
-    assert [c["state"] for c in claims(tmp_path)] == ["running"]
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+
+    def killed_holder() -> int:
+        process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "True"
+        assert [c["state"] for c in claims(tmp_path)] == ["running"]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        return process.pid
+
+    pid = killed_holder()
     (record,) = claims(tmp_path)
-    assert record["state"] == "interrupted" and record["pid"] == process.pid
+    assert record["state"] == "interrupted" and record["pid"] == pid
     with claimed(path, {"method": "lamae"}, wait=False) as held:
         assert held and claims(tmp_path)[0]["pid"] == os.getpid()
+        assert clear_interrupted(tmp_path) == 0  # a live owner's record stays
+    killed_holder()
+    assert clear_interrupted(tmp_path) == 1 and claims(tmp_path) == []  # what a new run does first
 
 
 def test_orphaned_temporary_files_are_removed_by_host_and_pid(tmp_path):
