@@ -196,7 +196,7 @@ def _run_slurm(task: UnitTask, units: list[Unit], config: LaunchConfig, out: Pat
     import submitit
 
     folder = config.job_dir or out / JOBS
-    executor = submitit.AutoExecutor(folder=folder / "%j", cluster=config.cluster)
+    executor = submitit.AutoExecutor(folder=folder, cluster=config.cluster)
     executor.update_parameters(**config.executor_parameters())
     jobs = executor.map_array(task, units)
     log.info(

@@ -4,6 +4,7 @@ leaderboard alone."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ from test_cli import result_files, same_numbers
 from benchmark.cli import default_leaderboard, main
 from benchmark.config import ConfigError
 from benchmark.launch import LaunchConfig, time_limit_minutes
+from benchmark.report.results import Cell
 from benchmark.storage import FOREIGN_ORPHAN_AGE_S, remove_orphans
 from benchmark.work import Shard, Unit, claimed, claims, clear_interrupted, lock_path, owner_path
 
@@ -263,7 +265,11 @@ def test_local_launcher_runs_single_thread_jobs_that_give_the_one_process_result
 
 
 @pytest.mark.slow
-def test_slurm_launcher_through_submitits_local_executor_gives_the_one_process_results(reference, monkeypatch):
+def test_slurm_launcher_through_submitits_local_executor_with_ddp_tasks_gives_the_one_process_results(
+    reference, monkeypatch
+):
+    """Two 'GPUs' per task on the CPU: each task is a DDP group of two gloo processes, which gives
+    one process's results up to floating point (as under torchrun, tests/test_distributed.py)."""
     pytest.importorskip("submitit")
     from benchmark.launch import launch
     from benchmark.runner import RunRequest
@@ -275,8 +281,13 @@ def test_slurm_launcher_through_submitits_local_executor_gives_the_one_process_r
     request = RunRequest(
         methods=["lamae"], preset="smoke", protocols=["linear"], out=out, cache_root=root / "cache", progress=False
     )
-    records = launch(request, LaunchConfig("slurm", gpus_per_task=0, cpus_per_task=1, time="15", cluster="local"))
-    assert {r["cell"]["method"] for r in records} == {"lamae", "random_init"}
-    assert same_numbers(out, expected)
+    records = launch(request, LaunchConfig("slurm", gpus_per_task=2, cpus_per_task=1, time="15", cluster="local"))
+    assert len(records) == 2 and [f.relative_to(out) for f in result_files(out)] == [
+        f.relative_to(expected) for f in result_files(expected)
+    ]
+    for record in records:
+        theirs = json.loads((expected / Cell(**record["cell"]).relpath).read_text())
+        assert record["metrics"]["macro_auroc"] == pytest.approx(theirs["metrics"]["macro_auroc"], abs=1e-4)
     logs = sorted((out / "_jobs").rglob("*_log.err"))
-    assert len(logs) == 2 and any("running lamae / linear / seed 0" in log.read_text() for log in logs)
+    assert len(logs) == 4  # two tasks of two processes
+    assert sum("running lamae / linear / seed 0" in log.read_text() for log in logs) == 1  # rank 0 logs
