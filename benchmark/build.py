@@ -42,9 +42,18 @@ def build_method(name: str, preset: Preset, overrides: dict) -> Method:
 
 
 def build_dataset(name: str, preset: Preset, overrides: dict) -> DatasetPlugin:
+    """A dataset configured by the preset and ``--set name.*``; a dataset made of others
+    (``member_names``) gets ``build_member`` to build them the same way (``root`` set if given)."""
     dataset_cls = DATASETS.get(name)
     config = dataset_cls.Config(**preset.dataset_overrides.get(name, {}))
-    return dataset_cls(apply_overrides(config, overrides.get(name, {}), name))
+    dataset = dataset_cls(apply_overrides(config, overrides.get(name, {}), name))
+
+    def build_member(member: str, root: str | None) -> DatasetPlugin:
+        scoped = {**overrides.get(member, {}), **({"root": root} if root else {})}
+        return build_dataset(member, preset, {**overrides, member: scoped})
+
+    dataset.build_member = build_member
+    return dataset
 
 
 def build_protocols(names: list[str], preset: Preset) -> tuple[dict[str, Protocol | Sweep], dict[str, Protocol]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import inspect
 import logging
 import sys
@@ -19,6 +20,7 @@ from benchmark.data.contract import DataError, default_cache_root
 from benchmark.registry import DATASETS, METHODS, PROTOCOLS, PluginError, load_plugin_file
 from benchmark.report.results import StaleResultError
 from benchmark.report.stats import StatsError
+from benchmark.storage import ensure_writable
 from benchmark.train import distributed
 
 EXIT_USAGE = 2
@@ -61,7 +63,9 @@ def parse_seeds(text: str) -> list[int]:
             f"--seeds {text!r}: give a count (3), a list (0,4,7) or a range (2-5)"
         ) from None
     if not seeds and text.strip() == "0":
-        raise argparse.ArgumentTypeError("--seeds 0 is a count of zero seeds; for seed 0 alone write 0, or 0-0")
+        raise argparse.ArgumentTypeError(
+            "--seeds 0 asks for zero seeds (a count); for seed 0 alone write --seeds 1 or 0-0"
+        )
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"--seeds {text!r}: need at least one seed, all distinct and >= 0")
     return seeds
@@ -157,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME[:ROOT],...",
         help="pretrain on these datasets' pretraining records instead of --dataset's pretrain split "
         "(list --dataset too to include it); val/test patients of --dataset are refused",
+    )
+
+    run.add_argument(
+        "--duplicates",
+        choices=("refuse", "drop"),
+        default="refuse",
+        help="pretraining or training records whose signal is a validation/test record of --dataset (same "
+        "recording, any name): refuse (default, exit 2) or drop them and list them in OUT/duplicates-*.csv",
     )
 
     fan = run.add_argument_group("fan-out: several processes, one results folder (see README, Scaling out)")
@@ -294,6 +306,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.runner import RunRequest, run
     from benchmark.train.runtime import resolve_device
 
+    fan_out = launch_config(args)
+    if args.shard is not None and args.leaderboard is not None:
+        raise UsageError(
+            "--leaderboard with --shard: a shard writes no leaderboard; after all shards run "
+            "`python -m benchmark leaderboard --results OUT --out FILE`"
+        )
+    board = args.leaderboard or default_leaderboard(args.out)
+    for folder in (args.out, args.cache_dir or default_cache_root(), board.parent):
+        ensure_writable(folder)  # fail in a second, not after the data are prepared
     overrides = dataset_overrides(args)
     for value, scope, name in (
         (args.budget, "pretrain", "budget"),
@@ -303,12 +324,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             overrides.setdefault(scope, {})[name] = value
-    fan_out = launch_config(args)
-    if args.shard is not None and args.leaderboard is not None:
-        raise UsageError(
-            "--leaderboard with --shard: a shard writes no leaderboard; after all shards run "
-            "`python -m benchmark leaderboard --results OUT --out FILE`"
-        )
     request = RunRequest(
         methods=args.methods,
         dataset=args.dataset,
@@ -326,6 +341,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cache_root=args.cache_dir or default_cache_root(),
         profile_dir=args.profile,
         pretrain_data=args.pretrain_data,
+        duplicates=args.duplicates,
         shard=args.shard,
     )
     failed = None
@@ -356,7 +372,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{args.out}/. When every shard is done: python -m benchmark leaderboard --results {args.out}"
         )
     else:
-        board = args.leaderboard or default_leaderboard(args.out)
         n = write_leaderboard(args.out, board)
         print(f"\n{len(records)} cells in this run; {board} regenerated from {n} results in {args.out}/")
     if failed is not None:
@@ -382,9 +397,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for path in args.plugins:
         load_plugin_file(path)
     overrides = dataset_overrides(args)
-    check_scopes({k: v for k, v in overrides.items() if k != "input"}, {"dataset": [args.dataset]}, "prepare")
     preset = get_preset(args.preset).with_overrides(overrides)
     dataset = build_dataset(args.dataset, preset, overrides)
+    check_scopes(
+        {k: v for k, v in overrides.items() if k != "input"},
+        {"dataset": [args.dataset, *dataset.member_names()]},
+        "prepare",
+    )
     dataset.workers = args.workers
     label_set = args.label_set or dataset.label_sets[0]
     dataset.check_label_set(label_set)
@@ -395,6 +414,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         f"{dataset.name} at {fs} Hz, label set {label_set!r}: {len(arrays.signals)} records ({usable} usable), "
         f"{len(arrays.label_names)} labels; " + ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items())
     )
+    if arrays.fingerprint:  # equal on every machine that holds the same data, wherever it sits
+        print(f"data fingerprint {arrays.fingerprint}")
     return 0
 
 
@@ -543,3 +564,21 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, PluginError, ConfigError, DataError, StaleResultError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # the environment: a read-only or full disk, a file where a folder should be
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the path and the likely fix."""
+    where = exc.filename or "a file"
+    reason = exc.strerror or type(exc).__name__
+    if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+        fix = "make it writable, or choose another folder (--out, --cache-dir / $ECGBENCH_CACHE, --leaderboard)"
+    elif exc.errno == errno.ENOSPC:
+        fix = "free disk space or choose a folder on another disk (--out, --cache-dir)"
+    elif isinstance(exc, (NotADirectoryError, FileExistsError)):
+        fix = "a file stands where a folder is needed; remove it or choose another path"
+    else:
+        fix = "check the path and its permissions"
+    return f"{where}: {reason}; {fix}"

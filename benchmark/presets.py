@@ -33,7 +33,7 @@ PRESET_SCOPES: tuple[str, ...] = ("input", "model", "pretrain")
 #: the method this suite was built around: presets match pretraining compute to it, and tables
 #: report every encoder's size relative to it
 ANCHOR_METHOD = "lamae"
-#: the untrained baseline every protocol kind is compared against (docs/methods.md §2)
+#: the untrained baseline every protocol kind is compared against (docs/method_specs.md §2)
 REFERENCES: dict[str, str] = {"frozen": "random_init", "finetune": "scratch"}
 
 

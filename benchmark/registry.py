@@ -17,6 +17,7 @@ and suggests close matches ("did you mean ...").
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import importlib.util
 import pkgutil
@@ -62,14 +63,14 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} name {name!r} must be lower-case letters, digits, '_' or '-'")
 
         def decorator(cls: T) -> T:
-            origin = self._loading or getattr(cls, "__module__", "?")
+            origin = str(self._loading or getattr(cls, "__module__", "?"))
             if name in self._entries and self._entries[name] is not cls:
                 previous = self._origin[name]
                 if previous != origin:
                     raise PluginError(
                         f"{self.kind} {name!r} from {origin} is already registered by {previous}; rename one of them"
                     )
-            cls.name = name
+            setattr(cls, "name", name)  # noqa: B010 (T is any plugin class)
             self._entries[name] = cls
             self._origin[name] = origin
             return cls
@@ -95,7 +96,7 @@ class Registry(Generic[T]):
             if info.name.startswith("_"):
                 continue
             module = f"{self.builtin_package}.{info.name}"
-            self._import_guarded(module, lambda module=module: importlib.import_module(module))
+            self._import_guarded(module, functools.partial(importlib.import_module, module))
         for ep in entry_points(group=self.entry_point_group):
             self._import_guarded(f"entry point {ep.name} = {ep.value}", ep.load)
 
@@ -153,6 +154,8 @@ def load_plugin_file(path: str | Path) -> dict[str, list[str]]:
     before = {r.kind: set(r.names()) for r in registries}
     module_name = f"ecgbench_user_plugins.{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"plugin file {path} cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     for registry in registries:

@@ -28,7 +28,8 @@ from benchmark.build import (
     resolve_methods,
 )
 from benchmark.config import signature, to_jsonable
-from benchmark.data.contract import ECGArrays, InputSpec, default_cache_root
+from benchmark.data.contract import ECGArrays, InputSpec, data_identity, default_cache_root
+from benchmark.data.duplicates import guard_duplicates
 from benchmark.data.pool import parse_pool, pretraining_pool
 from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import CellContext
@@ -67,6 +68,7 @@ class RunRequest:
     cache_root: Path = field(default_factory=default_cache_root)
     profile_dir: Path | None = None  # trace the first pretraining epoch with torch.profiler
     pretrain_data: list[str] = field(default_factory=list)  # NAME[:ROOT] pool replacing the dataset's pretrain split
+    duplicates: str = "refuse"  # pretraining/training records that ARE val/test recordings: refuse | drop
     shard: Shard | None = None  # run only this share of the pretrained models (--shard I/N)
     units: list[Unit] | None = None  # run only these pretrained models (one task of a launcher)
 
@@ -151,7 +153,7 @@ class RunPlan:
 
     request: RunRequest
     preset: Preset
-    dataset: str
+    dataset: str  # the name its results are filed under
     arrays: ECGArrays
     pretrain_arrays: ECGArrays
     store: ResultStore
@@ -203,15 +205,15 @@ def plan_run(request: RunRequest) -> RunPlan:
     requested, base_protocols = build_protocols(request.protocols or list(preset.default_protocols), preset)
     methods = resolve_methods(request.methods, list(base_protocols.values()), request.add_references)
     pool_names = [name for name, _ in parse_pool(request.pretrain_data)]
+    dataset = build_dataset(request.dataset, preset, request.overrides)
     check_scopes(
         request.overrides,
         {
             "method": architectures(methods, preset, request.overrides),
-            "dataset": list(dict.fromkeys([request.dataset, *pool_names])),
+            "dataset": list(dict.fromkeys([request.dataset, *dataset.member_names(), *pool_names])),
             "protocol": [*requested, *base_protocols],
         },
     )
-    dataset = build_dataset(request.dataset, preset, request.overrides)
     label_set = request.label_set or dataset.label_sets[0]
     dataset.check_label_set(label_set)
     device = resolve_device(request.device)
@@ -235,12 +237,20 @@ def plan_run(request: RunRequest) -> RunPlan:
         request.cache_root,
         progress,
     )
+    arrays, pretrain_arrays, dropped = guard_duplicates(
+        arrays,
+        pretrain_arrays,
+        request.duplicates,
+        store.root / f"duplicates-{dataset.result_name}-{label_set}.csv",
+    )
     if distributed.is_main():
         distributed.barrier()
     log.info("%d records: %s", len(arrays.signals), ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
     evaluations = expand(requested, base_protocols, arrays)
     plans = plan_budgets(methods, preset, request.overrides, FlopsMeter(store.flops_dir, device))
-    data_identity = {"dataset": dataset.name, "dataset_config": dataset.config, "input": preset.input}
+    data = {**data_identity(dataset, arrays), "input": preset.input}  # content, not location
+    if dropped:  # the data differ from an unguarded run's: so must the signatures
+        data["dropped_duplicates"] = dropped
 
     units: dict[Unit, list[PlannedCell]] = {}
     todo: dict[Unit, list[PlannedCell]] = {}
@@ -250,7 +260,7 @@ def plan_run(request: RunRequest) -> RunPlan:
             dataclasses.replace(preset.pretrain, steps=plans[method_name].steps) if method_cls.pretrains else None
         )
         pretrain_identity = {
-            **data_identity,
+            **data,
             "method": method_name,
             "seed": seed,
             "pretrain": pretrain_config,
@@ -264,7 +274,7 @@ def plan_run(request: RunRequest) -> RunPlan:
             if not evaluation.protocol.applies_to(method_cls):
                 continue
             cell = Cell(
-                dataset.name,
+                dataset.result_name,
                 label_set,
                 preset.name,
                 method_name,
@@ -285,7 +295,9 @@ def plan_run(request: RunRequest) -> RunPlan:
                 todo.setdefault(unit, []).append(planned)
     n_cells, n_todo = sum(map(len, units.values())), sum(map(len, todo.values()))
     log.info("%d cells: %d finished already, %d to run", n_cells, n_cells - n_todo, n_todo)
-    return RunPlan(request, preset, dataset.name, arrays, pretrain_arrays, store, device, progress, plans, units, todo)
+    return RunPlan(
+        request, preset, dataset.result_name, arrays, pretrain_arrays, store, device, progress, plans, units, todo
+    )
 
 
 def run(request: RunRequest) -> list[dict]:
@@ -334,6 +346,7 @@ def run_unit(plan: RunPlan, unit: Unit) -> None:
         pretrain_keys = (
             "dataset",
             "dataset_config",
+            "data",
             "input",
             "method",
             "method_config",

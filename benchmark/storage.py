@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +62,15 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object] | bytes | str) 
 def atomic_torch_save(obj: object, path: Path) -> None:
     """``torch.save`` through :func:`atomic_write`."""
     atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def ensure_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and check that files can be written in it, before any work is
+    done (an OSError naming the folder otherwise)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
 
 
 def pid_alive(pid: int) -> bool:

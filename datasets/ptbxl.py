@@ -12,6 +12,8 @@ learning for ECG analysis: benchmarks and insights from PTB-XL", IEEE JBHI 25:15
   ``diagnostic`` (44), ``form`` (19), ``rhythm`` (12): statements with that flag in
   ``scp_statements.csv``; ``subdiagnostic`` (23) and ``superdiagnostic`` (5): the diagnostic
   statements mapped to their ``diagnostic_subclass`` / ``diagnostic_class``;
+- ``common``: the diagnoses shared with LUDB and CinC (benchmark/data/common_labels.py); a
+  record without any of them is an all-negative row;
 - the label space is every label occurring at least ``min_count`` (default 1) times in the
   labelled records of all folds; a record without any label of the set leaves the labelled
   splits (it still pretrains);
@@ -37,6 +39,8 @@ from ecgbench.data import (
     PreparedDataset,
     SignalSource,
     WfdbReader,
+    common_tokens,
+    order_common,
     read_csv,
 )
 
@@ -62,7 +66,7 @@ class PtbxlConfig(FileDatasetConfig):
 class PTBXL(PreparedDataset):
     summary = "PTB-XL v1.0.3 (--root PATH): SCP-ECG statements, folds 1-8/9/10 (Strodthoff et al. 2021)"
     Config: ClassVar[type[DatasetConfig]] = PtbxlConfig
-    label_sets = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")
+    label_sets = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm", "common")
     patient_namespace = "ptbxl"
 
     @cached_property
@@ -126,12 +130,15 @@ class PTBXL(PreparedDataset):
                 continue
             labels.append(sorted({token for code in codes for token in tokens_of(str(code))}))
         annotations.labels = labels
+        annotations.empty_is_negative = label_set == "common"
         return annotations
 
     def _aggregation(self, label_set: str):
         """code -> the label tokens it contributes to ``label_set``."""
         if label_set == "all":
             return lambda code: [code]
+        if label_set == "common":
+            return lambda code: common_tokens("ptbxl", [code])
         statements = self.statements
         flag = "diagnostic" if label_set in ("diagnostic", "subdiagnostic", "superdiagnostic") else label_set
         chosen = statements[statements[flag] == 1.0]
@@ -143,6 +150,8 @@ class PTBXL(PreparedDataset):
         return lambda code: mapping.get(code, [])
 
     def describe_labels(self, names, label_set):
+        if label_set == "common":
+            return order_common(names)
         if label_set == "superdiagnostic":
             descriptions = {n: SUPERCLASSES.get(n, n) for n in names}
         elif label_set == "subdiagnostic":

@@ -19,7 +19,6 @@ A folder without labels still serves as unlabelled data: ``run --pretrain-data w
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
@@ -36,12 +35,12 @@ from ecgbench.data import (
     UserDataset,
     WfdbReader,
     annotate_user_table,
-    parse_list_cell,
+    header_records,
     random_patient_splits,
     read_csv,
+    read_dx,
 )
 
-DX_LINE = re.compile(r"^#\s*Dx:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
 FIX = "see the README section 'Bring your own data' for the labels.csv layout"
 
 
@@ -67,7 +66,7 @@ class WfdbFolder(UserDataset):
     def record_paths(self) -> list[str]:
         if self.table is not None:
             return self.table["record"].fillna("").tolist()
-        paths = sorted(p.relative_to(self.root).with_suffix("").as_posix() for p in self.root.rglob("*.hea"))
+        paths = header_records(self.root)
         if not paths:
             raise DataError(f"{self.name}: no .hea file under {self.root} and no labels.csv; {FIX}")
         return paths
@@ -99,12 +98,8 @@ class WfdbFolder(UserDataset):
             return annotations
         labels: list[list[str] | None] = []
         for i, path in enumerate(tqdm(self.record_paths, desc="read # Dx: lines", unit="hea", leave=False)):
-            header = self.root / f"{path}.hea"
-            found = DX_LINE.search(header.read_text(errors="replace")) if header.is_file() else None
             try:
-                if found is None:
-                    raise ValueError(f"no '# Dx:' line in {header}")
-                codes = parse_list_cell(found.group(1).strip() or "[]", separator=",")
+                codes = read_dx(self.root / f"{path}.hea")
                 if not codes and self.config.empty_labels == "exclude":
                     raise ValueError("empty '# Dx:' line (set empty_labels=negative to use it as a negative)")
             except ValueError as exc:

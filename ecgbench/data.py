@@ -1,6 +1,12 @@
 """Building blocks of dataset plugins read from files (public re-export of :mod:`benchmark.data`):
-record readers, the file-dataset base classes, label-table helpers and the ICD-10 hierarchy."""
+record readers, the WFDB header parser, the file-dataset base classes, label-table helpers, the
+ICD-10 hierarchy, :func:`signature` (the stable short hash that keys caches and fingerprints), the
+PhysioNet/CinC Challenge's label tables and the common labels shared across sources."""
 
+from benchmark.config import signature, to_jsonable
+from benchmark.data.challenge import TABLE_FILES, ChallengeTables, header_records, read_dx
+from benchmark.data.common_labels import COMMON_LABELS, CommonLabel, common_tokens, order_common
+from benchmark.data.contract import data_identity
 from benchmark.data.files import (
     LABELLED_SPLITS,
     Annotations,
@@ -16,15 +22,29 @@ from benchmark.data.icd import (
     icd_tree,
     is_valid_code,
 )
+from benchmark.data.pool import ConcatenatedRows, parse_pool
 from benchmark.data.readers import NumpyReader, SignalSource, WfdbReader
 from benchmark.data.user import (
+    RandomSplitConfig,
     UserDataConfig,
     UserDataset,
     annotate_user_table,
     random_patient_splits,
 )
+from benchmark.data.wfdb_header import Header, HeaderError, read_header
 
 __all__ = [
+    "to_jsonable",
+    "data_identity",
+    "TABLE_FILES",
+    "ChallengeTables",
+    "header_records",
+    "read_dx",
+    "COMMON_LABELS",
+    "CommonLabel",
+    "common_tokens",
+    "order_common",
+    "RandomSplitConfig",
     "LABELLED_SPLITS",
     "Annotations",
     "FileDatasetConfig",
@@ -36,11 +56,17 @@ __all__ = [
     "icd_label_names",
     "icd_tree",
     "is_valid_code",
+    "ConcatenatedRows",
+    "parse_pool",
     "NumpyReader",
     "SignalSource",
     "WfdbReader",
+    "Header",
+    "HeaderError",
+    "read_header",
     "UserDataConfig",
     "UserDataset",
     "annotate_user_table",
     "random_patient_splits",
+    "signature",
 ]

@@ -70,3 +70,60 @@ def write_wfdb(record_dir: Path, name: str, signal: np.ndarray, fs: int, sig_nam
         baseline=[0] * len(sig_name),
         write_dir=str(record_dir),
     )
+
+
+def write_challenge(
+    directory: Path,
+    name: str,
+    signal: np.ndarray,
+    fs: float,
+    dx: str,
+    leads: tuple[str, ...] = LEADS,
+    gain: float = 1000.0,
+    record_line: str | None = None,
+) -> Path:
+    """A record in the PhysioNet/CinC Challenge layout: ``NAME.mat`` (MATLAB v4, key ``val``,
+    int16 (leads, T)) + ``NAME.hea`` (format 16 at byte offset 24, ``# Dx:`` line), from (leads, T) mV."""
+    from scipy.io import savemat
+
+    directory.mkdir(parents=True, exist_ok=True)
+    digital = np.round(signal * gain).astype(np.int16)
+    savemat(directory / f"{name}.mat", {"val": digital}, format="4")
+    n = digital.shape[1]
+    lines = [record_line or f"{name} {len(leads)} {fs:g} {n}"]
+    lines += [
+        f"{name}.mat 16+24 {gain:g}/mV 16 0 {int(row[0])} {(int(row.astype(np.int64).sum()) + 32768) % 65536 - 32768} 0 {lead}"
+        for row, lead in zip(digital, leads)
+    ]
+    lines += ["#Age: 50", "#Sex: Male", f"#Dx: {dx}", "#Rx: Unknown", "#Hx: Unknown", "#Sx: Unknown"]
+    (directory / f"{name}.hea").write_text("\n".join(lines) + "\n")
+    return directory / name
+
+
+def shared_source(name: str) -> Path:
+    """A real source folder of ../shared/data (ludb, cinc2021, ...); skips if absent."""
+    if not (SHARED_DATA / name).is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA / name} is absent (it sits beside the repository in CI)")
+    return SHARED_DATA / name
+
+
+def mini_ludb(target: Path, ids: list[int]) -> Path:
+    """A LUDB root with these subjects: ``ludb.csv`` rows and ``data/<id>.hea|.dat`` (copies)."""
+    source = shared_source("ludb")
+    (target / "data").mkdir(parents=True, exist_ok=True)
+    table = pd.read_csv(source / "ludb.csv", dtype=str)
+    table[table.ID.astype(int).isin(ids)].to_csv(target / "ludb.csv", index=False)
+    for record in ids:
+        for suffix in (".hea", ".dat"):
+            shutil.copy(source / "data" / f"{record}{suffix}", target / "data" / f"{record}{suffix}")
+    return target
+
+
+def mini_cinc(target: Path, records: list[str]) -> Path:
+    """A Challenge folder with these real records and the Challenge's mapping tables (copies)."""
+    source = shared_source("cinc2021")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in [*(f"{r}{s}" for r in records for s in (".hea", ".mat")), *(p.name for p in source.glob("eval*.csv"))]:
+        shutil.copy(source / name, target / name)
+        (target / name).chmod(0o644)
+    return target

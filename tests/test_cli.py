@@ -14,6 +14,7 @@ import pytest
 from conftest import REPO, run_cli
 
 from benchmark.cli import main
+from benchmark.report.results import ResultStore
 
 
 @pytest.mark.parametrize(
@@ -25,10 +26,16 @@ from benchmark.cli import main
         (["run", "--methods", "lamae", "--protocols", "linaer"], "did you mean 'linear'"),
         (["run", "--methods", "lamae", "--seeds", "two"], "give a count (3), a list (0,4,7) or a range (2-5)"),
         (["run", "--methods", "lamae", "--seeds", "1,1"], "all distinct"),
-        (["run", "--methods", "lamae", "--seeds", "0"], "for seed 0 alone write 0,"),
+        (["run", "--methods", "lamae", "--seeds", "0"], "for seed 0 alone write --seeds 1 or 0-0"),
         (["run", "--methods", "lamae", "--set", "pretrain.stepz=3"], "did you mean 'steps'"),
         (["run", "--methods", "lamae", "--labels", "nope"], "valid: conditions, icd"),
         (["frobnicate"], "invalid choice"),
+        (["run", "--methods", "lamae", "--set", "pretrian.steps=10"], "did you mean 'pretrain'?"),
+        (["run", "--methods", "lamae", "--set", "lamea.la_depth=1"], "did you mean 'lamae'?"),
+        (["run", "--methods", "lamae", "--set", "synthetc.n_patients=50"], "did you mean 'synthetic'?"),
+        (["run", "--methods", "lamae", "--set", "st_mem.mask_ratio=0.5"], "method 'st_mem' is not part of this run"),
+        (["run", "--methods", "lamae", "--set", "ptbxl.min_count=2"], "dataset 'ptbxl' is not part of this run"),
+        (["run", "--methods", "lamae", "--device", "gpu"], "use auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_bad_input_is_one_line_with_exit_code_2(tmp_path, capsys, args, valid):
@@ -119,6 +126,20 @@ def test_smoke_run_writes_results_leaderboard_and_skips_finished_cells(tmp_path)
 
     changed = smoke_run(out, "--set", "linear.max_iter=7")
     assert changed.returncode == 2 and "different configuration" in changed.stderr
+
+    # damaged files (a disk filled mid-write, a bad copy): named, left out of reports, recomputed
+    damaged_json = out / "synthetic/conditions/smoke/ind_p/linear_seed0.json"
+    damaged_json.write_text(damaged_json.read_text()[:100])
+    damaged_preds = out / "synthetic/conditions/smoke/lamae/finetune_seed0.preds.npz"
+    damaged_preds.write_bytes(damaged_preds.read_bytes()[:200])
+    board = run_cli("leaderboard", "--results", str(out), "--out", str(out / "board.md"))
+    assert board.returncode == 0 and str(damaged_json) in board.stderr and "finetune_seed0.json" in board.stderr
+    assert "4 results" in board.stdout
+    compared = run_cli("compare", "lamae", "random_init", "--results", str(out), "--resamples", "50")
+    assert compared.returncode == 0 and "Traceback" not in compared.stderr, compared.stderr
+    repaired = smoke_run(out)
+    assert repaired.returncode == 0 and "6 cells: 4 finished already, 2 to run" in repaired.stderr, repaired.stderr
+    assert len(list(ResultStore(out).records())) == 6
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from ecg_fixtures import mini_ptbxl, rdsamp_leads, shared_ptbxl
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
 import benchmark.data.cache as cache
-from benchmark.data.conditioning import Preprocessing, map_channels
+from benchmark.data.conditioning import Preprocessing, map_channels, resampling_filter
 from benchmark.data.contract import LEADS, ECGArrays
 from benchmark.registry import DATASETS
 
@@ -173,3 +173,11 @@ def test_preprocessing_settings_are_validated(bad, message):
 def test_bandpass_above_nyquist_is_refused(root, tmp_path):
     with pytest.raises(Exception, match="below the Nyquist frequency 50 Hz"):
         ptbxl(root, preprocess=Preprocessing(bandpass_hz=(0.5, 60.0))).load(100, "all", tmp_path)
+
+
+@pytest.mark.parametrize("up, down", [(1, 5), (1, 2), (2, 5), (5, 1), (250, 257)])
+def test_pinned_resampling_filter_is_resample_polys_default_design(up, down):
+    x = np.random.default_rng(up).standard_normal((12, 5000))
+    expected = resample_poly(x, up, down, axis=1)  # scipy's default Kaiser design, made per call
+    assert np.array_equal(resample_poly(x, up, down, axis=1, window=resampling_filter(up, down)), expected)
+    assert resampling_filter(up, down) is resampling_filter(up, down)  # built once per rate pair

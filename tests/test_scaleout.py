@@ -205,7 +205,7 @@ def test_slurm_launcher_without_slurm_says_what_to_use_instead(tmp_path, capsys,
     assert main(arguments(tmp_path / "out", tmp_path / "cache", "--launcher", "slurm")) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and ("sbatch is not on PATH" in error or "pip install 'ecgbench[cluster]'" in error)
-    assert not (tmp_path / "out").exists()  # refused before any work
+    assert not list((tmp_path / "out").iterdir())  # refused before any work
 
 
 def test_a_scratch_results_folder_gets_its_leaderboard_beside_it(tmp_path, monkeypatch):

@@ -7,8 +7,11 @@ Every record that cannot be used is excluded and listed with its reason in ``rep
 beside the cache; every repair is listed too.
 
 The cache folder ``<cache root>/<dataset>/fs<fs>-<key>/`` is keyed by the parameters, the
-reader's identity (which records, declared rate) and :data:`PREPARE_VERSION`, so changed
-parameters make a new cache and unchanged ones reuse it. Records are processed in chunks of
+reader's identity (which records, declared rate), the **content** of the source files
+(:mod:`benchmark.data.content`: their SHA-256, never their location) and :data:`PREPARE_VERSION`,
+so changed parameters or changed files make a new cache, unchanged ones reuse it wherever the
+data sits, and the key is the prepared data's fingerprint that results are identified by.
+Records are processed in chunks of
 :data:`CHUNK` by a process pool writing straight into the memmap (nothing is held in RAM, so
 800k MIMIC-IV-ECG records work); a chunk counts as done only when its result file is written
 after its rows were flushed, so a restart after a crash redoes only unfinished chunks, and the
@@ -18,7 +21,6 @@ after its rows were flushed, so a restart after a crash redoes only unfinished c
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -36,16 +38,19 @@ import pandas as pd
 from filelock import FileLock
 from tqdm.auto import tqdm
 
+from benchmark.config import signature
 from benchmark.data.conditioning import Preprocessing, condition
+from benchmark.data.content import Hasher
 from benchmark.data.contract import LEADS, DataError
-from benchmark.data.readers import RecordError, RecordReader, SignalSource
+from benchmark.data.duplicates import FINGERPRINT_DIM
+from benchmark.data.readers import RecordError, RecordReader, SignalSource, digest
 from benchmark.provenance import git_state
 from benchmark.storage import atomic_write
 
 log = logging.getLogger("benchmark")
 
 
-PREPARE_VERSION = 1  # bump whenever a change alters prepared signals (it keys the cache)
+PREPARE_VERSION = 3  # bump whenever a change alters prepared signals (it keys the cache)
 
 
 CHUNK = 256  # records per unit of work and of resumption
@@ -62,31 +67,44 @@ _worker: dict = {}
 
 
 def _init_worker(reader: RecordReader, fs: int, duration_s: float, prep: Preprocessing, signals_path: str) -> None:
-    _worker.update(
-        reader=reader, fs=fs, duration_s=duration_s, prep=prep, signals=np.load(signals_path, mmap_mode="r+")
-    )
+    _worker.update(reader=reader, fs=fs, duration_s=duration_s, prep=prep, signals_path=signals_path)
 
 
 def _prepare_chunk(start: int, stop: int) -> dict:
-    """Rows ``start:stop`` into the memmap (flushed before returning) and what happened to them."""
+    """Rows ``start:stop`` into the memmap (flushed before returning) and what happened to them.
+
+    The memmap is opened per chunk and closed after the flush, so a worker's resident memory
+    holds one chunk's pages, not every page it ever wrote (48 GB for MIMIC-IV-ECG at 250 Hz:
+    reclaimable, but counted against a job's memory by schedulers that watch RSS)."""
     w = _worker
+    signals = np.load(w["signals_path"], mmap_mode="r+")
     lead_mask = np.zeros((stop - start, len(LEADS)), dtype=bool)
+    record_fingerprints = np.zeros((stop - start, FINGERPRINT_DIM), dtype=np.float16)
     source_bytes = np.zeros(stop - start, dtype=np.int64)
     notes: list[tuple[int, str, str, int]] = []
     for i in range(start, stop):
         try:
             raw = w["reader"].read(i)
-            signal, lead_mask[i - start], record_notes = condition(raw, w["fs"], w["duration_s"], w["prep"])
+            signal, lead_mask[i - start], record_fingerprints[i - start], record_notes = condition(
+                raw, w["fs"], w["duration_s"], w["prep"]
+            )
             source_bytes[i - start] = raw.source_bytes
         except RecordError as exc:
-            w["signals"][i] = 0.0
+            signals[i] = 0.0
             lead_mask[i - start] = False
             notes.append((i, "excluded", str(exc), 0))
             continue
-        w["signals"][i] = signal
-        notes.extend((i, *note) for note in record_notes)
-    w["signals"].flush()
-    return {"start": start, "lead_mask": lead_mask, "source_bytes": source_bytes, "notes": notes}
+        signals[i] = signal
+        notes.extend((i, *note) for note in raw.notes + record_notes)
+    signals.flush()
+    del signals  # unmapped: its pages leave this process's resident set
+    return {
+        "start": start,
+        "lead_mask": lead_mask,
+        "record_fingerprints": record_fingerprints,
+        "source_bytes": source_bytes,
+        "notes": notes,
+    }
 
 
 def default_workers() -> int:
@@ -101,6 +119,7 @@ def _save_chunk(progress_dir: Path, result: dict) -> None:
         np.savez(
             f,
             lead_mask=result["lead_mask"],
+            record_fingerprints=result["record_fingerprints"],
             source_bytes=result["source_bytes"],
             notes=np.array(json.dumps(result["notes"])),
         )
@@ -108,7 +127,8 @@ def _save_chunk(progress_dir: Path, result: dict) -> None:
     atomic_write(progress_dir / f"chunk-{result['start']:010d}.npz", write)
 
 
-def cache_params(source: SignalSource, fs: int, prep: Preprocessing) -> dict:
+def cache_params(source: SignalSource, fs: int, prep: Preprocessing, hasher: Hasher) -> dict:
+    """Everything the prepared signals depend on (its signature is the cache key)."""
     return {
         "prepare_version": PREPARE_VERSION,
         "dataset": source.dataset,
@@ -116,6 +136,8 @@ def cache_params(source: SignalSource, fs: int, prep: Preprocessing) -> dict:
         "duration_s": prep.duration_s or source.duration_s,
         "preprocessing": asdict(prep),
         "source": source.reader.identity(),
+        "content": source.reader.content(hasher),
+        "record_ids": digest(np.asarray(source.record_ids, dtype=str).tolist()),
         "n_records": len(source.record_ids),
     }
 
@@ -127,8 +149,10 @@ def prepare_signals(
     cache_root: Path,
     workers: int | None = None,
     progress: bool = True,
+    hasher: Hasher | None = None,
 ) -> Path:
-    """The folder of the prepared signals at ``fs`` Hz, built (or finished) if needed."""
+    """The folder of the prepared signals at ``fs`` Hz, built (or finished) if needed.
+    ``hasher``: the remembered source digests to use (default: those in ``cache_root``)."""
     if prep.bandpass_hz and prep.bandpass_hz[1] >= fs / 2:
         raise DataError(
             f"{source.dataset}: preprocess.bandpass_hz high edge {prep.bandpass_hz[1]:g} Hz must be below "
@@ -140,15 +164,15 @@ def prepare_signals(
             f"{source.dataset}: record ids must be unique; duplicated: "
             f"{', '.join(map(str, ids[ids.duplicated()].unique()[:5]))}"
         )
-    params = cache_params(source, fs, prep)
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    directory = Path(cache_root) / source.dataset / f"fs{fs}-{key}"
+    workers = workers or default_workers()
+    params = cache_params(source, fs, prep, hasher or Hasher.in_cache(cache_root, workers, progress))
+    directory = Path(cache_root) / source.dataset / f"fs{fs}-{signature(params)}"
     if (directory / COMPLETE).is_file():
         return directory
     directory.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{directory}.lock"):  # concurrent runs (e.g. one per GPU) build it once
         if not (directory / COMPLETE).is_file():
-            _build(directory, source, params, prep, workers or default_workers(), progress)
+            _build(directory, source, params, prep, workers, progress)
     return directory
 
 
@@ -218,6 +242,7 @@ def _finalize(directory: Path, source: SignalSource, params: dict, wall_s: float
     """Assemble the per-chunk results; the COMPLETE marker is written last."""
     n = len(source.record_ids)
     lead_mask = np.zeros((n, len(LEADS)), dtype=bool)
+    record_fingerprints = np.zeros((n, FINGERPRINT_DIM), dtype=np.float16)
     source_bytes = np.zeros(n, dtype=np.int64)
     rows = []
     for path in sorted((directory / "progress").glob("chunk-*.npz")):
@@ -225,6 +250,7 @@ def _finalize(directory: Path, source: SignalSource, params: dict, wall_s: float
             start = int(path.stem.split("-")[1])
             stop = start + len(chunk["lead_mask"])
             lead_mask[start:stop], source_bytes[start:stop] = chunk["lead_mask"], chunk["source_bytes"]
+            record_fingerprints[start:stop] = chunk["record_fingerprints"]
             rows.extend(
                 (source.record_ids[i], "signal", action, detail, nan)
                 for i, action, detail, nan in json.loads(str(chunk["notes"]))
@@ -232,6 +258,7 @@ def _finalize(directory: Path, source: SignalSource, params: dict, wall_s: float
     report = pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
     for name, array in (
         ("lead_mask", lead_mask),
+        ("record_fingerprints", record_fingerprints),
         ("record_ids", np.asarray(source.record_ids, dtype=str)),
         ("source_bytes", source_bytes),
     ):

@@ -8,15 +8,20 @@ arrays may be memory-mapped from a cache folder, so nothing here assumes they fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+
+from benchmark.config import to_jsonable
 
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
@@ -65,6 +70,11 @@ class ECGArrays:
     read-only memmap); ``lead_mask`` (N, 12) bool, True where the lead is present and usable;
     ``labels`` (N, K) uint8 multi-hot; ``splits`` maps each of :data:`SPLITS` to record indices.
     ``label_parents`` optionally maps a label to its parent labels (ICD hierarchy).
+    ``record_fingerprints`` (N, D): each record's content fingerprint (benchmark/data/duplicates.py),
+    for datasets prepared from files; None for generated data.
+    ``fingerprint`` identifies the records, their signals and their splits by content (set by the
+    dataset plugin's ``load``; label-set independent: results add the label set), so a result
+    does not depend on where the data sits; "" when unknown (arrays built in memory).
     """
 
     name: str
@@ -78,8 +88,11 @@ class ECGArrays:
     splits: dict[str, np.ndarray]
     label_descriptions: dict[str, str] = field(default_factory=dict)
     label_parents: dict[str, list[str]] = field(default_factory=dict)
+    record_fingerprints: np.ndarray | None = None
+    fingerprint: str = ""
 
     _ARRAYS: ClassVar[tuple[str, ...]] = ("signals", "lead_mask", "labels", "patient_ids", "record_ids")
+    _OPTIONAL_ARRAYS: ClassVar[tuple[str, ...]] = ("record_fingerprints",)
 
     def __post_init__(self):
         n = len(self.signals)
@@ -88,7 +101,7 @@ class ECGArrays:
         for attr, shape in (("lead_mask", (n, len(LEADS))), ("labels", (n, len(self.label_names)))):
             if getattr(self, attr).shape != shape:
                 raise DataError(f"{self.name}: {attr} must be {shape}, got {getattr(self, attr).shape}")
-        for attr in ("patient_ids", "record_ids"):
+        for attr in ("patient_ids", "record_ids", *(a for a in self._OPTIONAL_ARRAYS if getattr(self, a) is not None)):
             if len(getattr(self, attr)) != n:
                 raise DataError(f"{self.name}: {attr} has {len(getattr(self, attr))} rows, expected {n}")
         missing = set(SPLITS) - set(self.splits)
@@ -123,8 +136,9 @@ class ECGArrays:
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".tmp-", dir=directory.parent))
         try:
-            for attr in self._ARRAYS:
-                np.save(tmp / f"{attr}.npy", np.asarray(getattr(self, attr)))
+            for attr in self._ARRAYS + self._OPTIONAL_ARRAYS:
+                if getattr(self, attr) is not None:
+                    np.save(tmp / f"{attr}.npy", np.asarray(getattr(self, attr)))
             np.savez(tmp / "splits.npz", **self.splits)
             meta = {
                 f.name: getattr(self, f.name)
@@ -146,13 +160,13 @@ class ECGArrays:
         directory = Path(directory)
         meta = json.loads((directory / "meta.json").read_text())
         shared = directory / meta.pop("arrays_dir", ".")
-        arrays = {
-            attr: np.load(
-                path if (path := directory / f"{attr}.npy").is_file() else shared / f"{attr}.npy",
-                mmap_mode="r" if mmap and attr == "signals" else None,
-            )
-            for attr in cls._ARRAYS
-        }
+        arrays = {}
+        for attr in cls._ARRAYS + cls._OPTIONAL_ARRAYS:
+            path = directory / f"{attr}.npy"
+            path = path if path.is_file() else shared / f"{attr}.npy"
+            if attr in cls._OPTIONAL_ARRAYS and not path.is_file():
+                continue
+            arrays[attr] = np.load(path, mmap_mode="r" if mmap and attr == "signals" else None)
         with np.load(directory / "splits.npz") as splits:
             split_map = {k: splits[k] for k in splits.files}
         return cls(**meta, **arrays, splits=split_map)
@@ -166,6 +180,30 @@ class ECGArrays:
 @dataclass
 class DatasetConfig:
     """Base of every dataset plugin's typed configuration."""
+
+
+def content_config(config: DatasetConfig) -> dict:
+    """The config without its fields typed ``Path``: they say where data sits, and what they
+    point to enters a result's identity through the arrays' content fingerprint."""
+    try:
+        hints = typing.get_type_hints(type(config))
+    except NameError:  # a plugin's annotation that cannot be resolved at run time: judge by value
+        hints = {}
+
+    def is_location(name: str) -> bool:
+        hint = hints.get(name)
+        return isinstance(getattr(config, name), Path) or (hint is not None and Path in (hint, *typing.get_args(hint)))
+
+    return {f.name: to_jsonable(getattr(config, f.name)) for f in dataclasses.fields(config) if not is_location(f.name)}
+
+
+def data_identity(plugin: DatasetPlugin, arrays: ECGArrays) -> dict:
+    """What a result's data is: the dataset, its config and its content fingerprint, never where
+    it sits. Arrays without a fingerprint (a plugin that sets none) are identified by the whole
+    config, paths included: the best that is known about them."""
+    if not arrays.fingerprint:
+        return {"dataset": plugin.name, "dataset_config": to_jsonable(plugin.config)}
+    return {"dataset": plugin.name, "dataset_config": plugin.content_config(), "data": arrays.fingerprint}
 
 
 class DatasetPlugin:
@@ -182,6 +220,27 @@ class DatasetPlugin:
 
     def __init__(self, config: DatasetConfig | None = None):
         self.config = config if config is not None else self.Config()
+        # builds another dataset as the run does (preset + --set), NAME and ROOT (or None); set by
+        # benchmark/build.py for datasets made of other datasets (member_names)
+        self.build_member: Callable[[str, str | None], DatasetPlugin] | None = None
+
+    def content_config(self) -> dict:
+        """The config as part of a result's identity: without where the data sits (``Path``
+        fields; a dataset naming locations otherwise overrides this)."""
+        return content_config(self.config)
+
+    def member_names(self) -> list[str]:
+        """Datasets this one is made of (their ``--set NAME.*`` scopes belong to the run)."""
+        return []
+
+    @property
+    def result_name(self) -> str:
+        """The dataset's name in result paths and leaderboard tables (a composite names its parts)."""
+        return self.name
+
+    def qualified_patient_ids(self, arrays: ECGArrays) -> np.ndarray:
+        """Patient ids as ``namespace:id``, comparable across datasets (the pool's leakage guard)."""
+        return np.char.add(f"{self.patient_namespace}:", np.asarray(arrays.patient_ids).astype(str))
 
     def load(self, fs: int, label_set: str, cache_root: Path, progress: bool = True) -> ECGArrays:
         raise NotImplementedError

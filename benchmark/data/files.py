@@ -20,12 +20,16 @@ from its CSVs or headers). This module holds the rules they share, so every data
   and every label set shares one copy of the signals. The key covers the dataset config, the
   cache and the SHA-256 of the label source files: an edited label CSV makes a new view, never a
   stale one.
+- **Identity by content**: the arrays' ``fingerprint`` (what results are identified by) is the
+  signature of the signal cache's key (source content, preparation parameters and code version),
+  the SHA-256 of the label files and the config *without its paths*: fields typed ``Path``
+  (``root``, ``labels_csv``) say where data sits, and what they point to is covered by the
+  signal source or by ``label_files()``, which must list every other file a plugin reads.
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import logging
 import os
@@ -42,9 +46,18 @@ import pandas as pd
 from filelock import FileLock
 
 from benchmark.config import signature, to_jsonable
-from benchmark.data.cache import REPORT_COLUMNS, prepare_signals
+from benchmark.data.cache import REPORT_COLUMNS, default_workers, prepare_signals
 from benchmark.data.conditioning import Preprocessing
-from benchmark.data.contract import SPLITS, DataError, DatasetConfig, DatasetPlugin, ECGArrays, LeakageError
+from benchmark.data.content import Hasher
+from benchmark.data.contract import (
+    SPLITS,
+    DataError,
+    DatasetConfig,
+    DatasetPlugin,
+    ECGArrays,
+    LeakageError,
+    content_config,
+)
 from benchmark.data.readers import SignalSource
 
 log = logging.getLogger("benchmark")
@@ -119,11 +132,6 @@ def parse_list_cell(cell: object, separator: str | None = None) -> list[str]:
     return [str(v).strip() for v in value]
 
 
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def consolidate_splits(patients: np.ndarray, splits: np.ndarray, source: str) -> np.ndarray:
     """Each record gets its patient's split; a patient in two splits is refused."""
     table = pd.DataFrame({"patient": patients, "split": splits})
@@ -178,10 +186,12 @@ class PreparedDataset(DatasetPlugin):
             raise DataError(f"{self.name}: root {root} is not a folder; pass the dataset's folder with --root")
         return root
 
-    def prepare(self, fs: int, cache_root: Path, progress: bool = True) -> tuple[SignalSource, Path]:
+    def prepare(
+        self, fs: int, cache_root: Path, progress: bool = True, hasher: Hasher | None = None
+    ) -> tuple[SignalSource, Path]:
         """Prepared signals at ``fs`` Hz (built, finished after a crash, or reused)."""
         source = self.signal_source(fs)
-        return source, prepare_signals(source, fs, self.config.preprocess, cache_root, self.workers, progress)
+        return source, prepare_signals(source, fs, self.config.preprocess, cache_root, self.workers, progress, hasher)
 
     def load(self, fs: int, label_set: str, cache_root: Path, progress: bool = True) -> ECGArrays:
         self.check_label_set(label_set)
@@ -191,23 +201,25 @@ class PreparedDataset(DatasetPlugin):
         return self._view(fs, None, cache_root, progress)
 
     def _view(self, fs: int, label_set: str | None, cache_root: Path, progress: bool) -> ECGArrays:
-        source, cache = self.prepare(fs, cache_root, progress)
+        hasher = Hasher.in_cache(cache_root, self.workers or default_workers(), progress)
+        source, cache = self.prepare(fs, cache_root, progress, hasher)
         self._check_exclusions(cache)
-        key = signature(
+        fingerprint = signature(
             {
                 "cache": cache.name,
-                "label_set": label_set,
-                "config": self.config,
-                "label_files": {str(p): file_sha256(p) for p in self.label_files()},
+                "config": content_config(self.config),
+                "label_files": hasher.file_digests(self.label_files()),
             }
         )
-        directory = cache / "views" / f"{label_set or 'unlabelled'}-{key}"
+        directory = cache / "views" / f"{label_set or 'unlabelled'}-{signature([fingerprint, label_set])}"
         if not (directory / "meta.json").is_file():
             directory.parent.mkdir(exist_ok=True)
             with FileLock(f"{directory}.lock"):
                 if not (directory / "meta.json").is_file():
-                    self._build_view(directory, cache, source, label_set)
-        return ECGArrays.load(directory)
+                    self._build_view(directory, cache, source, label_set, fingerprint)
+        arrays = ECGArrays.load(directory)
+        arrays.fingerprint = fingerprint
+        return arrays
 
     def _check_exclusions(self, cache: Path) -> None:
         manifest = json.loads((cache / "manifest.json").read_text())
@@ -222,7 +234,9 @@ class PreparedDataset(DatasetPlugin):
             f"--set {self.name}.max_excluded_fraction={min(1.0, manifest['excluded'] / manifest['n_records'] + 0.01):.2f}"
         )
 
-    def _build_view(self, directory: Path, cache: Path, source: SignalSource, label_set: str | None) -> None:
+    def _build_view(
+        self, directory: Path, cache: Path, source: SignalSource, label_set: str | None, fingerprint: str
+    ) -> None:
         ann = self.annotate(source, label_set)
         record_ids = source.record_ids
         usable = np.load(cache / "lead_mask.npy").any(axis=1)
@@ -249,8 +263,9 @@ class PreparedDataset(DatasetPlugin):
             splits=splits,
             label_descriptions=descriptions,
             label_parents=parents,
+            record_fingerprints=np.load(cache / "record_fingerprints.npy"),
         )
-        self._write_view(directory, cache, arrays, report, label_set)
+        self._write_view(directory, cache, arrays, report, label_set, fingerprint)
 
     def _label_matrix(self, ann: Annotations, split: np.ndarray, candidates: np.ndarray, label_set: str | None):
         """(labels, names, descriptions, parents, rows in the labelled splits, report notes)."""
@@ -267,6 +282,13 @@ class PreparedDataset(DatasetPlugin):
         names, descriptions, parents = self.describe_labels(
             [t for t, c in counts.items() if c >= self.config.min_count], label_set
         )
+        if not counted.any():
+            reasons = Counter(reason for _, reason in sorted(ann.problems.items()))
+            example = "; ".join(f"{reason} ({k} records)" for reason, k in reasons.most_common(2))
+            raise DataError(
+                f"{self.name}: no record of {'/'.join(ann.count_splits)} has usable labels of set {label_set!r}"
+                + (f": {example}" if example else "; check the label files and the splits")
+            )
         if not names:
             raise DataError(
                 f"{self.name}: no label of set {label_set!r} has {self.config.min_count} positive(s) "
@@ -285,7 +307,9 @@ class PreparedDataset(DatasetPlugin):
             labelled &= ~empty
         return labels, names, descriptions, parents, labelled, notes
 
-    def _write_view(self, directory: Path, cache: Path, arrays: ECGArrays, report: list, label_set: str | None) -> None:
+    def _write_view(
+        self, directory: Path, cache: Path, arrays: ECGArrays, report: list, label_set: str | None, fingerprint: str
+    ) -> None:
         """The view's files, written to a temporary folder and renamed (never half-written)."""
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
@@ -308,8 +332,9 @@ class PreparedDataset(DatasetPlugin):
                         {
                             "dataset": self.name,
                             "label_set": label_set,
-                            "config": self.config,
-                            "label_files": {str(p): file_sha256(p) for p in self.label_files()},
+                            "fingerprint": fingerprint,
+                            "config": self.config,  # as given (with its paths), for the record
+                            "label_files": [str(p) for p in self.label_files()],
                             "records": {k: len(v) for k, v in arrays.splits.items()},
                             "labels": len(arrays.label_names),
                             "report_rows": len(report),

@@ -153,9 +153,10 @@ def icd_tree(label_names: list[str] | tuple[str, ...] | set[str]) -> tuple[list[
 
     def path_from_root(name: str) -> tuple:
         path = []
-        while name is not None:
-            path.append(name)
-            name = icd_parent(name)
+        node: str | None = name
+        while node is not None:
+            path.append(node)
+            node = icd_parent(node)
         chapter, *rest = reversed(path)
         return (ROMAN_CHAPTERS.index(chapter), *rest)
 

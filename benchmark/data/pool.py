@@ -6,7 +6,8 @@ patients and patients in no labelled split). Naming the evaluation dataset itsel
 root, or with its root) adds its pretrain split, e.g. ``--pretrain-data ptbxl,mimic-iv-ecg:/m``.
 
 Leakage guard: a validation or test patient of the evaluation dataset in the pool is refused
-with an error, never a warning. Patient ids are compared within a
+with an error, never a warning (the same recording under another name and patient id is caught by
+content instead: benchmark/data/duplicates.py). Patient ids are compared within a
 :attr:`~benchmark.data.contract.DatasetPlugin.patient_namespace`, which datasets naming the same people
 share (two PTB-XL copies, MIMIC-IV-ECG and a WFDB folder of MIMIC records).
 """
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data.contract import DataError, DatasetPlugin, ECGArrays, LeakageError
+from benchmark.data.contract import DataError, DatasetPlugin, ECGArrays, LeakageError, data_identity
+from benchmark.data.duplicates import FINGERPRINT_DIM
 
 
 class ConcatenatedRows:
@@ -102,12 +104,7 @@ def pretraining_pool(
         lead_mask=np.concatenate([np.asarray(member.lead_mask) for _, member in members]),
         labels=np.zeros((int(offsets[-1]), 0), dtype=np.uint8),
         label_names=[],
-        patient_ids=np.concatenate(
-            [
-                np.char.add(f"{plugin.patient_namespace}:", np.asarray(member.patient_ids).astype(str))
-                for plugin, member in members
-            ]
-        ),
+        patient_ids=np.concatenate([plugin.qualified_patient_ids(member) for plugin, member in members]),
         record_ids=np.concatenate(
             [np.char.add(f"{plugin.name}:", np.asarray(member.record_ids).astype(str)) for plugin, member in members]
         ),
@@ -117,8 +114,16 @@ def pretraining_pool(
             ),
             **{split: np.zeros(0, dtype=np.int64) for split in ("train", "val", "test")},
         },
+        record_fingerprints=np.concatenate(  # generated members have none: zeros, which match nothing
+            [
+                np.zeros((len(member.signals), FINGERPRINT_DIM), np.float16)
+                if member.record_fingerprints is None
+                else np.asarray(member.record_fingerprints)
+                for _, member in members
+            ]
+        ),
     )
-    identity = [{"dataset": plugin.name, "dataset_config": plugin.config} for plugin, _ in members]
+    identity = [data_identity(plugin, member) for plugin, member in members]
     return pooled, identity
 
 
@@ -126,16 +131,16 @@ def check_pool_leakage(
     dataset: DatasetPlugin, arrays: ECGArrays, members: list[tuple[DatasetPlugin, ECGArrays]]
 ) -> None:
     """Refuse a pool holding a validation or test patient of the evaluation dataset."""
-    held_out = {str(p) for split in ("val", "test") for p in np.asarray(arrays.patient_ids)[arrays.splits[split]]}
+    qualified = dataset.qualified_patient_ids(arrays)
+    held_out = {str(p) for split in ("val", "test") for p in qualified[arrays.splits[split]]}
     for plugin, member in members:
-        if plugin.patient_namespace != dataset.patient_namespace:
-            continue
-        pooled = {str(p) for p in np.asarray(member.patient_ids)[member.splits["pretrain"]]}
+        pooled = {str(p) for p in plugin.qualified_patient_ids(member)[member.splits["pretrain"]]}
         leaked = held_out & pooled
         if leaked:
+            shown = sorted(p.removeprefix(f"{plugin.patient_namespace}:") for p in leaked)[:3]
             raise LeakageError(
                 f"--pretrain-data {plugin.name}: {len(leaked)} validation/test patient(s) of {dataset.name} are in "
-                f"the pretraining pool (e.g. {', '.join(sorted(leaked)[:3])}; namespace "
+                f"the pretraining pool (e.g. {', '.join(shown)}; namespace "
                 f"{plugin.patient_namespace!r}); pretraining on them leaks the evaluation set. Give these patients "
                 f"the same split in both datasets or remove them from {plugin.name}"
             )

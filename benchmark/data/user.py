@@ -24,22 +24,31 @@ log = logging.getLogger("benchmark")
 
 # -- bring-your-own data: a labels table and patient-grouped random splits -----------------------
 @dataclass
-class UserDataConfig(FileDatasetConfig):
-    """Settings shared by the bring-your-own datasets (``wfdb-folder``, ``numpy``)."""
+class RandomSplitConfig(FileDatasetConfig):
+    """A file dataset without its own split: patients are split at random (seeded)."""
 
-    labels_csv: Path | None = None  # default: labels.csv in the root, if present
-    empty_labels: str = "exclude"  # an empty label list: exclude (from labelled splits) | negative
-    patient_namespace: str = ""  # datasets naming the same patients share it (default: name + root)
-    val_fraction: float = 0.1  # of patients, when the labels table has no split column
+    val_fraction: float = 0.1  # of patients, when the source gives no split
     test_fraction: float = 0.2
     split_seed: int = 0
 
     def __post_init__(self):
         super().__post_init__()
-        if self.empty_labels not in ("exclude", "negative"):
-            raise ValueError(f"empty_labels must be 'exclude' or 'negative', got {self.empty_labels!r}")
         if self.val_fraction < 0 or self.test_fraction < 0 or self.val_fraction + self.test_fraction >= 1:
             raise ValueError("val_fraction and test_fraction must be >= 0 and leave patients for training")
+
+
+@dataclass
+class UserDataConfig(RandomSplitConfig):
+    """Settings shared by the bring-your-own datasets (``wfdb-folder``, ``numpy``)."""
+
+    labels_csv: Path | None = None  # default: labels.csv in the root, if present
+    empty_labels: str = "exclude"  # an empty label list: exclude (from labelled splits) | negative
+    patient_namespace: str = ""  # datasets naming the same patients share it (default: name + root)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.empty_labels not in ("exclude", "negative"):
+            raise ValueError(f"empty_labels must be 'exclude' or 'negative', got {self.empty_labels!r}")
 
 
 class UserDataset(PreparedDataset):
@@ -64,7 +73,7 @@ class UserDataset(PreparedDataset):
 RESERVED_COLUMNS: tuple[str, ...] = ("record", "record_id", "patient_id", "split")
 
 
-def random_patient_splits(patients: np.ndarray, config: UserDataConfig) -> np.ndarray:
+def random_patient_splits(patients: np.ndarray, config: RandomSplitConfig) -> np.ndarray:
     """train/val/test by patient, a seeded permutation of the sorted patient ids."""
     unique = np.random.default_rng(config.split_seed).permutation(np.unique(patients[patients != ""]))
     n_test, n_val = round(config.test_fraction * len(unique)), round(config.val_fraction * len(unique))
@@ -122,6 +131,13 @@ def annotate_user_table(
         values = table[columns].astype(str).apply(lambda s: s.str.strip().str.lower())
         positive = values.isin(("1", "1.0", "true")).to_numpy()
         valid = positive | values.isin(("0", "0.0", "false")).to_numpy()
+        unusable = [c for c, ok in zip(columns, valid.any(axis=0)) if not ok and table[c].notna().any()]
+        if unusable:
+            seen = sorted(set(table[unusable[0]].dropna().astype(str).str.strip()))[:4]
+            raise DataError(
+                f"{path}: label column(s) {', '.join(map(repr, unusable))} hold no 0/1 value (e.g. "
+                f"{', '.join(map(repr, seen))}); write each label as 1 (present) or 0 (absent), or true/false"
+            )
         for i in np.flatnonzero(~valid.all(axis=1)):
             bad = columns[int(np.argmin(valid[i]))]
             problems.setdefault(

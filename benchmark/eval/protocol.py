@@ -3,7 +3,7 @@
 A protocol plugin (``@PROTOCOLS.register(name)`` in ``benchmark/eval/protocols/``) receives a
 :class:`CellContext` and returns the test-split predictions plus protocol details; the runner
 scores and stores them. Each protocol's configuration is frozen per preset, separately from
-method hyper-parameters (design.md), so every method is evaluated the same way.
+method hyper-parameters (docs/design.md), so every method is evaluated the same way.
 """
 
 from __future__ import annotations

@@ -113,9 +113,7 @@ class Transformer(nn.Module):
     def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0):
         super().__init__()
         rates = np.linspace(0, drop_path, depth).tolist()  # stochastic depth grows with depth
-        self.blocks = nn.ModuleList(
-            Block(dim, heads, mlp_ratio, qkv_bias=True, drop_path=rate, depth=i) for i, rate in enumerate(rates)
-        )
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, qkv_bias=True, drop_path=rate) for rate in rates)
         self.norm = nn.LayerNorm(dim)
 
     def forward(

@@ -25,8 +25,9 @@ from benchmark.presets import REFERENCES
 from benchmark.report import stats
 from benchmark.report.results import ResultStore
 
-#: the parts of a record's config that define the evaluation (a table holds one value of each)
-EVALUATION_KEYS = ("dataset", "dataset_config", "input", "label_set", "preset", "protocol", "protocol_config")
+#: the parts of a record's config that define the evaluation (a table holds one value of each); "data" is
+#: the content fingerprint of the evaluated data, so the folder it was read from never splits a table
+EVALUATION_KEYS = ("dataset", "dataset_config", "data", "input", "label_set", "preset", "protocol", "protocol_config")
 #: untrained reference baselines, compared with every budget
 UNTRAINED_REFERENCES = tuple(REFERENCES.values())
 

@@ -409,7 +409,7 @@ def render(
         "",
         "## Reported in the literature (not measured here)",
         "",
-        "Published numbers for context (docs/methods.md §6), on the sources' data versions, label sets and "
+        "Published numbers for context (docs/method_specs.md §6), on the sources' data versions, label sets and "
         "model scales; never compared with or averaged into the measured tables above.",
         "",
         reported_table(list(REPORTED)),

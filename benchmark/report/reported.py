@@ -1,4 +1,4 @@
-"""Published reference numbers (docs methods.md §6), shown beside measured results and never
+"""Published reference numbers (docs/method_specs.md §6), shown beside measured results and never
 mixed with them: the leaderboard prints them in their own "reported" tables.
 
 Each number is macro AUROC (or one code's AUROC) as printed in its source, on the source's own

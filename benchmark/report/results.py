@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +22,8 @@ import numpy as np
 from benchmark.eval.protocol import Prediction
 from benchmark.report.stats import bootstrap_indices
 from benchmark.storage import atomic_write
+
+log = logging.getLogger("benchmark")
 
 # Top-level folders whose names start with INTERNAL hold no results: checkpoints, bootstrap
 # resamples, claims on running work (benchmark/work.py), job logs (benchmark/launch.py).
@@ -54,6 +58,28 @@ class Cell:
         return f"{self.method} / {self.protocol}{variant} / seed {self.seed}"
 
 
+def _read_record(path: Path) -> dict | None:
+    """A finished cell's record with readable predictions; None (with a warning naming the file)
+    when the JSON or its ``.preds.npz`` is missing, truncated or not a result."""
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or "cell" not in record or "metrics" not in record:
+            return None
+        preds = path.parent / record["predictions"]
+        with np.load(preds) as saved:
+            missing = {"y_true", "y_score", "record_ids"} - set(saved.files)
+        if missing:
+            raise ValueError(f"{preds.name} lacks {', '.join(sorted(missing))}")
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        log.warning(
+            "%s is damaged (%s: %s); it is left out of reports and `run` recomputes it", path, type(exc).__name__, exc
+        )
+        return None
+    return record
+
+
 class ResultStore:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -62,8 +88,9 @@ class ResultStore:
         return self.root / cell.relpath
 
     def load(self, cell: Cell) -> dict | None:
-        path = self.path(cell)
-        return json.loads(path.read_text()) if path.exists() else None
+        """The cell's record, or None when it is absent or damaged (a damaged one is named in a
+        warning and recomputed by the next run)."""
+        return _read_record(self.path(cell))
 
     def is_finished(self, cell: Cell, signature: str) -> bool:
         """True if the cell exists with this signature; raises if it exists with another."""
@@ -94,12 +121,13 @@ class ResultStore:
         return path
 
     def records(self) -> Iterator[dict]:
-        """Every finished cell under the root (internal folders and temporary files skipped)."""
+        """Every finished cell under the root (internal folders and temporary files skipped; damaged
+        files named in a warning and left out)."""
         for path in sorted(self.root.rglob("*.json")):
             if path.relative_to(self.root).parts[0].startswith(INTERNAL) or path.name.startswith("."):
                 continue
-            record = json.loads(path.read_text())
-            if "cell" in record and "metrics" in record:
+            record = _read_record(path)
+            if record is not None:
                 record["_path"] = str(path)
                 yield record
 
@@ -127,9 +155,13 @@ class ResultStore:
             digest.update(repr(part.shape).encode() + part.tobytes())
         digest.update(f"{n_resamples}:{seed}".encode())
         path = self.root / BOOTSTRAP / dataset / label_set / f"{digest.hexdigest()[:16]}.npz"
-        if path.exists():
+        try:
             with np.load(path) as saved:
                 return saved["indices"]
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            log.warning("%s is damaged; drawing the resamples again (they are a pure function of the key)", path)
         indices = bootstrap_indices(y_true, n_resamples, seed)
         atomic_write(path, lambda h: np.savez_compressed(h, indices=indices, n_resamples=n_resamples, seed=seed))
         return indices

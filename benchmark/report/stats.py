@@ -155,7 +155,8 @@ def bootstrap_indices(
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     required = y[:, scored_labels(y)]
     rng = np.random.default_rng(seed)
-    n, kept, drawn = len(y), [], 0
+    n, drawn = len(y), 0
+    kept: list[np.ndarray] = []
     dtype = np.uint16 if n <= np.iinfo(np.uint16).max else np.uint32
     per_draw = max(16, min(n_resamples, 20_000_000 // n))  # bounded memory for the counts
     while sum(len(k) for k in kept) < n_resamples:

@@ -1,9 +1,11 @@
 """Matched-compute pretraining: turn a compute budget into a number of steps per method.
 
 A method that spends more FLOPs per step (more leads encoded, a bigger decoder) gets fewer
-steps, so every method spends the same total pretraining FLOPs (design.md). FLOPs per step
-are measured (:func:`benchmark.train.flops.pretrain_step_flops`: forward + backward at the
-preset's batch size), never estimated. The budget is ``pretrain.budget`` (``--budget``):
+steps, so every method spends the same total pretraining FLOPs (docs/design.md). FLOPs per step
+are counted on the real model and batch shape by rules this suite owns and pins
+(:mod:`benchmark.train.flops`: forward + backward at the preset's batch size), so the same model
+gets the same number of steps under every torch version. The budget is ``pretrain.budget``
+(``--budget``):
 
 * ``steps`` — no matching: every method runs ``pretrain.steps`` steps (FLOPs still recorded);
 * ``lamae`` (any method name) — the FLOPs that method spends in ``pretrain.steps`` steps
@@ -25,10 +27,10 @@ from pathlib import Path
 
 import torch
 
-from benchmark.config import signature
+from benchmark.config import ConfigError, signature
 from benchmark.method.base import Method
 from benchmark.storage import atomic_write
-from benchmark.train.flops import pretrain_step_flops, synthetic_batch
+from benchmark.train.flops import RULES, pretrain_step_flops, synthetic_batch
 
 log = logging.getLogger("benchmark")
 
@@ -98,13 +100,14 @@ class PretrainPlan:
             "budget": self.budget,
             "budget_flops": self.budget_flops,
             "budget_error": self.budget_error,
+            "flop_rules": RULES,
         }
 
 
 class FlopsMeter:
-    """Measures FLOPs per pretraining step, once per (method, config, input, batch size, torch
-    version); measurements are cached as JSON under ``cache_dir`` because counting one step
-    costs several ordinary steps on a CPU."""
+    """FLOPs per pretraining step by the suite's own counting rules (:mod:`benchmark.train.flops`),
+    once per (method, config, input, batch size, rules); cached as JSON under ``cache_dir``. The
+    key holds no library version: the count depends on the model and the batch only."""
 
     def __init__(self, cache_dir: Path | None, device: torch.device):
         self.cache_dir, self.device = cache_dir, device
@@ -116,7 +119,7 @@ class FlopsMeter:
                 "config": method.config,
                 "input": method.input_spec,
                 "batch_size": batch_size,
-                "torch": torch.__version__,
+                "rules": RULES,
             }
         )
         path = None if self.cache_dir is None else self.cache_dir / f"{method.name}_{key}.json"
@@ -125,7 +128,8 @@ class FlopsMeter:
         method.to(self.device)
         flops = pretrain_step_flops(method, synthetic_batch(method, batch_size).to(self.device))
         if path is not None:  # ranks and concurrent runs may race: each writes the same value atomically
-            atomic_write(path, json.dumps({"flops_per_step": flops, "method": method.name, "batch_size": batch_size}))
+            record = {"flops_per_step": flops, "method": method.name, "batch_size": batch_size, "rules": RULES}
+            atomic_write(path, json.dumps(record))
         return flops
 
 
@@ -142,7 +146,7 @@ def plan_pretraining(
     else:
         reference = method if budget.method == method.name else build_reference(budget.method)
         if not reference.pretrains:
-            raise ValueError(f"budget {budget.text!r}: {budget.method} does not pretrain; name a pretraining method")
+            raise ConfigError(f"budget {budget.text!r}: {budget.method} does not pretrain; name a pretraining method")
         budget_flops = float(measure(reference, batch_size) * (budget.method_steps or steps))
     plan = PretrainPlan(max(1, round(budget_flops / flops_per_step)), flops_per_step, budget.text, budget_flops)
     if abs(plan.budget_error) > 0.05:

@@ -17,6 +17,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from benchmark.config import ConfigError
+
 
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -98,7 +100,7 @@ def gather_interleaved(rows: torch.Tensor, total: int) -> torch.Tensor:
 def local_batch_size(global_batch: int) -> int:
     world = world_size()
     if global_batch % world:
-        raise ValueError(
+        raise ConfigError(
             f"batch size {global_batch} is not divisible by the {world} processes; "
             f"choose a multiple of {world} (--set pretrain.batch_size=...)"
         )

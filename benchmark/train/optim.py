@@ -5,6 +5,7 @@ Both loops build on it, so their optimisation is one mechanism with different pa
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 
 import torch
@@ -36,15 +37,24 @@ class OptimConfig:
             raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
 
 
+def no_weight_decay_names(model: nn.Module, patterns: tuple[str, ...]) -> list[str]:
+    """The parameter names matching the fnmatch ``patterns``, resolved here: timm matches
+    wildcards only since 1.0.2x and compares exact names before that, silently decaying
+    ``*cls*`` tokens under older versions."""
+    return [name for name, _ in model.named_parameters() if any(fnmatch.fnmatch(name, p) for p in patterns)]
+
+
 def build_optimizer(
     model: nn.Module, cfg: OptimConfig, batch_size: int, total_steps: int, no_weight_decay: tuple[str, ...] = ()
 ) -> tuple[torch.optim.Optimizer, CosineLRScheduler]:
-    """AdamW over timm parameter groups (no decay on 1-D params and ``no_weight_decay``
-    patterns; layer-wise lr scales from ``model.group_matcher`` when ``layer_decay`` < 1)."""
+    """AdamW over timm parameter groups (no decay on 1-D params and on parameters matching the
+    ``no_weight_decay`` fnmatch patterns; layer-wise lr scales from ``model.group_matcher`` when
+    ``layer_decay`` < 1)."""
+    exempt = no_weight_decay_names(model, no_weight_decay)
     if cfg.layer_decay < 1:
-        groups = param_groups_layer_decay(model, cfg.weight_decay, no_weight_decay, layer_decay=cfg.layer_decay)
+        groups = param_groups_layer_decay(model, cfg.weight_decay, exempt, layer_decay=cfg.layer_decay)
     else:
-        groups = param_groups_weight_decay(model, cfg.weight_decay, no_weight_decay_list=no_weight_decay)
+        groups = param_groups_weight_decay(model, cfg.weight_decay, no_weight_decay_list=exempt)
     lr = cfg.base_lr * batch_size / 256
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=(cfg.beta1, cfg.beta2))
     scheduler = CosineLRScheduler(

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from benchmark.config import require_positive
+from benchmark.config import ConfigError, require_positive
 from benchmark.data.contract import ECGArrays
 from benchmark.data.loader import make_loader
 from benchmark.method.base import Method
@@ -115,9 +115,9 @@ def pretrain(
         world_size=distributed.world_size(),
     )
     if len(loader) == 0:
-        raise ValueError(
-            f"{arrays.name}: pretraining split ({len(arrays.splits['pretrain'])} records) "
-            f"is smaller than one batch of {cfg.batch_size}"
+        raise ConfigError(
+            f"{arrays.name}: the pretraining split ({len(arrays.splits['pretrain'])} records) is smaller than one "
+            f"batch of {cfg.batch_size}; lower --set pretrain.batch_size or pretrain on more data (--pretrain-data)"
         )
     step, loss_curve, elapsed = 0, [], 0.0
     if last_path.exists():

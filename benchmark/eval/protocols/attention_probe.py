@@ -1,6 +1,6 @@
 """Frozen attention-pooling probe: a learned query attends over the frozen encoder's tokens.
 
-The second frozen protocol of design.md, as in the harmonised ECG foundation-model benchmark
+The second frozen protocol of docs/design.md, as in the harmonised ECG foundation-model benchmark
 (Al-Masud, Strodthoff et al., ICLR 2026: "frozen + attention pooling") and the attentive
 probes of V-JEPA/AIM. Unlike the linear probe it does not depend on the method's choice of a
 pooled vector: it reads the last layer's tokens (``Encoded.hidden_states[layer]``), extracted

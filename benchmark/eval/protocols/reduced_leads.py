@@ -1,5 +1,5 @@
 """Reduced leads: the same pretrained encoders evaluated with only some leads present — the
-setting a set-based model such as LAMAE is built for (design.md; none of the anchors reports
+setting a set-based model such as LAMAE is built for (docs/design.md; none of the anchors reports
 it). The named protocols run with the subset on every split (the probe or fine-tuned model is
 fit to the leads it will see), the other leads masked and zeroed (``WindowDataset``).
 

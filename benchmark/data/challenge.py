@@ -1,0 +1,115 @@
+"""The PhysioNet/CinC Challenge 2020-21 label system: ``# Dx:`` header lines and SNOMED CT codes.
+
+Shared by the ``wfdb-folder`` plugin (which reads a Challenge folder's codes as they are) and the
+``cinc`` plugin (which maps them with the Challenge's own tables). Sources: Perez Alday et al.,
+Physiol. Meas. 41:124003 (2020); Reyna et al., Computing in Cardiology 48 (2021); the tables of
+``physionetchallenges/evaluation-2021`` (``dx_mapping_scored.csv``, ``dx_mapping_unscored.csv``,
+BSD-2) and ``evaluation-2020`` (``Dx_map.csv``).
+
+- **Equivalent codes**: the scored table's ``Notes`` say "We score A and B as the same
+  diagnosis"; as the Challenge's ``evaluate_model.py`` does, B is replaced by A (the first code of
+  the note) -- e.g. complete RBBB 713427006 and RBBB 59118001 become one label.
+- **Early CPSC headers** (``A0001-A0150`` of the 2020 v1 release) carry the CPSC 2018 class
+  names (Liu et al., J. Med. Imaging Health Inform. 8:1368, 2018) instead of codes: ``Normal``,
+  ``AF``, ``I-AVB``, ``LBBB``, ``RBBB``, ``PAC``, ``PVC``, ``STD``, ``STE``. They are mapped with
+  the same tables: the name (``Normal`` read as the tables' ``NSR``, ``I-AVB`` as ``IAVB``, the
+  two spellings the tables do not use) is looked up among the tables' abbreviations, and of the
+  codes that carry it the one the 2021 tables count in the ``CPSC`` source is taken (``PVC``
+  names two codes in ``Dx_map.csv``; CPSC's is 164884008, 700 records in the CPSC column).
+- A code or name that no table knows is not guessed: it is dropped from the record's labels and
+  reported.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.data.contract import DataError
+from benchmark.data.files import parse_list_cell, read_csv
+
+DX_LINE = re.compile(r"^#\s*Dx:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+EQUIVALENCE_NOTE = re.compile(r"score (\d+) and (\d+) as the same diagnosis", re.IGNORECASE)
+TABLE_FILES = SCORED, UNSCORED, DX_MAP_2020 = (
+    "eval2021_dx_mapping_scored.csv",
+    "eval2021_dx_mapping_unscored.csv",
+    "eval2020_Dx_map.csv",
+)
+TABLES_FIX = (
+    "put the Challenge's mapping tables there (eval2021_dx_mapping_scored.csv and eval2021_dx_mapping_unscored.csv "
+    "from physionetchallenges/evaluation-2021, eval2020_Dx_map.csv from evaluation-2020) or set cinc.tables_dir"
+)
+CPSC_ALIASES = {"Normal": "NSR", "I-AVB": "IAVB"}  # CPSC 2018 class names the tables spell otherwise
+
+
+def header_records(root: Path) -> list[str]:
+    """Every record below ``root`` that has a ``.hea`` file: its path without extension, sorted."""
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.hea"))
+
+
+def read_dx(header: Path) -> list[str]:
+    """The tokens of a header's ``# Dx:`` line; ValueError (the reason) when there is none."""
+    found = DX_LINE.search(header.read_text(errors="replace")) if header.is_file() else None
+    if found is None:
+        raise ValueError(f"no '# Dx:' line in {header}")
+    return parse_list_cell(found.group(1).strip() or "[]", separator=",")
+
+
+@dataclass
+class ChallengeTables:
+    """The Challenge's SNOMED CT tables: names, scored codes, equivalences, CPSC names."""
+
+    names: dict[str, str]  # code -> "ABBR: name"
+    scored: list[str]  # canonical scored codes, in the scored table's order
+    canonical: dict[str, str]  # code -> the code it is scored as (itself unless an equivalent)
+    cpsc: dict[str, str]  # CPSC 2018 class name -> code
+    files: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, directory: Path) -> ChallengeTables:
+        paths = [directory / name for name in TABLE_FILES]
+        for path in paths:
+            if not path.is_file():
+                raise DataError(f"Challenge mapping table {path} not found; {TABLES_FIX}")
+        columns = ("Dx", "SNOMEDCTCode", "Abbreviation", "CPSC")
+        scored = read_csv(paths[0], columns, TABLES_FIX, dtype=str)
+        unscored = read_csv(paths[1], columns, TABLES_FIX, dtype=str)
+        old = read_csv(paths[2], ("dx", "SNOMED code", "Abbreviation"), TABLES_FIX, dtype=str).rename(
+            columns={"dx": "Dx", "SNOMED code": "SNOMEDCTCode"}
+        )
+        rows = pd.concat([scored, unscored, old.assign(CPSC="0")], ignore_index=True)
+        rows = rows.assign(SNOMEDCTCode=rows.SNOMEDCTCode.str.strip(), Abbreviation=rows.Abbreviation.str.strip())
+        names: dict[str, str] = {}
+        for code, abbreviation, name in zip(rows.SNOMEDCTCode, rows.Abbreviation, rows.Dx):
+            names.setdefault(code, f"{abbreviation}: {str(name).strip()}")
+        canonical = {code: code for code in names}
+        for note in scored.get("Notes", pd.Series(dtype=str)).dropna():
+            for first, second in EQUIVALENCE_NOTE.findall(note):
+                canonical[second] = first
+        in_cpsc = set(rows.SNOMEDCTCode[pd.to_numeric(rows.CPSC, errors="coerce").fillna(0) > 0])
+        cpsc = {}
+        for cpsc_name in ("Normal", "AF", "I-AVB", "LBBB", "RBBB", "PAC", "PVC", "STD", "STE"):
+            abbreviation = CPSC_ALIASES.get(cpsc_name, cpsc_name)
+            codes = sorted(set(rows.SNOMEDCTCode[rows.Abbreviation == abbreviation]) & in_cpsc)
+            if len(codes) != 1:
+                raise DataError(
+                    f"the Challenge tables in {directory} give {len(codes)} CPSC codes for {cpsc_name!r} "
+                    f"({', '.join(codes) or 'none'}); expected one. {TABLES_FIX}"
+                )
+            cpsc[cpsc_name] = codes[0]
+        ordered_scored = list(dict.fromkeys(canonical[c] for c in scored.SNOMEDCTCode.str.strip()))
+        return cls(names, ordered_scored, canonical, cpsc, paths)
+
+    def map_tokens(self, tokens: list[str]) -> tuple[list[str], list[str]]:
+        """(canonical codes, tokens no table knows) of one record's ``# Dx:`` tokens."""
+        codes, unknown = [], []
+        for token in tokens:
+            code = self.cpsc.get(token, token)
+            if code in self.canonical:
+                codes.append(self.canonical[code])
+            else:
+                unknown.append(token)
+        return sorted(set(codes)), unknown
