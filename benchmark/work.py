@@ -14,7 +14,7 @@ lock when its holder dies, however it dies, so a killed run never leaves a stale
 shared file systems of a SLURM cluster.
 
 Who holds a claim is written beside the lock, in ``METHOD_seedSEED.owner.json`` (the lock file
-itself is truncated by every process that tries it, so it cannot carry information)::
+belongs to ``filelock``, which opens it truncating, so it cannot carry information)::
 
     {"host": "node17", "pid": 4242, "started": "2025-01-31T12:00:00+00:00",
      "dataset": "synthetic", "preset": "cpu", "method": "lamae", "seed": 0,
