@@ -8,6 +8,7 @@ exits with status 1 when a method breaks the contract.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import inspect
 import logging
@@ -26,6 +27,17 @@ from benchmark.train import distributed
 from benchmark.train.monitor import LOGGERS
 
 EXIT_USAGE = 2
+DEFAULT_RESULTS = Path("results")
+# the options of one --launcher each: flag, type, launcher, help (LaunchConfig holds the defaults)
+FAN_OUT_OPTIONS = (
+    ("--jobs", int, "local", "processes at once (default 2)"),
+    ("--partition", str, "slurm", "partition (default: the cluster's)"),
+    ("--gpus-per-task", int, "slurm", "GPUs per task; more than one train with DDP (default 1)"),
+    ("--cpus-per-task", int, "slurm", "CPU cores per task (default 8)"),
+    ("--time", str, "slurm", "time limit per task, MINUTES or [D-]HH:MM:SS (default 24:00:00)"),
+    ("--array-parallelism", int, "slurm", "tasks of the array running at once (default 32)"),
+    ("--job-dir", Path, "slurm", "submitit's files and the task logs (default OUT/_jobs)"),
+)
 
 
 class UsageError(Exception):
@@ -92,12 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", default="cpu", help="smoke, cpu (default) or paper")
     run.add_argument("--seeds", type=parse_seeds, default=[0], help="count (3), list (0,4,7) or range (2-5)")
     run.add_argument("--protocols", type=parse_names, default=None, help="default: the preset's protocols")
-    run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+    run.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
     run.add_argument(
         "--leaderboard",
         type=Path,
-        default=Path("LEADERBOARD.md"),
-        help="leaderboard file regenerated from --out at the end (default: LEADERBOARD.md)",
+        default=None,
+        help="leaderboard file regenerated from --out at the end (default: LEADERBOARD.md for results/, "
+        "OUT.md beside any other --out)",
     )
     run.add_argument(
         "--set",
@@ -179,6 +192,24 @@ def build_parser() -> argparse.ArgumentParser:
         "recording, any name): refuse (default, exit 2) or drop them and list them in OUT/duplicates-*.csv",
     )
 
+    fan = run.add_argument_group("fan-out: several processes, one results folder (see README, Scaling out)")
+    fan.add_argument(
+        "--shard",
+        type=parse_shard,
+        default=None,
+        metavar="I/N",
+        help="run only share I of N (from 0) of the pretrained models, for any scheduler or one per GPU; "
+        "write the leaderboard afterwards with `leaderboard`",
+    )
+    fan.add_argument(
+        "--launcher",
+        default="none",
+        help="none (default): this process runs everything; local: --jobs single-thread processes here; "
+        "slurm: a SLURM job array through submitit (pip install 'ecgbench[cluster]')",
+    )
+    for flag, kind, launcher, text in FAN_OUT_OPTIONS:
+        fan.add_argument(flag, type=kind, default=None, help=f"{launcher}: {text}")
+
     state = sub.add_parser("status", help="summarise a running or interrupted run from its results folder alone")
     state.add_argument("--out", type=Path, default=Path("results"), help="the run's results folder (default: results)")
 
@@ -205,8 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--plugin", dest="plugins", action="append", type=Path, default=[])
 
     board = sub.add_parser("leaderboard", help="regenerate LEADERBOARD.md from the results folder only")
-    board.add_argument("--results", type=Path, default=Path("results"))
-    board.add_argument("--out", type=Path, default=Path("LEADERBOARD.md"))
+    board.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
+    board.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="leaderboard file (default: LEADERBOARD.md for results/, DIR.md beside any other --results DIR)",
+    )
 
     cmp = sub.add_parser("compare", help="paired comparison of two methods with p-values, from the results folder")
     cmp.add_argument("method_a", help="a method or variant, e.g. 'lamae[la_mask_ratio=0]'")
@@ -273,12 +309,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_shard(text: str):
+    from benchmark.config import ConfigError
+    from benchmark.work import Shard
+
+    try:
+        return Shard.parse(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def launch_config(args: argparse.Namespace):
+    """``--launcher`` and the options given for it; an option of another launcher is refused."""
+    from benchmark.launch import LaunchConfig
+
+    given = {}
+    for flag, _, launcher, _ in FAN_OUT_OPTIONS:
+        field = flag[2:].replace("-", "_")
+        if getattr(args, field) is None:
+            continue
+        if args.launcher != launcher:
+            raise UsageError(f"{flag} applies to --launcher {launcher}, not --launcher {args.launcher}")
+        given[field] = getattr(args, field)
+    return LaunchConfig(args.launcher, **given)
+
+
+def default_leaderboard(results: Path) -> Path:
+    """``LEADERBOARD.md`` for the committed ``results/`` folder, ``OUT.md`` beside any other results
+    folder: a run into a scratch folder never overwrites the committed leaderboard."""
+    if results.resolve() == DEFAULT_RESULTS.resolve():
+        return Path("LEADERBOARD.md")
+    results = results if results.name else results.resolve()
+    return results.parent / f"{results.name}.md"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.launch import LaunchError, launch
     from benchmark.report.leaderboard import summary_table, write_leaderboard
     from benchmark.runner import RunRequest, run
     from benchmark.train.runtime import resolve_device
 
-    for folder in (args.out, args.cache_dir or default_cache_root(), args.leaderboard.parent):
+    fan_out = launch_config(args)
+    if args.shard is not None and args.leaderboard is not None:
+        raise UsageError(
+            "--leaderboard with --shard: a shard writes no leaderboard; after all shards run "
+            "`python -m benchmark leaderboard --results OUT --out FILE`"
+        )
+    board = args.leaderboard or default_leaderboard(args.out)
+    for folder in (args.out, args.cache_dir or default_cache_root(), board.parent):
         ensure_writable(folder)  # fail in a second, not after the data are prepared
     overrides = dataset_overrides(args)
     for value, scope, name in (
@@ -289,30 +367,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             overrides.setdefault(scope, {})[name] = value
+    request = RunRequest(
+        methods=args.methods,
+        dataset=args.dataset,
+        label_set=args.label_set,
+        preset=args.preset,
+        seeds=args.seeds,
+        protocols=args.protocols,
+        out=args.out,
+        overrides=overrides,
+        plugins=args.plugins,
+        device=args.device,
+        rerun=args.rerun,
+        add_references=args.add_references,
+        progress=args.progress,
+        cache_root=args.cache_dir or default_cache_root(),
+        profile_dir=args.profile,
+        pretrain_data=args.pretrain_data,
+        log=args.log,
+        duplicates=args.duplicates,
+        shard=args.shard,
+    )
+    failed = None
     try:
-        with distributed.session(resolve_device(args.device)) as device:
-            request = RunRequest(
-                methods=args.methods,
-                dataset=args.dataset,
-                label_set=args.label_set,
-                preset=args.preset,
-                seeds=args.seeds,
-                protocols=args.protocols,
-                out=args.out,
-                overrides=overrides,
-                plugins=args.plugins,
-                device=str(device),
-                rerun=args.rerun,
-                add_references=args.add_references,
-                progress=args.progress,
-                cache_root=args.cache_dir or default_cache_root(),
-                profile_dir=args.profile,
-                pretrain_data=args.pretrain_data,
-                log=args.log,
-                duplicates=args.duplicates,
-            )
-            records = run(request)
-            writes_outputs = distributed.is_main()
+        if fan_out.launcher == "none":
+            with distributed.session(resolve_device(args.device)) as device:
+                records = run(dataclasses.replace(request, device=str(device)))
+                writes_outputs = distributed.is_main()
+        else:
+            try:
+                records, writes_outputs = launch(request, fan_out), True
+            except LaunchError as exc:
+                records, writes_outputs, failed = exc.records, True, exc
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: finished cells are saved under {args.out}/ and pretraining resumes from its last "
@@ -322,10 +408,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     if not writes_outputs:
         return 0
-    n = write_leaderboard(args.out, args.leaderboard)
     print()
     print(summary_table(records))
-    print(f"\n{len(records)} cells in this run; {args.leaderboard} regenerated from {n} results in {args.out}/")
+    if args.shard is not None:
+        print(
+            f"\nshard {args.shard.index}/{args.shard.count} done; {len(records)} cells of this run are finished in "
+            f"{args.out}/. When every shard is done: python -m benchmark leaderboard --results {args.out}"
+        )
+    else:
+        n = write_leaderboard(args.out, board)
+        print(f"\n{len(records)} cells in this run; {board} regenerated from {n} results in {args.out}/")
+    if failed is not None:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -404,8 +499,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     if not args.results.is_dir():
         raise DataError(f"results folder {args.results} does not exist; run `python -m benchmark run` first")
-    n = write_leaderboard(args.results, args.out)
-    print(f"{args.out} regenerated from {n} results in {args.results}/")
+    board = args.out or default_leaderboard(args.results)
+    n = write_leaderboard(args.results, board)
+    print(f"{board} regenerated from {n} results in {args.results}/")
     return 0
 
 

@@ -1,7 +1,7 @@
 """The benchmark loop, end to end: load the data once, give every method its share of the
 compute budget, list the cells (method x protocol x variant x seed) and skip the finished
-ones, then for every seed and method pretrain (or resume, or load the checkpoint) and run its
-unfinished cells.
+ones, then for every seed and method (a unit: one pretrained model) claim it, pretrain (or
+resume, or load the checkpoint) and run its unfinished cells.
 
 A training loss that becomes NaN or infinite does not stop the run: the cells of that
 pretrained model (or the one fine-tuning cell) are recorded as diverged and the run goes on.
@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from benchmark.build import (
     architectures,
     build_dataset,
@@ -37,7 +39,7 @@ from benchmark.build import (
     resolve_methods,
 )
 from benchmark.config import signature, to_jsonable
-from benchmark.data.contract import InputSpec, data_identity, default_cache_root
+from benchmark.data.contract import ECGArrays, InputSpec, data_identity, default_cache_root
 from benchmark.data.duplicates import guard_duplicates
 from benchmark.data.pool import parse_pool, pretraining_pool
 from benchmark.eval.metrics import classification_report
@@ -63,6 +65,7 @@ from benchmark.train.flops import parameter_counts
 from benchmark.train.monitor import NonFiniteLossError, TrainingMonitor, require_tensorboard
 from benchmark.train.pretrain import pretrain
 from benchmark.train.runtime import resolve_device, set_seed
+from benchmark.work import Shard, Unit, claimed, clear_interrupted, lock_path
 
 log = logging.getLogger("benchmark")
 
@@ -87,6 +90,8 @@ class RunRequest:
     pretrain_data: list[str] = field(default_factory=list)  # NAME[:ROOT] pool replacing the dataset's pretrain split
     log: str | None = None  # "tensorboard": event files of every training run under OUT/_tensorboard/
     duplicates: str = "refuse"  # pretraining/training records that ARE val/test recordings: refuse | drop
+    shard: Shard | None = None  # run only this share of the pretrained models (--shard I/N)
+    units: list[Unit] | None = None  # run only these pretrained models (one task of a launcher)
 
 
 @dataclass
@@ -200,8 +205,60 @@ def frozen_outputs_signature(method_cls: type[Method], identity: dict) -> str:
     )
 
 
-def run(request: RunRequest) -> list[dict]:
-    """Run every requested cell that is not finished; return the records of all requested cells."""
+@dataclass
+class RunPlan:
+    """What every process of a run agrees on: the data, the pretraining budgets, and every cell of
+    the run grouped by the pretrained model it evaluates."""
+
+    request: RunRequest
+    preset: Preset
+    dataset: str  # the name its results are filed under
+    arrays: ECGArrays
+    pretrain_arrays: ECGArrays
+    store: ResultStore
+    device: torch.device
+    progress: bool
+    plans: dict[str, PretrainPlan]
+    supervised: SupervisedBudget | None  # what a supervised-only method may spend per learning rate
+    units: dict[Unit, list[PlannedCell]]  # every unit of the run, in order, with all its cells
+    todo: dict[Unit, list[PlannedCell]]  # the units with unfinished cells, with those cells
+    #: frozen outputs of seed-independent methods, shared across seeds (method -> outputs)
+    seed_independent_outputs: dict[str, dict] = field(default_factory=dict)
+
+    def mine(self) -> list[Unit]:
+        """The units with unfinished cells that this process runs: all of them, or its shard's
+        (counted over all units of the run), or those it was launched for."""
+        request = self.request
+        return [
+            unit
+            for position, unit in enumerate(self.units)
+            if unit in self.todo
+            and (request.shard is None or request.shard.selects(position))
+            and (request.units is None or unit in request.units)
+        ]
+
+    def claim(self, unit: Unit, wait: bool):
+        """The unit's claim in the results folder (see :mod:`benchmark.work`)."""
+        dataset, preset = self.dataset, self.preset.name
+        owner = {
+            "dataset": dataset,
+            "preset": preset,
+            "method": unit.method,
+            "seed": unit.seed,
+            "cells": [planned.cell.relpath.as_posix() for planned in self.todo[unit]],
+        }
+        return claimed(lock_path(self.store.root, dataset, preset, unit), owner, wait)
+
+    def records(self) -> list[dict]:
+        """The records of every cell of the run that is finished (by any process)."""
+        loaded = (self.store.load(planned.cell) for cells in self.units.values() for planned in cells)
+        return [record for record in loaded if record is not None]
+
+
+def plan_run(request: RunRequest) -> RunPlan:
+    """Load the data (preparing its cache once), give every method its share of the compute
+    budget, and list every cell of the run, marking the finished ones (a result with another
+    signature is refused)."""
     for path in request.plugins:
         load_plugin_file(path)
     if request.log == "tensorboard":
@@ -226,7 +283,8 @@ def run(request: RunRequest) -> list[dict]:
     device = resolve_device(request.device)
     store = ResultStore(request.out)
     if distributed.is_main():
-        remove_orphans(store.root)  # temporary files of a killed earlier run
+        remove_orphans(store.root)  # temporary files of a killed earlier run ...
+        clear_interrupted(store.root)  # ... and who its claims belonged to
     progress = request.progress and distributed.is_main()
 
     log.info("loading %s (%s labels) at %d Hz", dataset.name, label_set, preset.input.fs)
@@ -278,9 +336,8 @@ def run(request: RunRequest) -> list[dict]:
             supervised.pretrain_flops,
         )
 
-    # every cell of the run, finished ones skipped (a result with another signature is refused)
-    records: list[dict] = []
-    todo: list[PlannedCell] = []
+    units: dict[Unit, list[PlannedCell]] = {}
+    todo: dict[Unit, list[PlannedCell]] = {}
     for seed, method_name in itertools.product(request.seeds, methods):
         method_cls = method_class(method_name)
         pretrain_config = (
@@ -295,6 +352,8 @@ def run(request: RunRequest) -> list[dict]:
         }
         if pool_identity and method_cls.pretrains:
             pretrain_identity["pretrain_data"] = pool_identity
+        unit = Unit(seed, method_name)
+        units[unit] = []
         for evaluation in evaluations:
             if not evaluation.protocol.applies_to(method_cls):
                 continue
@@ -315,35 +374,60 @@ def run(request: RunRequest) -> list[dict]:
                 "variant": evaluation.variant.identity,
             }
             planned = PlannedCell(cell, evaluation, identity, signature(identity))
-            if not request.rerun and store.is_finished(cell, planned.signature):
-                records.append(store.finished(cell))
-            else:
-                todo.append(planned)
-    log.info("%d cells: %d finished already, %d to run", len(records) + len(todo), len(records), len(todo))
-    progress_state = run_progress(store, records, todo, plans, preset)
+            units[unit].append(planned)
+            if request.rerun or not store.is_finished(cell, planned.signature):
+                todo.setdefault(unit, []).append(planned)
+    n_cells, n_todo = sum(map(len, units.values())), sum(map(len, todo.values()))
+    log.info("%d cells: %d finished already, %d to run", n_cells, n_cells - n_todo, n_todo)
+    return RunPlan(
+        request,
+        preset,
+        dataset.result_name,
+        arrays,
+        pretrain_arrays,
+        store,
+        device,
+        progress,
+        plans,
+        supervised,
+        units,
+        todo,
+    )
+
+
+def run(request: RunRequest) -> list[dict]:
+    """Run every unfinished cell of the request (of this process's units: see :meth:`RunPlan.mine`)
+    and return the records of all its finished cells.
+
+    Each unit is claimed first, so that processes running into one results folder at the same
+    time never do the same work: a unit another process holds is left for later, and once this
+    process has done all else it waits for that unit and runs what the other left undone.
+    """
+    plan = plan_run(request)
+    mine = plan.mine()
+    if len(mine) < len(plan.todo):
+        log.info("this process runs %d of the %d pretrained models with unfinished cells", len(mine), len(plan.todo))
+    state = run_progress(plan, mine)
     try:
-        run_cells(
-            request,
-            todo,
-            records,
-            store,
-            preset,
-            plans,
-            supervised,
-            pretrain_arrays,
-            arrays,
-            device,
-            progress,
-            progress_state,
-        )
+        held_elsewhere = []
+        for unit in mine:
+            with plan.claim(unit, wait=False) as held:
+                if held:
+                    run_unit(plan, unit, state)
+                else:
+                    log.info("%s is being run by another process; coming back to it at the end", unit.describe())
+                    held_elsewhere.append(unit)
+        for unit in held_elsewhere:
+            with plan.claim(unit, wait=True):
+                run_unit(plan, unit, state)
     except KeyboardInterrupt:
-        progress_state.close("interrupted")
+        state.close("interrupted")
         raise
     except BaseException as exc:
-        progress_state.close("failed", exc)
+        state.close("failed", exc)
         raise
-    progress_state.close("finished")
-    return records
+    state.close("finished")
+    return plan.records()
 
 
 def checkpoint_dir(store: ResultStore, planned: PlannedCell) -> Path:
@@ -362,44 +446,38 @@ def record_identity(path: Path, identity: dict, preset: Preset) -> None:
         atomic_write(path / IDENTITY, json.dumps({"signature": pretraining_signature(identity), "config": config}))
 
 
-def run_progress(
-    store: ResultStore, records: list[dict], todo: list[PlannedCell], plans: dict, preset: Preset
-) -> RunProgress:
-    """Progress of this run, timed from the finished results in the folder and then from itself."""
+def run_progress(plan: RunPlan, mine: list[Unit]) -> RunProgress:
+    """Progress of this process (its units' cells), timed from the finished results in the folder
+    and then from itself."""
     eta = Eta()
+    records = plan.records()
     for record in records:
         eta.add_record(record)
+    todo = [planned for unit in mine for planned in plan.todo[unit]]
     pending = {}
     for planned in todo:
         key = (planned.cell.seed, planned.cell.method)
         method_name = planned.cell.method
-        if key in pending or method_name not in plans:
+        if key in pending or method_name not in plan.plans:
             continue
-        path = checkpoint_dir(store, planned)
-        if not (path / "final.pt").exists():
-            plan = plans[method_name]
-            pending[key] = PendingPretraining(method_name, plan.steps, plan.flops_per_step)
-    cells = {Cell(**r["cell"]): r["cell"]["protocol"] for r in records}
-    cells.update({p.cell: p.cell.protocol for p in todo})
-    finished = {Cell(**r["cell"]) for r in records}
-    return RunProgress(store.root, cells, finished, pending, eta, write=distributed.is_main())
+        if not (checkpoint_dir(plan.store, planned) / "final.pt").exists():
+            budget = plan.plans[method_name]
+            pending[key] = PendingPretraining(method_name, budget.steps, budget.flops_per_step)
+    ours = {planned.cell for unit in mine for planned in plan.units[unit]}
+    finished = {Cell(**r["cell"]) for r in records if Cell(**r["cell"]) in ours}
+    cells = {cell: cell.protocol for cell in sorted(ours, key=lambda c: c.relpath.as_posix())}
+    return RunProgress(plan.store.root, cells, finished, pending, eta, write=distributed.is_main())
 
 
-def run_cells(
-    request: RunRequest,
-    todo: list[PlannedCell],
-    records: list[dict],
-    store: ResultStore,
-    preset: Preset,
-    plans: dict[str, PretrainPlan],
-    supervised: SupervisedBudget | None,
-    pretrain_arrays,
-    arrays,
-    device,
-    progress: bool,
-    state: RunProgress,
-) -> None:
-    """Pretrain every (seed, method) of ``todo`` and run its cells; finished records join ``records``."""
+def run_unit(plan: RunPlan, unit: Unit, state: RunProgress) -> None:
+    """Pretrain (or resume, or load the checkpoint of) one method at one seed, then run its
+    unfinished cells. Called with the unit claimed; cells another process finished meanwhile are
+    skipped. A training loss that becomes NaN/inf records the cells concerned as diverged."""
+    request, preset, store, device, progress = plan.request, plan.preset, plan.store, plan.device, plan.progress
+    cells = [p for p in plan.todo[unit] if request.rerun or not store.is_finished(p.cell, p.signature)]
+    if not cells:
+        log.info("%s: finished by another process", unit.describe())
+        return
     tensorboard = store.root / TENSORBOARD if request.log == "tensorboard" and distributed.is_main() else None
 
     def monitor(tensorboard_dir: Path | None) -> TrainingMonitor:
@@ -418,111 +496,106 @@ def run_cells(
                     record["metrics"]["macro_auroc"] or float("nan"),
                     path,
                 )
-            records.append(store.finished(planned.cell))
         state.end_cell(planned.cell, record["compute"]["protocol_wall_s"])
         distributed.barrier()
 
-    seed_independent_outputs: dict[str, dict] = {}  # method -> its frozen outputs, shared across seeds
-    for (seed, method_name), group in itertools.groupby(todo, key=lambda p: (p.cell.seed, p.cell.method)):
-        cells = list(group)
-        identity = cells[0].identity
-        method_cls = method_class(method_name)
-        set_seed(seed)
-        method = method_cls(identity["method_config"], preset.input)
-        pretrain_compute, failure = None, None
-        if method_cls.pretrains:
-            checkpoints = checkpoint_dir(store, cells[0])
-            record_identity(checkpoints, identity, preset)
-            log.info("%s · pretraining %s seed %d", state.line(), method_name, seed)
-            state.start_pretraining(seed, method_name)
-            tensorboard_dir = (
-                None
-                if tensorboard is None
-                else tensorboard / "pretraining" / checkpoints.relative_to(store.checkpoints)
+    seed, method_name = unit.seed, unit.method
+    identity = cells[0].identity
+    method_cls = method_class(method_name)
+    set_seed(seed)
+    method = method_cls(identity["method_config"], preset.input)
+    pretrain_compute, failure = None, None
+    if method_cls.pretrains:
+        checkpoints = checkpoint_dir(store, cells[0])
+        record_identity(checkpoints, identity, preset)
+        log.info("%s · pretraining %s seed %d", state.line(), method_name, seed)
+        state.start_pretraining(seed, method_name)
+        tensorboard_dir = (
+            None if tensorboard is None else tensorboard / "pretraining" / checkpoints.relative_to(store.checkpoints)
+        )
+        try:
+            with monitor(tensorboard_dir) as pretraining_monitor:
+                report = pretrain(
+                    method,
+                    plan.pretrain_arrays,
+                    identity["pretrain"],
+                    seed,
+                    device,
+                    checkpoints,
+                    progress,
+                    request.profile_dir,
+                    pretraining_monitor,
+                )
+            pretrain_compute = {**to_jsonable(report), **plan.plans[method_name].as_record()}
+        except NonFiniteLossError as exc:
+            failure = exc
+            pretrain_compute = diverged_pretraining(plan.plans[method_name], exc)
+            log.warning("%s seed %d: %s; its %d cells are recorded as diverged", method_name, seed, exc, len(cells))
+        state.end_pretraining()
+    if failure is not None:
+        for planned in cells:
+            state.start_cell(planned.cell)
+            save(
+                planned,
+                cell_record(
+                    planned, preset, plan.arrays.label_names, method, pretrain_compute, None, device, failure=failure
+                ),
+                None,
             )
-            try:
-                with monitor(tensorboard_dir) as pretraining_monitor:
-                    report = pretrain(
-                        method,
-                        pretrain_arrays,
-                        identity["pretrain"],
+        return
+    rebuild = rebuilder(
+        method_cls,
+        identity["method_config"],
+        preset.input,
+        {k: v.detach().clone() for k, v in method.state_dict().items()},
+    )
+
+    # frozen outputs of this model, shared by its cells; a seed-independent method's are the
+    # same for every seed and run: shared across seeds and kept on disk
+    shared_outputs: dict = {}
+    persist = None
+    if method_cls.seed_independent:
+        shared_outputs = plan.seed_independent_outputs.setdefault(method_name, {})
+        persist = store.frozen_outputs_dir(
+            cells[0].cell.dataset, preset.name, method_name, frozen_outputs_signature(method_cls, identity)
+        )
+    for planned in cells:
+        log.info("%s · running %s", state.line(), planned.cell.describe())
+        state.start_cell(planned.cell)
+        variant = planned.evaluation.variant
+        set_seed(seed)
+        started = time.perf_counter()
+        tensorboard_dir = None if tensorboard is None else tensorboard / planned.cell.relpath.with_suffix("")
+        output, failure = None, None
+        try:
+            with monitor(tensorboard_dir) as cell_monitor:
+                output = planned.evaluation.protocol.run(
+                    CellContext(
+                        rebuild(),
+                        rebuild,
+                        plan.arrays,
                         seed,
                         device,
-                        checkpoints,
                         progress,
-                        request.profile_dir,
-                        pretraining_monitor,
+                        train_indices=variant.train_indices,
+                        lead_subset=variant.lead_subset,
+                        cache=shared_outputs,
+                        persist=persist,
+                        supervised_budget=plan.supervised,
+                        monitor=cell_monitor,
                     )
-                pretrain_compute = {**to_jsonable(report), **plans[method_name].as_record()}
-            except NonFiniteLossError as exc:
-                failure = exc
-                pretrain_compute = diverged_pretraining(plans[method_name], exc)
-                log.warning("%s seed %d: %s; its %d cells are recorded as diverged", method_name, seed, exc, len(cells))
-            state.end_pretraining()
-        if failure is not None:
-            for planned in cells:
-                state.start_cell(planned.cell)
-                save(
-                    planned,
-                    cell_record(
-                        planned, preset, arrays.label_names, method, pretrain_compute, None, device, failure=failure
-                    ),
-                    None,
                 )
-            continue
-        rebuild = rebuilder(
-            method_cls,
-            identity["method_config"],
-            preset.input,
-            {k: v.detach().clone() for k, v in method.state_dict().items()},
+        except NonFiniteLossError as exc:
+            failure = exc
+        record = cell_record(
+            planned,
+            preset,
+            plan.arrays.label_names,
+            method,
+            pretrain_compute,
+            time.perf_counter() - started,
+            device,
+            output,
+            failure,
         )
-
-        # frozen outputs of this model, shared by its cells; a seed-independent method's are the
-        # same for every seed and run: shared across seeds and kept on disk
-        shared_outputs: dict = {}
-        persist = None
-        if method_cls.seed_independent:
-            shared_outputs = seed_independent_outputs.setdefault(method_name, {})
-            persist = store.frozen_outputs_dir(
-                cells[0].cell.dataset, preset.name, method_name, frozen_outputs_signature(method_cls, identity)
-            )
-        for planned in cells:
-            log.info("%s · running %s", state.line(), planned.cell.describe())
-            state.start_cell(planned.cell)
-            variant = planned.evaluation.variant
-            set_seed(seed)
-            started = time.perf_counter()
-            tensorboard_dir = None if tensorboard is None else tensorboard / planned.cell.relpath.with_suffix("")
-            output, failure = None, None
-            try:
-                with monitor(tensorboard_dir) as cell_monitor:
-                    output = planned.evaluation.protocol.run(
-                        CellContext(
-                            rebuild(),
-                            rebuild,
-                            arrays,
-                            seed,
-                            device,
-                            progress,
-                            train_indices=variant.train_indices,
-                            lead_subset=variant.lead_subset,
-                            cache=shared_outputs,
-                            persist=persist,
-                            supervised_budget=supervised,
-                            monitor=cell_monitor,
-                        )
-                    )
-            except NonFiniteLossError as exc:
-                failure = exc
-            record = cell_record(
-                planned,
-                preset,
-                arrays.label_names,
-                method,
-                pretrain_compute,
-                time.perf_counter() - started,
-                device,
-                output,
-                failure,
-            )
-            save(planned, record, output)
+        save(planned, record, output)

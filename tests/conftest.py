@@ -15,12 +15,19 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600):
-    """Run ``python -m benchmark ARGS`` in a subprocess; returns the CompletedProcess."""
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600, env: dict[str, str] | None = None):
+    """Run ``python -m benchmark ARGS`` in a subprocess (``env``: extra environment variables);
+    returns the CompletedProcess."""
+    import os
     import subprocess
 
     return subprocess.run(
-        [sys.executable, "-m", "benchmark", *args], cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "benchmark", *args],
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -210,10 +210,15 @@ def test_sweeps_become_tables_and_embedded_plots(results, tmp_path):
     images = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", board)
     assert len(images) == 2 and all((path.parent / image).stat().st_size > 5000 for image in images)
     assert {(path.parent / image).parent for image in images} == {plots_dir_for(path)}
-    stale = plots_dir_for(path) / "gone.png"
-    stale.write_bytes(b"old")
+    foreign = plots_dir_for(path) / "mine.png"  # a file the leaderboard did not write
+    foreign.write_bytes(b"not ours")
+    for reduced in results.root.rglob("*leads-I*"):  # the reduced-lead results are gone ...
+        reduced.unlink()
     write_leaderboard(results.root, path)
-    assert not stale.exists()
+    remaining = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", path.read_text())
+    assert len(remaining) == 1 and set(images) - set(remaining)
+    assert not (path.parent / (set(images) - set(remaining)).pop()).exists()  # ... and so is their plot
+    assert foreign.read_bytes() == b"not ours"
 
 
 def test_reported_numbers_sit_beside_but_apart_from_measured_ones(tmp_path):

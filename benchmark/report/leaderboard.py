@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +38,13 @@ from benchmark.report.comparison import UNTRAINED_REFERENCES, Table, TableStats,
 from benchmark.report.plots import Run, curve_plot, training_curves_plot
 from benchmark.report.reported import REPORTED, Reported, reported_for
 from benchmark.report.results import ResultStore, is_diverged
+from benchmark.storage import atomic_write
 
 N_RESAMPLES = 1000
 ALPHA = 0.05
 BELOW_BEST = "▼"
 SWEEPS = {"label_efficiency": "Label efficiency", "reduced_leads": "Reduced leads"}
+_IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+\.png)\)")
 
 
 # -- formatting ----------------------------------------------------------------------------------
@@ -673,17 +676,28 @@ def plots_dir_for(path: Path) -> Path:
     return path.parent / f"{path.stem.lower()}_plots"
 
 
+def linked_plots(path: Path) -> set[Path]:
+    """The plots an existing leaderboard file embeds (its own, written when it was generated)."""
+    if not path.is_file():
+        return set()
+    return {(path.parent / link).resolve() for link in _IMAGE_LINK.findall(path.read_text())}
+
+
 def write_leaderboard(results_dir: Path, path: Path) -> int:
-    """Regenerate ``path`` and its plots from ``results_dir``; returns the number of results used."""
+    """Regenerate ``path`` and its plots from ``results_dir``; returns the number of results used.
+
+    Plots the previous version of ``path`` embedded and this one does not (their results are gone)
+    are deleted; no other file is touched, whoever wrote it.
+    """
     store = ResultStore(results_dir)
     records = list(store.records())
     plots = plots_dir_for(path)
+    previous = linked_plots(path)
     text, written = render(records, store, str(results_dir), plots, path.parent)
-    for stale in set(plots.glob("*.png")) - set(written) if plots.is_dir() else ():
-        stale.unlink()  # plots of results that are gone
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write(path, text)
+    for stale in previous - {p.resolve() for p in written}:
+        if stale.parent == plots.resolve():
+            stale.unlink(missing_ok=True)
     return len(records)
 
 

@@ -33,12 +33,13 @@ from benchmark.storage import atomic_write
 
 log = logging.getLogger("benchmark")
 
+# Top-level folders whose names start with INTERNAL hold no results: checkpoints, bootstrap
+# resamples, claims on running work (benchmark/work.py), job logs (benchmark/launch.py).
+INTERNAL = "_"
 CHECKPOINTS = "_checkpoints"
 BOOTSTRAP = "_bootstrap"
 RUNS = "_runs"  # run-state files (benchmark/runstate.py)
 TENSORBOARD = "_tensorboard"  # event files of --log tensorboard
-#: folders of the results tree that hold no results
-NOT_RESULTS = (CHECKPOINTS, BOOTSTRAP, RUNS, TENSORBOARD)
 #: the parts of a cell's configuration that define its pretrained model (the checkpoint's key)
 PRETRAIN_KEYS = (
     "dataset",
@@ -174,10 +175,11 @@ class ResultStore:
         return path
 
     def records(self) -> Iterator[dict]:
-        """Every finished cell under the root, diverged ones included (checkpoints, run states and
-        temporary files skipped; damaged files named in a warning and left out)."""
+        """Every finished cell under the root, diverged ones included (internal folders —
+        checkpoints, run states, claims, logs — and temporary files skipped; damaged files named in
+        a warning and left out)."""
         for path in sorted(self.root.rglob("*.json")):
-            if any(part in NOT_RESULTS for part in path.relative_to(self.root).parts) or path.name.startswith("."):
+            if path.relative_to(self.root).parts[0].startswith(INTERNAL) or path.name.startswith("."):
                 continue
             record = _read_record(path)
             if record is not None:

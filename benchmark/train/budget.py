@@ -129,7 +129,7 @@ class FlopsMeter:
             return int(json.loads(path.read_text())["flops_per_step"])
         method.to(self.device)
         flops = pretrain_step_flops(method, synthetic_batch(method, batch_size).to(self.device))
-        if path is not None:
+        if path is not None:  # ranks and concurrent runs may race: each writes the same value atomically
             record = {"flops_per_step": flops, "method": method.name, "batch_size": batch_size, "rules": RULES}
             atomic_write(path, json.dumps(record))
         return flops

@@ -56,6 +56,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast_object(value):
+    """Rank 0's ``value`` on every rank (``value`` itself in a single process): how the ranks agree
+    on a decision only rank 0 can take, such as holding a claim on work."""
+    if world_size() == 1:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
 def sum_across_ranks(value: torch.Tensor) -> torch.Tensor:
     """Differentiable sum over all processes (the value itself in a single process)."""
     if world_size() == 1:
