@@ -315,7 +315,7 @@ class PreparedDataset(DatasetPlugin):
         try:
             np.save(tmp / "labels.npy", arrays.labels)
             np.save(tmp / "patient_ids.npy", arrays.patient_ids)
-            np.savez(tmp / "splits.npz", **arrays.splits)
+            np.savez(tmp / "splits.npz", **arrays.splits)  # type: ignore[arg-type]  # numpy stubs: **kwds could name allow_pickle
             meta = {
                 "name": arrays.name,
                 "fs": arrays.fs,
