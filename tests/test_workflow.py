@@ -179,6 +179,33 @@ def test_fine_tuning_records_its_curves_and_a_diverged_run_raises(monkeypatch):
         Finetune(FinetuneConfig(epochs=2, batch_size=16)).run(context(arrays, scratch))
 
 
+def test_a_diverged_learning_rate_is_a_candidate_that_lost(monkeypatch):
+    """Equal tuning tries several learning rates; one that diverges must not sink the cell: the
+    others are compared as usual and the divergence is recorded in the tuning record."""
+    arrays = make_toy_arrays()
+    method, _ = build("lamae", arrays, window_s=5.0)
+    encode, train = type(method).encode, Finetune.train
+    poisoned = {"on": False}
+
+    def maybe_nan(self, signals, lead_mask, return_hidden=False):
+        pooled = encode(self, signals, lead_mask).pooled
+        return ecgbench.Encoded(pooled * float("nan") if poisoned["on"] else pooled)
+
+    def train_candidate(self, ctx, recipe, base_lr, *args, **kwargs):
+        poisoned["on"] = base_lr > recipe.optim.base_lr  # the largest multiplier diverges
+        try:
+            return train(self, ctx, recipe, base_lr, *args, **kwargs)
+        finally:
+            poisoned["on"] = False
+
+    monkeypatch.setattr(type(method), "encode", maybe_nan)
+    monkeypatch.setattr(Finetune, "train", train_candidate)
+    output = Finetune(FinetuneConfig(epochs=2, batch_size=16, lr_grid=(0.3, 1.0, 3.0))).run(context(arrays, method))
+    tuning = output.details["tuning"]
+    assert tuning["diverged"] == ["nan"] and np.isnan(tuning["val_macro_auroc"][2])
+    assert tuning["chosen"] in tuning["grid"][:2] and np.isfinite(output.prediction.y_score).all()
+
+
 # -- progress and status -------------------------------------------------------------------------
 def test_the_eta_adds_measured_step_and_cell_times():
     eta = Eta()
