@@ -443,6 +443,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from benchmark.build import build_dataset, check_scopes
+    from benchmark.data.files import PreparedDataset
     from benchmark.presets import get_preset
 
     if args.workers is not None and args.workers < 1:
@@ -457,7 +458,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         {"dataset": [args.dataset, *dataset.member_names()]},
         "prepare",
     )
-    dataset.workers = args.workers
+    if isinstance(dataset, PreparedDataset):  # the only datasets with preparation processes
+        dataset.workers = args.workers
     label_set = args.label_set or dataset.label_sets[0]
     dataset.check_label_set(label_set)
     fs = args.fs or preset.input.fs

@@ -73,7 +73,7 @@ def format_duration(seconds: float) -> str:
 class Eta:
     """Remaining time from measured times (see the module docstring)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.step_s: dict[str, float] = {}  # method -> seconds per pretraining step
         self.flop_s: dict[str, float] = {}  # method -> seconds per FLOP
         self.cell_s: dict[str, list[float]] = defaultdict(list)  # protocol -> seconds per cell

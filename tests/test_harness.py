@@ -225,6 +225,26 @@ def test_frozen_head_training_keeps_the_best_validation_epoch():
     assert macro_auroc(y[500:].numpy(), predict_scores(fitted.head, x[500:])) > 0.95
 
 
+def test_frozen_head_refuses_a_validation_split_without_a_defined_auroc():
+    """Every epoch's validation AUROC is NaN (one class only): no epoch can be kept, and the
+    error says why instead of failing inside load_state_dict."""
+    from benchmark.data.contract import DataError
+    from benchmark.eval.frozen_head import FrozenHeadConfig, fit_frozen_head
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(80, 8, generator=g)
+    y = (x[:, :2] > 0).float()
+    with pytest.raises(DataError, match="validation macro AUROC is undefined"):
+        fit_frozen_head(
+            torch.nn.Linear(8, 2),
+            (x[:60], y[:60]),
+            (x[60:], torch.zeros(20, 2)),
+            FrozenHeadConfig(epochs=3, batch_size=16, patience=5),
+            seed=0,
+            progress=False,
+        )
+
+
 def test_profiling_writes_a_trace_and_an_operator_table_per_pretrained_model(toy_arrays, tmp_path):
     cfg = PretrainConfig(steps=3, batch_size=8, checkpoint_every=10, log_every=1)
     for name, seed in [("lamae", 0), ("lamae", 1), ("ind_s", 0)]:

@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
+from functools import partial
 from importlib.metadata import version
 from multiprocessing import get_context
 from pathlib import Path
@@ -244,7 +245,7 @@ def _finalize(directory: Path, source: SignalSource, params: dict, wall_s: float
     lead_mask = np.zeros((n, len(LEADS)), dtype=bool)
     record_fingerprints = np.zeros((n, FINGERPRINT_DIM), dtype=np.float16)
     source_bytes = np.zeros(n, dtype=np.int64)
-    rows = []
+    rows: list[tuple] = []
     for path in sorted((directory / "progress").glob("chunk-*.npz")):
         with np.load(path, allow_pickle=False) as chunk:
             start = int(path.stem.split("-")[1])
@@ -262,7 +263,7 @@ def _finalize(directory: Path, source: SignalSource, params: dict, wall_s: float
         ("record_ids", np.asarray(source.record_ids, dtype=str)),
         ("source_bytes", source_bytes),
     ):
-        atomic_write(directory / f"{name}.npy", lambda f, a=array: np.save(f, a))
+        atomic_write(directory / f"{name}.npy", partial(np.save, arr=array))
     atomic_write(directory / "report.csv", lambda f: report.to_csv(f, index=False))
     excluded = int((~lead_mask.any(axis=1)).sum())
     manifest = {

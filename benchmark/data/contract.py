@@ -17,7 +17,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -62,6 +62,25 @@ class InputSpec:
         return int(round(self.fs * self.window_s))
 
 
+class SignalRows(Protocol):
+    """What :class:`ECGArrays` needs of ``signals`` besides an ndarray: an (N, 12, T) shape and
+    row indexing that returns an ndarray (a pretraining pool's concatenation of memmaps without a
+    copy, :class:`benchmark.data.pool.ConcatenatedRows`)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def ndim(self) -> int: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: Any) -> np.ndarray: ...
+
+
 @dataclass
 class ECGArrays:
     """A dataset materialised at one sampling rate.
@@ -79,7 +98,7 @@ class ECGArrays:
 
     name: str
     fs: int
-    signals: np.ndarray
+    signals: np.ndarray | SignalRows
     lead_mask: np.ndarray
     labels: np.ndarray
     label_names: list[str]
@@ -139,7 +158,7 @@ class ECGArrays:
             for attr in self._ARRAYS + self._OPTIONAL_ARRAYS:
                 if getattr(self, attr) is not None:
                     np.save(tmp / f"{attr}.npy", np.asarray(getattr(self, attr)))
-            np.savez(tmp / "splits.npz", **self.splits)
+            np.savez(tmp / "splits.npz", **self.splits)  # type: ignore[arg-type]  # numpy stubs: **kwds could name allow_pickle
             meta = {
                 f.name: getattr(self, f.name)
                 for f in fields(self)

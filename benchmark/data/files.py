@@ -151,6 +151,7 @@ class PreparedDataset(DatasetPlugin):
     """Base of dataset plugins read from files (see the module docstring)."""
 
     Config: ClassVar[type[DatasetConfig]] = FileDatasetConfig
+    config: FileDatasetConfig  # an instance of Config (a subclass's own, which extends this one)
     workers: int | None = (
         None  # preparation processes (None: all available cores); not config, results do not depend on it
     )
@@ -272,13 +273,19 @@ class PreparedDataset(DatasetPlugin):
         n = len(split)
         if ann.labels is None:
             return np.zeros((n, 0), dtype=np.uint8), [], {}, {}, np.zeros(n, dtype=bool), []
+        if label_set is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.annotate returned labels for the unlabelled view (label_set None); "
+                "return Annotations(labels=None) there"
+            )
+        token_lists = ann.labels  # a list for every labelled row (None rows are never labelled)
         notes = [(i, "excluded from labelled splits", reason) for i, reason in sorted(ann.problems.items())]
         notes += ann.notes
         labelled = candidates & np.array([tokens is not None for tokens in ann.labels])
         if ann.selected is not None:
             labelled &= ann.selected
         counted = labelled & np.isin(split, ann.count_splits)
-        counts = Counter(t for i in np.flatnonzero(counted) for t in set(ann.labels[i]))
+        counts = Counter(t for i in np.flatnonzero(counted) for t in set(token_lists[i] or ()))
         names, descriptions, parents = self.describe_labels(
             [t for t, c in counts.items() if c >= self.config.min_count], label_set
         )
@@ -297,11 +304,11 @@ class PreparedDataset(DatasetPlugin):
         column = {name: j for j, name in enumerate(names)}
         labels = np.zeros((n, len(names)), dtype=np.uint8)
         for i in np.flatnonzero(labelled):  # row by row: no (row, label) pair list for 800k records
-            labels[i, [column[t] for t in ann.labels[i] if t in column]] = 1
+            labels[i, [column[t] for t in token_lists[i] or () if t in column]] = 1
         if not ann.empty_is_negative:
             empty = labelled & (labels.sum(axis=1) == 0)
             notes += [
-                (i, "excluded from labelled splits", f"no label of set {label_set!r} among the {len(names)} kept")
+                (int(i), "excluded from labelled splits", f"no label of set {label_set!r} among the {len(names)} kept")
                 for i in np.flatnonzero(empty)
             ]
             labelled &= ~empty
@@ -315,7 +322,7 @@ class PreparedDataset(DatasetPlugin):
         try:
             np.save(tmp / "labels.npy", arrays.labels)
             np.save(tmp / "patient_ids.npy", arrays.patient_ids)
-            np.savez(tmp / "splits.npz", **arrays.splits)
+            np.savez(tmp / "splits.npz", **arrays.splits)  # type: ignore[arg-type]  # numpy stubs: **kwds could name allow_pickle
             meta = {
                 "name": arrays.name,
                 "fs": arrays.fs,

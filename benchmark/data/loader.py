@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -146,7 +147,9 @@ class WindowBatchSampler(torch.utils.data.Sampler):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
-def _unwrap(batch: Batch) -> Batch:
+def _unwrap(batch: Any) -> Batch:
+    """The loader's collate_fn: ``WindowDataset.__getitems__`` already returns the whole Batch
+    (torch types a collate_fn as taking the list of samples, which this dataset never makes)."""
     return batch
 
 

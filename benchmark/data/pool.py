@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data.contract import DataError, DatasetPlugin, ECGArrays, LeakageError, data_identity
+from benchmark.data.contract import DataError, DatasetPlugin, ECGArrays, LeakageError, SignalRows, data_identity
 from benchmark.data.duplicates import FINGERPRINT_DIM
 
 
 class ConcatenatedRows:
     """Row-wise concatenation of (memory-mapped) arrays, indexed like one, without copying."""
 
-    def __init__(self, parts: list[np.ndarray]):
+    def __init__(self, parts: list[np.ndarray | SignalRows]):
         self.parts = parts
         self.offsets = np.cumsum([0] + [len(p) for p in parts])
         self.shape = (int(self.offsets[-1]), *parts[0].shape[1:])

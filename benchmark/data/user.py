@@ -55,6 +55,7 @@ class UserDataset(PreparedDataset):
     """Base of the bring-your-own datasets: one label set, a labels table, a patient namespace."""
 
     Config: ClassVar[type[DatasetConfig]] = UserDataConfig
+    config: UserDataConfig  # an instance of Config
     label_sets = ("default",)
 
     @property
@@ -102,9 +103,9 @@ def annotate_user_table(
     problems: dict[int, str] = {}
     if "split" in table.columns:
         splits = table["split"].fillna("").astype(str).str.strip().str.lower().to_numpy(dtype=object)
-        for i in np.flatnonzero(~np.isin(splits, LABELLED_SPLITS)):
-            problems[int(i)] = f"split {table['split'].iloc[i]!r} is not train, val or test"
-            splits[i] = ""
+        for row in np.flatnonzero(~np.isin(splits, LABELLED_SPLITS)):
+            problems[int(row)] = f"split {table['split'].iloc[row]!r} is not train, val or test"
+            splits[row] = ""
         splits = splits.astype(str)
     else:
         splits = random_patient_splits(patients, config)
@@ -138,10 +139,10 @@ def annotate_user_table(
                 f"{path}: label column(s) {', '.join(map(repr, unusable))} hold no 0/1 value (e.g. "
                 f"{', '.join(map(repr, seen))}); write each label as 1 (present) or 0 (absent), or true/false"
             )
-        for i in np.flatnonzero(~valid.all(axis=1)):
-            bad = columns[int(np.argmin(valid[i]))]
+        for row in np.flatnonzero(~valid.all(axis=1)):
+            bad = columns[int(np.argmin(valid[row]))]
             problems.setdefault(
-                int(i), f"unparsable label cell {table[bad].iloc[i]!r} in column {bad!r} (expected 0 or 1)"
+                int(row), f"unparsable label cell {table[bad].iloc[row]!r} in column {bad!r} (expected 0 or 1)"
             )
         names = np.array(columns, dtype=object)
         labels = [None if i in problems else names[positive[i]].tolist() for i in range(len(table))]

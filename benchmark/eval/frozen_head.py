@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from benchmark.config import require_positive
+from benchmark.data.contract import DataError
 from benchmark.eval.metrics import macro_auroc
 
 
@@ -64,7 +65,7 @@ def fit_frozen_head(
     x, y = train
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    best = (-np.inf, -1, None)
+    best: tuple[float, int, dict[str, torch.Tensor] | None] = (-np.inf, -1, None)
     history: list[float] = []
     bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
@@ -83,5 +84,10 @@ def fit_frozen_head(
             best = (val_auroc, epoch, copy.deepcopy(head.state_dict()))
         elif epoch - best[1] >= cfg.patience:
             break
+    if best[2] is None:  # every epoch's AUROC was NaN
+        raise DataError(
+            f"{desc}: validation macro AUROC is undefined ({len(val[1])} validation records, no label with both "
+            "positive and negative records), so no epoch can be chosen; use a larger validation split"
+        )
     head.load_state_dict(best[2])
     return FittedHead(head, best[0], best[1], history)

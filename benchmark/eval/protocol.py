@@ -71,6 +71,11 @@ class CellContext:
         if self.train_indices is None:
             self.train_indices = self.arrays.splits["train"]
 
+    @property
+    def train_records(self) -> np.ndarray:
+        """The records trained on: ``train_indices``, which construction defaults to the train split."""
+        return self.arrays.splits["train"] if self.train_indices is None else self.train_indices
+
     def split_outputs(
         self, split: str, kind: str, compute: Callable[[np.ndarray], tuple[torch.Tensor, np.ndarray]]
     ) -> tuple[torch.Tensor, np.ndarray]:
@@ -83,9 +88,9 @@ class CellContext:
         if key not in self.cache:
             self.cache[key] = self._stored(kind, split, leads, compute)
         outputs, labels = self.cache[key]
-        if split != "train" or np.array_equal(self.train_indices, self.arrays.splits["train"]):
+        if split != "train" or np.array_equal(self.train_records, self.arrays.splits["train"]):
             return outputs, labels
-        positions = positions_in(self.arrays.splits["train"], self.train_indices)
+        positions = positions_in(self.arrays.splits["train"], self.train_records)
         return outputs[torch.from_numpy(positions)], labels[positions]
 
     def _stored(

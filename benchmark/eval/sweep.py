@@ -33,7 +33,7 @@ class Variant:
         """What enters the cell signature (None for the plain protocol)."""
         if not self.name:
             return None
-        identity = {"name": self.name, "sweep": self.sweep, "params": self.params}
+        identity: dict[str, Any] = {"name": self.name, "sweep": self.sweep, "params": self.params}
         if self.train_indices is not None:  # the actual records, so a changed subset is never reused
             identity["n_train"] = int(len(self.train_indices))
             identity["train_records"] = _digest(self.train_indices)

@@ -179,7 +179,10 @@ class Method(nn.Module):
         return self.encode(signals, lead_mask).pooled
 
     def hidden_states(self, signals: torch.Tensor, lead_mask: torch.Tensor) -> list[torch.Tensor]:
-        return self.encode(signals, lead_mask, return_hidden=True).hidden_states
+        hidden = self.encode(signals, lead_mask, return_hidden=True).hidden_states
+        if hidden is None:
+            raise RuntimeError(f"{type(self).__name__}.encode(return_hidden=True) returned no hidden_states")
+        return hidden
 
     def is_pretraining_only(self, param_name: str) -> bool:
         return bool(self.pretraining_only) and param_name.startswith(self.pretraining_only)

@@ -216,6 +216,13 @@ class _Contract:
         patch = f"patch {self.method.patch_len}" if self.method.uses_model_size else "no patches"
         return f"{spec.fs} Hz, {spec.window} samples, {patch}; feature_dim {self.method.feature_dim}"
 
+    @property
+    def built(self) -> Method:
+        """The method under test: every check after ``build`` runs only once it built (see ``run``)."""
+        if self.method is None:
+            raise Skipped("method did not build")
+        return self.method
+
     def metadata(self) -> str:
         cls = self.method_cls
         if not cls.summary.strip():
@@ -226,7 +233,7 @@ class _Contract:
         return cls.summary
 
     def shapes(self) -> str:
-        method, batch = self.method.eval(), self.batch
+        method, batch = self.built.eval(), self.batch
         with torch.no_grad():
             encoded = method.encode(batch.signals, batch.lead_mask, return_hidden=True)
         b, dim = len(batch), method.feature_dim
@@ -246,9 +253,9 @@ class _Contract:
         return f"pooled {tuple(encoded.pooled.shape)}; {len(hidden)} hidden states of (tokens, width) {_names([str(w) for w in widths], 3)}"
 
     def _features(self, batch: Batch) -> torch.Tensor:
-        self.method.eval()
+        self.built.eval()
         with torch.no_grad():
-            return self.method.features(batch.signals, batch.lead_mask)
+            return self.built.features(batch.signals, batch.lead_mask)
 
     def deterministic(self) -> str:
         first, second = self._features(self.batch), self._features(self.batch)
@@ -260,7 +267,7 @@ class _Contract:
         return "identical output twice in eval mode"
 
     def readout(self) -> str:
-        method, batch = self.method.eval(), self.batch
+        method, batch = self.built.eval(), self.batch
         with torch.no_grad():
             inputs = method.readout_inputs(batch.signals, batch.lead_mask)
             via_readout = method.readout(inputs)
@@ -288,7 +295,7 @@ class _Contract:
             mask = torch.zeros_like(self.batch.lead_mask)
             mask[:, lead] = True
             features = self._features(_masked(self.batch, mask))
-            if features.shape != (len(self.batch), self.method.feature_dim) or not torch.isfinite(features).all():
+            if features.shape != (len(self.batch), self.built.feature_dim) or not torch.isfinite(features).all():
                 raise ContractFailure(
                     f"lead {LEADS[lead]} alone gives {tuple(features.shape)} features, finite: "
                     f"{bool(torch.isfinite(features).all())}"
@@ -301,8 +308,8 @@ class _Contract:
 
     def loss(self) -> str:
         self._require_pretraining()
-        self.method.train()
-        loss = _seeded_loss(self.method, self.batch, seed=0)
+        self.built.train()
+        loss = _seeded_loss(self.built, self.batch, seed=0)
         if loss.ndim != 0 or not loss.requires_grad or not torch.isfinite(loss):
             raise ContractFailure(
                 f"loss must be a finite scalar that requires grad, got shape {tuple(loss.shape)}, "
@@ -312,11 +319,11 @@ class _Contract:
 
     def keyed_noise(self) -> str:
         self._require_pretraining()
-        self.method.train()
+        self.built.train()
         with torch.no_grad():
-            first = _seeded_loss(self.method, self.batch, seed=0)
-            reseeded = _seeded_loss(self.method, self.batch, seed=1)
-            rekeyed = _seeded_loss(self.method, replace(self.batch, keys=self.batch.keys + 1), seed=0)
+            first = _seeded_loss(self.built, self.batch, seed=0)
+            reseeded = _seeded_loss(self.built, self.batch, seed=1)
+            rekeyed = _seeded_loss(self.built, replace(self.batch, keys=self.batch.keys + 1), seed=0)
         if not _close(first, reseeded):
             raise ContractFailure(
                 f"loss changes from {first.item():.6f} to {reseeded.item():.6f} with the global "
@@ -340,10 +347,10 @@ class _Contract:
             mask[2, 1] = True  # lead II only
             mask[3, :6] = False  # chest leads only
         batch = _masked(self.batch, mask)
-        self.method.train()
+        self.built.train()
         with torch.no_grad():
-            reference = _seeded_loss(self.method, batch, seed=3)
-            scrambled = _seeded_loss(self.method, _scramble_masked_leads(batch, seed=2), seed=3)
+            reference = _seeded_loss(self.built, batch, seed=3)
+            scrambled = _seeded_loss(self.built, _scramble_masked_leads(batch, seed=2), seed=3)
         if not torch.isfinite(reference):
             raise ContractFailure(f"loss is {reference.item()} with missing leads")
         if not _close(reference, scrambled):
@@ -354,7 +361,7 @@ class _Contract:
 
     def gradients(self) -> str:
         self._require_pretraining()
-        method = self.method.train()
+        method = self.built.train()
         _seeded_loss(method, self.batch, seed=0).backward()
         trained = [(n, p) for n, p in method.named_parameters() if p.requires_grad and not method.is_downstream_only(n)]
         missing = [n for n, p in trained if p.grad is None or not p.grad.abs().sum() > 0]
@@ -366,7 +373,7 @@ class _Contract:
         return f"all {len(trained)} trainable tensors get a finite, non-zero gradient"
 
     def param_roles(self) -> str:
-        method, batch = self.method.eval(), self.batch
+        method, batch = self.built.eval(), self.batch
         if not any(p.requires_grad for p in method.parameters()):
             return "no trainable parameters: nothing is trained downstream"
         projection = torch.randn(method.feature_dim, generator=torch.Generator().manual_seed(5))
@@ -386,7 +393,7 @@ class _Contract:
         return f"features use exactly the {len(downstream)} non-pretraining-only tensors"
 
     def layer_ids(self) -> str:
-        method = self.method
+        method = self.built
         n_layers = method.num_layers
         wrong = [n for n, _ in method.named_parameters() if not 0 <= method.layer_id(n) < n_layers]
         if wrong:
@@ -399,7 +406,7 @@ class _Contract:
         self._require_pretraining()
         if self.light:
             raise Skipped("light mode (paper scale)")
-        method = self.method.train()
+        method = self.built.train()
         batch = Batch(
             *(
                 t[:2]
@@ -432,9 +439,7 @@ class _Contract:
     def _overfit_supervised(self) -> str:
         """A linear head on the features, trained with the method on fixed labels of the batch's
         records (dropout and stochastic depth drawn alike for every evaluation of the loss)."""
-        if self.method is None:
-            raise Skipped("method did not build")
-        method, batch = self.method.train(), self.batch
+        method, batch = self.built.train(), self.batch
         labels = (torch.rand(len(batch), 3, generator=torch.Generator().manual_seed(7)) < 0.5).float()
         head = torch.nn.Linear(method.feature_dim, labels.shape[1])
 
@@ -459,20 +464,19 @@ class _Contract:
         return detail
 
     def compute(self) -> str:
-        counts = parameter_counts(self.method)
+        counts = parameter_counts(self.built)
         self.report.encoder_params, self.report.total_params = counts["encoder_params"], counts["total_params"]
         detail = (
             f"{format_count(counts['encoder_params'])} encoder / {format_count(counts['total_params'])} total params"
         )
         if self.method_cls.pretrains:
-            self.report.flops_per_sample = pretrain_step_flops(self.method, self.batch) / len(self.batch)
+            self.report.flops_per_sample = pretrain_step_flops(self.built, self.batch) / len(self.batch)
             detail += (
                 f"; {format_count(self.report.flops_per_step)} FLOP per pretraining step of "
                 f"{self.report.pretrain_batch_size} (measured at batch {len(self.batch)})"
             )
         elif self.method_cls.supervised_only():
-            assert self.method is not None  # checks run only once the method built
-            per_sample = supervised_step_flops(self.method, self.batch, n_labels=1) / len(self.batch)
+            per_sample = supervised_step_flops(self.built, self.batch, n_labels=1) / len(self.batch)
             detail += f"; {format_count(per_sample)} FLOP per record of a supervised step"
         return detail
 

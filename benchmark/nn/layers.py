@@ -203,6 +203,8 @@ class PatchEncoder(nn.Module):
     """ViT over the patches of one lead: linear patch embedding, fixed sin-cos time positions,
     a CLS token, transformer. Only the visible patches are encoded (MAE)."""
 
+    pos_embed: torch.Tensor  # a buffer (register_buffer)
+
     def __init__(
         self,
         patch_len: int,
@@ -257,6 +259,8 @@ class MAEDecoder(nn.Module):
     ``patch_len`` samples per patch. ``block_eps`` / ``norm_eps``: the LayerNorm eps of the blocks and
     of the final norm (:class:`Transformer`).
     """
+
+    pos_embed: torch.Tensor  # a buffer (register_buffer)
 
     def __init__(
         self,

@@ -76,7 +76,8 @@ class Table:
 
 def comparable_tables(records: list[dict]) -> list[Table]:
     """Split records into tables of comparable results (see the module docstring)."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    #: (dataset, label set, preset, protocol, variant, evaluation signature) -> records
+    groups: dict[tuple[str, str, str, str, str, str], list[dict]] = defaultdict(list)
     for record in records:
         cell = record["cell"]
         groups[
@@ -91,7 +92,8 @@ def comparable_tables(records: list[dict]) -> list[Table]:
         ].append(record)
     tables = []
     for key, group in sorted(groups.items()):
-        budgets = sorted({budget_label(r) for r in group if budget_label(r) is not None}) or [None]
+        given = sorted({label for r in group if (label := budget_label(r)) is not None})
+        budgets: list[str | None] = [*given] if given else [None]
         for budget in budgets:
             table = Table(*key, budget)
             for record in sorted(group, key=lambda r: (r["cell"]["method"], r["cell"]["seed"])):

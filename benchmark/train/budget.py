@@ -159,13 +159,14 @@ def plan_pretraining(
             raise ConfigError(f"budget {budget.text!r}: {budget.method} does not pretrain; name a pretraining method")
         budget_flops = float(measure(reference, batch_size) * (budget.method_steps or steps))
     plan = PretrainPlan(max(1, round(budget_flops / flops_per_step)), flops_per_step, budget.text, budget_flops)
-    if abs(plan.budget_error) > 0.05:
+    error = plan.budget_error  # never None here: the plan has budget_flops
+    if error is not None and abs(error) > 0.05:
         log.warning(
             "%s: %d steps spend %.3g FLOPs, %.1f %% off the budget of %.3g (budget too small for whole steps)",
             name or method.name,
             plan.steps,
             plan.total_flops,
-            100 * plan.budget_error,
+            100 * error,
             budget_flops,
         )
     return plan

@@ -7,6 +7,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -15,7 +16,7 @@ from tqdm.auto import tqdm
 
 from benchmark.config import ConfigError, require_positive
 from benchmark.data.contract import ECGArrays
-from benchmark.data.loader import make_loader
+from benchmark.data.loader import WindowBatchSampler, make_loader
 from benchmark.method.base import Method
 from benchmark.storage import atomic_torch_save
 from benchmark.train import distributed
@@ -65,7 +66,7 @@ class _LossModule(nn.Module):
 
 
 def _loss_function(method: Method, device: torch.device, compile_model: bool):
-    module = _LossModule(method)
+    module: nn.Module = _LossModule(method)
     if distributed.world_size() > 1:
         module = DistributedDataParallel(
             module, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True
@@ -147,8 +148,9 @@ def pretrain(
     grad_norms = torch.zeros((), device=device)
     interval_started = time.perf_counter()
     epoch, skip = divmod(step, len(loader))
+    sampler = cast(WindowBatchSampler, loader.batch_sampler)  # what make_loader batches with
     while step < cfg.steps:
-        loader.batch_sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch)
         with profiler or contextlib.nullcontext():
             for i, batch in enumerate(loader):
                 if i < skip:

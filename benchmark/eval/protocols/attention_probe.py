@@ -67,10 +67,9 @@ class AttentionProbe(Protocol):
 
         data = {}
         for split in ("train", "val", "test"):
-            x, y = ctx.split_outputs(
-                split,
-                f"hidden[{cfg.layer}]",
-                lambda indices, split=split: run_inference(
+
+            def extract(indices: np.ndarray, split: str = split) -> tuple[torch.Tensor, np.ndarray]:
+                return run_inference(
                     tokens,
                     arrays,
                     indices,
@@ -80,8 +79,9 @@ class AttentionProbe(Protocol):
                     f"tokens {method.name} [{split}]",
                     ctx.progress,
                     ctx.lead_subset,
-                ),
-            )
+                )
+
+            x, y = ctx.split_outputs(split, f"hidden[{cfg.layer}]", extract)
             data[split] = (x.to(ctx.device), torch.from_numpy(y).to(ctx.device))
         # per-channel standardisation with training statistics, as the linear probe's: hidden states
         # are pre-norm residual streams of any scale, and a per-token LayerNorm would erase the
@@ -104,7 +104,7 @@ class AttentionProbe(Protocol):
                 "val_macro_auroc": fitted.val_macro_auroc,
                 "best_epoch": fitted.best_epoch,
                 "epochs_run": len(fitted.history),
-                "n_train": int(len(ctx.train_indices)),
+                "n_train": int(len(ctx.train_records)),
                 "tokens": int(n_tokens),
                 "width": int(width),
             },

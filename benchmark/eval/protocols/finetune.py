@@ -171,6 +171,9 @@ class FeatureStandardiser(nn.Module):
     evaluation — ``BatchNorm1d(affine=False)``. Starts from the training split's statistics,
     so an untrained model scores exactly like the probe it was initialised from."""
 
+    running_mean: torch.Tensor  # buffers (register_buffer)
+    running_var: torch.Tensor
+
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, momentum: float = 0.1, min_std: float = 1e-6):
         super().__init__()
         self.momentum, self.min_std = momentum, min_std  # the probe's clamp, not an additive eps
@@ -235,10 +238,10 @@ class Finetune(Protocol):
         cfg, arrays, device = self.config, ctx.arrays, ctx.device
         recipe = Recipe.of(cfg, ctx.method)
         probe = self.initial_probe(ctx) if recipe.probe else None
-        batch_size = min(cfg.batch_size, len(ctx.train_indices))  # tiny label-efficiency subsets
+        batch_size = min(cfg.batch_size, len(ctx.train_records))  # tiny label-efficiency subsets
         loader = make_loader(
             arrays,
-            ctx.train_indices,
+            ctx.train_records,
             ctx.method.input_spec.window,
             max(1, batch_size // distributed.world_size()),
             train=True,
@@ -304,7 +307,7 @@ class Finetune(Protocol):
                 "val_macro_auroc": best.val_macro_auroc,
                 "val_history": best.history,  # per epoch, as train_loss_history
                 "train_loss_history": best.train_loss_history,
-                "n_train": int(len(ctx.train_indices)),
+                "n_train": int(len(ctx.train_records)),
                 **probe_details,
             },
             compute={

@@ -156,7 +156,7 @@ class LinearProbe(Protocol):
                 "l2": probe.l2,
                 "val_macro_auroc": probe.val_macro_auroc,
                 "tuning": probe.tuning.record(),
-                "n_train": int(len(ctx.train_indices)),
+                "n_train": int(len(ctx.train_records)),
                 "feature_dim": int(x_test.shape[1]),
                 **readout_details,
             },
