@@ -105,6 +105,8 @@ def test_run_end_to_end_on_the_real_subset(cache, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     cells = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*_seed0.json"))
-    assert cells == [f"ptbxl/superdiagnostic/smoke/{m}/linear_seed0.json" for m in ("ind_p", "lamae", "random_init")]
+    assert cells == [
+        f"ptbxl/superdiagnostic/smoke/{m}/linear_seed0.json" for m in ("ecg_features", "ind_p", "lamae", "random_init")
+    ]
     record = json.loads((tmp_path / "out" / "ptbxl/superdiagnostic/smoke/lamae/linear_seed0.json").read_text())
     assert record["metrics"]["n_test"] == 64 and record["metrics"]["n_labels_scored"] == 5

@@ -271,7 +271,7 @@ def test_status_summarises_running_interrupted_and_failed_runs_from_the_tree_alo
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """One smoke run with TensorBoard logging: lamae with linear probe and fine-tuning (plus the
-    random_init and scratch references)."""
+    references random_init and ecg_features, scratch and xresnet1d)."""
     pytest.importorskip("tensorboard")
     out = tmp_path_factory.mktemp("workflow") / "results"
     result = smoke_run(out, "--protocols", "linear,finetune", "--log", "tensorboard", methods="lamae")
@@ -282,7 +282,7 @@ def smoke(tmp_path_factory):
 @pytest.mark.slow
 def test_a_run_records_curves_shows_them_in_the_leaderboard_and_writes_tensorboard_files(smoke):
     out, result = smoke
-    assert "cells 0/4 done" in result.stderr and "running lamae / linear / seed 0" in result.stderr
+    assert "cells 0/6 done" in result.stderr and "running lamae / linear / seed 0" in result.stderr
     assert "ETA" in result.stderr
     finetune = json.loads((out / "synthetic/conditions/smoke/lamae/finetune_seed0.json").read_text())
     assert len(finetune["details"]["train_loss_history"]) == finetune["details"]["epochs_run"]
@@ -294,11 +294,12 @@ def test_a_run_records_curves_shows_them_in_the_leaderboard_and_writes_tensorboa
         png = out / line.split("](")[1].rstrip(")")
         assert png.stat().st_size > 5000
     events = sorted(p.parent.relative_to(out / "_tensorboard").as_posix() for p in out.rglob("events.out.tfevents.*"))
-    assert len(events) == 3  # lamae's pretraining, lamae's and scratch's fine-tuning
+    assert len(events) == 4  # lamae's pretraining, lamae's, scratch's and xresnet1d's fine-tuning
     assert events[0].startswith("pretraining/synthetic/smoke/lamae_seed0_")
     assert events[1:] == [
         "synthetic/conditions/smoke/lamae/finetune_seed0",
         "synthetic/conditions/smoke/scratch/finetune_seed0",
+        "synthetic/conditions/smoke/xresnet1d/finetune_seed0",
     ]
 
 
@@ -307,15 +308,17 @@ def test_status_and_exports_of_a_finished_run(smoke, tmp_path):
     out, _ = smoke
     status = run_cli("status", "--out", str(out))
     assert status.returncode == 0, status.stderr
-    assert "4 finished cells (0 diverged)" in status.stdout and ": finished;" in status.stdout
+    assert "6 finished cells (0 diverged)" in status.stdout and ": finished;" in status.stdout
 
     assert main(["export", "--results", str(out), "--out", str(tmp_path / "r.csv")]) == 0
     frame = pd.read_csv(tmp_path / "r.csv")
     assert sorted(zip(frame.method, frame.protocol)) == [
+        ("ecg_features", "linear"),
         ("lamae", "finetune"),
         ("lamae", "linear"),
         ("random_init", "linear"),
         ("scratch", "finetune"),
+        ("xresnet1d", "finetune"),
     ]
 
     # the encoder from the result file, and from its checkpoint folder, equals the benchmark's model
@@ -344,6 +347,6 @@ def test_a_diverged_pretraining_is_recorded_and_the_run_goes_on(tmp_path):
     board = (out / "LEADERBOARD.md").read_text()
     assert "| lamae " in board and "diverged: seed 0 (pretraining, step" in board
     again = smoke_run(out, "--protocols", "linear", "--set", "pretrain.optim.base_lr=1e30", methods="lamae")
-    assert "2 cells: 2 finished already, 0 to run" in again.stderr  # a diverged cell is finished
+    assert "3 cells: 3 finished already, 0 to run" in again.stderr  # a diverged cell is finished
     assert "lamae / linear / seed 0: pretraining loss became" in run_cli("status", "--out", str(out)).stdout
-    assert len(result_files(out)) == 2
+    assert len(result_files(out)) == 3  # lamae, random_init, ecg_features

@@ -353,6 +353,8 @@ class Finetune(Protocol):
         model = model.to(device)
         training_model: nn.Module = model
         if distributed.world_size() > 1:  # each rank trains on its share of every batch
+            if device.type == "cuda":  # BatchNorm (xresnet1d) over the global batch, as in one process
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             training_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
         # the warmup is a fraction of the recipe's epochs, not of a compute-matched maximum: on a
         # label-efficiency subset of a few records the maximum runs to thousands of epochs, and
