@@ -280,7 +280,13 @@ def test_slurm_launcher_through_submitits_local_executor_with_ddp_tasks_gives_th
         monkeypatch.setenv(name, value)  # the tasks inherit it
     out = root / "submitit"
     request = RunRequest(
-        methods=["lamae"], preset="smoke", protocols=["linear"], out=out, cache_root=root / "cache", progress=False
+        methods=["lamae", "random_init"],
+        preset="smoke",
+        protocols=["linear"],
+        out=out,
+        cache_root=root / "cache",
+        progress=False,
+        add_references=False,
     )
     records = launch(request, LaunchConfig("slurm", gpus_per_task=2, cpus_per_task=1, time="15", cluster="local"))
     assert len(records) == 2 and [f.relative_to(out) for f in result_files(out)] == [
