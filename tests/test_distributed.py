@@ -36,6 +36,8 @@ def run(out, cache, *launcher):
         "--set",
         "finetune.drop_path=0",  # drop_path draws per-rank noise
         "--set",
+        "finetune.supervised.drop_path=0",  # also in scratch's supervised recipe
+        "--set",
         "linear.l2_grid=1.0",  # one strength: choosing among near-tied ones turns float rounding into a different pick
         "--set",
         "finetune.lr_grid=1.0",  # likewise one learning rate
