@@ -294,7 +294,9 @@ def test_slurm_launcher_through_submitits_local_executor_with_ddp_tasks_gives_th
     ]
     for record in records:
         theirs = json.loads((expected / Cell(**record["cell"]).relpath).read_text())
-        assert record["metrics"]["macro_auroc"] == pytest.approx(theirs["metrics"]["macro_auroc"], abs=1e-4)
+        # DDP's all-reduced gradients differ from one batch's by rounding, which the smoke probe's 30
+        # unconverged L-BFGS iterations grow to ~1e-3 (as in tests/test_distributed.py)
+        assert record["metrics"]["macro_auroc"] == pytest.approx(theirs["metrics"]["macro_auroc"], abs=5e-3)
     logs = sorted((out / "_jobs").rglob("*_log.err"))
     assert len(logs) == 4  # two tasks of two processes
     assert sum("running lamae / linear / seed 0" in log.read_text() for log in logs) == 1  # rank 0 logs
