@@ -13,7 +13,6 @@ from benchmark.data.contract import LEADS, ECGArrays
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
-PTBXL_MINI = REPO / "tests" / "fixtures" / "ptbxl_mini"  # 12 real records shipped with the tests (its README.md)
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600, env: dict[str, str] | None = None):
@@ -51,14 +50,6 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (it sits beside the repository in CI)")
     return SHARED_DATA
-
-
-def ptbxl_root() -> Path:
-    """The real PTB-XL subset in ../shared when present, else the 12-record fixture shipped in
-    tests/fixtures/ptbxl_mini (records 1-5 are in both, in the first five rows): loader tests
-    that need only a few 100 Hz records run in a clone without ../shared."""
-    shared = SHARED_DATA / "ptbxl"
-    return shared if shared.is_dir() else PTBXL_MINI
 
 
 def make_toy_arrays(n_patients: int = 60, n_samples: int = 500, seed: int = 0) -> ECGArrays:

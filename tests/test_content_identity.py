@@ -1,9 +1,7 @@
 """Identity by content, both ways: the prepared cache and a result's signature follow what the
 source files hold, never where they sit. A copy, a relative or an absolute root is the same data;
 a second folder with the same record names but other signals, or a ``.dat`` truncated or rewritten
-after preparation, is other data. Real PTB-XL records (copies in tmp_path) throughout: the first
-12 of ../shared/data/ptbxl, or of the shipped tests/fixtures/ptbxl_mini without ../shared (records
-1-5 lead both)."""
+after preparation, is other data. Real PTB-XL records (copies in tmp_path) throughout."""
 
 from __future__ import annotations
 
@@ -18,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import wfdb
-from conftest import ptbxl_root
 from ecg_fixtures import mini_ptbxl, rdsamp_leads, shared_ptbxl, write_wfdb
 
 from benchmark.data import content
@@ -42,7 +39,7 @@ def age(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def original(tmp_path_factory) -> Path:
-    root = mini_ptbxl(ptbxl_root(), tmp_path_factory.mktemp("a") / "ptbxl", n=N)
+    root = mini_ptbxl(shared_ptbxl(), tmp_path_factory.mktemp("a") / "ptbxl", n=N)
     age(root)
     return root
 
@@ -69,8 +66,8 @@ def record_path(root: Path, ecg_id: int) -> Path:
 
 def test_a_second_folder_with_the_same_record_names_gets_its_own_signals(original, tmp_path):
     flipped = copy_of(original, tmp_path / "flipped")
-    for name in pd.read_csv(flipped / "ptbxl_database.csv").filename_lr:  # same names and header layout, signs flipped
-        path = flipped / name
+    for ecg_id in range(1, N + 1):  # same names, same header layout, signals sign-flipped
+        path = record_path(flipped, ecg_id)
         signal, fields = wfdb.rdsamp(str(path))
         write_wfdb(path.parent, path.name, -signal, fields["fs"], fields["sig_name"])
     cache = tmp_path / "cache"

@@ -1,19 +1,15 @@
 """The preprocessing pipeline on real PTB-XL records: cached signals equal wfdb.rdsamp after the
 documented preprocessing, the cache is reused or rebuilt when it should be, a crashed build
-resumes, and worker processes give the same bytes as one process. The 100 Hz tests take the first
-12 records of ../shared/data/ptbxl, or of the shipped tests/fixtures/ptbxl_mini without ../shared;
-the 250 Hz ones need ../shared's records500."""
+resumes, and worker processes give the same bytes as one process."""
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ptbxl_root
 from ecg_fixtures import mini_ptbxl, rdsamp_leads, shared_ptbxl
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
@@ -27,14 +23,7 @@ PTBXL = DATASETS.get("ptbxl")
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    """Twelve records at 100 Hz."""
-    return mini_ptbxl(ptbxl_root(), tmp_path_factory.mktemp("ptbxl") / "ptbxl", n=12)
-
-
-@pytest.fixture(scope="module")
-def root_500(tmp_path_factory):
-    """Twelve records at 100 and 500 Hz (../shared only: the shipped fixture has no records500)."""
-    return mini_ptbxl(shared_ptbxl(), tmp_path_factory.mktemp("ptbxl500") / "ptbxl", n=12, rates=("lr", "hr"))
+    return mini_ptbxl(shared_ptbxl(), tmp_path_factory.mktemp("ptbxl") / "ptbxl", n=12, rates=("lr", "hr"))
 
 
 def ptbxl(root, workers=1, **config):
@@ -52,8 +41,7 @@ def test_100_hz_signals_are_rdsamp_of_records100_in_float16(root, tmp_path):
     assert arrays.lead_mask.all()
 
 
-def test_250_hz_signals_are_resample_poly_of_records500(root_500, tmp_path):
-    root = root_500
+def test_250_hz_signals_are_resample_poly_of_records500(root, tmp_path):
     arrays = ptbxl(root).load(250, "all", tmp_path)
     database = pd.read_csv(root / "ptbxl_database.csv")
     assert arrays.signals.shape == (12, 12, 2500)
@@ -81,8 +69,7 @@ def test_bandpass_and_record_standardisation_as_documented(root, tmp_path):
     np.testing.assert_allclose(signal.std(axis=1), 1, atol=2e-3)
 
 
-def test_cache_is_reused_and_rebuilt_when_parameters_change(root_500, tmp_path, monkeypatch):
-    root = root_500
+def test_cache_is_reused_and_rebuilt_when_parameters_change(root, tmp_path, monkeypatch):
     first = ptbxl(root).prepare(100, tmp_path)[1]
     manifest = json.loads((first / "manifest.json").read_text())
     assert manifest["prepare_version"] == cache.PREPARE_VERSION and manifest["code"]["git"]["commit"]
@@ -129,8 +116,7 @@ def test_a_crashed_build_resumes_and_never_looks_complete(root, tmp_path, monkey
 
 
 @pytest.mark.slow
-def test_worker_processes_write_the_same_cache(root_500, tmp_path, monkeypatch):
-    root = root_500
+def test_worker_processes_write_the_same_cache(root, tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "CHUNK", 4)
     one = ptbxl(root, workers=1).prepare(250, tmp_path / "one")[1]
     two = ptbxl(root, workers=2).prepare(250, tmp_path / "two")[1]
@@ -146,10 +132,7 @@ def test_views_load_as_ecg_arrays_and_share_the_signals(root, tmp_path):
     views = sorted((cache / "views").glob("*/"))
     assert [v.name.split("-")[0] for v in views] == ["superdiagnostic"]
     again = ECGArrays.load(views[0])
-    statements = pd.read_csv(root / "scp_statements.csv", index_col=0)
-    diagnostic = statements.loc[statements.diagnostic == 1.0, "diagnostic_class"]
-    codes = {c for cell in pd.read_csv(root / "ptbxl_database.csv").scp_codes for c in ast.literal_eval(cell)}
-    assert again.label_names == arrays.label_names == sorted({diagnostic[c] for c in codes & set(diagnostic.index)})
+    assert again.label_names == arrays.label_names == ["MI", "NORM"]  # the superclasses of these 12 records
     np.testing.assert_array_equal(again.labels, arrays.labels)
     assert isinstance(again.signals, np.memmap) and Path(again.signals.filename) == cache / "signals.npy"
     assert not (views[0] / "signals.npy").exists()
