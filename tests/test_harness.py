@@ -149,7 +149,7 @@ def test_finetuning_improves_on_validation_and_tests_the_best_epoch():
 def test_finetuning_starts_from_the_linear_probe_of_the_initial_encoder(toy_arrays):
     """LP-FT: before any update the classifier scores exactly like the linear probe, so what
     fine-tuning adds is measured from the probe; ``head_init="random"`` keeps MAE's near-zero head,
-    and so does an encoder that was not pretrained (scratch)."""
+    and an encoder that was not pretrained (scratch) fits no probe."""
     method, _ = build("lamae", toy_arrays, window_s=5.0)
     probe = Finetune(FinetuneConfig(probe=LinearProbeConfig(l2_grid=(1.0,), max_iter=50))).initial_probe(
         context(toy_arrays, method)
@@ -168,6 +168,37 @@ def test_finetuning_starts_from_the_linear_probe_of_the_initial_encoder(toy_arra
     assert "probe_l2" not in output.details and "probe_l2" in Finetune(quick).run(context(toy_arrays, method)).details
     with pytest.raises(ValueError, match="head_init"):
         FinetuneConfig(head_init="probe")
+
+
+def test_a_supervised_head_starts_at_the_training_prevalences(toy_arrays):
+    """Regression (synthetic default, scratch and xresnet1d): MAE's zero bias spent the first
+    hundreds of supervised steps learning the label prevalences. The supervised recipe's head
+    (``prior``) predicts each label's training prevalence before any update, whatever the
+    features, and its weights are large enough to pass gradients to the encoder."""
+    assert SupervisedRecipe().head_init == "prior"
+    method, _ = build("scratch", toy_arrays, window_s=5.0)
+    prevalence = np.array([0.1, 0.6])
+    model = Classifier(method, 2, label_prior=prevalence).eval()
+    assert 0.01 < model.head.weight.std().item() < 0.03
+    batch = next(iter(make_loader(toy_arrays, toy_arrays.splits["val"], method.input_spec.window, 8, train=False)))
+    with torch.no_grad():
+        model.head.weight.zero_()
+        probabilities = torch.sigmoid(model(batch.signals, batch.lead_mask))
+    assert torch.allclose(probabilities, torch.tensor(prevalence, dtype=torch.float32).expand(8, -1), atol=1e-6)
+
+    seen = {}
+    original = Classifier.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.setdefault("bias", self.head.bias.detach().clone())  # the first candidate's start
+
+    quick = FinetuneConfig(epochs=1, batch_size=16, lr_grid=(1.0,), supervised=SupervisedRecipe(epochs=1))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Classifier, "__init__", spy)
+        Finetune(quick).run(context(toy_arrays, method))
+    train_prevalence = toy_arrays.labels[toy_arrays.splits["train"]].mean(axis=0)
+    assert torch.allclose(torch.sigmoid(seen["bias"]), torch.tensor(train_prevalence, dtype=torch.float32), atol=1e-5)
 
 
 def test_the_standardiser_uses_batch_statistics_in_training_and_running_ones_in_evaluation():

@@ -11,9 +11,16 @@ Kumar et al. 2022, "Fine-Tuning can Distort Pretrained Features") [choice]. MAE'
 head (raw features, weights of std 2e-5, ``head_init="random"`` keeps that start) assumes ~100
 epochs: with the few hundred steps of the ``cpu`` preset it barely leaves zero, and fine-tuning
 scored far below the frozen linear probe of the same encoder (README, "Protocols"). An encoder
-that was not pretrained (``scratch``) keeps MAE's head on raw features: it has no features to
+that was not pretrained (``scratch``) gets a head on raw features: it has no features to
 preserve, and its random features vary across records by ~1e-3 of their size, so standardising
-them amplifies its first updates until the scores saturate.
+them amplifies its first updates until the scores saturate. That head is the one supervised
+networks start from (``head_init="prior"``) [choice]: weights of std 0.02 (timm's ViT init) and
+each label's bias at the log-odds of its training prevalence (the prior initialisation of Lin et
+al. 2017, "Focal Loss for Dense Object Detection", Sec. 4.1). With MAE's zero bias the first
+hundreds of steps only learn the prevalences, as AdamW moves a bias by about the learning rate
+per step; measured on the synthetic default (seed 0, base_lr 2e-3, 12 epochs), xresnet1d reached
+validation macro AUROC 0.822 from the prior head against 0.803 from MAE's head with the prior
+bias alone and 0.791 at the same epoch of a 30-epoch run from MAE's head.
 
 Equal tuning (issue 12): the learning rate of every method is chosen on validation from the same
 grid, ``lr_grid`` — multiples of its recipe's ``base_lr`` — each candidate trained with the same
@@ -63,7 +70,10 @@ from benchmark.train.runtime import autocast, set_seed
 
 log = logging.getLogger("benchmark")
 
-HEAD_INITS = ("linear_probe", "random")
+#: "linear_probe": standardised features and the initial encoder's probe (LP-FT); "random": raw
+#: features, MAE's near-zero head; "prior": raw features, weights of std 0.02 and biases at the
+#: training prevalence's log-odds (a network trained from random init)
+HEAD_INITS = ("linear_probe", "random", "prior")
 
 
 @dataclass
@@ -84,12 +94,12 @@ class SupervisedRecipe:
         default_factory=lambda: OptimConfig(base_lr=2e-3, weight_decay=0.05, beta1=0.9, beta2=0.999, warmup_frac=0.05)
     )
     match_compute: bool = True
-    #: "random": raw features and MAE's near-zero head; "linear_probe": standardised features and
-    #: the head of the random encoder's linear probe (LP-FT from random init). A random
-    #: transformer's features vary across records by ~1e-3 of their size, so standardising them
-    #: amplifies every update: LP-FT left scratch at validation macro AUROC 0.585 on the cpu
+    #: "prior" (module docstring); "random": MAE's near-zero head; "linear_probe": standardised
+    #: features and the head of the random encoder's linear probe (LP-FT from random init). A
+    #: random transformer's features vary across records by ~1e-3 of their size, so standardising
+    #: them amplifies every update: LP-FT left scratch at validation macro AUROC 0.585 on the cpu
     #: preset (base_lr 6e-4, synthetic default, seed 0)
-    head_init: str = "random"
+    head_init: str = "prior"
 
     def __post_init__(self):
         require_positive(self, "epochs", "patience")
@@ -114,7 +124,7 @@ class FinetuneConfig:
     )
     drop_path: float = 0.1
     patience: int = 3  # epochs without validation improvement before stopping (after the warmup)
-    head_init: str = "linear_probe"  # or "random" (MAE: head weights of std 2e-5)
+    head_init: str = "linear_probe"  # or "random" (MAE: head weights of std 2e-5) or "prior" (HEAD_INITS)
     probe: LinearProbeConfig = field(default_factory=LinearProbeConfig)  # the initial probe's fit
     #: learning-rate candidates, as multiples of the recipe's base_lr: the same grid for every method
     lr_grid: tuple[float, ...] = (0.3, 1.0, 3.0)
@@ -141,14 +151,18 @@ class Recipe:
     supervised: bool
     probe: bool  # fit the initial linear probe: standardised features (and the head, if probe_head)
     probe_head: bool
+    prior_head: bool  # a head that is not the probe's starts at the training prevalences (HEAD_INITS)
 
     @classmethod
     def of(cls, cfg: FinetuneConfig, method: Method) -> Recipe:
         if method.supervised_only():
             s = cfg.supervised
             lp_ft = s.head_init == "linear_probe"
-            return cls(s.epochs, s.patience, s.drop_path, s.optim, True, lp_ft, lp_ft)
-        return cls(cfg.epochs, cfg.patience, cfg.drop_path, cfg.optim, False, True, cfg.head_init == "linear_probe")
+            return cls(s.epochs, s.patience, s.drop_path, s.optim, True, lp_ft, lp_ft, s.head_init == "prior")
+        head = cfg.head_init
+        return cls(
+            cfg.epochs, cfg.patience, cfg.drop_path, cfg.optim, False, True, head == "linear_probe", head == "prior"
+        )
 
 
 @dataclass
@@ -198,9 +212,18 @@ class Classifier(nn.Module):
     """Encoder + standardiser + linear head; ``group_matcher`` gives timm the encoder's layer ids
     (head last). ``init`` (the initial encoder's probe) gives the standardiser's starting
     statistics and, unless ``probe_head`` is False, the head's weights; without it the head reads
-    raw features and starts near zero (MAE)."""
+    raw features and starts near zero (MAE) or, given each label's training prevalence
+    ``label_prior``, as a supervised network's head (weights of std 0.02, biases at the
+    prevalences' log-odds; module docstring)."""
 
-    def __init__(self, encoder: Method, n_labels: int, init: FittedProbe | None = None, probe_head: bool = True):
+    def __init__(
+        self,
+        encoder: Method,
+        n_labels: int,
+        init: FittedProbe | None = None,
+        probe_head: bool = True,
+        label_prior: np.ndarray | None = None,
+    ):
         super().__init__()
         self.encoder = encoder
         self.standardise = nn.Identity() if init is None else FeatureStandardiser(init.mean.cpu(), init.std.cpu())
@@ -209,6 +232,11 @@ class Classifier(nn.Module):
             with torch.no_grad():
                 self.head.weight.copy_(init.weight.T)
                 self.head.bias.copy_(init.bias)
+        elif label_prior is not None:
+            trunc_normal_(self.head.weight, std=0.02)
+            prior = torch.as_tensor(np.clip(label_prior, 1e-4, 1 - 1e-4), dtype=torch.float32)
+            with torch.no_grad():
+                self.head.bias.copy_(torch.logit(prior))
         else:
             trunc_normal_(self.head.weight, std=2e-5)
             nn.init.zeros_(self.head.bias)
@@ -349,7 +377,8 @@ class Finetune(Protocol):
         set_seed(ctx.seed)
         device = ctx.device
         encoder = ctx.rebuild(drop_path=recipe.drop_path)
-        model = Classifier(encoder, len(ctx.arrays.label_names), probe, recipe.probe_head)
+        prior = ctx.arrays.labels[ctx.train_records].mean(axis=0) if recipe.prior_head else None
+        model = Classifier(encoder, len(ctx.arrays.label_names), probe, recipe.probe_head, prior)
         model = model.to(device)
         training_model: nn.Module = model
         if distributed.world_size() > 1:  # each rank trains on its share of every batch
