@@ -172,14 +172,16 @@ def test_finetuning_starts_from_the_linear_probe_of_the_initial_encoder(toy_arra
 
 def test_a_supervised_head_starts_at_the_training_prevalences(toy_arrays):
     """Regression (synthetic default, scratch and xresnet1d): MAE's zero bias spent the first
-    hundreds of supervised steps learning the label prevalences. The supervised recipe's head
-    (``prior``) predicts each label's training prevalence before any update, whatever the
-    features, and its weights are large enough to pass gradients to the encoder."""
+    hundreds of supervised steps learning the label prevalences, and on raw features LAMAE's
+    transformer stayed at the constant prediction. The supervised recipe's head (``prior``)
+    predicts each label's training prevalence before any update, whatever the features, reads
+    standardised features and has weights large enough to pass gradients to the encoder."""
     assert SupervisedRecipe().head_init == "prior"
     method, _ = build("scratch", toy_arrays, window_s=5.0)
     prevalence = np.array([0.1, 0.6])
     model = Classifier(method, 2, label_prior=prevalence).eval()
     assert 0.01 < model.head.weight.std().item() < 0.03
+    assert isinstance(model.standardise, FeatureStandardiser)  # features standardised, not raw
     batch = next(iter(make_loader(toy_arrays, toy_arrays.splits["val"], method.input_spec.window, 8, train=False)))
     with torch.no_grad():
         model.head.weight.zero_()
@@ -212,6 +214,14 @@ def test_the_standardiser_uses_batch_statistics_in_training_and_running_ones_in_
     )
     norm.eval(), reference.eval()
     assert torch.allclose(norm(x), reference(x), atol=1e-4)
+
+    # without starting statistics (a supervised head) the first training batch sets them: a
+    # running mean started at zero would standardise evaluation features ~1e3 sd off
+    fresh = FeatureStandardiser(None, None, momentum=0.1, dim=5)
+    fresh(x)
+    assert torch.allclose(fresh.running_mean, x.mean(0)) and torch.allclose(fresh.running_var, x.var(0))
+    fresh.eval()
+    assert fresh(x).abs().mean() < 2
 
 
 def test_leakage_between_evaluation_and_pretraining_is_refused(toy_arrays):

@@ -11,16 +11,21 @@ Kumar et al. 2022, "Fine-Tuning can Distort Pretrained Features") [choice]. MAE'
 head (raw features, weights of std 2e-5, ``head_init="random"`` keeps that start) assumes ~100
 epochs: with the few hundred steps of the ``cpu`` preset it barely leaves zero, and fine-tuning
 scored far below the frozen linear probe of the same encoder (README, "Protocols"). An encoder
-that was not pretrained (``scratch``) gets a head on raw features: it has no features to
-preserve, and its random features vary across records by ~1e-3 of their size, so standardising
-them amplifies its first updates until the scores saturate. That head is the one supervised
-networks start from (``head_init="prior"``) [choice]: weights of std 0.02 (timm's ViT init) and
-each label's bias at the log-odds of its training prevalence (the prior initialisation of Lin et
-al. 2017, "Focal Loss for Dense Object Detection", Sec. 4.1). With MAE's zero bias the first
-hundreds of steps only learn the prevalences, as AdamW moves a bias by about the learning rate
-per step; measured on the synthetic default (seed 0, base_lr 2e-3, 12 epochs), xresnet1d reached
-validation macro AUROC 0.822 from the prior head against 0.803 from MAE's head with the prior
-bias alone and 0.791 at the same epoch of a 30-epoch run from MAE's head.
+that was not pretrained (``scratch``) has no features to preserve and no probe worth starting
+from: its random features vary across records by ~1e-3 of their size, a probe fitted to them has
+large weights on standardised noise, and LP-FT from it saturated the scores (validation macro
+AUROC 0.585). Its head (``head_init="prior"``) [choice] reads the features standardised per
+dimension with batch statistics (from the first training batch on, a BatchNorm without affine)
+through weights of std 0.02 (timm's ViT init), each label's bias at the log-odds of its training
+prevalence (the prior initialisation of Lin et al. 2017, "Focal Loss for Dense Object
+Detection", Sec. 4.1). Why: from MAE's head (zero bias, weights of std 2e-5, raw features) the
+first hundreds of steps only learn the prevalences, as AdamW moves a bias by about the learning
+rate per step; and LAMAE's transformer, whose CLS readout varies across records by ~4e-4 of its
+size at random init, stays at the constant prediction on raw features. Measured on the synthetic
+default (seed 0, 150 steps of batch 64, prior bias and std-0.02 weights): on raw features the
+training loss stayed at the prevalences' level and the features' spread did not grow at lr 5e-4
+(it fell 4- and 20-fold at 1e-3 and 3e-3); on standardised features the loss fell below that
+level (0.278 against 0.319 on the same batch at step 120) and the spread grew 40-fold.
 
 Equal tuning (issue 12): the learning rate of every method is chosen on validation from the same
 grid, ``lr_grid`` — multiples of its recipe's ``base_lr`` — each candidate trained with the same
@@ -71,8 +76,8 @@ from benchmark.train.runtime import autocast, set_seed
 log = logging.getLogger("benchmark")
 
 #: "linear_probe": standardised features and the initial encoder's probe (LP-FT); "random": raw
-#: features, MAE's near-zero head; "prior": raw features, weights of std 0.02 and biases at the
-#: training prevalence's log-odds (a network trained from random init)
+#: features, MAE's near-zero head; "prior": features standardised with batch statistics, weights
+#: of std 0.02 and biases at the training prevalences' log-odds (a network trained from random init)
 HEAD_INITS = ("linear_probe", "random", "prior")
 
 
@@ -183,16 +188,31 @@ class FeatureStandardiser(nn.Module):
     """Per-dimension standardisation: batch statistics in training (over all torchrun processes,
     so DDP equals one process; ``SyncBatchNorm`` runs on CUDA only), running statistics in
     evaluation — ``BatchNorm1d(affine=False)``. Starts from the training split's statistics,
-    so an untrained model scores exactly like the probe it was initialised from."""
+    so an untrained model scores exactly like the probe it was initialised from, or, without
+    them (``mean``/``std`` None, of ``dim`` dimensions), from the first training batch's: a
+    random encoder's features have a spread ~1e-3 of their mean, which a running mean started at
+    zero would take many batches to find."""
 
     running_mean: torch.Tensor  # buffers (register_buffer)
     running_var: torch.Tensor
+    started: torch.Tensor
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, momentum: float = 0.1, min_std: float = 1e-6):
+    def __init__(
+        self,
+        mean: torch.Tensor | None,
+        std: torch.Tensor | None,
+        momentum: float = 0.1,
+        min_std: float = 1e-6,
+        dim: int | None = None,
+    ):
         super().__init__()
         self.momentum, self.min_std = momentum, min_std  # the probe's clamp, not an additive eps
+        if mean is None or std is None:
+            assert dim is not None, "give the statistics or the number of dimensions"
+            mean, std = torch.zeros(dim), torch.ones(dim)
         self.register_buffer("running_mean", mean.detach().clone())
         self.register_buffer("running_var", std.detach().clone() ** 2)
+        self.register_buffer("started", torch.tensor(dim is None))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
@@ -203,8 +223,10 @@ class FeatureStandardiser(nn.Module):
         var = distributed.sum_across_ranks(centred.pow(2).sum(0)) / n
         with torch.no_grad():
             unbiased = var * n / (n - 1).clamp_min(1)
-            self.running_mean.lerp_(mean, self.momentum)
-            self.running_var.lerp_(unbiased, self.momentum)
+            weight = self.momentum if bool(self.started) else 1.0
+            self.running_mean.lerp_(mean, weight)
+            self.running_var.lerp_(unbiased, weight)
+            self.started.fill_(True)
         return centred / var.sqrt().clamp_min(self.min_std)
 
 
@@ -213,8 +235,8 @@ class Classifier(nn.Module):
     (head last). ``init`` (the initial encoder's probe) gives the standardiser's starting
     statistics and, unless ``probe_head`` is False, the head's weights; without it the head reads
     raw features and starts near zero (MAE) or, given each label's training prevalence
-    ``label_prior``, as a supervised network's head (weights of std 0.02, biases at the
-    prevalences' log-odds; module docstring)."""
+    ``label_prior``, reads them standardised with batch statistics as a supervised network's head
+    (weights of std 0.02, biases at the prevalences' log-odds; module docstring)."""
 
     def __init__(
         self,
@@ -226,7 +248,11 @@ class Classifier(nn.Module):
     ):
         super().__init__()
         self.encoder = encoder
-        self.standardise = nn.Identity() if init is None else FeatureStandardiser(init.mean.cpu(), init.std.cpu())
+        self.standardise: nn.Module = nn.Identity()
+        if init is not None:
+            self.standardise = FeatureStandardiser(init.mean.cpu(), init.std.cpu())
+        elif label_prior is not None:
+            self.standardise = FeatureStandardiser(None, None, dim=encoder.feature_dim)
         self.head = nn.Linear(encoder.feature_dim, n_labels)
         if init is not None and probe_head:
             with torch.no_grad():
@@ -313,7 +339,8 @@ class Finetune(Protocol):
             raise failures[-1]
         assert best.state is not None
         encoder = ctx.rebuild(drop_path=recipe.drop_path)
-        model = Classifier(encoder, len(arrays.label_names), probe, recipe.probe_head).to(device)
+        model = Classifier(encoder, len(arrays.label_names), probe, recipe.probe_head, self.label_prior(ctx, recipe))
+        model = model.to(device)
         model.load_state_dict(best.state)
         scores, labels = self.predict(ctx, model, arrays.splits["test"], "test")
         prediction = Prediction(labels, scores, np.asarray(arrays.record_ids[arrays.splits["test"]]))
@@ -347,6 +374,11 @@ class Finetune(Protocol):
             },
         )
 
+    @staticmethod
+    def label_prior(ctx: CellContext, recipe: Recipe) -> np.ndarray | None:
+        """Each label's prevalence among the records trained on, for a ``prior`` head."""
+        return ctx.arrays.labels[ctx.train_records].mean(axis=0) if recipe.prior_head else None
+
     def epochs(
         self, ctx: CellContext, recipe: Recipe, steps_per_epoch: int, batch_size: int, flops_per_sample: float
     ) -> tuple[int, float | None]:
@@ -377,8 +409,9 @@ class Finetune(Protocol):
         set_seed(ctx.seed)
         device = ctx.device
         encoder = ctx.rebuild(drop_path=recipe.drop_path)
-        prior = ctx.arrays.labels[ctx.train_records].mean(axis=0) if recipe.prior_head else None
-        model = Classifier(encoder, len(ctx.arrays.label_names), probe, recipe.probe_head, prior)
+        model = Classifier(
+            encoder, len(ctx.arrays.label_names), probe, recipe.probe_head, self.label_prior(ctx, recipe)
+        )
         model = model.to(device)
         training_model: nn.Module = model
         if distributed.world_size() > 1:  # each rank trains on its share of every batch
