@@ -101,9 +101,9 @@ class SupervisedRecipe:
     match_compute: bool = True
     #: "prior" (module docstring); "random": MAE's near-zero head; "linear_probe": standardised
     #: features and the head of the random encoder's linear probe (LP-FT from random init). A
-    #: random transformer's features vary across records by ~1e-3 of their size, so standardising
-    #: them amplifies every update: LP-FT left scratch at validation macro AUROC 0.585 on the cpu
-    #: preset (base_lr 6e-4, synthetic default, seed 0)
+    #: random transformer's features vary across records by ~1e-3 of their size, so a probe fitted
+    #: to them weighs standardised noise: LP-FT left scratch at validation macro AUROC 0.585 on the
+    #: cpu preset (base_lr 6e-4, synthetic default, seed 0)
     head_init: str = "prior"
 
     def __post_init__(self):
@@ -155,19 +155,18 @@ class Recipe:
     optim: OptimConfig
     supervised: bool
     probe: bool  # fit the initial linear probe: standardised features (and the head, if probe_head)
-    probe_head: bool
-    prior_head: bool  # a head that is not the probe's starts at the training prevalences (HEAD_INITS)
+    head_init: str  # HEAD_INITS
+
+    @property
+    def probe_head(self) -> bool:
+        return self.head_init == "linear_probe"
 
     @classmethod
     def of(cls, cfg: FinetuneConfig, method: Method) -> Recipe:
         if method.supervised_only():
             s = cfg.supervised
-            lp_ft = s.head_init == "linear_probe"
-            return cls(s.epochs, s.patience, s.drop_path, s.optim, True, lp_ft, lp_ft, s.head_init == "prior")
-        head = cfg.head_init
-        return cls(
-            cfg.epochs, cfg.patience, cfg.drop_path, cfg.optim, False, True, head == "linear_probe", head == "prior"
-        )
+            return cls(s.epochs, s.patience, s.drop_path, s.optim, True, s.head_init == "linear_probe", s.head_init)
+        return cls(cfg.epochs, cfg.patience, cfg.drop_path, cfg.optim, False, True, cfg.head_init)
 
 
 @dataclass
@@ -377,7 +376,7 @@ class Finetune(Protocol):
     @staticmethod
     def label_prior(ctx: CellContext, recipe: Recipe) -> np.ndarray | None:
         """Each label's prevalence among the records trained on, for a ``prior`` head."""
-        return ctx.arrays.labels[ctx.train_records].mean(axis=0) if recipe.prior_head else None
+        return ctx.arrays.labels[ctx.train_records].mean(axis=0) if recipe.head_init == "prior" else None
 
     def epochs(
         self, ctx: CellContext, recipe: Recipe, steps_per_epoch: int, batch_size: int, flops_per_sample: float
