@@ -154,6 +154,37 @@ def test_paired_bootstrap_is_calibrated_under_the_null_and_detects_an_effect(eff
     assert low <= np.mean(np.array(p) < 0.05) <= high
 
 
+def test_paired_bootstrap_agrees_with_proc_delong_on_asah(asah):
+    """pROC's bootstrap test is DeLong's z with a bootstrap standard deviation: on aSAH (wfns vs
+    ndka, DeLong p = 0.0051) 2000 resamples must land near it, not at a resample-count floor."""
+    y = asah["y"].to_numpy()
+    scores = asah[["wfns", "ndka"]].to_numpy(float)
+    resampled = stats.bootstrap_auroc(np.stack([y, y], 1), scores, stats.bootstrap_indices(y[:, None], 2000, seed=0))
+    point = stats.delong(y, scores.T)[0]
+    result = stats.paired_bootstrap(point[0], point[1], resampled[:, 0], resampled[:, 1])
+    assert result.statistic == pytest.approx(2.79777591868904, rel=0.1)
+    assert 0.002 < result.p < 0.012
+
+
+def test_a_clear_difference_survives_holm_over_a_leaderboards_tests():
+    """Regression: the p-value used to be the fraction of resamples beyond 0, which cannot go below
+    2 / 1001; Holm over a 27-test leaderboard then left every difference at p >= 0.054 (the real
+    PTB-XL and transfer tables showed ecg_features +0.35 above random_init as not significant)."""
+    y, scores = simulate(1, 500, 1.0, seed=1)
+    resampled = stats.bootstrap_auroc(np.stack([y, y], 1), scores[0].T, stats.bootstrap_indices(y, 1000, seed=0))
+    point = stats.delong(y, scores[0])[0]
+    result = stats.paired_bootstrap(point[0], point[1], resampled[:, 0], resampled[:, 1])
+    assert result.estimate > 0.1
+    assert stats.holm([result.p] + [0.5] * 26)[0] < 0.001
+
+
+def test_paired_bootstrap_without_spread_is_decided_by_the_tie():
+    same = stats.paired_bootstrap(0.7, 0.7, np.full(10, 0.7), np.full(10, 0.7))
+    assert same.p == 1.0
+    assert stats.paired_bootstrap(0.8, 0.7, np.full(10, 0.8), np.full(10, 0.7)).p == 0.0
+    assert stats.paired_bootstrap(0.8, 0.7, np.array([0.8]), np.array([0.7])).p == 1.0
+
+
 def test_delong_variance_agrees_with_the_bootstrap_on_a_large_sample():
     y, scores = simulate(1, 3000, 0.3, seed=3)
     _, cov = stats.delong(y, scores[0])
