@@ -178,6 +178,12 @@ def test_a_clear_difference_survives_holm_over_a_leaderboards_tests():
     assert stats.holm([result.p] + [0.5] * 26)[0] < 0.001
 
 
+def test_p_values_beyond_the_normal_approximation_print_as_a_bound():
+    assert stats.format_p(2.09e-99) == "<0.0001"
+    assert stats.format_p(0.000143) == "0.000143"
+    assert stats.format_p(0.05389, 4) == "0.05389"
+
+
 def test_paired_bootstrap_without_spread_is_decided_by_the_tie():
     same = stats.paired_bootstrap(0.7, 0.7, np.full(10, 0.7), np.full(10, 0.7))
     assert same.p == 1.0

@@ -221,7 +221,7 @@ def format_comparison(table_stats: TableStats, a: str, b: str) -> str:
     boot = table_stats.paired_bootstrap(a, b)
     lines.append(
         f"paired bootstrap ({n_resamples} resamples, seed-mean macro AUROC): {a} - {b} = "
-        f"{boot.estimate:+.4f}, 95 % CI [{boot.ci[0]:+.4f}, {boot.ci[1]:+.4f}], p = {boot.p:.4g}"
+        f"{boot.estimate:+.4f}, 95 % CI [{boot.ci[0]:+.4f}, {boot.ci[1]:+.4f}], p = {stats.format_p(boot.p, 4)}"
     )
     seeds_test, common = table_stats.across_seeds(a, b)
     if seeds_test is None:
@@ -230,7 +230,7 @@ def format_comparison(table_stats: TableStats, a: str, b: str) -> str:
         lines.append(
             f"across seeds (paired t-test over seeds {','.join(map(str, common))}): mean difference "
             f"{seeds_test.estimate:+.4f}, 95 % CI [{seeds_test.ci[0]:+.4f}, {seeds_test.ci[1]:+.4f}], "
-            f"t = {seeds_test.statistic:.3f}, p = {seeds_test.p:.4g}"
+            f"t = {seeds_test.statistic:.3f}, p = {stats.format_p(seeds_test.p, 4)}"
         )
 
     per_label = table_stats.delong_per_label(a, b)
@@ -242,8 +242,8 @@ def format_comparison(table_stats: TableStats, a: str, b: str) -> str:
             f"{auc_b:.4f}",
             f"{test.estimate:+.4f}",
             f"{test.statistic:.2f}",
-            f"{test.p:.4g}",
-            f"{p_holm:.4g}" + (" *" if p_holm < 0.05 else ""),
+            stats.format_p(test.p, 4),
+            stats.format_p(p_holm, 4) + (" *" if p_holm < 0.05 else ""),
         ]
         for (label, auc_a, auc_b, test), p_holm in zip(per_label, adjusted)
     ]

@@ -194,7 +194,7 @@ def difference_cell(entry: tuple[stats.Test, float] | None, itself: str) -> str:
     if entry is None:
         return itself
     test, p_holm = entry
-    return f"{test.estimate:+.4f} (p={p_holm:.3g})"
+    return f"{test.estimate:+.4f} (p={stats.format_p(p_holm)})"
 
 
 def main_table(table: Table, ts: TableStats | str) -> list[str]:
@@ -272,8 +272,10 @@ def ladder_table(table: Table, ts: TableStats | str) -> list[str]:
                 ladder_row(table, rung, method, anchor)
                 | {
                     "Δ (95 % CI)": f"{test.estimate:+.4f} [{test.ci[0]:+.4f}, {test.ci[1]:+.4f}]",
-                    "p Holm": f"{p_holm:.3g}",
-                    "across seeds": "—" if seeds_test is None else f"{seeds_test.estimate:+.4f} (p={seeds_test.p:.3g})",
+                    "p Holm": stats.format_p(p_holm),
+                    "across seeds": "—"
+                    if seeds_test is None
+                    else f"{seeds_test.estimate:+.4f} (p={stats.format_p(seeds_test.p)})",
                     "verdict": verdict,
                 }
             )

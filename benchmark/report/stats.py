@@ -268,6 +268,16 @@ def paired_t_test(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> Test:
     return Test(estimate, se, float(t), float(_p_value(t, "two-sided", dist)), (estimate - half, estimate + half))
 
 
+#: smallest p-value printed as a number: a normal tail beyond it (1e-99 for a clear difference on
+#: 600 records) is an artefact of the approximation, not a measured probability
+P_FLOOR = 1e-4
+
+
+def format_p(p: float, digits: int = 3) -> str:
+    """A p-value for tables: ``digits`` significant digits, or ``<0.0001`` below :data:`P_FLOOR`."""
+    return f"<{P_FLOOR:g}" if p < P_FLOOR else f"{p:.{digits}g}"
+
+
 def holm(p_values) -> np.ndarray:
     """Holm's step-down adjusted p-values (family-wise error control), same order as given."""
     p = np.asarray(p_values, dtype=np.float64)
