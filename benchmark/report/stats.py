@@ -237,14 +237,14 @@ def paired_bootstrap(
     0.05, however large — a floor set by the resample count, not by the data. The CI stays the
     percentile interval of the differences."""
     d = np.asarray(resampled_a) - np.asarray(resampled_b)
-    estimate = estimate_a - estimate_b
-    se = float(d.std(ddof=1)) if len(d) > 1 else float("nan")
+    estimate, ci = estimate_a - estimate_b, percentile_ci(d, level)
     if len(d) < 2:  # one resample measures no spread: no evidence either way
-        return Test(estimate, se, 0.0, 1.0, percentile_ci(d, level))
+        return Test(estimate, float("nan"), 0.0, 1.0, ci)
+    se = float(d.std(ddof=1))
     if se == 0:  # every resample gives the same difference: only an exact tie fits the null
-        return Test(estimate, se, 0.0, 1.0 if estimate == 0 else 0.0, percentile_ci(d, level))
+        return Test(estimate, se, 0.0, 1.0 if estimate == 0 else 0.0, ci)
     z = estimate / se
-    return Test(estimate, se, z, float(_p_value(z, "two-sided")), percentile_ci(d, level))
+    return Test(estimate, se, z, float(_p_value(z, "two-sided")), ci)
 
 
 # -- across seeds and multiplicity ---------------------------------------------------------------
