@@ -51,6 +51,25 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def parse_learned_ratio(text: str) -> float:
+    """``--learned-ratio 0.8``: a fraction in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"--learned-ratio {text!r}: give a fraction in (0, 1] of the trivial predictor's loss, e.g. 0.8"
+        )
+    return value
+
+
+LEARNED_RATIO_HELP = (
+    "a pretraining run whose final loss is above this fraction of the best trivial predictor's loss on the "
+    "same targets did not learn: shown apart, never ranked (default: the preset's, 0.8 for cpu and paper)"
+)
+
+
 def parse_seeds(text: str) -> list[int]:
     """``3`` -> seeds 0,1,2; ``0,4,7`` -> those seeds; ``2-5`` -> 2,3,4,5."""
     try:
@@ -130,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
     run.add_argument("--rerun", action="store_true", help="recompute cells that are already finished")
+    run.add_argument("--learned-ratio", type=parse_learned_ratio, default=None, help=LEARNED_RATIO_HELP)
     run.add_argument(
         "--no-references",
         dest="add_references",
@@ -243,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="leaderboard file (default: LEADERBOARD.md for results/, DIR.md beside any other --results DIR)",
     )
+    board.add_argument("--learned-ratio", type=parse_learned_ratio, default=None, help=LEARNED_RATIO_HELP)
 
     cmp = sub.add_parser("compare", help="paired comparison of two methods with p-values, from the results folder")
     cmp.add_argument("method_a", help="a method or variant, e.g. 'lamae[la_mask_ratio=0]'")
@@ -409,14 +430,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not writes_outputs:
         return 0
     print()
-    print(summary_table(records))
+    print(summary_table(records, learned=args.learned_ratio))
     if args.shard is not None:
         print(
             f"\nshard {args.shard.index}/{args.shard.count} done; {len(records)} cells of this run are finished in "
             f"{args.out}/. When every shard is done: python -m benchmark leaderboard --results {args.out}"
         )
     else:
-        n = write_leaderboard(args.out, board)
+        n = write_leaderboard(args.out, board, args.learned_ratio)
         print(f"\n{len(records)} cells in this run; {board} regenerated from {n} results in {args.out}/")
     if failed is not None:
         print(f"error: {failed}", file=sys.stderr)
@@ -502,7 +523,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not args.results.is_dir():
         raise DataError(f"results folder {args.results} does not exist; run `python -m benchmark run` first")
     board = args.out or default_leaderboard(args.results)
-    n = write_leaderboard(args.results, board)
+    n = write_leaderboard(args.results, board, args.learned_ratio)
     print(f"{board} regenerated from {n} results in {args.results}/")
     return 0
 

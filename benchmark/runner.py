@@ -526,7 +526,7 @@ def run_unit(plan: RunPlan, unit: Unit, state: RunProgress) -> None:
                     request.profile_dir,
                     pretraining_monitor,
                 )
-            pretrain_compute = {**to_jsonable(report), **plan.plans[method_name].as_record()}
+            pretrain_compute = {**to_jsonable(report.as_record()), **plan.plans[method_name].as_record()}
         except NonFiniteLossError as exc:
             failure = exc
             pretrain_compute = diverged_pretraining(plan.plans[method_name], exc)

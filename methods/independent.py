@@ -55,9 +55,9 @@ from ecgbench.layers import (
     call_stacked,
     lead_indices,
     masked_mean,
-    masked_patch_mse,
     patchify,
     random_keep_ids,
+    reconstruction_loss,
     scatter_visible,
     to_lead_slots,
 )
@@ -109,10 +109,10 @@ class IndependentLeadMAE(Method):
         """The decoder's per-lead embedding for the leads ``lead`` (any shape of lead indices)."""
         return None if self.decoder_lead_embed is None else self.decoder_lead_embed[lead]
 
-    def _reconstruct(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _reconstruct(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Masked reconstruction of every present lead, each lead on its own.
 
-        Returns the loss and each lead's masked-encoder output averaged over all its tokens
+        Returns the losses (:func:`reconstruction_loss`: the loss and its trivial references) and each lead's masked-encoder output averaged over all its tokens
         (CLS included) as (B, L, D), zeros for missing leads — the view features that the
         alignment methods align. No lead sees another, but all leads run at once: private
         weights as one vectorised call over the twelve encoders and decoders (lead-major
@@ -138,11 +138,10 @@ class IndependentLeadMAE(Method):
             pred = self.decoders[0](dense, is_visible, prefix=tokens[:, :1], extra=self._decoder_extra(lead))
             masked = ~is_visible
             lead_features = to_lead_slots(tokens.mean(dim=1), present)
-        return masked_patch_mse(pred, patches, masked, self.config.norm_pix), lead_features.to(patches.dtype)
+        return reconstruction_loss(pred, patches, masked, self.config.norm_pix), lead_features.to(patches.dtype)
 
     def pretrain_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        loss, _ = self._reconstruct(batch)
-        return {"loss": loss}
+        return self._reconstruct(batch)[0]
 
     def encode(self, signals: torch.Tensor, lead_mask: torch.Tensor, return_hidden: bool = False) -> Encoded:
         patches = patchify(signals, self.patch_len)

@@ -105,9 +105,9 @@ from ecgbench.layers import (
     gather_tokens,
     init_weights,
     masked_mean,
-    masked_patch_mse,
     patchify,
     random_keep_ids,
+    reconstruction_loss,
     scatter_visible,
     sincos_positions,
     to_lead_slots,
@@ -265,8 +265,8 @@ class LAMAE(Method):
         is_visible = torch.zeros(*present.shape, self.n_patches, dtype=torch.bool, device=dense.device)
         dense[encoded], is_visible[encoded] = scatter_visible(tokens[:, 1:], keep_ids, self.n_patches)
         pred = self.decoder(dense[present], is_visible[present], prefix=lead_context)
-        loss = masked_patch_mse(pred, patches[present], ~is_visible[present], c.norm_pix)
-        return {"loss": loss, "leads_hidden_from_la": hidden_from_la.sum(1).float().mean()}
+        losses = reconstruction_loss(pred, patches[present], ~is_visible[present], c.norm_pix)
+        return {**losses, "leads_hidden_from_la": hidden_from_la.sum(1).float().mean()}
 
     def _token_level_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         """x_hat_{l,t} = D(LA(Z_vis))_{l,t}: every present lead is encoded from its visible
@@ -290,7 +290,7 @@ class LAMAE(Method):
         dense, is_visible = scatter_visible(lead_out, positions, self.n_patches)
         cls_context = la_out[:, :1].expand(-1, len(LEADS), -1)[present][:, None]  # (P, 1, D)
         pred = self.decoder(dense, is_visible, prefix=cls_context)
-        return {"loss": masked_patch_mse(pred, patches[present], ~is_visible, c.norm_pix)}
+        return reconstruction_loss(pred, patches[present], ~is_visible, c.norm_pix)
 
     def encode(self, signals: torch.Tensor, lead_mask: torch.Tensor, return_hidden: bool = False) -> Encoded:
         c = self.config

@@ -38,8 +38,8 @@ from ecgbench.layers import (
     Transformer,
     attention_mask,
     gather_tokens,
-    masked_patch_mse,
     normalize_patches,
+    reconstruction_loss,
     scatter_visible,
     sincos_positions,
     xavier_init,
@@ -144,8 +144,8 @@ class MTAE(Method):
             target = normalize_patches(target)
         # which single-lead pieces of the tokens were hidden, restricted to the present leads
         hidden = (~is_visible)[:, :, None] & self._piece_present(lead_mask)
-        loss = masked_patch_mse(self._pieces(pred), self._pieces(target), hidden, norm_pix=False)
-        return {"loss": loss}
+        # a piece's row is its lead across the tokens: the visible-mean predictor of a lead
+        return reconstruction_loss(self._pieces(pred), self._pieces(target), hidden, norm_pix=False, patch_dim=1)
 
     def encode(self, signals: torch.Tensor, lead_mask: torch.Tensor, return_hidden: bool = False) -> Encoded:
         out, hidden = self._encode_tokens(signals, lead_mask, None, return_hidden)

@@ -84,11 +84,19 @@ class MVMAE(SharedIndependentLeadMAE):
         self.beta = annealed_weight(step, total_steps, c.beta_final, c.beta_schedule, c.beta_start, c.beta_steepness)
 
     def pretrain_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        reconstruction, lead_features = self._reconstruct(batch)
-        alignment = alignment_loss(lead_features, batch.lead_mask, self.config.align_metric, self.config.temperature)
+        losses, lead_features = self._reconstruct(batch)
+        reconstruction = losses.pop("loss")
+        c = self.config
+        alignment = alignment_loss(lead_features, batch.lead_mask, c.align_metric, c.temperature)
+        # the trivial reference of the alignment term: its loss on features that are one constant
+        # vector (chance for the contrastive metrics, 0 for mse/cosine, which a collapse satisfies)
+        with torch.no_grad():
+            chance = alignment_loss(torch.ones_like(lead_features), batch.lead_mask, c.align_metric, c.temperature)
         return {
             "loss": reconstruction + self.beta * alignment,
+            **{name: trivial + self.beta * chance for name, trivial in losses.items()},
             "reconstruction": reconstruction.detach(),
             "alignment": alignment.detach(),
+            "alignment_at_chance": chance,
             "beta": torch.tensor(self.beta),
         }

@@ -67,9 +67,9 @@ from ecgbench.layers import (
     attention_mask,
     gather_tokens,
     masked_mean,
-    masked_patch_mse,
     patchify,
     random_keep_ids,
+    reconstruction_loss,
     scatter_visible,
     sincos_positions,
     xavier_init,
@@ -172,8 +172,7 @@ class STMEM(Method):
         decoder_input = self._decoder_input(out, hidden)[present]  # lead-wise: (P, K + 2, D_in)
         dense, is_visible = scatter_visible(decoder_input[:, 1:-1], keep_ids[present], self.n_patches)
         pred = self.decoder(dense, is_visible, prefix=decoder_input[:, [0, -1]])
-        loss = masked_patch_mse(pred, patches[present], ~is_visible, self.config.norm_pix)
-        return {"loss": loss}
+        return reconstruction_loss(pred, patches[present], ~is_visible, self.config.norm_pix)
 
     def _block_outputs(self, signals: torch.Tensor, lead_mask: torch.Tensor) -> list[torch.Tensor]:
         """Every block's output (B, L, N + 2, D) for the unmasked input."""

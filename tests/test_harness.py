@@ -100,6 +100,13 @@ def test_pretraining_resumes_after_interruption_with_identical_weights(toy_array
     assert report.steps == 6 and [s for s, _ in report.loss_curve] == [2, 4, 6]
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+    # the trivial predictors' losses on the same targets, per log interval, survive the resume
+    assert [s for s, _ in report.trivial_curve] == [2, 4, 6]
+    assert set(report.trivial_curve[-1][1]) == {"zero", "visible_mean"}
+    assert report.trivial_loss == min(report.trivial_curve[-1][1].values())
+    assert report.loss_ratio == pytest.approx(report.final_loss / report.trivial_loss)
+    record = report.as_record()
+    assert record["loss_ratio"] == report.loss_ratio and record["start_ratio"] is not None
 
 
 def test_window_sampler_is_deterministic_and_crops_inside_the_record(toy_arrays):

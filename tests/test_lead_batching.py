@@ -98,7 +98,8 @@ def test_batched_leads_give_the_looped_loss_features_and_gradients(name, norm_pi
     batch = ragged_batch()
     weights = torch.randn(*batch.lead_mask.shape, method.config.dim, generator=torch.Generator().manual_seed(1))
 
-    loss, features = method._reconstruct(batch)
+    losses, features = method._reconstruct(batch)
+    loss = losses["loss"]
     reference_loss, reference_features = looped_reconstruct(method, batch)
     assert loss.item() == pytest.approx(reference_loss.item(), rel=1e-5)
     assert torch.allclose(features, reference_features, atol=1e-5)

@@ -39,6 +39,7 @@ def write_cell(
     n_train=300,
     details=None,
     downstream=None,
+    loss_ratio=0.5,
 ):
     """A result whose scores separate the classes with strength ``skill`` (0 = chance)."""
     y = labels_for(names)
@@ -74,6 +75,12 @@ def write_cell(
                 "budget": "lamae",
                 "budget_flops": budget_flops,
                 "peak_memory_mb": None,
+                "loss_curve": [[300, 0.08], [600, 0.08 * loss_ratio]],
+                "trivial_curve": [
+                    [300, {"zero": 0.09, "visible_mean": 0.08}],
+                    [600, {"zero": 0.09, "visible_mean": 0.08}],
+                ],
+                "loss_ratio": loss_ratio,
             }
             if pretrains
             else None,
@@ -208,6 +215,8 @@ def test_sweeps_become_tables_and_embedded_plots(results, tmp_path):
     leads = board.split("### Reduced leads: synthetic · labels · preset `cpu` · linear")[1]
     assert "| all" in leads and "| I " in leads
     images = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", board)
+    assert sum("curves_" in image for image in images) == 1  # the training curves of the main table
+    images = [image for image in images if "curves_" not in image]
     assert len(images) == 2 and all((path.parent / image).stat().st_size > 5000 for image in images)
     assert {(path.parent / image).parent for image in images} == {plots_dir_for(path)}
     foreign = plots_dir_for(path) / "mine.png"  # a file the leaderboard did not write
@@ -215,7 +224,7 @@ def test_sweeps_become_tables_and_embedded_plots(results, tmp_path):
     for reduced in results.root.rglob("*leads-I*"):  # the reduced-lead results are gone ...
         reduced.unlink()
     write_leaderboard(results.root, path)
-    remaining = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", path.read_text())
+    remaining = [i for i in re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", path.read_text()) if "curves_" not in i]
     assert len(remaining) == 1 and set(images) - set(remaining)
     assert not (path.parent / (set(images) - set(remaining)).pop()).exists()  # ... and so is their plot
     assert foreign.read_bytes() == b"not ours"
@@ -309,3 +318,41 @@ def test_paper_columns_map_to_the_protocol_kinds_they_were_measured_under():
     lamae_paper = [r for r in REPORTED if r.source.startswith("LAMAE paper")]
     assert {r.label for r in lamae_paper if r.protocol == "linear"} == {"IX"}  # never "macro"
     assert all(r.ours for r in lamae_paper)
+
+
+def test_a_method_that_did_not_learn_is_shown_apart_with_its_ratio_and_never_ranked(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    for seed in range(3):
+        write_cell(store, "lamae", seed, 1.5, loss_ratio=0.55)
+        # the best scores of the table, but seed 1's pretraining ended at the trivial loss
+        write_cell(store, "ind_p", seed, 3.0, loss_ratio=0.97 if seed == 1 else 0.6)
+        write_cell(store, "random_init", seed, 0.3)
+    path = tmp_path / "LB.md"
+    write_leaderboard(store.root, path)
+    board = path.read_text()
+    rows = table_rows(board, "## synthetic")
+    assert "did not learn: seed 1 (loss/trivial 0.97)" in rows["ind_p"] and "not ranked" in rows["ind_p"]
+    assert "0.55 ± 0.00" in rows["lamae"] and "| best " in rows["lamae"]  # lamae is the best of the ranked
+    assert "`ind_p`: did not learn" in board and "no pretrained method in this table learned" not in board
+    # the threshold is a reporting rule: raised above the ratio, ind_p is ranked (and the best)
+    write_leaderboard(store.root, path, learned=1.0)
+    rows = table_rows(path.read_text(), "## synthetic")
+    assert "| best " in rows["ind_p"] and "did not learn:" not in path.read_text()
+
+
+def test_a_table_where_no_pretrained_method_learned_says_so_loudly(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    for seed in range(2):
+        write_cell(store, "lamae", seed, 1.5, loss_ratio=0.99)
+        write_cell(store, "random_init", seed, 0.3)
+    path = tmp_path / "LB.md"
+    write_leaderboard(store.root, path)
+    assert "**Warning: no pretrained method in this table learned.**" in path.read_text()
+    assert "more pretraining" in path.read_text()
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.2", "nan", "high"])
+def test_a_learned_ratio_outside_0_1_is_one_line_and_exit_2(results, value, capsys):
+    assert main(["leaderboard", "--results", str(results.root), "--learned-ratio", value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--learned-ratio" in err and "(0, 1]" in err

@@ -11,11 +11,12 @@ from benchmark.build import method_class, method_config
 from benchmark.config import ConfigError
 from benchmark.data.contract import LEADS, InputSpec
 from benchmark.data.loader import Batch
-from benchmark.nn.layers import masked_patch_mse, patchify, random_keep_ids
+from benchmark.nn.layers import masked_patch_mse, patchify, random_keep_ids, reconstruction_loss
 from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
 
 SPEC = InputSpec(fs=100, window_s=2.0)
+PRETRAINING = [name for name in METHODS.names() if METHODS.get(name).pretrains]
 
 
 def build(name: str, **overrides):
@@ -112,6 +113,33 @@ def test_mae_loss_ignores_visible_patches():
     assert masked_patch_mse(pred, target, masked, norm_pix=False) == 0
     pred[..., :2, :] += 1.0
     assert masked_patch_mse(pred, target, masked, norm_pix=False) == pytest.approx(1.0)
+
+
+def test_trivial_predictors_are_scored_on_the_same_masked_patches_as_the_loss():
+    # one row (a lead of a record) of 4 patches of 2 samples; patches 0 and 1 visible
+    target = torch.tensor([[[1.0, 3.0], [1.0, 3.0], [4.0, 4.0], [0.0, 0.0]]])
+    masked = torch.tensor([[False, False, True, True]])
+    losses = reconstruction_loss(torch.zeros_like(target), target, masked, norm_pix=False)
+    assert losses["loss"] == pytest.approx((16 + 0) / 2)  # a zero prediction is the zero predictor
+    assert losses["trivial/zero"] == pytest.approx(8.0)
+    # the visible mean is 2: masked errors (2, 2) and (-2, -2)
+    assert losses["trivial/visible_mean"] == pytest.approx(4.0)
+    # a row with nothing visible (a lead hidden whole) predicts 0
+    hidden = reconstruction_loss(target, target, torch.ones(1, 4, dtype=torch.bool), norm_pix=False)
+    assert hidden["trivial/visible_mean"] == hidden["trivial/zero"] and hidden["loss"] == 0
+    # normalised targets: every patch has mean 0, so zero is the best constant (loss ~ (p-1)/p)
+    norm = reconstruction_loss(torch.zeros(3, 20, 25), torch.randn(3, 20, 25), torch.ones(3, 20, dtype=torch.bool))
+    assert norm["trivial/zero"] == pytest.approx(norm["loss"].item()) == pytest.approx(24 / 25, rel=1e-4)
+    assert not norm["trivial/zero"].requires_grad
+
+
+@pytest.mark.parametrize("name", PRETRAINING)
+def test_every_pretraining_method_reports_its_trivial_references(name):
+    out = build(name).pretrain_loss(batch())
+    trivial = {k: v for k, v in out.items() if k.startswith("trivial/")}
+    assert trivial and all(torch.isfinite(v) and v > 0 for v in trivial.values())
+    # at initialisation the loss is near a trivial predictor's (the decoder predicts ~ a constant)
+    assert 0.3 < out["loss"].item() / min(v.item() for v in trivial.values()) < 3.0
 
 
 def test_lamae_e_reading_pools_the_encoder_latents():

@@ -186,10 +186,14 @@ def test_mvmae_loss_is_reconstruction_plus_beta_times_alignment():
     method.on_train_step(6, 6)
     data = batch(3)
     out = method.pretrain_loss(data)
-    reconstruction, lead_features = method._reconstruct(data)
+    losses, lead_features = method._reconstruct(data)
     alignment = alignment_loss(lead_features, data.lead_mask, "mse")
-    assert torch.allclose(out["loss"], reconstruction + 2.0 * alignment)
+    assert torch.allclose(out["loss"], losses["loss"] + 2.0 * alignment)
     assert torch.equal(lead_features.norm(dim=-1) > 0, data.lead_mask)
+    # its trivial references: the reconstruction's trivial predictors with the alignment term at
+    # chance, which for mse alignment is 0 (constant features are perfectly aligned)
+    assert torch.allclose(out["trivial/zero"], losses["trivial/zero"])
+    assert out["alignment_at_chance"] == 0
 
 
 def test_align_baseline_is_a_linear_lambda_from_zero_to_one_with_lead_infonce():

@@ -7,7 +7,11 @@ file holds only its model and its loss. The harness never looks inside a method.
 
 A method implements:
 
-* ``pretrain_loss(batch) -> {"loss": scalar, ...logs}`` (only if ``pretrains``);
+* ``pretrain_loss(batch) -> {"loss": scalar, "trivial/NAME": scalar, ...logs}`` (only if
+  ``pretrains``); every ``trivial/`` entry is the same objective evaluated for a trivial predictor
+  on the same targets and masks (zero, a lead's visible mean: ``reconstruction_loss``; chance for
+  an alignment term), so that the harness can tell a run that learned from one that sits at the
+  loss a constant reaches (``PretrainReport.loss_ratio``);
 * ``encode(signals, lead_mask, return_hidden) -> Encoded`` — the downstream representation
   (``pooled``: (B, feature_dim)) and optionally every layer's tokens;
 * ``layer_id(param_name) -> int`` — 0 for embeddings, increasing towards the output;

@@ -27,7 +27,10 @@ learnable lead embedding) encodes the visible ones, and a decoder reconstructs t
 ones. Downstream, the representation is the mean over the present leads of their encoder CLS
 tokens. Replace the model and the loss with yours; keep the contract:
 
-* ``pretrain_loss(batch)`` returns {"loss": scalar, ...logs}; ``batch.signals`` is (B, 12, T)
+* ``pretrain_loss(batch)`` returns {"loss": scalar, "trivial/NAME": scalar, ...logs}: each
+  ``trivial/`` entry is the loss of a trivial predictor on the same targets (predicting zero, a
+  lead's visible mean: ``ecgbench.layers.reconstruction_loss`` gives both), so that a run that
+  learned nothing is recognised and not ranked; ``batch.signals`` is (B, 12, T)
   in mV in ``ecgbench.LEADS`` order, ``batch.lead_mask`` (B, 12) is False for missing leads
   (their signal is zero and must not influence anything); draw random masks from
   ``batch.keys`` with ``ecgbench.rng`` (``split``, ``fold_in``, ``uniform``), not ``torch.rand``.
@@ -52,8 +55,8 @@ from timm.layers import trunc_normal_
 from torch import nn
 
 from ecgbench import LEADS, METHODS, Batch, Encoded, InputSpec, Method, MethodConfig, rng
-from ecgbench.layers import (MAEDecoder, PatchEncoder, masked_mean, masked_patch_mse, patchify, random_keep_ids,
-                             scatter_visible, to_lead_slots)
+from ecgbench.layers import (MAEDecoder, PatchEncoder, masked_mean, patchify, random_keep_ids,
+                             reconstruction_loss, scatter_visible, to_lead_slots)
 
 
 @dataclass
@@ -95,7 +98,7 @@ class ${class_name}(Method):
         tokens, _ = self.encoder(patches, keep_ids, extra=self.lead_embed[self._lead_ids(present)])
         dense, is_visible = scatter_visible(tokens[:, 1:], keep_ids, self.n_patches)
         pred = self.decoder(dense, is_visible, prefix=tokens[:, :1])  # the CLS token guides the decoder
-        return {"loss": masked_patch_mse(pred, patches, ~is_visible, self.config.norm_pix)}
+        return reconstruction_loss(pred, patches, ~is_visible, self.config.norm_pix)
 
     def encode(self, signals: torch.Tensor, lead_mask: torch.Tensor, return_hidden: bool = False) -> Encoded:
         patches = patchify(signals, self.patch_len)[lead_mask]

@@ -16,7 +16,10 @@ deterministic   ``features`` gives identical output twice in eval mode
 readout         ``readout(readout_inputs(x))`` equals ``features(x)`` (frozen protocols use it)
 lead_mask       features ignore the signal of masked leads (only I and II kept)
 single_lead     a single present lead (I, V1 or V6) gives finite features
-loss            ``pretrain_loss`` is a finite scalar that requires grad
+loss            ``pretrain_loss`` is a finite scalar that requires grad, and it reports at
+                least one ``trivial/NAME`` entry: the same objective for a trivial predictor
+                on the same targets (finite scalars without grad), so that the harness can
+                tell a run that learned from one that did not
 keyed_noise     the loss does not depend on the global RNG but on ``batch.keys``: masking
                 noise comes from ``benchmark.nn.rng`` so that a sample is masked alike whatever
                 the batch split, device or resume point
@@ -56,6 +59,7 @@ from benchmark.build import method_class, method_config, resolve_method
 from benchmark.data.contract import LEADS, InputSpec
 from benchmark.data.loader import Batch
 from benchmark.method.base import Method
+from benchmark.nn.layers import TRIVIAL
 from benchmark.nn.rng import epoch_keys
 from benchmark.presets import Preset
 from benchmark.train.flops import parameter_counts, pretrain_step_flops, supervised_step_flops
@@ -309,13 +313,26 @@ class _Contract:
     def loss(self) -> str:
         self._require_pretraining()
         self.built.train()
-        loss = _seeded_loss(self.built, self.batch, seed=0)
+        torch.manual_seed(0)
+        out = self.built.pretrain_loss(self.batch)
+        loss = out["loss"]
         if loss.ndim != 0 or not loss.requires_grad or not torch.isfinite(loss):
             raise ContractFailure(
                 f"loss must be a finite scalar that requires grad, got shape {tuple(loss.shape)}, "
                 f"value {loss.detach().flatten()[:3].tolist()}, requires_grad {loss.requires_grad}"
             )
-        return f"{loss.item():.4f}"
+        trivial = {k: v for k, v in out.items() if k.startswith(TRIVIAL)}
+        if not trivial:
+            raise ContractFailure(
+                f"pretrain_loss reports no '{TRIVIAL}NAME' entry: return the loss of a trivial predictor on the same "
+                "targets beside the loss (ecgbench.layers.reconstruction_loss gives predicting zero and each lead's "
+                "visible mean), so that a run that learned nothing is recognised"
+            )
+        bad = [k for k, v in trivial.items() if v.ndim != 0 or v.requires_grad or not torch.isfinite(v) or v <= 0]
+        if bad:
+            raise ContractFailure(f"{_names(bad)}: trivial losses must be positive finite scalars without grad")
+        ratio = loss.item() / min(v.item() for v in trivial.values())
+        return f"{loss.item():.4f} ({ratio:.2f} of the best of {_names(sorted(trivial))})"
 
     def keyed_noise(self) -> str:
         self._require_pretraining()

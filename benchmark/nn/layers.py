@@ -333,6 +333,43 @@ def masked_patch_mse(
     return (per_patch * weight).sum() / weight.sum().clamp_min(1.0)
 
 
+#: prefix of the pretraining-loss entries that hold the loss of a trivial predictor on the same
+#: targets (``Method.pretrain_loss``); the training loop reports loss / the lowest of them
+TRIVIAL = "trivial/"
+
+
+def reconstruction_loss(
+    pred: torch.Tensor, target: torch.Tensor, masked: torch.Tensor, norm_pix: bool = True, patch_dim: int = -1
+) -> dict[str, torch.Tensor]:
+    """MAE's masked loss (:func:`masked_patch_mse`) and, on the very same targets and masked
+    patches, the loss of the trivial predictors a run must beat to have learned anything:
+
+    * ``trivial/zero``: predict 0 everywhere (for ``norm_pix`` targets, whose every patch has mean
+      0, this is the best constant);
+    * ``trivial/visible_mean``: predict, for every masked sample, the mean of the visible samples
+      of its own row along ``patch_dim`` of ``masked`` (a lead of a record for per-lead patches;
+      0 where a row has no visible sample, e.g. a lead hidden whole).
+
+    A pretraining run whose loss ends near the lower of them has learned nothing a constant does
+    not know (issue 20: the committed runs ended at exactly the zero predictor's loss). The
+    trivial losses carry no gradient.
+    """
+    if norm_pix:
+        target = normalize_patches(target)
+    loss = masked_patch_mse(pred, target, masked, norm_pix=False)
+    with torch.no_grad():
+        t = target.detach().float()
+        weight = masked.float()
+        total = weight.sum().clamp_min(1.0)
+        visible = 1.0 - weight
+        row_sum = (t.sum(-1) * visible).sum(patch_dim, keepdim=True)
+        row_count = (visible * t.shape[-1]).sum(patch_dim, keepdim=True)
+        row_mean = (row_sum / row_count.clamp_min(1.0)).unsqueeze(-1)
+        zero = (t.square().mean(-1) * weight).sum() / total
+        visible_mean = ((t - row_mean).square().mean(-1) * weight).sum() / total
+    return {"loss": loss, f"{TRIVIAL}zero": zero, f"{TRIVIAL}visible_mean": visible_mean}
+
+
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     """Mean of ``tokens`` over ``dim`` where ``mask`` (broadcastable, bool) is True."""
     weight = mask.to(tokens.dtype).unsqueeze(-1)

@@ -12,7 +12,11 @@ seed-mean AUROC of a label (a linear contrast of correlated AUCs).
 
 A method with a diverged cell in a table (benchmark/report/results.py) is set apart in
 ``Table.diverged`` with all its records of that table: it is shown as diverged and neither
-ranked, tested nor averaged — the mean of its surviving seeds would flatter it.
+ranked, tested nor averaged — the mean of its surviving seeds would flatter it. So is a method
+whose pretraining did not learn in some seed (``Table.not_learned``): its final loss stayed above
+the preset's ``learned_ratio`` of the best trivial predictor's loss on the same targets
+(``PretrainReport.loss_ratio``), so its numbers describe an encoder that learned nothing a
+constant does not know, not the method.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from tabulate import tabulate
 
 from benchmark.config import signature
 from benchmark.data.contract import DataError
-from benchmark.presets import REFERENCES
+from benchmark.presets import PRESETS, REFERENCES
 from benchmark.report import stats
 from benchmark.report.results import ResultStore, is_diverged
 
@@ -54,6 +58,25 @@ def budget_label(record: dict) -> str | None:
     return f"{pretrain['steps']} steps per method"
 
 
+def loss_ratio(record: dict) -> float | None:
+    """A pretrained result's final pretraining loss over the best trivial predictor's (None: not
+    pretrained, or pretrained before the suite measured it)."""
+    return ((record.get("compute") or {}).get("pretrain") or {}).get("loss_ratio")
+
+
+def learned_ratio(preset: str, override: float | None = None) -> float | None:
+    """The loss ratio above which a pretraining run did not learn: ``override`` (``--learned-ratio``)
+    or the preset's setting (None: not checked)."""
+    if override is not None:
+        return override
+    return PRESETS[preset].learned_ratio if preset in PRESETS else PRESETS["cpu"].learned_ratio
+
+
+def did_not_learn(record: dict, threshold: float | None) -> bool:
+    ratio = loss_ratio(record)
+    return threshold is not None and ratio is not None and ratio > threshold
+
+
 @dataclass
 class Table:
     """Results that may be compared with each other: one evaluation, one budget."""
@@ -67,15 +90,24 @@ class Table:
     budget: str | None
     by_method: dict[str, list[dict]] = field(default_factory=dict)  # records sorted by seed
     diverged: dict[str, list[dict]] = field(default_factory=dict)  # methods with a diverged cell: all their records
+    #: methods with a pretraining that did not learn (loss ratio above ``learned_ratio``): all their records
+    not_learned: dict[str, list[dict]] = field(default_factory=dict)
+    learned_ratio: float | None = None  # the threshold applied
+
+    @property
+    def set_apart(self) -> dict[str, list[dict]]:
+        """Every method shown but never ranked, tested or averaged (diverged or did not learn)."""
+        return {**self.not_learned, **self.diverged}
 
     @property
     def records(self) -> list[dict]:
-        """The records that are compared (diverged methods left out)."""
+        """The records that are compared (methods set apart left out)."""
         return [r for recs in self.by_method.values() for r in recs]
 
 
-def comparable_tables(records: list[dict]) -> list[Table]:
-    """Split records into tables of comparable results (see the module docstring)."""
+def comparable_tables(records: list[dict], learned: float | None = None) -> list[Table]:
+    """Split records into tables of comparable results (see the module docstring); ``learned``
+    overrides every preset's ``learned_ratio``."""
     #: (dataset, label set, preset, protocol, variant, evaluation signature) -> records
     groups: dict[tuple[str, str, str, str, str, str], list[dict]] = defaultdict(list)
     for record in records:
@@ -95,12 +127,15 @@ def comparable_tables(records: list[dict]) -> list[Table]:
         given = sorted({label for r in group if (label := budget_label(r)) is not None})
         budgets: list[str | None] = [*given] if given else [None]
         for budget in budgets:
-            table = Table(*key, budget)
+            table = Table(*key, budget, learned_ratio=learned_ratio(key[2], learned))
             for record in sorted(group, key=lambda r: (r["cell"]["method"], r["cell"]["seed"])):
                 if budget_label(record) in (budget, None):
                     table.by_method.setdefault(record["cell"]["method"], []).append(record)
             for method in [m for m, recs in table.by_method.items() if any(map(is_diverged, recs))]:
                 table.diverged[method] = table.by_method.pop(method)
+            for method, recs in list(table.by_method.items()):
+                if any(did_not_learn(r, table.learned_ratio) for r in recs):
+                    table.not_learned[method] = table.by_method.pop(method)
             tables.append(table)
     return tables
 

@@ -16,7 +16,11 @@
 * Training curves, one figure per table: pretraining loss against cumulative pretraining FLOPs
   for all its methods (matched compute shows as curves ending at the same FLOPs) and, where the
   protocol trains, the validation macro AUROC per fine-tuning epoch.
-* A method with a diverged cell is shown as diverged, not ranked, tested or averaged.
+* A method with a diverged cell is shown as diverged, not ranked, tested or averaged; so is one
+  whose pretraining did not learn (its final loss above the preset's ``learned_ratio`` of the
+  best trivial predictor's loss on the same targets). Every table shows each pretrained method's
+  final ``loss / trivial`` ratio, and the training curves plot the loss as that ratio, with the
+  trivial level (1) and the threshold drawn as lines.
 * Published numbers (:mod:`benchmark.report.reported`) only in tables marked "reported".
 """
 
@@ -34,7 +38,14 @@ from benchmark.config import signature
 from benchmark.data.icd import ICD_LEVELS, icd_hierarchy, icd_level, is_valid_code
 from benchmark.ladder import LADDER_PREFIX, LADDERS, Rung
 from benchmark.report import stats
-from benchmark.report.comparison import UNTRAINED_REFERENCES, Table, TableStats, comparable_tables
+from benchmark.report.comparison import (
+    UNTRAINED_REFERENCES,
+    Table,
+    TableStats,
+    comparable_tables,
+    did_not_learn,
+    loss_ratio,
+)
 from benchmark.report.plots import Run, curve_plot, training_curves_plot
 from benchmark.report.reported import REPORTED, Reported, reported_for
 from benchmark.report.results import ResultStore, is_diverged
@@ -97,9 +108,55 @@ def diverged_note(recs: list[dict]) -> str:
     return "diverged: " + "; ".join(failures)
 
 
+def not_learned_note(recs: list[dict], threshold: float | None) -> str:
+    """``did not learn: seed 0 (loss/trivial 0.97)``, for a method's records of one table."""
+    failures = [
+        f"seed {r['cell']['seed']} (loss/trivial {loss_ratio(r):.2f})" for r in recs if did_not_learn(r, threshold)
+    ]
+    return "did not learn: " + "; ".join(failures)
+
+
+def set_apart_note(table: Table, method: str) -> str:
+    recs = table.set_apart[method]
+    return diverged_note(recs) if method in table.diverged else not_learned_note(recs, table.learned_ratio)
+
+
 def seeds_column(recs: list[dict]) -> str:
     failed = sum(map(is_diverged, recs))
     return f"{len(recs) - failed} + {failed} diverged" if failed else str(len(recs))
+
+
+def ratio_cell(recs: list[dict]) -> str:
+    """The final pretraining loss over the best trivial predictor's, mean ± sd over seeds."""
+    ratios = [loss_ratio(r) for r in recs]
+    if all(r is None for r in ratios):
+        pretrained = any((r.get("compute") or {}).get("pretrain") for r in recs)
+        return "not measured" if pretrained else "—"
+    values = [r for r in ratios if r is not None]
+    return f"{np.mean(values):.2f}" + (f" ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else "")
+
+
+def learning_notes(table: Table) -> list[str]:
+    """What the table says about methods that did not learn; loud when no pretrained method did."""
+    if not table.not_learned:
+        return []
+    names = ", ".join(f"`{m}`" for m in sorted(table.not_learned))
+    lines = [
+        "",
+        f"{names}: did not learn — the final pretraining loss stayed above {table.learned_ratio:g} of the loss of the "
+        "best trivial predictor on the same masked targets (predicting zero, or each lead's visible mean) in the "
+        "seeds named, so the encoder learned nothing a constant does not know; the method is shown apart, never "
+        "ranked, tested or averaged. The fix is more pretraining (a larger budget: `--set pretrain.steps=...`) "
+        "or a preset in which the method learns, not a different probe.",
+    ]
+    pretrained = [m for m, recs in table.by_method.items() if any(loss_ratio(r) is not None for r in recs)]
+    if not pretrained:
+        lines += [
+            "",
+            "**Warning: no pretrained method in this table learned.** Its ranking compares untrained references "
+            "only; nothing here says anything about the pretraining methods.",
+        ]
+    return lines
 
 
 # -- tuning and compute columns ------------------------------------------------------------------
@@ -200,7 +257,7 @@ def difference_cell(entry: tuple[stats.Test, float] | None, itself: str) -> str:
 def main_table(table: Table, ts: TableStats | str) -> list[str]:
     order = method_order(table)
     tests = table_tests(table, ts, order) if order else TableTests()
-    every = {**table.by_method, **table.diverged}
+    every = {**table.by_method, **table.set_apart}
     lamae_encoder = every["lamae"][0]["compute"]["encoder_params"] if "lamae" in every else None
     rows = []
     for method in order:
@@ -215,14 +272,21 @@ def main_table(table: Table, ts: TableStats | str) -> list[str]:
         for reference, vs in tests.vs_reference.items():
             row[f"Δ {reference} (p Holm)"] = difference_cell(vs.get(method), "reference")
         row["macro AUPRC"] = mean_sd([r["metrics"]["macro_auprc"] for r in recs])
+        row["loss / trivial"] = ratio_cell(recs)
         row["seeds"] = seeds_column(recs)
         row["tuned on val"] = tuned_cell(recs)
         rows.append({**row, **compute_columns(table, recs, method, lamae_encoder)})
-    for method, recs in sorted(table.diverged.items()):  # shown, never ranked or averaged
-        row = {"method": method, "macro AUROC": diverged_note(recs), "95 % CI": "—", "Δ best (p Holm)": "not ranked"}
+    for method, recs in sorted(table.set_apart.items()):  # shown, never ranked or averaged
+        row = {
+            "method": method,
+            "macro AUROC": set_apart_note(table, method),
+            "95 % CI": "—",
+            "Δ best (p Holm)": "not ranked",
+        }
         for reference in tests.vs_reference:
             row[f"Δ {reference} (p Holm)"] = "—"
-        row.update({"macro AUPRC": "—", "seeds": seeds_column(recs), "tuned on val": "—"})
+        row.update({"macro AUPRC": "—", "loss / trivial": ratio_cell(recs), "seeds": seeds_column(recs)})
+        row["tuned on val"] = "—"
         rows.append({**row, **compute_columns(table, recs, method, lamae_encoder)})
     lines = [tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True)]
     if table.diverged:
@@ -232,6 +296,7 @@ def main_table(table: Table, ts: TableStats | str) -> list[str]:
             "the method is left out of the ranking, the tests and the means (its finished seeds alone would "
             "flatter it).",
         ]
+    lines += learning_notes(table)
     if tests.error:
         lines += ["", f"No confidence intervals or tests: {tests.error}"]
     return lines
@@ -299,7 +364,7 @@ def ladder_row(table: Table, rung: Rung, method: str, anchor: str) -> dict[str, 
 
 
 def table_meta(table: Table) -> list[str]:
-    recs = table.records or [r for rs in table.diverged.values() for r in rs]
+    recs = table.records or [r for rs in table.set_apart.values() for r in rs]
     devices = sorted({r["provenance"]["device"] for r in recs})
     dates = sorted(r["provenance"]["finished_at"][:10] for r in recs)
     commits = sorted(
@@ -463,6 +528,15 @@ class Point:
     x: float  # sort key / position: training records, or -number of leads
     values: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # method -> scores
     diverged: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))  # method -> its records here
+    not_learned: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))  # method -> its records here
+
+    def apart_cell(self, method: str) -> str | None:
+        """How a method set apart at this point shows (None: it is scored here)."""
+        if self.diverged.get(method):
+            return f"diverged ({seeds_column(self.diverged[method])})"
+        if self.not_learned.get(method):
+            return f"did not learn ({len(self.not_learned[method])})"
+        return None
 
 
 def sweep_point(record: dict, sweep: str) -> tuple[str, float]:
@@ -485,8 +559,9 @@ def sweep_sections(tables: list[Table], sweep: str, plots_dir: Path, link_base: 
         )
     lines, plots = [], []
     for key, group in groups.items():
-        every = [(t, r, False) for t in group for r in t.records]
-        every += [(t, r, True) for t in group for recs in t.diverged.values() for r in recs]
+        every = [(t, r, "") for t in group for r in t.records]
+        every += [(t, r, "diverged") for t in group for recs in t.diverged.values() for r in recs]
+        every += [(t, r, "not_learned") for t in group for recs in t.not_learned.values() for r in recs]
         if not any(sweep_of(r) == sweep for _, r, _ in every):
             continue
         points: dict[str, Point] = {}
@@ -496,12 +571,12 @@ def sweep_sections(tables: list[Table], sweep: str, plots_dir: Path, link_base: 
             label, x = sweep_point(record, sweep)
             point = points.setdefault(label, Point(label, 0.0))
             if set_apart:
-                point.diverged[record["cell"]["method"]].append(record)
+                getattr(point, set_apart)[record["cell"]["method"]].append(record)
             else:
                 point.values[record["cell"]["method"]].append(record["metrics"]["macro_auroc"])
             point.x = max(point.x, x) if sweep == "label_efficiency" else x
         ordered = sorted(points.values(), key=lambda p: p.x)
-        methods = sorted({m for p in ordered for m in [*p.values, *p.diverged]})
+        methods = sorted({m for p in ordered for m in [*p.values, *p.diverged, *p.not_learned]})
         heading = title_of(group[0], variant=False)
         plot_title = heading.replace("`", "")
         columns = [f"{p.label} (n={p.x:.0f})" if sweep == "label_efficiency" else p.label for p in ordered]
@@ -509,9 +584,8 @@ def sweep_sections(tables: list[Table], sweep: str, plots_dir: Path, link_base: 
             {
                 "method": m,
                 **{
-                    c: f"diverged ({seeds_column(p.diverged[m])})"
-                    if p.diverged.get(m)
-                    else mean_sd(p.values.get(m, [])) + (f" ({len(p.values[m])})" if p.values.get(m) else "")
+                    c: p.apart_cell(m)
+                    or mean_sd(p.values.get(m, [])) + (f" ({len(p.values[m])})" if p.values.get(m) else "")
                     for c, p in zip(columns, ordered)
                 },
             }
@@ -554,10 +628,12 @@ def sweep_sections(tables: list[Table], sweep: str, plots_dir: Path, link_base: 
 
 # -- training curves -----------------------------------------------------------------------------
 CURVES_NOTE = (
-    "Training curves: pretraining loss (log scale) against cumulative pretraining FLOPs, one line per "
-    "seed; each method's loss is its own objective, so compare shapes and where they end (matched compute "
-    "ends every method at the same FLOPs), not levels. Where the protocol fine-tunes: validation macro "
-    "AUROC per epoch. × marks a run whose loss became NaN or infinite."
+    "Training curves: pretraining loss over the loss of the best trivial predictor on the same masked targets "
+    "(predicting zero, or each lead's visible mean), per log interval, against cumulative pretraining FLOPs, "
+    "one line per seed (matched compute ends every method at the same FLOPs); 1 (solid grey) is the trivial "
+    "level, the dashed line the preset's learned threshold: a run ending above it did not learn. Runs recorded "
+    "before the suite measured the trivial level show their raw loss (log scale) instead. Where the protocol "
+    "fine-tunes: validation macro AUROC per epoch. × marks a run whose loss became NaN or infinite."
 )
 
 
@@ -566,14 +642,16 @@ def training_runs(table: Table) -> tuple[dict[str, list[Run]], dict[str, list[Ru
     validation curves (x = epoch) of the table's records."""
     pretraining: dict[str, list[Run]] = defaultdict(list)
     finetuning: dict[str, list[Run]] = defaultdict(list)
-    for method, recs in sorted({**table.by_method, **table.diverged}.items()):
+    for method, recs in sorted({**table.by_method, **table.set_apart}.items()):
         for record in recs:
             failed = record["failure"]["stage"] if is_diverged(record) else None
             pretrain = record["compute"].get("pretrain") or {}
             if pretrain.get("loss_curve") and pretrain.get("flops_per_step"):
                 steps, losses = zip(*pretrain["loss_curve"])
                 flops = [step * pretrain["flops_per_step"] for step in steps]
-                pretraining[method].append(Run(flops, list(losses), failed == "pretraining"))
+                levels = [t for _, t in pretrain.get("trivial_curve") or []]
+                reference = [min(t.values()) for t in levels] if len(levels) == len(losses) and all(levels) else None
+                pretraining[method].append(Run(flops, list(losses), failed == "pretraining", reference))
             history = (record.get("details") or {}).get("val_history")
             if history or failed == "fine-tuning":
                 finetuning[method].append(
@@ -596,7 +674,9 @@ def curves_section(table: Table, plots_dir: Path, link_base: Path) -> tuple[list
             signature([table.evaluation, table.budget])[:8],
         ]
     ).replace("/", "-")
-    path = training_curves_plot(plots_dir / f"{slug}.png", title_of(table).replace("`", ""), pretraining, finetuning)
+    path = training_curves_plot(
+        plots_dir / f"{slug}.png", title_of(table).replace("`", ""), pretraining, finetuning, table.learned_ratio
+    )
     return [
         "",
         CURVES_NOTE,
@@ -607,10 +687,16 @@ def curves_section(table: Table, plots_dir: Path, link_base: Path) -> tuple[list
 
 # -- the document --------------------------------------------------------------------------------
 def render(
-    records: list[dict], store: ResultStore, source: str, plots_dir: Path, link_base: Path
+    records: list[dict],
+    store: ResultStore,
+    source: str,
+    plots_dir: Path,
+    link_base: Path,
+    learned: float | None = None,
 ) -> tuple[str, list[Path]]:
-    """The markdown (links relative to ``link_base``) and the plots written to ``plots_dir``."""
-    tables = comparable_tables(records)
+    """The markdown (links relative to ``link_base``) and the plots written to ``plots_dir``;
+    ``learned`` overrides the presets' ``learned_ratio``."""
+    tables = comparable_tables(records, learned)
     plots = []
     lines = [
         "# Leaderboard",
@@ -630,7 +716,10 @@ def render(
         "alone with a supervised recipe that may spend at least the pretrained methods' pretraining plus "
         "fine-tuning FLOPs — a pretraining method is only useful where it beats them. **tuned on val**: the "
         "probe's L2 strength or the fine-tuning learning rate each seed chose on validation from the grid every "
-        "method gets (×n: chosen by n seeds). Compute: parameters (with the decoder), encoder parameters used "
+        "method gets (×n: chosen by n seeds). **loss / trivial**: a pretrained method's final pretraining loss over "
+        "the loss of the best trivial predictor on the same masked targets (predicting zero, or each lead's "
+        "visible mean; mean ± sd over seeds); a method above its preset's threshold in any seed did not learn and "
+        "is shown apart, never ranked, tested or averaged. Compute: parameters (with the decoder), encoder parameters used "
         "downstream, counted FLOPs of one pretraining step (forward + backward), steps, total pretraining FLOPs, "
         "the FLOPs of the protocol's own training (all learning-rate candidates) and the total, wall time and peak "
         "CUDA memory (n/a on CPU). Only results with the same evaluation settings and pretraining budget share a "
@@ -686,7 +775,7 @@ def linked_plots(path: Path) -> set[Path]:
     return {(path.parent / link).resolve() for link in _IMAGE_LINK.findall(path.read_text())}
 
 
-def write_leaderboard(results_dir: Path, path: Path) -> int:
+def write_leaderboard(results_dir: Path, path: Path, learned: float | None = None) -> int:
     """Regenerate ``path`` and its plots from ``results_dir``; returns the number of results used.
 
     Plots the previous version of ``path`` embedded and this one does not (their results are gone)
@@ -696,7 +785,7 @@ def write_leaderboard(results_dir: Path, path: Path) -> int:
     records = list(store.records())
     plots = plots_dir_for(path)
     previous = linked_plots(path)
-    text, written = render(records, store, str(results_dir), plots, path.parent)
+    text, written = render(records, store, str(results_dir), plots, path.parent, learned)
     atomic_write(path, text)
     for stale in previous - {p.resolve() for p in written}:
         if stale.parent == plots.resolve():
@@ -704,28 +793,31 @@ def write_leaderboard(results_dir: Path, path: Path) -> int:
     return len(records)
 
 
-def summary_table(records: list[dict], tablefmt: str = "simple") -> str:
-    """The table ``run`` prints at the end: plain protocols, mean ± sd over seeds."""
+def summary_table(records: list[dict], tablefmt: str = "simple", learned: float | None = None) -> str:
+    """The table ``run`` prints at the end: plain protocols, mean ± sd over seeds, each pretrained
+    method's loss / trivial ratio, and what did not learn."""
     blocks = []
-    for table in comparable_tables(records):
+    for table in comparable_tables(records, learned):
         if table.variant:
             continue
         rows = []
-        for method in [*method_order(table), *sorted(table.diverged)]:
-            recs = table.by_method.get(method) or table.diverged[method]
+        for method in [*method_order(table), *sorted(table.set_apart)]:
+            recs = table.by_method.get(method) or table.set_apart[method]
             pretrain = recs[0]["compute"].get("pretrain") or {}
-            diverged = method in table.diverged
+            apart = method in table.set_apart
             rows.append(
                 {
                     "method": method,
-                    "macro AUROC": diverged_note(recs)
-                    if diverged
+                    "macro AUROC": set_apart_note(table, method)
+                    if apart
                     else mean_sd([r["metrics"]["macro_auroc"] for r in recs]),
-                    "macro AUPRC": "—" if diverged else mean_sd([r["metrics"]["macro_auprc"] for r in recs]),
+                    "macro AUPRC": "—" if apart else mean_sd([r["metrics"]["macro_auprc"] for r in recs]),
+                    "loss / trivial": ratio_cell(recs),
                     "seeds": seeds_column(recs),
                     "pretrain steps": pretrain.get("steps", "—"),
                     "pretrain FLOPs": si(pretrain.get("total_flops")),
                 }
             )
-        blocks.append(f"{title_of(table)}\n{tabulate(rows, headers='keys', tablefmt=tablefmt, disable_numparse=True)}")
+        block = f"{title_of(table)}\n{tabulate(rows, headers='keys', tablefmt=tablefmt, disable_numparse=True)}"
+        blocks.append("\n".join([block, *learning_notes(table)]))
     return "\n\n".join(blocks)

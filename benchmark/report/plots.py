@@ -46,25 +46,39 @@ def curve_plot(
 
 @dataclass
 class Run:
-    """One training run's curve: x (FLOPs or epochs), y, and whether it ended diverged."""
+    """One training run's curve: x (FLOPs or epochs), y, whether it ended diverged, and the
+    level of a trivial predictor at each point (pretraining: the loss a constant reaches)."""
 
     x: list[float]
     y: list[float]
     diverged: bool = False
+    reference: list[float] | None = None
 
 
 def training_curves_plot(
-    path: Path, title: str, pretraining: dict[str, list[Run]], finetuning: dict[str, list[Run]]
+    path: Path,
+    title: str,
+    pretraining: dict[str, list[Run]],
+    finetuning: dict[str, list[Run]],
+    learned_ratio: float | None = None,
 ) -> Path:
-    """Pretraining loss against cumulative FLOPs (log loss axis), and fine-tuning validation
-    macro AUROC per epoch when there is any; one colour per method, one line per seed, × at the
-    last finite point of a diverged run."""
+    """Pretraining loss against cumulative FLOPs, and fine-tuning validation macro AUROC per
+    epoch when there is any; one colour per method, one line per seed, × at the last finite point
+    of a diverged run. Where every pretraining run knows its trivial level, the loss is drawn as
+    loss / trivial with the trivial level (1) and ``learned_ratio`` as lines, so that methods with
+    different objectives share one scale; otherwise the raw loss on a log axis."""
+    as_ratio = bool(pretraining) and all(r.reference for rs in pretraining.values() for r in rs)
+    if as_ratio:
+        pretraining = {
+            m: [Run(r.x, [y / t for y, t in zip(r.y, r.reference or [])], r.diverged) for r in rs]
+            for m, rs in pretraining.items()
+        }
     panels = [p for p in (pretraining, finetuning) if p]
     fig = Figure(figsize=(6.4 * len(panels), 4.0), dpi=110, layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     colours = {m: f"C{i}" for i, m in enumerate(sorted({*pretraining, *finetuning}))}
     labels = (
-        ("pretraining FLOPs", "pretraining loss (log scale)", pretraining),
+        ("pretraining FLOPs", "loss / trivial loss" if as_ratio else "pretraining loss (log scale)", pretraining),
         ("fine-tuning epoch", "validation macro AUROC", finetuning),
     )
     for ax, (xlabel, ylabel, runs) in zip(axes, [item for item in labels if item[2]]):
@@ -84,7 +98,11 @@ def training_curves_plot(
                     ax.plot(run.x[-1], run.y[-1], "x", color=colours[method], markersize=9, markeredgewidth=2)
         if runs is pretraining:
             ax.set_xlim(left=0)
-            if all(y > 0 for rs in runs.values() for r in rs for y in r.y):
+            if as_ratio:
+                ax.axhline(1.0, color="0.5", linewidth=1.5, label="trivial predictor")
+                if learned_ratio is not None:
+                    ax.axhline(learned_ratio, color="0.3", linestyle="--", linewidth=1, label="learned below")
+            elif all(y > 0 for rs in runs.values() for r in rs for y in r.y):
                 ax.set_yscale("log")
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))

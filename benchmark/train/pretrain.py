@@ -18,6 +18,7 @@ from benchmark.config import ConfigError, require_positive
 from benchmark.data.contract import ECGArrays
 from benchmark.data.loader import WindowBatchSampler, make_loader
 from benchmark.method.base import Method
+from benchmark.nn.layers import TRIVIAL
 from benchmark.storage import atomic_torch_save
 from benchmark.train import distributed
 from benchmark.train.budget import parse_budget
@@ -46,23 +47,63 @@ class PretrainConfig:
 
 @dataclass
 class PretrainReport:
+    """What a pretraining run did. ``trivial_curve`` holds, per log interval, the mean loss of each
+    trivial predictor on the same masked targets as the loss (the ``trivial/*`` entries of
+    ``Method.pretrain_loss``); ``loss_ratio`` is the final loss over the lowest of them at the end
+    (``start_ratio`` the same in the first interval): near 1, the run learned nothing a constant
+    does not know."""
+
     steps: int
     wall_s: float
     final_loss: float
     loss_curve: list[tuple[int, float]]
     peak_memory_mb: float | None = None
+    trivial_curve: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+
+    @property
+    def trivial_loss(self) -> float | None:
+        """The lowest trivial predictor's loss in the last log interval."""
+        return min(self.trivial_curve[-1][1].values()) if self.trivial_curve else None
+
+    @property
+    def loss_ratio(self) -> float | None:
+        return loss_ratio(self.loss_curve, self.trivial_curve, -1)
+
+    @property
+    def start_ratio(self) -> float | None:
+        return loss_ratio(self.loss_curve, self.trivial_curve, 0)
+
+    def as_record(self) -> dict:
+        """The report with its derived values, for the result record."""
+        return {
+            **self.__dict__,
+            "trivial_loss": self.trivial_loss,
+            "loss_ratio": self.loss_ratio,
+            "start_ratio": self.start_ratio,
+        }
+
+
+def loss_ratio(
+    loss_curve: list[tuple[int, float]], trivial_curve: list[tuple[int, dict[str, float]]], at: int
+) -> float | None:
+    """Loss over the lowest trivial predictor's loss at log interval ``at`` (None without one)."""
+    if not loss_curve or not trivial_curve or not trivial_curve[at][1]:
+        return None
+    trivial = min(trivial_curve[at][1].values())
+    return loss_curve[at][1] / trivial if trivial > 0 else None
 
 
 class _LossModule(nn.Module):
     """DistributedDataParallel synchronises gradients through ``forward``; this routes
-    ``forward`` to the method's pretraining loss."""
+    ``forward`` to the method's pretraining loss (the loss and its trivial references)."""
 
     def __init__(self, method: Method):
         super().__init__()
         self.method = method
 
-    def forward(self, batch) -> torch.Tensor:
-        return self.method.pretrain_loss(batch)["loss"]
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        out = self.method.pretrain_loss(batch)
+        return {k: v for k, v in out.items() if k == "loss" or k.startswith(TRIVIAL)}
 
 
 def _loss_function(method: Method, device: torch.device, compile_model: bool):
@@ -122,11 +163,13 @@ def pretrain(
             f"batch of {cfg.batch_size}; lower --set pretrain.batch_size or pretrain on more data (--pretrain-data)"
         )
     step, loss_curve, elapsed = 0, [], 0.0
+    trivial_curve: list[tuple[int, dict[str, float]]] = []
     if last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, loss_curve, elapsed = state["step"], state["loss_curve"], state["wall_s"]
+        trivial_curve = state.get("trivial_curve", [])
         set_rng_state(state["rng"])
     loss_function = _loss_function(method, device, cfg.compile)
     profiler = Profiler(profile_dir / f"{method.name}_seed{seed}", device) if profile_dir is not None else None
@@ -145,6 +188,7 @@ def pretrain(
         dynamic_ncols=True,
     )
     running = torch.zeros((), device=device)
+    trivial: dict[str, torch.Tensor] = {}  # running sums of the trivial predictors' losses
     grad_norms = torch.zeros((), device=device)
     interval_started = time.perf_counter()
     epoch, skip = divmod(step, len(loader))
@@ -159,7 +203,10 @@ def pretrain(
                 method.on_train_step(step, cfg.steps)
                 scheduler.step_update(step)
                 with autocast(device):
-                    loss = loss_function(batch)
+                    losses = loss_function(batch)
+                loss = losses.pop("loss")
+                for name, value in losses.items():
+                    trivial[name] = trivial.get(name, 0.0) + value.detach().float()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norms += torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.optim.grad_clip).detach()
@@ -180,18 +227,26 @@ def pretrain(
                         time.perf_counter() - started,
                     )
                     loss_curve.append((step, mean_loss))
-                    bar.set_postfix(loss=f"{mean_loss:.4f}")
+                    trivial_means = {
+                        name.removeprefix(TRIVIAL): distributed.mean_across_ranks(total).item() / n
+                        for name, total in sorted(trivial.items())
+                    }
+                    trivial_curve.append((step, trivial_means))
+                    ratio = loss_ratio(loss_curve, trivial_curve, -1)
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", **({"vs_trivial": f"{ratio:.2f}"} if ratio else {}))
                     now = time.perf_counter()
                     monitor.log(
                         step,
                         {
                             "pretrain/loss": mean_loss,
+                            **({"pretrain/loss_vs_trivial": ratio} if ratio else {}),
                             "pretrain/lr": max_lr(optimizer),
                             "pretrain/grad_norm": grad_norms.item() / n,  # before clipping
                             "pretrain/throughput_ecgs_per_s": n * cfg.batch_size / max(now - interval_started, 1e-9),
                         },
                     )
                     running.zero_()
+                    trivial.clear()
                     grad_norms.zero_()
                     interval_started = now
                 if step % cfg.checkpoint_every == 0 and step < cfg.steps:
@@ -202,6 +257,7 @@ def pretrain(
                                 "optimizer": optimizer.state_dict(),
                                 "step": step,
                                 "loss_curve": loss_curve,
+                                "trivial_curve": trivial_curve,
                                 "rng": rng_state(),
                                 "wall_s": time.perf_counter() - started,
                             },
@@ -213,7 +269,7 @@ def pretrain(
         epoch, skip, profiler = epoch + 1, 0, None  # trace the first epoch only
     bar.close()
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    report = PretrainReport(step, time.perf_counter() - started, loss_curve[-1][1], loss_curve, peak)
+    report = PretrainReport(step, time.perf_counter() - started, loss_curve[-1][1], loss_curve, peak, trivial_curve)
     if distributed.is_main():
         atomic_torch_save({"model": method.state_dict(), "report": report.__dict__}, final_path)
         last_path.unlink(missing_ok=True)
