@@ -141,6 +141,11 @@ def ladder_methods(text: str, preset: Preset, overrides: dict) -> list[str]:
     names = []
     for rung in rungs:
         variant = rung.fixed
+        if rung.match_features:  # before matching: the projection's parameters count
+            width = build_method(anchor, preset, overrides).feature_dim
+            variant = MethodVariant(
+                variant.base, tuple(sorted({**variant.overrides, "feature_dim": str(width)}.items()))
+            )
         if rung.matched_field is not None:
             variant = matched_width(variant, rung.matched_field, anchor, preset, overrides)
         names.append(resolve_method(variant.name).name)

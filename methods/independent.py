@@ -18,6 +18,11 @@ linear probe / fine-tuning head reproduces the ensemble exactly.
   CLS token is passed to the decoder, as in MAE (facebookresearch/mae ``forward_decoder``).
 * masking ratio 0.75 per lead, loss = MSE on masked patches of present leads, ``norm_pix`` off
   — the same reconstruction target as LAMAE so that the comparison isolates cross-lead LA.
+* ``feature_dim``: 0 (default) reads out the encoder width; another value adds a fixed
+  (frozen, semi-orthogonal, seeded) projection of the lead average to that width, counted in the
+  encoder's parameters — so that a narrower, parameter-matched Ind_P (the ablation ladder's rung)
+  is probed with features as wide as LAMAE's. It carries no information the width-``dim``
+  features lack; it keeps "every probe sees features of the same dimension" true.
 * ``decoder_lead_embed``: None here; a subclass may set a learnable per-lead embedding added to
   every token of the shared decoder (MVMAE's decoder ``mod_embedding``, methods/mvmae.py).
 
@@ -69,9 +74,12 @@ class IndependentConfig(MethodConfig):
     mask_ratio: float = 0.75
     lead_pool: str = "cls"
     norm_pix: bool = False
+    feature_dim: int = 0
 
     def __post_init__(self):
         super().__post_init__()
+        if self.feature_dim < 0:
+            raise ValueError(f"feature_dim must be >= 0 (0: the encoder width), got {self.feature_dim}")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
         if self.lead_pool not in ("cls", "mean"):
@@ -98,6 +106,11 @@ class IndependentLeadMAE(Method):
             )
             for _ in range(n_weight_sets)
         )
+        self.feature_projection: nn.Linear | None = None
+        if c.feature_dim and c.feature_dim != c.dim:
+            self.feature_projection = nn.Linear(c.dim, c.feature_dim, bias=False)
+            nn.init.orthogonal_(self.feature_projection.weight, generator=torch.Generator().manual_seed(0))
+            self.feature_projection.weight.requires_grad_(False)
         self.lead_embed = None if c.private else nn.Parameter(trunc_normal_(torch.zeros(len(LEADS), c.dim), std=0.02))
         self.decoder_lead_embed: nn.Parameter | None = None
 
@@ -156,6 +169,8 @@ class IndependentLeadMAE(Method):
             tokens, hidden = to_lead_slots(tokens, lead_mask), [to_lead_slots(h, lead_mask) for h in hidden]
         lead_features = tokens[:, :, 0] if self.config.lead_pool == "cls" else tokens[:, :, 1:].mean(dim=2)
         pooled = masked_mean(lead_features, lead_mask, dim=1)
+        if self.feature_projection is not None:
+            pooled = self.feature_projection(pooled)
         if not return_hidden:
             return Encoded(pooled)
         # layer i: all leads' tokens side by side, missing leads zeroed
@@ -171,7 +186,11 @@ class IndependentLeadMAE(Method):
                 return depth + 1
         if name.startswith(("encoders.", "lead_embed")):
             return 0
-        return depth + 1  # decoders: not used downstream
+        return depth + 1  # the fixed feature projection; decoders: not used downstream
+
+    @property
+    def feature_dim(self) -> int:
+        return self.config.feature_dim or self.config.dim
 
 
 @dataclass

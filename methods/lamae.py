@@ -14,22 +14,28 @@ From the paper:
   leads, with x_hat_{l,t} = D(LA(Z_vis))_{l,t} (§2.2);
 * downstream: LA's CLS token, for linear probing and fine-tuning (§2.2, Fig. 1 right).
 
-What LA attends over, ``la_tokens`` — the paper supports two readings [choice]:
-* ``lead`` (default): one latent per lead. It matches eq. 1, where Z = {z_l}_{l in L} is a set
-  indexed by lead and M_LA masks its members; §2.1 ("learns the correlation and shared
-  information between different leads"); the abstract ("permutation-invariant aggregation and
-  adaptive weighting of lead-specific representations"); the conclusion ("latent attention over
-  lead-specific latents"); and the set models §2.1 cites as its inspiration (attention-based
-  MIL, Ilse et al. 2018; Set Transformer, Lee et al. 2019), which attend over one embedding per
-  set element.
-* ``patch``: every lead x patch latent. It matches the loss equation read literally: the
-  reconstruction at (l, t) is D applied to LA's output at (l, t), so LA outputs one token per
-  lead and patch, and each lead's decoder reconstructs from LA's outputs at that lead's
-  positions.
-The default stays ``lead``: more of the paper's sentences describe it, it is the reading the
-suite's earlier results were measured with, and it is far cheaper (LA sees one token per lead,
-hidden leads are not encoded). The ablation ladder (``--methods ladder:lamae``) runs both
-readings at matched FLOPs, so the data say which one works better.
+The default follows the paper's equations (``la_tokens`` ``patch``, the token-level reading):
+* "x_hat_{l_t} = D_phi(LA(Z_vis)_{l_t})" (§2.2): the reconstruction of lead l at patch t is the
+  decoder applied to LA's output at (l, t), so LA outputs one token per lead and patch and each
+  lead's decoder reads LA's outputs at that lead's positions — and nothing else: no skip path
+  from a lead's encoder tokens to its decoder [paper];
+* "Z_vis = M_LA({z_l}_{l in L}) is the set of all non-masked latent tokens z_l coming from all
+  leads" and "similar to encoder E_phi in the MAE, we apply a random mask M_LA(.) to the input
+  embeddings Z" (eq. 1, §2.1): LA's input is the encoder's latent tokens of all leads with a
+  fraction alpha_LA of them removed, as an MAE encoder drops masked patches — no mask tokens
+  enter LA [paper];
+* the loss sums over "t not in T_vis", the encoder-masked patches (§2.2): a patch whose latent
+  M_LA hid is not scored (``la_score_hidden`` off) [paper]; the decoder reads a mask token there.
+Other readings are named variants:
+* ``lamae[la_skip=true,la_tokens=lead]`` — the suite's earlier default: one latent per lead (eq. 1's Z indexed
+  by lead, the abstract's "aggregation ... of lead-specific representations"), M_LA hiding whole
+  leads, which enter LA as a mask token, and each lead's decoder reading its own visible encoder
+  tokens with two LA outputs prepended (a skip path the equation does not have) [choice];
+* ``lamae[la_skip=true]`` — token-level with the skip path: a lead's decoder reads its own encoder
+  latents at its visible positions, LA's output added where LA saw them [choice];
+* ``lamae[la_score_hidden=true]`` — token-level, the patches whose latent M_LA hid scored as
+  well, which makes M_LA a prediction task rather than a thinning of LA's context [choice].
+The ablation ladder (``--methods ladder:lamae``) changes one of these factors per rung.
 
 Where the paper conflicts with itself: it never mentions a lead embedding and calls the
 aggregation "permutation-invariant" (abstract), yet M_LA hides leads (or latents) that the
@@ -48,14 +54,11 @@ Further [choice] items (each a config field):
   encoders are skipped and all their patches count as masked; at least one lead stays visible.
 * token-level M_LA: floor(la_mask_ratio x K) of each lead's K visible latents are hidden
   (stratified per lead, so every lead keeps at least one and batches stay rectangular) and
-  dropped from LA's input (Z_vis, as MAE drops masked patches). LA's inputs get the sin-cos time
-  position of their patch, so that LA can align patches across leads. The patches whose latent
-  LA never saw count as masked in the loss, as the lead-level reading scores hidden leads: the
-  paper's sum runs over encoder-masked patches only, and scoring the LA-hidden ones makes M_LA a
-  prediction task rather than a thinning of the context (with alpha_LA = 0 the two agree).
-* decoder input for lead l — lead-level: LA's CLS output and LA's output for lead l, prepended to
-  the lead's visible encoder tokens and mask tokens at the masked positions; token-level: LA's
-  CLS output prepended to LA's outputs at lead l's positions and mask tokens elsewhere. The
+  dropped from LA's input. LA's inputs get the sin-cos time position of their patch, so that LA
+  can align patches across leads.
+* decoder input for lead l — token-level: LA's CLS output prepended to LA's outputs at lead l's
+  positions and mask tokens elsewhere; lead-level: LA's CLS output and LA's output for lead l,
+  prepended to the lead's visible encoder tokens and mask tokens at the masked positions. The
   decoder adds sin-cos time positions. Feeding the CLS to every decoder trains it as the global
   summary the paper reads out (as MAE passes its CLS token to the decoder).
 * ``la_mask_ratio`` 0.5, ``la_depth`` 2, ``mask_ratio`` (alpha_E) 0.75: the paper gives no
@@ -123,7 +126,9 @@ class LAMAEConfig(MethodConfig):
     mask_ratio: float = 0.75
     la_mask_ratio: float = 0.5
     la_depth: int = 2
-    la_tokens: str = "lead"
+    la_tokens: str = "patch"
+    la_skip: bool = False
+    la_score_hidden: bool = False
     la_cross_lead: bool = True
     lead_latent: str = "cls"
     lead_embedding: bool = True
@@ -138,6 +143,13 @@ class LAMAEConfig(MethodConfig):
             raise ValueError(f"la_depth must be >= 0 (0 removes latent attention), got {self.la_depth}")
         if self.la_tokens not in LA_TOKENS:
             raise ValueError(f"la_tokens must be 'lead' or 'patch', got {self.la_tokens!r}")
+        if self.la_tokens == "lead" and (not self.la_skip or self.la_score_hidden):
+            raise ValueError(
+                "the lead-level reading (la_tokens=lead) always has its skip path and scores hidden leads: "
+                "write la_skip=true (la_score_hidden belongs to the token-level reading)"
+            )
+        if self.la_skip and self.la_score_hidden:
+            raise ValueError("la_score_hidden with la_skip would score patches the decoder reads from its own encoder")
         if self.lead_latent not in ("cls", "mean"):
             raise ValueError(f"lead_latent must be 'cls' or 'mean', got {self.lead_latent!r}")
         if self.readout not in READOUTS:
@@ -271,7 +283,9 @@ class LAMAE(Method):
     def _token_level_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         """x_hat_{l,t} = D(LA(Z_vis))_{l,t}: every present lead is encoded from its visible
         patches, M_LA hides latents, LA attends over the rest of all leads, and lead l's decoder
-        reads LA's outputs at lead l's positions (mask tokens elsewhere) after LA's CLS."""
+        reads LA's outputs at lead l's positions (mask tokens elsewhere) after LA's CLS; with
+        ``la_skip`` also lead l's own encoder latents at its visible positions. The loss is over
+        the encoder-masked patches (and the LA-hidden ones with ``la_score_hidden``)."""
         c = self.config
         patches = patchify(batch.signals, self.patch_len)  # (B, L, N, p)
         present = batch.lead_mask
@@ -287,10 +301,16 @@ class LAMAE(Method):
         la_out, _ = self._latent_attention(x, valid, leads)  # (B, 1 + L * K', D)
 
         lead_out = la_out[:, 1:].unflatten(1, (len(LEADS), n_to_la))[present]  # (P, K', D)
-        dense, is_visible = scatter_visible(lead_out, positions, self.n_patches)
+        dense, seen_by_la = scatter_visible(lead_out, positions, self.n_patches)
+        encoder_latents, encoder_visible = scatter_visible(tokens[:, 1:], keep_ids, self.n_patches)
+        if c.la_skip:  # the lead's own encoder latents reach its decoder directly
+            dense, is_visible = dense + encoder_latents.to(dense.dtype), encoder_visible
+        else:
+            is_visible = seen_by_la
         cls_context = la_out[:, :1].expand(-1, len(LEADS), -1)[present][:, None]  # (P, 1, D)
         pred = self.decoder(dense, is_visible, prefix=cls_context)
-        return reconstruction_loss(pred, patches[present], ~is_visible, c.norm_pix)
+        scored = ~seen_by_la if c.la_score_hidden else ~encoder_visible
+        return reconstruction_loss(pred, patches[present], scored, c.norm_pix)
 
     def encode(self, signals: torch.Tensor, lead_mask: torch.Tensor, return_hidden: bool = False) -> Encoded:
         c = self.config

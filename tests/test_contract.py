@@ -66,7 +66,15 @@ class WrongWidth(STMEM):
 
 class DetachedLoss(STMEM):
     def pretrain_loss(self, batch):
-        return {"loss": super().pretrain_loss(batch)["loss"].detach().requires_grad_()}
+        out = super().pretrain_loss(batch)
+        return {**out, "loss": out["loss"].detach().requires_grad_()}
+
+
+class NoTrivialReference(STMEM):
+    """A loss without the trivial predictors' losses: a run could not show that it learned."""
+
+    def pretrain_loss(self, batch):
+        return {"loss": super().pretrain_loss(batch)["loss"]}
 
 
 class DecoderCountedAsEncoder(STMEM):
@@ -82,14 +90,15 @@ class GlobalRNGMasks(STMEM):
 
 class NaNForMissingLeads(STMEM):
     def pretrain_loss(self, batch):
-        loss = super().pretrain_loss(batch)["loss"]
-        return {"loss": loss if batch.lead_mask.all() else loss * float("nan")}
+        out = super().pretrain_loss(batch)
+        return {**out, "loss": out["loss"] if batch.lead_mask.all() else out["loss"] * float("nan")}
 
 
 @pytest.mark.parametrize(
     "broken, failing",
     [
         (ReadsMaskedLeads, {"lead_mask"}),
+        (NoTrivialReference, {"loss"}),
         (UnusedParameter, {"gradients", "param_roles"}),
         (NoisyInEval, {"deterministic", "readout", "lead_mask"}),  # noise also looks like a masked-lead leak
         (WrongWidth, {"shapes", "single_lead", "param_roles"}),

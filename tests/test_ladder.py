@@ -20,8 +20,23 @@ def test_fixed_rungs_are_written_in_canonical_form_and_recognised_by_name():
         if rung.matched_field is None:
             assert resolve_method(rung.fixed.name).name == rung.fixed.name
             assert rung_of("lamae", rung.fixed.name) is rung
-    assert rung_of("lamae", "ind_p[dim=24]").label.startswith("Ind_P")
-    assert rung_of("lamae", "ind_p") is None and rung_of("lamae", "ind_p[depth=2,dim=24]") is None
+    assert rung_of("lamae", "ind_p[dim=24,feature_dim=64]").label.startswith("Ind_P")
+    assert rung_of("lamae", "ind_p") is None and rung_of("lamae", "ind_p[dim=24]") is None
+    assert rung_of("lamae", "ind_p[depth=2,dim=24,feature_dim=64]") is None
+    for i, rung in enumerate(RUNGS):  # a chain: every rung's neighbour comes before it
+        assert (rung.neighbour is None) == (i == 0) and (i == 0 or rung.neighbour < i)
+
+
+def test_every_rung_differs_from_its_neighbour_in_one_factor():
+    """One changed setting, or for the readout and LA-removal rungs the one setting that the
+    neighbour's configuration requires with it (LA within a lead and without LA need a readout
+    other than LA's CLS: the neighbour already has it)."""
+    for rung in RUNGS[1:]:
+        if rung.base != "lamae":
+            continue
+        mine, theirs = dict(rung.settings), dict(RUNGS[rung.neighbour].settings)
+        changed = {k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)}
+        assert len(changed) == 1, (rung.label, changed)
     assert rung_of("lamae", "lamae[la_depth=3]") is None
 
 
@@ -70,7 +85,7 @@ def test_every_rung_passes_the_contract(index):
     cpu preset's size. `validate ladder:lamae` checks every rung in full on both presets."""
     rung = RUNGS[index]
     presets = [(PRESETS["smoke"], rung.matched_field is not None)]
-    if rung.settings == (("la_tokens", "patch"),):
+    if rung.settings in ((("la_skip", "true"),), (("la_skip", "true"), ("la_tokens", "lead"))):
         presets.append((PRESETS["cpu"], True))
     for preset, light in presets:
         name = ladder_methods("ladder:lamae", preset, {})[index]

@@ -254,13 +254,14 @@ def test_compare_prints_paired_tests_with_p_values(results, capsys):
 
 
 # -- the ablation ladder and the LAMAE paper's columns ----------------------------------------------
-def test_the_ablation_ladder_is_one_table_of_holm_adjusted_paired_tests_against_lamae(tmp_path):
+def test_the_ablation_ladder_tests_each_rung_against_its_one_factor_neighbour(tmp_path):
     store = ResultStore(tmp_path / "results")
     for seed in range(3):
         write_cell(store, "lamae", seed, 1.5)
-        write_cell(store, "lamae[la_mask_ratio=0]", seed, 0.8)  # clearly worse
-        write_cell(store, "lamae[la_tokens=patch]", seed, 1.5)  # as good: noise only
-        write_cell(store, "ind_p[dim=24]", seed, 1.5)
+        write_cell(store, "lamae[la_mask_ratio=0]", seed, 0.8)  # clearly worse than its neighbour lamae
+        write_cell(store, "lamae[la_mask_ratio=0,readout=la_mean]", seed, 0.8)  # as its neighbour: noise only
+        write_cell(store, "lamae[la_skip=true,la_tokens=lead]", seed, 1.5)  # its neighbour (la_skip) not run
+        write_cell(store, "ind_p[dim=24,feature_dim=64]", seed, 1.5)
         write_cell(store, "ind_p", seed, 1.5)  # not a rung: the paper's unmatched Ind_P
         write_cell(store, "random_init", seed, 0.3)
     write_leaderboard(store.root, tmp_path / "LB.md")
@@ -268,17 +269,26 @@ def test_the_ablation_ladder_is_one_table_of_holm_adjusted_paired_tests_against_
     assert (tmp_path / "results/synthetic/labels/cpu/lamae@la_mask_ratio=0/linear_seed0.json").is_file()
     ladder = board.split("Ablation ladder of `lamae`")[1].split("\n\n")[1]
     rows = [line.split("|")[2].strip() for line in ladder.splitlines()[2:]]
-    assert rows == ["lamae", "lamae[la_tokens=patch]", "lamae[la_mask_ratio=0]", "ind_p[dim=24]"]  # ladder order
+    assert rows == [
+        "lamae",
+        "lamae[la_mask_ratio=0]",
+        "lamae[la_mask_ratio=0,readout=la_mean]",
+        "ind_p[dim=24,feature_dim=64]",
+        "lamae[la_skip=true,la_tokens=lead]",  # shown, not tested: its neighbour was not run
+    ]
     cells = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[1:-1]] for line in ladder.splitlines()[2:]}
     header = [c.strip() for c in ladder.splitlines()[0].split("|")[1:-1]]
     worse = dict(zip(header, cells["lamae[la_mask_ratio=0]"]))
-    same = dict(zip(header, cells["lamae[la_tokens=patch]"]))
+    same = dict(zip(header, cells["lamae[la_mask_ratio=0,readout=la_mean]"]))
+    untested = dict(zip(header, cells["lamae[la_skip=true,la_tokens=lead]"]))
+    assert worse["vs"] == "lamae" and same["vs"] == "lamae[la_mask_ratio=0]"  # each against its neighbour
     low, high = map(float, re.search(r"\[(\S+), (\S+)\]", worse["Δ (95 % CI)"]).groups())
     assert worse["Δ (95 % CI)"].startswith("-") and high < 0 and low < high
     assert (worse["p Holm"] == "<0.0001" or float(worse["p Holm"]) < 0.05) and worse["verdict"] == "lamae higher"
     assert same["verdict"] == "no significant difference" and float(same["p Holm"]) >= 0.05
+    assert untested["Δ (95 % CI)"] == "not tested" and untested["vs"].startswith("not run: token-level LA with a skip")
     assert re.fullmatch(r"[+-]\d\.\d{4} \(p=\S+\)", worse["across seeds"])
-    assert "lead-imputation task" in worse["what the difference measures"]
+    assert "masking LA's input" in worse["what the difference measures"]
     assert "no ladder" not in board and board.count("Ablation ladder of") == 1
 
 

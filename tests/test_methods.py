@@ -72,8 +72,9 @@ def test_features_are_deterministic_in_eval_mode(name):
         assert torch.equal(method.features(data.signals, data.lead_mask), method.features(data.signals, data.lead_mask))
 
 
-def test_lamae_latent_attention_is_invariant_to_permuting_leads_with_their_embeddings():
-    method = build("lamae").eval()
+@pytest.mark.parametrize("la_tokens", ["patch", "lead"])
+def test_lamae_latent_attention_is_invariant_to_permuting_leads_with_their_embeddings(la_tokens):
+    method = build("lamae", la_tokens=la_tokens, la_skip=la_tokens == "lead").eval()
     data = batch()
     permutation = torch.randperm(len(LEADS), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -228,8 +229,10 @@ def reconstruction(method, data, replace_la=None) -> torch.Tensor:
     return recorder.calls["pred"]
 
 
-def test_token_level_decoder_reconstructs_each_lead_from_latent_attentions_outputs_at_its_positions():
-    method = variant("lamae[la_tokens=patch]")
+def test_default_lamae_decodes_each_lead_only_from_latent_attentions_outputs_at_its_positions():
+    """The paper's x_hat_{l_t} = D(LA(Z_vis))_{l_t}: no skip path from a lead's encoder tokens, no
+    mask tokens into LA (it sees the M_LA-kept latents only)."""
+    method = variant("lamae")
     recorder = Recorder(method)
     data = batch(3)
     with torch.no_grad():
@@ -246,24 +249,64 @@ def test_token_level_decoder_reconstructs_each_lead_from_latent_attentions_outpu
     assert torch.equal(kwargs["prefix"][:, 0], la_out[:, 0].repeat_interleave(len(LEADS), dim=0))
 
 
+def scored_patches(method, data, monkeypatch) -> torch.Tensor:
+    """How many patches of each present lead the loss scores."""
+    import ecgbench_methods.lamae as lamae_module
+
+    seen = {}
+
+    def recording(pred, target, masked, norm_pix=True, patch_dim=-1):
+        seen["masked"] = masked
+        return reconstruction_loss(pred, target, masked, norm_pix, patch_dim)
+
+    monkeypatch.setattr(lamae_module, "reconstruction_loss", recording)
+    with torch.no_grad():
+        method.pretrain_loss(data)
+    return seen["masked"].sum(1)
+
+
+def test_lamae_scores_the_encoder_masked_patches_as_the_papers_sum_and_the_la_hidden_ones_only_as_a_variant(
+    monkeypatch,
+):
+    data = batch(3)
+    n = variant("lamae").n_patches
+    n_keep = round(n * 0.25)
+    n_to_la = n_keep - int(n_keep * 0.5)
+    assert (scored_patches(variant("lamae"), data, monkeypatch) == n - n_keep).all()  # t not in T_vis
+    hidden_too = scored_patches(variant("lamae[la_score_hidden=true]"), data, monkeypatch)
+    assert (hidden_too == n - n_to_la).all() and n_to_la < n_keep
+
+
+def test_lamae_skip_path_variant_gives_each_decoder_its_own_encoder_latents():
+    method, data = variant("lamae[la_skip=true]"), batch(3)
+    recorder = Recorder(method)
+    with torch.no_grad():
+        method.pretrain_loss(data)
+    (tokens, is_visible), _ = recorder.calls["decoder_in"]
+    n_keep = round(method.n_patches * 0.25)
+    assert torch.equal(is_visible.sum(1), torch.full((3 * len(LEADS),), n_keep))  # every encoder-visible patch
+
+
 def test_perturbing_latent_attentions_output_or_removing_it_changes_the_token_level_reconstruction():
-    method, data = variant("lamae[la_tokens=patch]"), batch(3)
+    method, data = variant("lamae"), batch(3)
     reference = reconstruction(method, data)
-    perturbed = reconstruction(variant("lamae[la_tokens=patch]"), data, lambda out: out + 0.1 * torch.randn_like(out))
+    perturbed = reconstruction(variant("lamae"), data, lambda out: out + 0.1 * torch.randn_like(out))
     assert not torch.allclose(reference, perturbed, atol=1e-3)
-    without_la = reconstruction(variant("lamae[la_depth=0,la_mask_ratio=0,la_tokens=patch,readout=la_mean]"), data)
-    with_la = reconstruction(variant("lamae[la_mask_ratio=0,la_tokens=patch]"), data)
+    without_la = reconstruction(variant("lamae[la_depth=0,la_mask_ratio=0,readout=la_mean]"), data)
+    with_la = reconstruction(variant("lamae[la_mask_ratio=0]"), data)
     assert not torch.allclose(with_la, without_la, atol=1e-3)  # same weights but LA's blocks
 
 
 @pytest.mark.parametrize(
     "spec, crosses",
     [
-        ("lamae[la_tokens=patch]", True),
-        ("lamae[la_mask_ratio=0]", True),
-        ("lamae[la_cross_lead=false,la_mask_ratio=0,la_tokens=patch,readout=la_mean]", False),
+        ("lamae", True),
+        ("lamae[la_skip=true]", True),
+        ("lamae[la_mask_ratio=0,la_skip=true,la_tokens=lead]", True),
         ("lamae[la_cross_lead=false,la_mask_ratio=0,readout=la_mean]", False),
-        ("lamae[la_depth=0,la_mask_ratio=0,readout=encoder_mean]", False),
+        ("lamae[la_cross_lead=false,la_mask_ratio=0,la_skip=true,la_tokens=lead,readout=la_mean]", False),
+        ("lamae[la_depth=0,la_mask_ratio=0,readout=la_mean]", False),
+        ("lamae[la_depth=0,la_mask_ratio=0,la_skip=true,la_tokens=lead,readout=encoder_mean]", False),
     ],
 )
 def test_information_crosses_leads_exactly_when_latent_attention_mixes_them(spec, crosses):
@@ -284,8 +327,10 @@ def test_without_lead_embeddings_latent_attention_is_permutation_invariant(la_to
     data = batch()
     permutation = torch.randperm(len(LEADS), generator=torch.Generator().manual_seed(3))
     permuted = (data.signals[:, permutation], data.lead_mask[:, permutation])
-    plain = variant(f"lamae[la_tokens={la_tokens},lead_embedding=false]").eval()
-    embedded = variant(f"lamae[la_tokens={la_tokens}]").eval()
+    plain = variant(
+        f"lamae[la_skip={str(la_tokens == 'lead').lower()},la_tokens={la_tokens},lead_embedding=false]"
+    ).eval()
+    embedded = variant(f"lamae[la_skip={str(la_tokens == 'lead').lower()},la_tokens={la_tokens}]").eval()
     with torch.no_grad():
         assert torch.allclose(plain.features(data.signals, data.lead_mask), plain.features(*permuted), atol=1e-5)
         before = embedded.features(data.signals, data.lead_mask)
@@ -300,6 +345,8 @@ def test_without_lead_embeddings_latent_attention_is_permutation_invariant(la_to
         ("la_depth=0,la_mask_ratio=0", "needs readout la_mean or encoder_mean"),
         ("la_cross_lead=false,la_mask_ratio=0", "la_cross_lead=false .LA within each lead. needs readout"),
         ("la_tokens=time", "la_tokens must be 'lead' or 'patch'"),
+        ("la_tokens=lead", "write la_skip=true"),
+        ("la_skip=true,la_score_hidden=true", "would score patches the decoder reads"),
     ],
 )
 def test_ablations_refuse_settings_that_would_train_or_read_out_nothing(settings, message):

@@ -41,8 +41,10 @@ def test_canonical_names_sort_settings_and_write_values_as_typed():
 
 
 def test_unknown_fields_bad_values_and_bad_syntax_fail_with_one_line_errors():
-    with pytest.raises(ConfigError, match=r"lamae\[la_mask=0\] has no setting 'la_mask'; did you mean 'la_mask_ratio'"):
-        resolve_method("lamae[la_mask=0]")
+    with pytest.raises(
+        ConfigError, match=r"lamae\[la_mask_ratios=0\] has no setting 'la_mask_ratios'; did you mean 'la_mask_ratio'"
+    ):
+        resolve_method("lamae[la_mask_ratios=0]")
     with pytest.raises(ConfigError, match="expected float"):
         resolve_method("lamae[la_mask_ratio=half]")
     with pytest.raises(ConfigError, match="is set twice"):
@@ -56,7 +58,7 @@ def test_unknown_fields_bad_values_and_bad_syntax_fail_with_one_line_errors():
 
 
 def test_cli_refuses_a_bad_variant_on_one_line_with_status_2(capsys, tmp_path):
-    code = main(["run", "--methods", "lamae,lamae[la_mask=0]", "--preset", "smoke", "--out", str(tmp_path)])
+    code = main(["run", "--methods", "lamae,lamae[la_mask_ratios=0]", "--preset", "smoke", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "did you mean 'la_mask_ratio'" in err
 
@@ -107,13 +109,17 @@ def test_a_variant_of_the_budget_method_is_matched_to_the_budget_not_to_itself(t
     counted as the reference and ran pretrain.steps steps whatever its FLOPs per step."""
     meter = FlopsMeter(tmp_path, torch.device("cpu"))
     lamae = build_method("lamae", SMOKE, {})
-    token_level = build_method("lamae[la_tokens=patch]", SMOKE, {})
+    lead_level = build_method("lamae[la_skip=true,la_tokens=lead]", SMOKE, {})
     build = lambda name: build_method(name, SMOKE, {})  # noqa: E731
-    plan = plan_pretraining(token_level, 200, 16, parse_budget("lamae"), meter, build, name="lamae[la_tokens=patch]")
-    assert plan.budget_flops == 200 * meter(lamae, 16) != 200 * meter(token_level, 16)
-    assert plan.steps == round(plan.budget_flops / meter(token_level, 16))
-    of_variant = plan_pretraining(lamae, 200, 16, parse_budget("50@lamae[la_tokens=patch]"), meter, build, name="lamae")
-    assert of_variant.budget_flops == 50 * meter(token_level, 16)
+    plan = plan_pretraining(
+        lead_level, 200, 16, parse_budget("lamae"), meter, build, name="lamae[la_skip=true,la_tokens=lead]"
+    )
+    assert plan.budget_flops == 200 * meter(lamae, 16) != 200 * meter(lead_level, 16)
+    assert plan.steps == round(plan.budget_flops / meter(lead_level, 16))
+    of_variant = plan_pretraining(
+        lamae, 200, 16, parse_budget("50@lamae[la_skip=true,la_tokens=lead]"), meter, build, name="lamae"
+    )
+    assert of_variant.budget_flops == 50 * meter(lead_level, 16)
 
 
 @pytest.mark.slow

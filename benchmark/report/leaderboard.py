@@ -305,37 +305,44 @@ def main_table(table: Table, ts: TableStats | str) -> list[str]:
 # -- ablation ladders ----------------------------------------------------------------------------
 def ladder_table(table: Table, ts: TableStats | str) -> list[str]:
     """Each ablation ladder whose anchor and at least one rung are in the table: one row per rung
-    present, its difference to the anchor (seed-mean macro AUROC) with the paired-bootstrap 95 %
-    CI and p-value, Holm-adjusted over the ladder's rows, the across-seed paired t-test and a
-    verdict, so "does the anchor's idea help?" has an answer with its uncertainty."""
+    present, its difference to its **neighbour** (the rung it differs from in one factor;
+    seed-mean macro AUROC) with the paired-bootstrap 95 % CI and p-value, Holm-adjusted over the
+    ladder's tests, the across-seed paired t-test and a verdict, so that each row answers what
+    one change does, with its uncertainty."""
     lines = []
     for anchor, rungs in LADDERS.items():
-        members = [(rung, m) for rung in rungs[1:] for m in sorted(table.by_method) if rung.matches(m)]
-        if anchor not in table.by_method or not members:
+        present = {i: m for i, rung in enumerate(rungs) for m in sorted(table.by_method) if rung.matches(m)}
+        if anchor not in table.by_method or len(present) < 2:
             continue
         lines += [
             "",
             f'Ablation ladder of `{anchor}` (`--methods {LADDER_PREFIX}{anchor}`; README, section "Method '
-            'variants and the ablation ladder"): '
-            f"each row changes one part of {anchor} at the same pretraining budget. Δ = row − {anchor}, "
-            "seed-mean macro AUROC, with the paired-bootstrap 95 % CI; p Holm-adjusted over the ladder's rows; "
-            "across seeds: paired t-test over the common seeds (unadjusted).",
+            'variants and the ablation ladder"): each rung changes one factor of its neighbour (column "vs") at the '
+            "same pretraining budget. Δ = rung − neighbour, seed-mean macro AUROC, with the paired-bootstrap "
+            "95 % CI; p Holm-adjusted over the ladder's tests; across seeds: paired t-test over the common seeds "
+            "(unadjusted).",
             "",
         ]
         if isinstance(ts, str):
             lines.append(f"No tests: {ts}")
             continue
-        rows = [ladder_row(table, rungs[0], anchor, anchor) | {"Δ (95 % CI)": "anchor"}]
-        tests = [ts.paired_bootstrap(m, anchor) for _, m in members]
-        for (rung, method), test, p_holm in zip(members, tests, stats.holm([t.p for t in tests])):
-            seeds_test, _ = ts.across_seeds(method, anchor)
+        rows = [ladder_row(table, rungs[0], anchor, anchor) | {"vs": "—", "Δ (95 % CI)": "anchor"}]
+        pairs = [
+            (rungs[i], method, present[neighbour])
+            for i, method in present.items()
+            if (neighbour := rungs[i].neighbour) is not None and neighbour in present
+        ]
+        tests = [ts.paired_bootstrap(method, neighbour) for _, method, neighbour in pairs]
+        for (rung, method, neighbour), test, p_holm in zip(pairs, tests, stats.holm([t.p for t in tests])):
+            seeds_test, _ = ts.across_seeds(method, neighbour)
             if p_holm >= ALPHA:
                 verdict = "no significant difference"
             else:
-                verdict = f"{anchor} higher" if test.estimate < 0 else f"{method} higher"
+                verdict = f"{neighbour} higher" if test.estimate < 0 else f"{method} higher"
             rows.append(
                 ladder_row(table, rung, method, anchor)
                 | {
+                    "vs": neighbour,
                     "Δ (95 % CI)": f"{test.estimate:+.4f} [{test.ci[0]:+.4f}, {test.ci[1]:+.4f}]",
                     "p Holm": stats.format_p(p_holm),
                     "across seeds": "—"
@@ -344,7 +351,14 @@ def ladder_table(table: Table, ts: TableStats | str) -> list[str]:
                     "verdict": verdict,
                 }
             )
-        columns = ["rung", "method", "macro AUROC", "Δ (95 % CI)", "p Holm", "across seeds", "verdict"]
+        for i, method in present.items():  # a rung whose neighbour was not run: shown, not tested
+            rung = rungs[i]
+            if rung.neighbour is not None and rung.neighbour not in present:
+                rows.append(
+                    ladder_row(table, rung, method, anchor)
+                    | {"vs": f"not run: {rungs[rung.neighbour].label}", "Δ (95 % CI)": "not tested"}
+                )
+        columns = ["rung", "method", "macro AUROC", "vs", "Δ (95 % CI)", "p Holm", "across seeds", "verdict"]
         columns += ["encoder params", "what the difference measures"]
         table_rows = [{c: row.get(c, "—") for c in columns} for row in rows]
         lines.append(tabulate(table_rows, headers="keys", tablefmt="github", disable_numparse=True))
