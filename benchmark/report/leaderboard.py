@@ -328,9 +328,9 @@ def ladder_table(table: Table, ts: TableStats | str) -> list[str]:
             continue
         rows = [ladder_row(table, rungs[0], anchor, anchor) | {"vs": "—", "Δ (95 % CI)": "anchor"}]
         pairs = [
-            (rungs[i], method, present[neighbour])
+            (rungs[i], method, present[index])
             for i, method in present.items()
-            if (neighbour := rungs[i].neighbour) is not None and neighbour in present
+            if (index := rungs[i].neighbour) is not None and index in present
         ]
         tests = [ts.paired_bootstrap(method, neighbour) for _, method, neighbour in pairs]
         for (rung, method, neighbour), test, p_holm in zip(pairs, tests, stats.holm([t.p for t in tests])):
