@@ -161,6 +161,8 @@ def test_an_old_result_without_signature_is_stale_not_a_crash(tmp_path, capsys, 
     assert main(["leaderboard", "--results", str(out), "--out", str(tmp_path / "b.md")]) == 0
     assert any(str(cell) in m and "left out of reports" in m for m in caplog.messages)
     assert main(["status", "--out", str(out)]) == 0
+    message = one_line_error(capsys, ["export-encoder", str(cell), "--out", str(tmp_path / "e")])
+    assert str(cell) in message and "older version" in message
 
 
 def test_export_encoder_of_a_truncated_result_or_identity_is_one_line(tmp_path, capsys):
@@ -255,3 +257,39 @@ def test_a_run_on_a_full_disk_is_one_line_and_leaves_nothing_that_reads_as_finis
     assert not list(out.rglob("final.pt")) and not list(out.rglob("linear_seed0.json")) and not list(out.rglob("*.tmp"))
     monkeypatch.undo()  # space freed: the same command finishes the run
     assert main(smoke_run(out, cache, *board)) == 0 and list(out.rglob("linear_seed0.json"))
+
+
+def test_truncated_stored_frozen_outputs_are_computed_again(toy_arrays, tmp_path, caplog):
+    from benchmark.eval.protocol import CellContext
+
+    method, _ = build("lamae", toy_arrays, window_s=5.0)
+    calls = []
+
+    def compute(indices):
+        calls.append(len(indices))
+        return torch.arange(len(indices), dtype=torch.float32)[:, None], toy_arrays.labels[indices]
+
+    def outputs():
+        context = CellContext(method, lambda: method, toy_arrays, 0, torch.device("cpu"), persist=tmp_path)
+        return context.split_outputs("test", "features", compute)[0]
+
+    first = outputs()
+    assert torch.equal(outputs(), first) and len(calls) == 1  # read back from the file
+    (stored,) = tmp_path.glob("features_test_*.npz")
+    truncate(stored)
+    with caplog.at_level("WARNING", logger="benchmark"):
+        assert torch.equal(outputs(), first) and len(calls) == 2
+    assert any(str(stored) in m and "computing them again" in m for m in caplog.messages)
+
+
+def test_a_read_only_target_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
+    def read_only(path, mode="r", *args, **kwargs):
+        if "w" in mode:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return builtins.open(path, mode, *args, **kwargs)
+
+    (tmp_path / "results").mkdir()
+    monkeypatch.setattr(storage, "open", read_only, raising=False)
+    board = tmp_path / "board.md"
+    message = one_line_error(capsys, ["leaderboard", "--results", str(tmp_path / "results"), "--out", str(board)])
+    assert f"{board}: Read-only file system; make it writable" in message and not board.exists()

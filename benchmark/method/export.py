@@ -38,7 +38,15 @@ from benchmark.method.base import Method
 from benchmark.method.variant import parse_variant
 from benchmark.provenance import git_state, package_versions
 from benchmark.registry import METHODS, PluginError, load_plugin_file
-from benchmark.report.results import IDENTITY, PRETRAIN_KEYS, Cell, ResultStore, pretraining_signature
+from benchmark.report.results import (
+    IDENTITY,
+    PRETRAIN_KEYS,
+    Cell,
+    ResultStore,
+    is_stale,
+    pretraining_signature,
+    stale_message,
+)
 from benchmark.storage import DamagedFileError, atomic_write, read_json, read_torch, refuse_foreign
 from benchmark.train.runtime import set_seed
 
@@ -91,6 +99,8 @@ def _from_result(path: Path) -> ModelSource:
     )
     if "cell" not in record or "config" not in record:
         raise DataError(f"{path} is not a result file of the benchmark (no cell and config)")
+    if is_stale(record):
+        raise DataError(stale_message(path))
     cell = Cell(**record["cell"])
     config = {**{k: record["config"][k] for k in PRETRAIN_KEYS if k in record["config"]}}
     config["preset"] = record["config"]["preset"]
