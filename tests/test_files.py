@@ -293,3 +293,13 @@ def test_a_read_only_target_is_one_line_naming_it(tmp_path, capsys, monkeypatch)
     board = tmp_path / "board.md"
     message = one_line_error(capsys, ["leaderboard", "--results", str(tmp_path / "results"), "--out", str(board)])
     assert f"{board}: Read-only file system; make it writable" in message and not board.exists()
+
+
+def test_the_next_run_rewrites_a_damaged_identity(tmp_path):
+    from benchmark.presets import PRESETS
+    from benchmark.runner import record_identity
+
+    (tmp_path / IDENTITY).write_text('{"signature": "01')
+    identity = {"dataset": "synthetic", "method": "lamae", "seed": 0}
+    record_identity(tmp_path, identity, PRESETS["smoke"])
+    assert read_json(tmp_path / IDENTITY, "")["config"] == {**identity, "preset": "smoke"}

@@ -741,7 +741,7 @@ def write_leaderboard(results_dir: Path, path: Path, option: str = "--leaderboar
     text, written = render(records, store, str(results_dir), plots, path.parent)
     atomic_write(path, text)
     if plots.is_dir():
-        mark_folder(plots, f"the plots of {path.name}, {GENERATOR}")
+        mark_folder(plots, f"the plots of {path.name}, regenerated with it by `python -m benchmark leaderboard`")
     for stale in previous - {p.resolve() for p in written}:
         if stale.parent == plots.resolve():
             stale.unlink(missing_ok=True)
