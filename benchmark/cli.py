@@ -22,7 +22,7 @@ from benchmark.registry import DATASETS, METHODS, PROTOCOLS, PluginError, load_p
 from benchmark.report.export import FORMATS
 from benchmark.report.results import StaleResultError
 from benchmark.report.stats import StatsError
-from benchmark.storage import ensure_writable
+from benchmark.storage import DamagedFileError, ForeignFileError, claim_folder, ensure_writable, refuse_foreign
 from benchmark.train import distributed
 from benchmark.train.monitor import LOGGERS
 
@@ -366,7 +366,7 @@ def default_leaderboard(results: Path) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.launch import LaunchError, launch
-    from benchmark.report.leaderboard import summary_table, write_leaderboard
+    from benchmark.report.leaderboard import check_target, summary_table, write_leaderboard
     from benchmark.runner import RunRequest, run
     from benchmark.train.runtime import resolve_device
 
@@ -379,6 +379,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     board = args.leaderboard or default_leaderboard(args.out)
     for folder in (args.out, args.cache_dir or default_cache_root(), board.parent):
         ensure_writable(folder)  # fail in a second, not after the data are prepared
+    if args.shard is None:
+        check_target(board)  # a user's own file of that name: refused now, not after the run
+    if args.profile is not None:
+        claim_folder(args.profile, "--profile DIR", "torch.profiler traces of `python -m benchmark run --profile`")
     overrides = dataset_overrides(args)
     for value, scope, name in (
         (args.budget, "pretrain", "budget"),
@@ -437,7 +441,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{args.out}/. When every shard is done: python -m benchmark leaderboard --results {args.out}"
         )
     else:
-        n = write_leaderboard(args.out, board, args.learned_ratio)
+        n = write_leaderboard(args.out, board, learned=args.learned_ratio)
         print(f"\n{len(records)} cells in this run; {board} regenerated from {n} results in {args.out}/")
     if failed is not None:
         print(f"error: {failed}", file=sys.stderr)
@@ -523,7 +527,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not args.results.is_dir():
         raise DataError(f"results folder {args.results} does not exist; run `python -m benchmark run` first")
     board = args.out or default_leaderboard(args.results)
-    n = write_leaderboard(args.results, board, args.learned_ratio)
+    n = write_leaderboard(args.results, board, "--out FILE", learned=args.learned_ratio)
     print(f"{board} regenerated from {n} results in {args.results}/")
     return 0
 
@@ -564,8 +568,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from benchmark.report.export import results_frame, write_frame
+    from benchmark.report.export import is_export, results_frame, write_frame
 
+    refuse_foreign(args.out, is_export(args.out), "--out FILE")
     if not args.results.is_dir():
         raise DataError(f"results folder {args.results} does not exist; run `python -m benchmark run` first")
     frame = results_frame(args.results, args.per_label)
@@ -680,7 +685,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except (UsageError, PluginError, ConfigError, DataError, StaleResultError) as exc:
+    except (
+        UsageError,
+        PluginError,
+        ConfigError,
+        DataError,
+        StaleResultError,
+        DamagedFileError,
+        ForeignFileError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # the environment: a read-only or full disk, a file where a folder should be

@@ -38,7 +38,7 @@ from benchmark.build import (
     resolve_method,
     resolve_methods,
 )
-from benchmark.config import signature, to_jsonable
+from benchmark.config import ConfigError, signature, to_jsonable
 from benchmark.data.contract import ECGArrays, InputSpec, data_identity, default_cache_root
 from benchmark.data.duplicates import guard_duplicates
 from benchmark.data.pool import parse_pool, pretraining_pool
@@ -51,7 +51,7 @@ from benchmark.provenance import provenance
 from benchmark.registry import load_plugin_file
 from benchmark.report.results import IDENTITY, PRETRAIN_KEYS, TENSORBOARD, Cell, ResultStore, pretraining_signature
 from benchmark.runstate import Eta, PendingPretraining, RunProgress
-from benchmark.storage import atomic_write, remove_orphans
+from benchmark.storage import DamagedFileError, atomic_write, read_json, remove_orphans
 from benchmark.train import distributed
 from benchmark.train.budget import (
     FlopsMeter,
@@ -100,6 +100,18 @@ class PlannedCell:
     evaluation: Evaluation
     identity: dict  # everything that produced the result (its signature keys the result file)
     signature: str
+
+
+def check_batch_fits(pretrain_arrays: ECGArrays, batch_size: int) -> None:
+    """Refuse a pretraining batch larger than the pretraining split before anything is built for
+    it (counting FLOPs runs one full batch: 100000 records would be an allocation failure, not
+    this message)."""
+    n = len(pretrain_arrays.splits["pretrain"])
+    if n < batch_size:
+        raise ConfigError(
+            f"{pretrain_arrays.name}: the pretraining split ({n} records) is smaller than one batch of {batch_size}; "
+            f"lower --set pretrain.batch_size (at most {n}) or pretrain on more data (--pretrain-data)"
+        )
 
 
 def plan_budgets(methods: list[str], preset: Preset, overrides: dict, meter: FlopsMeter) -> dict[str, PretrainPlan]:
@@ -310,6 +322,8 @@ def plan_run(request: RunRequest) -> RunPlan:
     if distributed.is_main():
         distributed.barrier()
     log.info("%d records: %s", len(arrays.signals), ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
+    if any(method_class(m).pretrains for m in methods):
+        check_batch_fits(pretrain_arrays, preset.pretrain.batch_size)
     evaluations = expand(requested, base_protocols, arrays)
     meter = FlopsMeter(store.flops_dir, device)
     plans = plan_budgets(methods, preset, request.overrides, meter)
@@ -440,10 +454,18 @@ def checkpoint_dir(store: ResultStore, planned: PlannedCell) -> Path:
 
 def record_identity(path: Path, identity: dict, preset: Preset) -> None:
     """``identity.json`` in a checkpoint folder: which model it holds, so that the checkpoint alone
-    can be exported (``python -m benchmark export-encoder``)."""
-    if distributed.is_main() and not (path / IDENTITY).exists():
+    can be exported (``python -m benchmark export-encoder``); written when absent or damaged."""
+    if distributed.is_main() and not _readable(path / IDENTITY):
         config = to_jsonable({**{k: identity[k] for k in PRETRAIN_KEYS if k in identity}, "preset": preset.name})
         atomic_write(path / IDENTITY, json.dumps({"signature": pretraining_signature(identity), "config": config}))
+
+
+def _readable(path: Path) -> bool:
+    try:
+        read_json(path, "")
+    except (FileNotFoundError, DamagedFileError):
+        return False
+    return True
 
 
 def run_progress(plan: RunPlan, mine: list[Unit]) -> RunProgress:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shlex
 import socket
@@ -45,7 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.report.results import RUNS, Cell, ResultStore, is_diverged
-from benchmark.storage import atomic_write
+from benchmark.storage import DamagedFileError, atomic_write, read_json
+
+log = logging.getLogger("benchmark")
 
 FORMAT = 1
 HEARTBEAT_S = 5.0  # the file is rewritten at most this often while training
@@ -242,7 +245,13 @@ class RunProgress:
             self.state["error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         if state == "finished":
             self.state["current"] = None
-        self.save()
+        try:
+            self.save()
+        except OSError as exc:
+            if error is None:
+                raise
+            # the run fails already (often for the same cause: a full disk); that error is the one to report
+            log.warning("could not record the %s run in %s: %s", state, self.path, exc.strerror or exc)
 
     # -- what it shows -------------------------------------------------------------------------
     def remaining(self) -> tuple[float | None, list[str]]:
@@ -264,15 +273,22 @@ class RunProgress:
 
 # -- status --------------------------------------------------------------------------------------
 def read_runs(root: Path) -> list[dict]:
-    """The run-state files under ``root``, oldest first (unreadable ones skipped: a file is
-    replaced atomically, so only a foreign file can be unreadable)."""
+    """The run-state files under ``root``, oldest first; files of another format version are
+    skipped. A file is replaced atomically, so a damaged one was damaged on disk or is not the
+    suite's: :class:`~benchmark.storage.DamagedFileError` names it."""
     runs = []
     for path in sorted((Path(root) / RUNS).glob("*.json")):
-        try:
-            state = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
+        state = read_json(
+            path,
+            "delete it (it only records a run's progress; finished results are not affected), then run `status` again",
+        )
         if state.get("format") == FORMAT:
+            missing = sorted({"run_id", "started_at", "updated_at", "state", "cells"} - set(state))
+            if missing:
+                raise DamagedFileError(
+                    f"{path} lacks {', '.join(missing)}; delete it (it only records a run's progress), then run "
+                    f"`status` again"
+                )
             runs.append(state)
     return sorted(runs, key=lambda s: s["started_at"])
 

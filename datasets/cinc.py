@@ -25,9 +25,10 @@ Label sets:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
 import numpy as np
@@ -49,6 +50,23 @@ from ecgbench.data import (
     random_patient_splits,
     read_dx,
 )
+
+#: the database of a Challenge record, by its name's prefix (the Challenge's naming, Reyna et al. 2021) [paper]
+CHALLENGE_SOURCES = {
+    "A": "CPSC2018",
+    "Q": "CPSC-extra",
+    "I": "St Petersburg INCART",
+    "S": "PTB",
+    "HR": "PTB-XL",
+    "E": "Georgia",
+    "JS": "Chapman-Shaoxing/Ningbo",
+}
+
+
+def challenge_source(path: str) -> str:
+    """The source database of the record at ``path`` (``training/georgia/g1/E00015`` -> Georgia)."""
+    prefix = re.match(r"[A-Za-z]*", PurePosixPath(path).name).group()
+    return CHALLENGE_SOURCES.get(prefix.upper(), "other")
 
 
 @dataclass
@@ -95,6 +113,7 @@ class CinC(PreparedDataset):
             np.array(self.record_paths, dtype=str),
             WfdbReader(str(self.root), self.record_paths, self.config.fs or None),
             10.0,
+            sources=np.array([challenge_source(path) for path in self.record_paths], dtype=str),
         )
 
     def annotate(self, source: SignalSource, label_set: str | None) -> Annotations:

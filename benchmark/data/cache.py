@@ -4,7 +4,8 @@ One pipeline for every dataset read from files (PTB-XL, MIMIC-IV-ECG, WFDB folde
 arrays): :func:`prepare_signals` turns record ``i`` of a :class:`~benchmark.data.readers.SignalSource`
 into row ``i`` of ``signals.npy`` (N, 12, T) with :func:`~benchmark.data.conditioning.condition`.
 Every record that cannot be used is excluded and listed with its reason in ``report.csv``
-beside the cache; every repair is listed too.
+beside the cache; every repair is listed too, and so is every flag of the dataset-wide gain check
+(:mod:`benchmark.data.gain`, summarised per source in ``gain.json``).
 
 The cache folder ``<cache root>/<dataset>/fs<fs>-<key>/`` is keyed by the parameters, the
 reader's identity (which records, declared rate), the **content** of the source files
@@ -44,6 +45,7 @@ from benchmark.data.conditioning import Preprocessing, condition
 from benchmark.data.content import Hasher
 from benchmark.data.contract import LEADS, DataError
 from benchmark.data.duplicates import FINGERPRINT_DIM
+from benchmark.data.gain import check_prepared
 from benchmark.data.readers import RecordError, RecordReader, SignalSource, digest
 from benchmark.provenance import git_state
 from benchmark.storage import atomic_write
@@ -168,12 +170,12 @@ def prepare_signals(
     workers = workers or default_workers()
     params = cache_params(source, fs, prep, hasher or Hasher.in_cache(cache_root, workers, progress))
     directory = Path(cache_root) / source.dataset / f"fs{fs}-{signature(params)}"
-    if (directory / COMPLETE).is_file():
-        return directory
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{directory}.lock"):  # concurrent runs (e.g. one per GPU) build it once
-        if not (directory / COMPLETE).is_file():
-            _build(directory, source, params, prep, workers, progress)
+    if not (directory / COMPLETE).is_file():
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{directory}.lock"):  # concurrent runs (e.g. one per GPU) build it once
+            if not (directory / COMPLETE).is_file():
+                _build(directory, source, params, prep, workers, progress)
+    check_prepared(directory, source, prep.standardize)  # flags only: the prepared arrays stay as they are
     return directory
 
 

@@ -41,7 +41,9 @@
    per record) and ``lead`` (z-score per lead) are available; the choice is in the manifest.
 
 Every repair and finding (interpolated gap, masked lead, ignored channel, flag) is returned as a
-note for the preparation report.
+note for the preparation report. A gain off by a smaller factor (5x: a typical record at 2.5 mV)
+or on one lead only is found by comparing each record with its whole dataset, after preparation
+(:mod:`benchmark.data.gain`).
 """
 
 from __future__ import annotations
@@ -184,9 +186,10 @@ def _bandpass(low: float, high: float, order: int, fs: int) -> np.ndarray:
     return butter(order, (low, high), btype="bandpass", fs=fs, output="sos")
 
 
-def _lead_amplitude(x: np.ndarray) -> np.ndarray:
-    """Each lead's 99th percentile of ``|x - median(x)|``: its wave amplitude, not one spike's."""
-    return np.percentile(np.abs(x - np.median(x, axis=1, keepdims=True)), 99, axis=1)
+def lead_amplitude(x: np.ndarray) -> np.ndarray:
+    """Each lead's 99th percentile of ``|x - median(x)|`` (over the last axis): its wave
+    amplitude, not one spike's."""
+    return np.percentile(np.abs(x - np.median(x, axis=-1, keepdims=True)), 99, axis=-1)
 
 
 def _heart_rate(lead: np.ndarray, fs: float) -> tuple[float, int]:
@@ -208,7 +211,7 @@ def check_plausibility(x: np.ndarray, mask: np.ndarray, fs: float, checks: Plaus
     """The checks of the module docstring on (12, T) mV at ``fs``; masks leads in ``mask`` in place,
     raises RecordError for a record to exclude, returns the notes."""
     notes: list[Note] = []
-    amplitude = _lead_amplitude(x)
+    amplitude = lead_amplitude(x)
     low, high = checks.amplitude_mv
     record_amplitude = float(np.median(amplitude[mask]))
     if not low <= record_amplitude <= high:

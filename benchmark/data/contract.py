@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from benchmark.config import to_jsonable
+from benchmark.storage import read_json
 
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
@@ -177,7 +178,7 @@ class ECGArrays:
         """Arrays from ``directory``; one that is absent there is read from ``meta["arrays_dir"]``
         (relative), so label views of a prepared cache share its signals (benchmark/data/files.py)."""
         directory = Path(directory)
-        meta = json.loads((directory / "meta.json").read_text())
+        meta = read_json(directory / "meta.json", f"delete the folder {directory} to prepare it again")
         shared = directory / meta.pop("arrays_dir", ".")
         arrays = {}
         for attr in cls._ARRAYS + cls._OPTIONAL_ARRAYS:

@@ -59,6 +59,7 @@ from benchmark.data.contract import (
     content_config,
 )
 from benchmark.data.readers import SignalSource
+from benchmark.storage import read_json
 
 log = logging.getLogger("benchmark")
 
@@ -147,6 +148,11 @@ def consolidate_splits(patients: np.ndarray, splits: np.ndarray, source: str) ->
     return table.patient.map(per_patient.map(lambda s: s[0])).astype(object).fillna("").to_numpy(dtype=str)
 
 
+def read_manifest(cache: Path) -> dict:
+    """A prepared signal cache's manifest.json."""
+    return read_json(cache / "manifest.json", f"delete the folder {cache} to prepare the dataset again")
+
+
 class PreparedDataset(DatasetPlugin):
     """Base of dataset plugins read from files (see the module docstring)."""
 
@@ -223,7 +229,7 @@ class PreparedDataset(DatasetPlugin):
         return arrays
 
     def _check_exclusions(self, cache: Path) -> None:
-        manifest = json.loads((cache / "manifest.json").read_text())
+        manifest = read_manifest(cache)
         if manifest["excluded"] <= self.config.max_excluded_fraction * manifest["n_records"]:
             return
         report = pd.read_csv(cache / "report.csv")
@@ -254,7 +260,7 @@ class PreparedDataset(DatasetPlugin):
         splits["pretrain"] = np.flatnonzero(usable & known & np.isin(split, ("train", "")))
         arrays = ECGArrays(  # validates shapes and refuses leakage before anything is written
             name=self.name,
-            fs=json.loads((cache / "manifest.json").read_text())["fs"],
+            fs=read_manifest(cache)["fs"],
             signals=np.load(cache / "signals.npy", mmap_mode="r"),
             lead_mask=np.load(cache / "lead_mask.npy"),
             labels=labels,

@@ -369,3 +369,5 @@ class SignalSource:
     record_ids: np.ndarray  # (N,) str, unique
     reader: RecordReader
     duration_s: float  # the dataset's record length (used when Preprocessing.duration_s is None)
+    #: (N,) str, the database each record comes from (the gain check summarises per source); None: the dataset
+    sources: np.ndarray | None = None

@@ -9,6 +9,7 @@ method hyper-parameters (docs/design.md), so every method is evaluated the same 
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +22,13 @@ from tqdm.auto import tqdm
 from benchmark.data.contract import ECGArrays
 from benchmark.data.loader import make_loader
 from benchmark.method.base import Method
-from benchmark.storage import atomic_write
+from benchmark.storage import DamagedFileError, atomic_write, read_checked
 from benchmark.train import distributed
 from benchmark.train.budget import SupervisedBudget
 from benchmark.train.monitor import TrainingMonitor
 from benchmark.train.runtime import autocast
+
+log = logging.getLogger("benchmark")
 
 
 @dataclass
@@ -108,17 +111,25 @@ class CellContext:
         tag = "all" if leads is None else "".join("1" if present else "0" for present in leads)
         path = self.persist / f"{kind}_{split}_{tag}.npz"
         record_ids = np.asarray(self.arrays.record_ids[indices]).astype(str)
+        stored = None
         if path.exists():
-            with np.load(path) as stored:
-                if np.array_equal(stored["record_ids"], record_ids):
-                    labels = np.asarray(self.arrays.labels[indices], dtype=np.float32)
-                    return torch.from_numpy(stored["outputs"]), labels
+            try:
+                stored = read_checked(path, _stored_outputs, "computing them again")
+            except DamagedFileError as exc:
+                log.warning("%s", exc)
+        if stored is not None and np.array_equal(stored["record_ids"], record_ids):
+            return torch.from_numpy(stored["outputs"]), np.asarray(self.arrays.labels[indices], dtype=np.float32)
         outputs, labels = compute(indices)
         if distributed.is_main():
             buffer = io.BytesIO()
             np.savez(buffer, outputs=outputs.numpy(), record_ids=record_ids)
             atomic_write(path, buffer.getvalue())
         return outputs, labels
+
+
+def _stored_outputs(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as stored:
+        return {"outputs": stored["outputs"], "record_ids": stored["record_ids"]}
 
 
 def positions_in(pool: np.ndarray, members: np.ndarray) -> np.ndarray:

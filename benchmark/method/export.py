@@ -38,8 +38,16 @@ from benchmark.method.base import Method
 from benchmark.method.variant import parse_variant
 from benchmark.provenance import git_state, package_versions
 from benchmark.registry import METHODS, PluginError, load_plugin_file
-from benchmark.report.results import IDENTITY, PRETRAIN_KEYS, Cell, ResultStore, pretraining_signature
-from benchmark.storage import atomic_write
+from benchmark.report.results import (
+    IDENTITY,
+    PRETRAIN_KEYS,
+    Cell,
+    ResultStore,
+    is_stale,
+    pretraining_signature,
+    stale_message,
+)
+from benchmark.storage import DamagedFileError, atomic_write, read_json, read_torch, refuse_foreign
 from benchmark.train.runtime import set_seed
 
 FORMAT = "ecgbench-encoder"
@@ -73,14 +81,26 @@ def locate(source: Path) -> ModelSource:
             f"export from a result file of the model instead, e.g. results/<dataset>/<labels>/<preset>/<method>/"
             f"linear_seed0.json"
         )
-    identity = json.loads((folder / IDENTITY).read_text())
+    identity = read_json(
+        folder / IDENTITY,
+        "delete it and run the command that pretrained this checkpoint again (it rewrites the file and reuses "
+        "final.pt), or export from a result file of the model",
+    )
+    if not isinstance(identity.get("config"), dict):
+        raise DataError(f"{folder / IDENTITY} holds no model configuration; delete it and run the run again")
     return ModelSource(identity["config"], _final(folder), {"checkpoint": str(folder)})
 
 
 def _from_result(path: Path) -> ModelSource:
-    record = json.loads(path.read_text())
+    record = read_json(
+        path,
+        "run the command that produced it again (a damaged result is recomputed), or export from the model's "
+        "checkpoint folder under _checkpoints/",
+    )
     if "cell" not in record or "config" not in record:
         raise DataError(f"{path} is not a result file of the benchmark (no cell and config)")
+    if is_stale(record):
+        raise DataError(stale_message(path))
     cell = Cell(**record["cell"])
     config = {**{k: record["config"][k] for k in PRETRAIN_KEYS if k in record["config"]}}
     config["preset"] = record["config"]["preset"]
@@ -130,7 +150,10 @@ def build_model(source: ModelSource) -> tuple[Method, dict | None]:
         set_seed(config["seed"])  # the runner's initialisation of an untrained method
         return method_cls(method_config, input_spec).eval(), None
     method = method_cls(method_config, input_spec)
-    state = torch.load(source.checkpoint, map_location="cpu", weights_only=False)
+    state = read_torch(
+        source.checkpoint,
+        "delete it and run the cell's `python -m benchmark run` command again to pretrain the model again",
+    )
     method.load_state_dict(state["model"])
     return method.eval(), {k: v for k, v in state["report"].items() if k != "loss_curve"}
 
@@ -206,8 +229,22 @@ def save_encoder(method: Method, config: dict, out: Path) -> Path:
     return Path(out)
 
 
+def is_encoder_folder(out: Path) -> bool:
+    """Whether ``out`` may receive an export: it holds neither file of one, or an earlier export
+    (its config.json names this format)."""
+    out = Path(out)
+    if not (out / CONFIG).exists() and not (out / WEIGHTS).exists():
+        return True
+    try:
+        return read_json(out / CONFIG, "").get("format") == FORMAT
+    except (DamagedFileError, OSError):
+        return False
+
+
 def export_encoder(source: Path, out: Path) -> dict:
-    """``python -m benchmark export-encoder SOURCE --out DIR``; returns the written config."""
+    """``python -m benchmark export-encoder SOURCE --out DIR``; returns the written config. A
+    ``DIR`` holding files of that name that no export wrote is refused."""
+    refuse_foreign(out, is_encoder_folder(out), "--out DIR")
     model = locate(source)
     method, report = build_model(model)
     config = encoder_config(method, model, report)

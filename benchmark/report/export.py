@@ -16,6 +16,9 @@ Curves (``compute.pretrain.loss_curve``, ``details.val_history``, ...) stay in t
 and the leaderboard's figures; list-valued settings (e.g. ``config.protocol_config.l2_grid``)
 are JSON text. With ``--per-label`` the per-label AUROC and AUPRC become rows (``label``,
 ``auroc``, ``auprc``), since label sets differ between datasets; otherwise they are left out.
+
+An existing ``--out`` file is replaced only when it is such a table (its columns begin with the
+cell's, :func:`is_export`): a user's own file of that name is refused, never overwritten.
 """
 
 from __future__ import annotations
@@ -100,6 +103,28 @@ def results_frame(results_dir: Path, per_label: bool = False) -> pd.DataFrame:
     frame = frame.drop(columns=groups)
     first = [*CELL_COLUMNS, "label"] if per_label else list(CELL_COLUMNS)
     return frame[[*first, *(c for c in frame.columns if c not in first)]]
+
+
+def is_export(path: Path) -> bool:
+    """Whether ``path`` is a table this module wrote (CSV or Parquet whose columns begin with
+    :data:`CELL_COLUMNS`); False for anything else, absent files included."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if head.startswith(b"PAR1"):
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:  # cannot tell: treated as the user's
+            return False
+        try:
+            names = pq.read_schema(path).names
+        except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
+            return False
+    else:
+        names = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split(",")
+    return tuple(names[: len(CELL_COLUMNS)]) == CELL_COLUMNS
 
 
 def write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> None:

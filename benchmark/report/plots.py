@@ -9,6 +9,13 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
+from benchmark.storage import atomic_write
+
+
+def save_png(fig: Figure, path: Path) -> None:
+    """The figure as PNG, written atomically (no tool name in the metadata: equal inputs, equal bytes)."""
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", metadata={"Software": None}))
+
 
 def curve_plot(
     path: Path,
@@ -39,8 +46,7 @@ def curve_plot(
     ax.set_ylabel("macro AUROC (test), mean ± sd")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
+    save_png(fig, path)
     return path
 
 
@@ -111,6 +117,5 @@ def training_curves_plot(
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
+    save_png(fig, path)
     return path

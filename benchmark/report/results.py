@@ -29,7 +29,7 @@ from benchmark.config import signature
 from benchmark.eval.protocol import Prediction
 from benchmark.method.variant import parse_variant
 from benchmark.report.stats import bootstrap_indices
-from benchmark.storage import atomic_write
+from benchmark.storage import DamagedFileError, atomic_write, read_json
 
 log = logging.getLogger("benchmark")
 
@@ -95,28 +95,45 @@ class Cell:
         return f"{self.method} / {self.protocol}{variant} / seed {self.seed}"
 
 
+RECOMPUTE = "it is left out of reports and `run` recomputes it"
+
+
 def _read_record(path: Path) -> dict | None:
     """A finished cell's record with readable predictions; None (with a warning naming the file)
     when the JSON or its ``.preds.npz`` is missing, truncated or not a result."""
     if not path.exists():
         return None
     try:
-        record = json.loads(path.read_text())
-        if not isinstance(record, dict) or "cell" not in record or "metrics" not in record:
+        record = read_json(path, RECOMPUTE)
+        if "cell" not in record or "metrics" not in record:
             return None
-        if is_diverged(record):  # no predictions: nothing was scored
+        if is_diverged(record) or is_stale(record):  # no predictions (nothing was scored), or refused anyway
             return record
         preds = path.parent / record["predictions"]
         with np.load(preds) as saved:
             missing = {"y_true", "y_score", "record_ids"} - set(saved.files)
         if missing:
             raise ValueError(f"{preds.name} lacks {', '.join(sorted(missing))}")
+    except DamagedFileError as exc:
+        log.warning("%s", exc)
+        return None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
-        log.warning(
-            "%s is damaged (%s: %s); it is left out of reports and `run` recomputes it", path, type(exc).__name__, exc
-        )
+        log.warning("%s is damaged (%s: %s); %s", path, type(exc).__name__, exc, RECOMPUTE)
         return None
     return record
+
+
+def is_stale(record: dict) -> bool:
+    """A result written by an older version of the benchmark, before results carried the
+    signature of the configuration that produced them: what produced it cannot be checked."""
+    return "signature" not in record
+
+
+def stale_message(path: Path) -> str:
+    return (
+        f"{path} was written by an older version of the benchmark (it has no configuration signature, so what "
+        f"produced it cannot be checked); re-run with --rerun to replace it, or --out DIR to keep it"
+    )
 
 
 class ResultStore:
@@ -143,6 +160,8 @@ class ResultStore:
         record = self.load(cell)
         if record is None:
             return False
+        if is_stale(record):
+            raise StaleResultError(stale_message(self.path(cell)))
         if record["signature"] != signature:
             raise StaleResultError(
                 f"{self.path(cell)} was produced with a different configuration (code defaults or "
@@ -176,13 +195,15 @@ class ResultStore:
 
     def records(self) -> Iterator[dict]:
         """Every finished cell under the root, diverged ones included (internal folders —
-        checkpoints, run states, claims, logs — and temporary files skipped; damaged files named in
-        a warning and left out)."""
+        checkpoints, run states, claims, logs — and temporary files skipped; damaged and stale files
+        named in a warning and left out)."""
         for path in sorted(self.root.rglob("*.json")):
             if path.relative_to(self.root).parts[0].startswith(INTERNAL) or path.name.startswith("."):
                 continue
             record = _read_record(path)
-            if record is not None:
+            if record is not None and is_stale(record):
+                log.warning("%s; it is left out of reports", stale_message(path))
+            elif record is not None:
                 record["_path"] = str(path)
                 yield record
 

@@ -31,7 +31,7 @@ import torch
 
 from benchmark.config import ConfigError, signature
 from benchmark.method.base import Method
-from benchmark.storage import atomic_write
+from benchmark.storage import DamagedFileError, atomic_write, read_json
 from benchmark.train.flops import RULES, pretrain_step_flops, supervised_step_flops, synthetic_batch
 
 log = logging.getLogger("benchmark")
@@ -126,7 +126,10 @@ class FlopsMeter:
         )
         path = None if self.cache_dir is None else self.cache_dir / f"{method.name}_{key}.json"
         if path is not None and path.exists():
-            return int(json.loads(path.read_text())["flops_per_step"])
+            try:
+                return int(read_json(path, "it is measured again")["flops_per_step"])
+            except (DamagedFileError, KeyError, TypeError, ValueError) as exc:
+                log.warning("%s", exc if isinstance(exc, DamagedFileError) else f"{path} is damaged; measuring again")
         method.to(self.device)
         flops = pretrain_step_flops(method, synthetic_batch(method, batch_size).to(self.device))
         if path is not None:  # ranks and concurrent runs may race: each writes the same value atomically

@@ -4,6 +4,7 @@ checkpointed so that a killed run resumes where it stopped and gives the same we
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,14 @@ from benchmark.data.contract import ECGArrays
 from benchmark.data.loader import WindowBatchSampler, make_loader
 from benchmark.method.base import Method
 from benchmark.nn.layers import TRIVIAL
-from benchmark.storage import atomic_torch_save
+from benchmark.storage import DamagedFileError, atomic_torch_save, read_torch
 from benchmark.train import distributed
 from benchmark.train.budget import parse_budget
 from benchmark.train.monitor import TrainingMonitor, check_finite, max_lr
 from benchmark.train.optim import OptimConfig, build_optimizer
 from benchmark.train.runtime import autocast, rng_state, set_rng_state
+
+log = logging.getLogger("benchmark")
 
 
 @dataclass
@@ -115,6 +118,22 @@ def _loss_function(method: Method, device: torch.device, compile_model: bool):
     return torch.compile(module, dynamic=True) if compile_model else module
 
 
+def _checkpoint(path: Path, keys: tuple[str, ...], otherwise: str) -> dict | None:
+    """The checkpoint at ``path``; None when there is none, or (said in the log) when it is
+    damaged (a truncated file, a foreign format): the caller then does ``otherwise``."""
+    if not path.exists():
+        return None
+    try:
+        state = read_torch(path, otherwise)
+        missing = [key for key in keys if key not in state] if isinstance(state, dict) else list(keys)
+        if missing:
+            raise DamagedFileError(f"{path} lacks {', '.join(missing)}; {otherwise}")
+    except DamagedFileError as exc:
+        log.warning("%s", exc)
+        return None
+    return state
+
+
 def pretrain(
     method: Method,
     arrays: ECGArrays,
@@ -129,7 +148,9 @@ def pretrain(
     """Train ``method.pretrain_loss`` for ``cfg.steps`` steps; resumable from ``checkpoint_dir``.
 
     ``final.pt`` holds the finished weights and report (reused as is); ``last.pt`` holds the
-    latest periodic state (weights, optimiser, step, RNG) to resume from. Under ``torchrun``
+    latest periodic state (weights, optimiser, step, RNG) to resume from; a damaged one (truncated
+    by a full disk or a copy) is named in the log and ignored: the model is pretrained again, or
+    from step 0 (the weights of a fresh run). Under ``torchrun``
     each rank trains on its shard of every global batch and only rank 0 writes checkpoints.
     With ``profile_dir``, the first epoch is traced with torch.profiler into
     ``profile_dir/<method>_seed<seed>/`` (one trace and operator table per pretrained model).
@@ -138,8 +159,8 @@ def pretrain(
     throughput and gradient norm; a non-finite mean loss raises ``NonFiniteLossError``.
     """
     final_path, last_path = checkpoint_dir / "final.pt", checkpoint_dir / "last.pt"
-    if final_path.exists():
-        state = torch.load(final_path, map_location="cpu", weights_only=False)
+    state = _checkpoint(final_path, ("model", "report"), "pretraining again (the checkpoint is replaced when done)")
+    if state is not None:
         method.load_state_dict(state["model"])
         return PretrainReport(**state["report"])
 
@@ -164,8 +185,10 @@ def pretrain(
         )
     step, loss_curve, elapsed = 0, [], 0.0
     trivial_curve: list[tuple[int, dict[str, float]]] = []
-    if last_path.exists():
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
+    state = _checkpoint(
+        last_path, ("model", "optimizer", "step", "loss_curve", "wall_s", "rng"), "restarting pretraining from step 0"
+    )
+    if state is not None:
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, loss_curve, elapsed = state["step"], state["loss_curve"], state["wall_s"]
