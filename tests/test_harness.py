@@ -166,7 +166,7 @@ def test_finetuning_starts_from_the_linear_probe_of_the_initial_encoder(toy_arra
     with torch.no_grad():
         expected = probe.logits(method.features(batch.signals, batch.lead_mask))
         assert torch.allclose(model(batch.signals, batch.lead_mask), expected, atol=1e-4)
-    assert probe.val_macro_auroc > 0.7  # lead amplitudes are linearly decodable from a random encoder
+    assert probe.val_macro_auroc > 0.6  # lead amplitudes are linearly decodable from a random encoder (chance: 0.5)
     assert Classifier(method, 2, probe, probe_head=False).head.weight.abs().max() < 1e-3
 
     scratch, _ = build("scratch", toy_arrays, window_s=5.0)
