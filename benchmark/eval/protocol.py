@@ -8,6 +8,7 @@ method hyper-parameters (docs/design.md), so every method is evaluated the same 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,9 +31,21 @@ from benchmark.train.runtime import autocast
 
 @dataclass
 class Prediction:
-    y_true: np.ndarray  # (N, K) 0/1
+    y_true: np.ndarray  # (N, K) 0/1, NaN where the record's source never annotates the label
     y_score: np.ndarray  # (N, K) probabilities
     record_ids: np.ndarray  # (N,)
+    patient_ids: np.ndarray | None = None  # (N,): the unit the test-set bootstrap resamples
+
+    def with_patients(self, arrays: ECGArrays) -> Prediction:
+        """The same prediction with each record's patient id from ``arrays`` (ValueError naming a
+        record id the arrays do not hold)."""
+        index = {str(r): i for i, r in enumerate(np.asarray(arrays.record_ids).astype(str))}
+        ids = np.asarray(self.record_ids).astype(str)
+        missing = [r for r in ids if r not in index]
+        if missing:
+            raise ValueError(f"predicted record {missing[0]} is not a record of {arrays.name}")
+        rows = np.fromiter((index[r] for r in ids), dtype=np.int64, count=len(ids))
+        return dataclasses.replace(self, patient_ids=np.asarray(arrays.patient_ids)[rows].astype(str))
 
 
 @dataclass
@@ -111,7 +124,7 @@ class CellContext:
         if path.exists():
             with np.load(path) as stored:
                 if np.array_equal(stored["record_ids"], record_ids):
-                    labels = np.asarray(self.arrays.labels[indices], dtype=np.float32)
+                    labels = self.arrays.targets(indices)
                     return torch.from_numpy(stored["outputs"]), labels
         outputs, labels = compute(indices)
         if distributed.is_main():
@@ -194,7 +207,7 @@ def run_inference(
     rows = torch.cat(outputs)
     if shard:
         rows = distributed.gather_interleaved(rows, len(indices))
-    return rows.cpu(), np.asarray(arrays.labels[indices], dtype=np.float32)
+    return rows.cpu(), arrays.targets(indices)
 
 
 def extract_features(
