@@ -176,7 +176,7 @@ def test_patients_are_the_resampled_unit_where_results_stored_them(tmp_path):
     write_leaderboard(older.root, tmp_path / "LB2.md")
     board = (tmp_path / "LB2.md").read_text()
     assert "1000 resamples of 400 records (no patient ids stored with these results" in board
-    assert "`lamae`, `random_init`: one seed, so its seed variance is not in the tests" in board
+    assert "`lamae`, `random_init`: one seed, so the seed variance of these methods is not in the tests" in board
 
 
 def test_incompatible_configurations_and_budgets_get_separate_tables(results, tmp_path):

@@ -254,7 +254,9 @@ def main_table(table: Table, ts: TableStats | str) -> list[str]:
             "",
             f"Hierarchical bootstrap: seeds and {tests.resampling}; Holm over {tests.n_tests} distinct tests."
             + (
-                f" {', '.join(f'`{m}`' for m in single)}: one seed, so its seed variance is not in the tests."
+                f" {', '.join(f'`{m}`' for m in single)}: one seed, so the seed variance of "
+                + ("these methods" if len(single) > 1 else "this method")
+                + " is not in the tests."
                 if single
                 else ""
             ),

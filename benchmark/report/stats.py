@@ -340,9 +340,10 @@ def hierarchical_test(a: SeedScores, b: SeedScores | None = None, level: float =
     of the test-set part (the variance over resamples at all seeds; infinite degrees of freedom, as
     pROC's normal test) and the across-seed parts (s²/S with S - 1 degrees of freedom each; one
     paired part when both methods ran the same seeds, Welch's two otherwise); the CI is
-    (a - b) ± t · se, the set of differences this test would not reject. With few seeds the seed
-    part dominates and t has few degrees of freedom — a bootstrap read against the normal would
-    reject a true null 15 % of the time with 5 seeds. With one seed per method there is no
+    (a - b) ± t · se, the set of differences this test would not reject. Where the seeds dominate
+    the variance t has few degrees of freedom; simulated null rejection at 0.05 is 0.05-0.07 with
+    3 to 10 seeds, but 0.11 with 2 (the seed variance rests on one degree of freedom), against
+    0.15-0.49 for the test-set-only bootstrap (tests/test_stats.py). With one seed per method there is no
     across-seed part: T is pROC's bootstrap test (``roc.test(method = "bootstrap")``: the difference
     over the standard deviation of its resampled values, against the normal) and the seed
     variance is not in the test.
