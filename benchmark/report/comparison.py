@@ -191,7 +191,9 @@ class TableStats:
         return stats.SeedScores(self.seeds(method), point[:, k], resampled[:, :, k])
 
     def ci(self, method: str, level: float = 0.95) -> tuple[float, float]:
-        return stats.hierarchical_test(self.macro(method), level=level, seed=self.seed).ci
+        """CI of the seed-mean macro AUROC (clipped to [0, 1], as pROC clips an AUC's CI)."""
+        low, high = stats.hierarchical_test(self.macro(method), level=level, seed=self.seed).ci
+        return max(0.0, low), min(1.0, high)
 
     def difference(self, a: str, b: str) -> stats.Test:
         """Seed-mean macro AUROC of a minus b, with its hierarchical-bootstrap CI and p."""
