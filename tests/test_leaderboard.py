@@ -6,10 +6,12 @@ import re
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from benchmark.cli import main
 from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import Prediction
+from benchmark.report.comparison import TableStats, comparable_tables
 from benchmark.report.leaderboard import plots_dir_for, write_leaderboard
 from benchmark.report.results import Cell, ResultStore
 
@@ -177,6 +179,32 @@ def test_patients_are_the_resampled_unit_where_results_stored_them(tmp_path):
     board = (tmp_path / "LB2.md").read_text()
     assert "1000 resamples of 400 records (no patient ids stored with these results" in board
     assert "`lamae`, `random_init`: one seed, so the seed variance of these methods is not in the tests" in board
+
+
+def test_unknown_labels_survive_the_store_and_stay_out_of_every_resampled_auroc(tmp_path):
+    """Stored predictions keep which labels each test record's source never annotated (NaN when
+    read back); the leaderboard's AUROCs leave those records out of that label."""
+    store = ResultStore(tmp_path / "results")
+    y = labels_for(CONDITIONS).astype(float)
+    y[:150, 1] = np.nan  # the first 150 test records' source never annotates I440
+    rng = np.random.default_rng(0)
+    scores = 1 / (1 + np.exp(-(1.0 * (2 * np.nan_to_num(y) - 1) + rng.standard_normal(y.shape))))
+    scores[:150, 1] = 1.0  # an unknown label's score: as a negative it would drag the AUROC down
+    for method in ("lamae", "random_init"):
+        write_cell(store, method, 0, 1.0)
+        record = next(r for r in store.records() if r["cell"]["method"] == method)
+        store.write(Cell(**record["cell"]), record, Prediction(y, scores, np.array([f"r{i}" for i in range(N_TEST)])))
+    record = next(iter(store.records()))
+    read = store.predictions(record)["y_true"]
+    np.testing.assert_array_equal(np.isnan(read), np.isnan(y))
+    table = comparable_tables(list(store.records()))[0]
+    per_label = TableStats(table, store, n_resamples=50).per_label("lamae")[1][0]
+    known = ~np.isnan(y[:, 1])
+    assert per_label[:, 1].min() > roc_auc_score(np.nan_to_num(y[:, 1]), scores[:, 1])  # unknowns left out
+    assert np.allclose(
+        TableStats(table, store, n_resamples=50).per_label("lamae")[0][0, 1],
+        roc_auc_score(y[known, 1], scores[known, 1]),
+    )
 
 
 def test_incompatible_configurations_and_budgets_get_separate_tables(results, tmp_path):
