@@ -468,7 +468,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from benchmark.build import build_dataset, check_scopes
-    from benchmark.data.files import PreparedDataset
+    from benchmark.data.files import PreparedDataset, coverage_lines
     from benchmark.presets import get_preset
 
     if args.workers is not None and args.workers < 1:
@@ -494,6 +494,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         f"{dataset.name} at {fs} Hz, label set {label_set!r}: {len(arrays.signals)} records ({usable} usable), "
         f"{len(arrays.label_names)} labels; " + ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items())
     )
+    coverage = coverage_lines(arrays)
+    if coverage:  # sources with different vocabularies: a label a source never gives is unknown, not negative
+        print("labels each source can give (the others are unknown for its records, in no loss or metric):")
+        print("\n".join(f"  {line}" for line in coverage))
     if arrays.fingerprint:  # equal on every machine that holds the same data, wherever it sits
         print(f"data fingerprint {arrays.fingerprint}")
     return 0

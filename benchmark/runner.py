@@ -609,6 +609,8 @@ def run_unit(plan: RunPlan, unit: Unit, state: RunProgress) -> None:
                 )
         except NonFiniteLossError as exc:
             failure = exc
+        if output is not None:  # the test records' patients: the unit the leaderboard's bootstrap resamples
+            output.prediction = output.prediction.with_patients(plan.arrays)
         record = cell_record(
             planned,
             preset,

@@ -21,14 +21,19 @@ Label sets:
 - ``all``: every code of the tables (equivalents merged) with ``min_count`` training positives;
 - ``common``: the diagnoses shared with PTB-XL and LUDB (benchmark/data/common_labels.py),
   counted in every split; a record with none of them is an all-negative row.
+
+In every label set a label the record's source database never annotates is unknown for the
+record, not negative (``ECGArrays.label_sources``): the sources use different vocabularies (CPSC
+2018 names 9 classes, so of the common labels its records can give AF, IAVB, RBBB, LBBB, PAC and
+PVC only). The source follows from the record's name and what each source annotates from the
+Challenge tables' per-source counts (benchmark/data/challenge.py); ``prepare`` prints both.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -44,29 +49,13 @@ from ecgbench.data import (
     RandomSplitConfig,
     SignalSource,
     WfdbReader,
+    challenge_source,
     common_tokens,
     header_records,
     order_common,
     random_patient_splits,
     read_dx,
 )
-
-#: the database of a Challenge record, by its name's prefix (the Challenge's naming, Reyna et al. 2021) [paper]
-CHALLENGE_SOURCES = {
-    "A": "CPSC2018",
-    "Q": "CPSC-extra",
-    "I": "St Petersburg INCART",
-    "S": "PTB",
-    "HR": "PTB-XL",
-    "E": "Georgia",
-    "JS": "Chapman-Shaoxing/Ningbo",
-}
-
-
-def challenge_source(path: str) -> str:
-    """The source database of the record at ``path`` (``training/georgia/g1/E00015`` -> Georgia)."""
-    prefix = re.match(r"[A-Za-z]*", PurePosixPath(path).name).group()
-    return CHALLENGE_SOURCES.get(prefix.upper(), "other")
 
 
 @dataclass
@@ -86,6 +75,7 @@ class CinC(PreparedDataset):
     Config: ClassVar[type[DatasetConfig]] = CincConfig
     label_sets = ("scored", "all", "common")
     patient_namespace = "cinc"
+    label_semantics = "per-source vocabularies 1"  # labels a record's source never annotates are unknown
 
     @property
     def tables_dir(self) -> Path:
@@ -113,7 +103,7 @@ class CinC(PreparedDataset):
             np.array(self.record_paths, dtype=str),
             WfdbReader(str(self.root), self.record_paths, self.config.fs or None),
             10.0,
-            sources=np.array([challenge_source(path) for path in self.record_paths], dtype=str),
+            sources=np.array([challenge_source(path) or "other" for path in self.record_paths], dtype=str),
         )
 
     def annotate(self, source: SignalSource, label_set: str | None) -> Annotations:
@@ -155,10 +145,34 @@ class CinC(PreparedDataset):
                 continue
             labels.append(codes)
         annotations.labels = labels
+        annotations.sources, annotations.source_labels = self.sources(label_set, annotations)
         annotations.empty_is_negative = label_set in ("scored", "common")
         if label_set == "common":  # one label space across sources: counted in every split (datasets/ludb.py)
             annotations.count_splits = LABELLED_SPLITS
         return annotations
+
+    def sources(self, label_set: str, annotations: Annotations) -> tuple[np.ndarray, dict[str, list[str]]]:
+        """Each record's source database ("" where its name names none, noted in the report: all
+        its labels count as annotated) and the labels of ``label_set`` each source annotates."""
+        sources = np.array([challenge_source(path) or "" for path in self.record_paths], dtype=str)
+        for i in np.flatnonzero(sources == ""):
+            annotations.notes.append(
+                (
+                    int(i),
+                    "label source unknown",
+                    f"{self.record_paths[i]}: the name matches no Challenge source (A, Q, I, S, HR, E, JS); "
+                    "every label is counted as annotated",
+                )
+            )
+        vocabulary = {}
+        for source, codes in self.tables.annotated.items():
+            if label_set == "common":
+                vocabulary[source] = common_tokens("cinc", sorted(codes))
+            elif label_set == "scored":
+                vocabulary[source] = [code for code in self.tables.scored if code in codes]
+            else:
+                vocabulary[source] = sorted(codes)
+        return sources, vocabulary
 
     def describe_labels(self, names, label_set):
         if label_set == "common":

@@ -20,7 +20,11 @@ Patient ids are qualified by each source's patient namespace (``ptbxl:123``), so
 leakage checks work across sources; sources share no patients by id, and the same recording
 under two names is found by the runner's content guard (benchmark/data/duplicates.py). Members
 are built with ``min_count=1`` so that a label missing from a member's view truly has no positive
-there (it is then a negative column for that member's records).
+there: it is a negative column for the member's records whose source annotates it, and unknown for
+the others (``ECGArrays.label_sources``: CinC's CPSC 2018 records never annotate sinus
+bradycardia, so they are not its negatives; an unknown label is in no loss and no metric). A member
+without per-source vocabularies (PTB-XL, LUDB: every common label is in their code systems)
+annotates every common label.
 """
 
 from __future__ import annotations
@@ -146,6 +150,12 @@ class Transfer(DatasetPlugin):
         for (_, _, member), offset in zip(members, offsets):
             for j, name in enumerate(member.label_names):
                 labels[offset : offset + len(member.signals), columns.index(name)] = member.labels[:, j]
+        sources, source_labels = [], {}
+        for _, plugin, member in members:  # per record: the source that annotated it, qualified by the member
+            own = np.asarray(member.label_sources if member.label_sources is not None else [""] * len(member.signals))
+            own = own.astype(str)
+            sources.append(np.where(own == "", plugin.name, np.char.add(f"{plugin.name}:", own)))
+            source_labels.update({f"{plugin.name}:{source}": list(v) for source, v in member.source_labels.items()})
         train_counts, test_counts = labels[splits["train"]].sum(axis=0), labels[splits["test"]].sum(axis=0)
         kept = [j for j in range(len(columns)) if min(train_counts[j], test_counts[j]) >= self.config.min_count]
         if not kept:
@@ -180,6 +190,8 @@ class Transfer(DatasetPlugin):
             record_fingerprints=None
             if any(member.record_fingerprints is None for _, _, member in members)
             else np.concatenate([np.asarray(member.record_fingerprints) for _, _, member in members]),
+            label_sources=np.concatenate(sources) if source_labels else None,
+            source_labels=source_labels,
         )
         # by content, as every member: which records in which role, never where they sit
         arrays.fingerprint = signature(

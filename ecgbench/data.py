@@ -4,7 +4,7 @@ ICD-10 hierarchy, :func:`signature` (the stable short hash that keys caches and 
 PhysioNet/CinC Challenge's label tables and the common labels shared across sources."""
 
 from benchmark.config import signature, to_jsonable
-from benchmark.data.challenge import TABLE_FILES, ChallengeTables, header_records, read_dx
+from benchmark.data.challenge import TABLE_FILES, ChallengeTables, challenge_source, header_records, read_dx
 from benchmark.data.common_labels import COMMON_LABELS, CommonLabel, common_tokens, order_common
 from benchmark.data.contract import data_identity
 from benchmark.data.files import (
@@ -38,6 +38,7 @@ __all__ = [
     "data_identity",
     "TABLE_FILES",
     "ChallengeTables",
+    "challenge_source",
     "header_records",
     "read_dx",
     "COMMON_LABELS",

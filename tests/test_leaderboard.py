@@ -6,10 +6,12 @@ import re
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from benchmark.cli import main
 from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import Prediction
+from benchmark.report.comparison import TableStats, comparable_tables
 from benchmark.report.leaderboard import plots_dir_for, write_leaderboard
 from benchmark.report.results import Cell, ResultStore
 
@@ -32,6 +34,7 @@ def write_cell(
     protocol="linear",
     names=CONDITIONS,
     dataset="synthetic",
+    label_set="labels",
     protocol_config=None,
     variant="",
     variant_identity=None,
@@ -40,13 +43,15 @@ def write_cell(
     details=None,
     downstream=None,
     loss_ratio=0.5,
+    patients=None,
 ):
-    """A result whose scores separate the classes with strength ``skill`` (0 = chance)."""
+    """A result whose scores separate the classes with strength ``skill`` (0 = chance); ``patients``:
+    the test records' patient ids (None: a result written before they were stored)."""
     y = labels_for(names)
     rng = np.random.default_rng([seed, *map(ord, method)])
     scores = 1 / (1 + np.exp(-(skill * (2.0 * y - 1) + rng.standard_normal(y.shape))))
     pretrains = method not in ("random_init", "scratch", "xresnet1d", "ecg_features")
-    cell = Cell(dataset, "labels", "cpu", method, protocol, seed, variant)
+    cell = Cell(dataset, label_set, "cpu", method, protocol, seed, variant)
     record = {
         "signature": f"{method}{seed}{variant}",
         "label_names": names,
@@ -54,7 +59,7 @@ def write_cell(
             "dataset": dataset,
             "dataset_config": {"n": 1},
             "input": {"fs": 100},
-            "label_set": "labels",
+            "label_set": label_set,
             "preset": "cpu",
             "protocol": protocol,
             "protocol_config": protocol_config or {"max_iter": 300},
@@ -93,7 +98,7 @@ def write_cell(
             "git": {"commit": "abc", "dirty": False},
         },
     }
-    store.write(cell, record, Prediction(y, scores, np.array([f"r{i}" for i in range(N_TEST)])))
+    store.write(cell, record, Prediction(y, scores, np.array([f"r{i}" for i in range(N_TEST)]), patients))
 
 
 @pytest.fixture
@@ -140,6 +145,73 @@ def test_leaderboard_has_cis_significance_and_compute_columns(results, tmp_path)
     stamp = indices[0].stat().st_mtime_ns
     write_leaderboard(results.root, path)
     assert path.read_text() == board and indices[0].stat().st_mtime_ns == stamp  # reused, deterministic
+
+
+def test_a_test_that_is_both_vs_best_and_vs_a_reference_counts_once_in_holm(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    for seed in range(3):
+        write_cell(store, "ecg_features", seed, 2.0)  # a reference, and the best
+        write_cell(store, "lamae", seed, 1.0)
+        write_cell(store, "random_init", seed, 0.3)
+    write_leaderboard(store.root, tmp_path / "LB.md")
+    board = (tmp_path / "LB.md").read_text()
+    section = board.split("## synthetic · labels · preset `cpu` · linear")[1].split("\n## ")[0]
+    assert "Holm over 3 distinct tests" in section  # not 6: lamae/random_init vs best = vs ecg_features
+    rows = table_rows(board, "## synthetic · labels · preset `cpu` · linear")
+    header = [c.strip() for c in rows["method"].split("|")[1:-1]]
+    cells = {m: dict(zip(header, (c.strip() for c in rows[m].split("|")[1:-1]))) for m in rows if m != "method"}
+    assert cells["lamae"]["Δ best (p Holm)"] == cells["lamae"]["Δ ecg_features (p Holm)"]
+    forward, backward = cells["random_init"]["Δ ecg_features (p Holm)"], cells["ecg_features"]["Δ random_init (p Holm)"]
+    assert forward.startswith("-") and backward.startswith("+") and forward[1:] == backward[1:]  # one test, both ways
+
+
+def test_patients_are_the_resampled_unit_where_results_stored_them(tmp_path):
+    patients = np.repeat(np.arange(N_TEST // 2), 2).astype(str)  # two test records per patient
+    store = ResultStore(tmp_path / "results")
+    for method, skill in (("lamae", 1.0), ("random_init", 0.3)):
+        for seed in range(2):
+            write_cell(store, method, seed, skill, patients=patients)
+    record = next(r for r in store.records() if r["cell"]["method"] == "lamae")
+    np.testing.assert_array_equal(store.predictions(record)["patient_ids"], patients)
+    write_leaderboard(store.root, tmp_path / "LB.md")
+    assert "1000 resamples of 200 patients (400 records), stratified by label" in (tmp_path / "LB.md").read_text()
+    counts = next((store.root / "_bootstrap").rglob("*.npz"))
+    with np.load(counts) as saved:
+        pairs = saved["counts"].reshape(1000, N_TEST // 2, 2)
+    assert (pairs[:, :, 0] == pairs[:, :, 1]).all()  # a patient's two records are drawn together
+    older = ResultStore(tmp_path / "older")  # results without patient ids: records, said in the footnote
+    for method, skill in (("lamae", 1.0), ("random_init", 0.3)):
+        write_cell(older, method, 0, skill)
+    write_leaderboard(older.root, tmp_path / "LB2.md")
+    board = (tmp_path / "LB2.md").read_text()
+    assert "1000 resamples of 400 records (no patient ids stored with these results" in board
+    assert "`lamae`, `random_init`: one seed, so the seed variance of these methods is not in the tests" in board
+
+
+def test_unknown_labels_survive_the_store_and_stay_out_of_every_resampled_auroc(tmp_path):
+    """Stored predictions keep which labels each test record's source never annotated (NaN when
+    read back); the leaderboard's AUROCs leave those records out of that label."""
+    store = ResultStore(tmp_path / "results")
+    y = labels_for(CONDITIONS).astype(float)
+    y[:150, 1] = np.nan  # the first 150 test records' source never annotates I440
+    rng = np.random.default_rng(0)
+    scores = 1 / (1 + np.exp(-(1.0 * (2 * np.nan_to_num(y) - 1) + rng.standard_normal(y.shape))))
+    scores[:150, 1] = 1.0  # an unknown label's score: as a negative it would drag the AUROC down
+    for method in ("lamae", "random_init"):
+        write_cell(store, method, 0, 1.0)
+        record = next(r for r in store.records() if r["cell"]["method"] == method)
+        store.write(Cell(**record["cell"]), record, Prediction(y, scores, np.array([f"r{i}" for i in range(N_TEST)])))
+    record = next(iter(store.records()))
+    read = store.predictions(record)["y_true"]
+    np.testing.assert_array_equal(np.isnan(read), np.isnan(y))
+    table = comparable_tables(list(store.records()))[0]
+    per_label = TableStats(table, store, n_resamples=50).per_label("lamae")[1][0]
+    known = ~np.isnan(y[:, 1])
+    assert per_label[:, 1].min() > roc_auc_score(np.nan_to_num(y[:, 1]), scores[:, 1])  # unknowns left out
+    assert np.allclose(
+        TableStats(table, store, n_resamples=50).per_label("lamae")[0][0, 1],
+        roc_auc_score(y[known, 1], scores[known, 1]),
+    )
 
 
 def test_incompatible_configurations_and_budgets_get_separate_tables(results, tmp_path):
@@ -233,21 +305,44 @@ def test_sweeps_become_tables_and_embedded_plots(results, tmp_path):
 def test_reported_numbers_sit_beside_but_apart_from_measured_ones(tmp_path):
     store = ResultStore(tmp_path / "results")
     for method in ("lamae", "random_init"):
-        write_cell(store, method, 0, 1.0, dataset="mimic-iv-ecg")
+        write_cell(store, method, 0, 1.0, dataset="mimic-iv-ecg", label_set="chapter-ix")
     write_leaderboard(store.root, tmp_path / "LB.md")
     board = (tmp_path / "LB.md").read_text()
-    table = board.split("## mimic-iv-ecg · labels · preset `cpu` · linear")[1].split("\n## ")[0]
-    measured, reported = table.split("Reported in the literature (not measured here")
+    table = board.split("## mimic-iv-ecg · chapter-ix · preset `cpu` · linear")[1].split("\n## ")[0]
+    measured, reported = table.split("Reported in the literature for the same task (not measured here")
     assert "0.8345" not in measured and "| LAMAE" in reported and "0.8345" in reported
     assert "| lamae" in measured and "| lamae" not in reported
+    assert "cardiac ICD codes" not in table  # the reality check's MIMIC task is another task
+
+
+def test_the_literature_box_quotes_the_anchor_of_the_same_task_only(tmp_path):
+    """PTB-XL superdiagnostic gets Strodthoff et al.'s xresnet1d101 anchor (0.928) with its caveats
+    and none of the all-statements numbers; another PTB-XL task gets no superdiagnostic anchor."""
+    store = ResultStore(tmp_path / "results")
+    for label_set, names in (("superdiagnostic", ["CD", "HYP", "MI", "NORM", "STTC"]), ("form", CONDITIONS)):
+        for method in ("lamae", "scratch", "xresnet1d"):
+            write_cell(store, method, 0, 1.0, dataset="ptbxl", label_set=label_set, protocol="finetune", names=names)
+    write_leaderboard(store.root, tmp_path / "LB.md")
+    board = (tmp_path / "LB.md").read_text()
+    superdiagnostic = board.split("## ptbxl · superdiagnostic · preset `cpu` · finetune")[1].split("\n## ")[0]
+    box = superdiagnostic.split("Reported in the literature for the same task")[1]
+    assert "Strodthoff et al. 2021" in box and "| xresnet1d101" in box and "0.9280" in box and "`xresnet1d`" in box
+    assert "about 17 thousand training records" in box and "2.5-s" in box and "maximum" in box
+    assert "all statements" not in superdiagnostic and "0.940" not in superdiagnostic  # the reality check's task
+    form = board.split("## ptbxl · form · preset `cpu` · finetune")[1].split("\n## ")[0]
+    assert "Reported in the literature" not in form and "xresnet1d101" not in form, form
+    closing = board.split("## Reported in the literature (not measured here)")[1]
+    assert "0.9280" in closing and "all statements" in closing  # every number, in the closing section
 
 
 def test_compare_prints_paired_tests_with_p_values(results, capsys):
     assert main(["compare", "lamae", "random_init", "--results", str(results.root), "--resamples", "300"]) == 0
     out = capsys.readouterr().out
-    assert "paired bootstrap (300 resamples" in out
-    assert re.search(r"across seeds \(paired t-test over seeds 0,1,2\).*p = [0-9.e-]+", out)
-    assert "DeLong per label" in out and "p (Holm)" in out
+    assert "hierarchical bootstrap: seeds and test records resampled; 300 resamples of 400 records" in out
+    assert re.search(
+        r"lamae - random_init .* = \+0\.\d{4}, 95 % CI \[.*\], t = .*, p = \S+ \(seeds \d+ % of the variance, df ", out
+    )
+    assert "per label (seed-mean AUROC, the same hierarchical bootstrap" in out and "p (Holm)" in out
     assert len(re.findall(r"^I(48|440|210) ", out, flags=re.M)) == 3
     assert main(["compare", "lamae", "scratch", "--results", str(results.root)]) == 2
     assert "no comparable results of both lamae and scratch" in capsys.readouterr().err
@@ -287,7 +382,7 @@ def test_the_ablation_ladder_tests_each_rung_against_its_one_factor_neighbour(tm
     assert (worse["p Holm"] == "<0.0001" or float(worse["p Holm"]) < 0.05) and worse["verdict"] == "lamae higher"
     assert same["verdict"] == "no significant difference" and float(same["p Holm"]) >= 0.05
     assert untested["Δ (95 % CI)"] == "not tested" and untested["vs"].startswith("not run: token-level LA with a skip")
-    assert re.fullmatch(r"[+-]\d\.\d{4} \(p=\S+\)", worse["across seeds"])
+    assert re.fullmatch(r"seeds \d+ % of the variance, df \d+\.\d", worse["variance"])
     assert "masking LA's input" in worse["what the difference measures"]
     assert "no ladder" not in board and board.count("Ablation ladder of") == 1
 
@@ -300,11 +395,11 @@ def test_no_ladder_table_without_a_rung(results, tmp_path):
 def test_the_lamae_papers_ix_row_is_compared_with_the_measured_single_label_ix_and_scratch_with_random_init(tmp_path):
     store = ResultStore(tmp_path / "results")
     for method in ("lamae", "random_init"):
-        write_cell(store, method, 0, 1.0, dataset="mimic-iv-ecg", names=ICD)
+        write_cell(store, method, 0, 1.0, dataset="mimic-iv-ecg", label_set="chapter-ix", names=ICD)
     write_leaderboard(store.root, tmp_path / "LB.md")
     board = (tmp_path / "LB.md").read_text()
-    section = board.split("## mimic-iv-ecg · labels · preset `cpu` · linear")[1].split("\n## ")[0]
-    measured, reported = section.split("Reported in the literature (not measured here")
+    section = board.split("## mimic-iv-ecg · chapter-ix · preset `cpu` · linear")[1].split("\n## ")[0]
+    measured, reported = section.split("Reported in the literature for the same task (not measured here")
     single = {
         line.split("|")[2].strip(): line
         for line in measured.split("Single labels reported by")[1].splitlines()

@@ -4,17 +4,20 @@ PTB-XL, and the cross-source transfer dataset built from all three."""
 from __future__ import annotations
 
 import ast
+import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import run_cli
 from ecg_fixtures import mini_cinc, mini_ludb, mini_ptbxl, rdsamp_leads, shared_ptbxl, shared_source, write_challenge
 from scipy.signal import resample_poly
 
 from benchmark.build import build_dataset
 from benchmark.config import ConfigError
-from benchmark.data.challenge import ChallengeTables
+from benchmark.data.challenge import SOURCES, ChallengeTables, challenge_source, read_dx
 from benchmark.data.common_labels import COMMON_LABELS, common_tokens
 from benchmark.data.contract import LEADS, LeakageError
 from benchmark.data.pool import pretraining_pool
@@ -151,6 +154,110 @@ def test_cinc_records_shorter_than_the_window_are_excluded_with_the_fix(cinc, tm
     short = excluded[excluded.detail.str.startswith("record has")]
     assert {"A0002", "HR06002", "JS20006"} <= set(short.record_id)  # 10 s records
     assert short.detail.str.contains("12 s are needed (lower preprocess.duration_s to keep it)", regex=False).all()
+
+
+# -- labels a source never annotates are unknown ------------------------------------------------
+CPSC_COMMON = ["AF", "IAVB", "RBBB", "LBBB", "PAC", "PVC"]  # CPSC 2018's 9 classes, on the common labels
+
+
+def test_every_cpsc_record_of_the_real_sample_gives_only_its_nine_classes():
+    """All 155 CPSC 2018 (``A*``) records of ../shared/data/cinc2021: their source is CPSC, the
+    Challenge tables count records of CPSC's 9 classes only (6 of the common labels), and no CPSC
+    header carries a positive outside them — what their masks are built from."""
+    root = shared_source("cinc2021")
+    tables = ChallengeTables.read(root)
+    manifest = pd.read_csv(root / "MANIFEST.csv", dtype=str)
+    cpsc = manifest.record[manifest.dataset == "CPSC2018"].tolist()
+    assert len(cpsc) == 155 and {challenge_source(r) for r in cpsc} == {"CPSC"}
+    assert {challenge_source(r) for r in manifest.record[manifest.dataset != "CPSC2018"]} <= set(SOURCES) - {"CPSC"}
+    assert challenge_source("JS10646") == "Chapman_Shaoxing" and challenge_source("JS10647") == "Ningbo"
+    assert challenge_source("training/cpsc_2018/g1/A0001") == "CPSC" and challenge_source("x17") is None
+    assert len(tables.annotated["CPSC"]) == 9
+    assert common_tokens("cinc", sorted(tables.annotated["CPSC"])) == CPSC_COMMON
+    for record in cpsc:
+        codes, _ = tables.map_tokens(read_dx(root / f"{record}.hea"))
+        assert set(codes) <= tables.annotated["CPSC"], record
+
+
+def test_cinc_labels_a_cpsc_record_never_annotates_are_unknown_not_negative(cinc):
+    tmp, root, views = cinc
+    arrays = views["common"]
+    targets = arrays.targets()
+    rows = {record: k for k, record in enumerate(arrays.record_ids)}
+    for record in ("A0001", "A0002", "A0011", "A0015", "A0017"):  # CPSC 2018
+        known = {name for name, value in zip(arrays.label_names, targets[rows[record]]) if not np.isnan(value)}
+        assert known == set(CPSC_COMMON) & set(arrays.label_names), record
+    assert np.isfinite(targets[rows["HR06002"]]).all()  # PTB-XL annotates every common label
+    assert set(arrays.label_names) - set(CPSC_COMMON)  # so some labels are unknown for CPSC records
+    georgia = ChallengeTables.read(root).annotated["Georgia"]
+    assert set(arrays.source_labels["Georgia"]) == set(common_tokens("cinc", sorted(georgia)))
+    view = json.loads(next((tmp / "cache" / "cinc").glob("fs100-*/views/common-*/view.json")).read_text())
+    cpsc = view["label_sources"]["CPSC"]
+    assert cpsc["records"] == 5 and set(cpsc["labels"]) == set(CPSC_COMMON) & set(arrays.label_names)
+    assert "SB" not in cpsc["labels"] or "SB" not in arrays.label_names
+    scored = views["scored"]  # every label set: the scored codes CPSC never annotates are unknown too
+    row = list(scored.record_ids).index("A0017")
+    assert np.isnan(scored.targets()[row]).sum() == len(scored.label_names) - len(
+        set(scored.label_names) & ChallengeTables.read(root).annotated["CPSC"]
+    )
+    result = run_cli(
+        "prepare",
+        "--dataset",
+        "cinc",
+        "--root",
+        str(root),
+        "--labels",
+        "common",
+        "--cache-dir",
+        str(tmp / "cache"),
+        "--no-progress",
+        "--set",
+        "cinc.val_fraction=0",
+        "--set",
+        "cinc.test_fraction=0",
+        "--set",
+        "cinc.max_excluded_fraction=0.2",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "labels each source can give" in result.stdout
+    assert re.search(r"CPSC \(5 records\) gives [A-Za-z, ]+; unknown for its records: ", result.stdout)
+
+
+def test_unknown_labels_are_in_no_loss_and_no_metric():
+    from benchmark.eval.losses import known_bce
+    from benchmark.eval.metrics import classification_report
+
+    y = np.array([[1, 0], [0, np.nan], [1, 1], [0, 0], [0, np.nan]], dtype=np.float32)
+    logits = torch.tensor([[2.0, -1.0], [-1.0, 5.0], [1.0, 1.0], [-2.0, -3.0], [0.5, -7.0]])
+    known = ~np.isnan(y)
+    plain = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, torch.from_numpy(np.nan_to_num(y)), reduction="none"
+    )
+    assert known_bce(logits, torch.from_numpy(y)).item() == pytest.approx(plain[torch.from_numpy(known)].mean().item())
+    per_label = known_bce(logits, torch.from_numpy(y), per_label=True)
+    assert per_label[1].item() == pytest.approx(plain[[0, 2, 3], 1].mean().item())
+    grad = torch.zeros_like(logits, requires_grad=True)
+    known_bce(grad, torch.from_numpy(y)).backward()
+    assert (grad.grad[~torch.from_numpy(known)] == 0).all()  # an unknown label pulls on nothing
+    scores = np.array([[0.9, 0.2], [0.1, 0.99], [0.8, 0.7], [0.2, 0.1], [0.3, 0.95]])
+    report = classification_report(y, scores, ["a", "b"])
+    assert report["per_label_auroc"]["b"] == 1.0  # as a negative, records 2 and 5 would rank above the positive
+    assert report["n_known"] == {"a": 5, "b": 3}
+
+
+def test_transfer_cpsc_training_records_carry_their_sources_label_mask(transfer):
+    _, _, _, _, arrays = transfer
+    targets = arrays.targets(arrays.splits["train"])
+    records = np.asarray(arrays.record_ids)[arrays.splits["train"]]
+    assert any(str(r).startswith("cinc:A") for r in records)  # CPSC 2018 records are trained on
+    for record, row in zip(records, targets):
+        known = {n for n, v in zip(arrays.label_names, row) if not np.isnan(v)}
+        if str(record).startswith("cinc:A"):
+            assert known == set(CPSC_COMMON) & set(arrays.label_names), record
+        elif str(record).startswith("ludb:"):
+            assert known == set(arrays.label_names), record  # LUDB's texts cover every common label
+    assert np.isfinite(arrays.targets(arrays.splits["test"])).all()  # PTB-XL: every label known
+    assert arrays.label_coverage()["cinc:CPSC"]["unknown"]
 
 
 # -- the common labels and the transfer dataset ---------------------------------------------------

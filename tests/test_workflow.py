@@ -4,6 +4,7 @@ TensorBoard, progress and `status`, exports — unit tests first, then two smoke
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -288,6 +289,9 @@ def test_a_run_records_curves_shows_them_in_the_leaderboard_and_writes_tensorboa
     assert len(finetune["details"]["train_loss_history"]) == finetune["details"]["epochs_run"]
     assert [s for s, _ in finetune["compute"]["pretrain"]["loss_curve"]] == [3, 6]
     board = (out / "LEADERBOARD.md").read_text()
+    with np.load(out / "synthetic/conditions/smoke/lamae/linear_seed0.preds.npz") as preds:  # the bootstrap's unit
+        assert 0 < len(set(preds["patient_ids"])) < len(preds["record_ids"])  # two records per synthetic patient
+    assert re.search(r"resamples of \d+ patients \(\d+ records\), stratified by label", board)
     images = [line for line in board.splitlines() if line.startswith("![Training curves")]
     assert len(images) == 2  # one per table: linear and finetune
     for line in images:

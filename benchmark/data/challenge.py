@@ -18,6 +18,13 @@ BSD-2) and ``evaluation-2020`` (``Dx_map.csv``).
   names two codes in ``Dx_map.csv``; CPSC's is 164884008, 700 records in the CPSC column).
 - A code or name that no table knows is not guessed: it is dropped from the record's labels and
   reported.
+- **Sources annotate different codes.** The Challenge pools databases labelled with different
+  vocabularies: CPSC 2018 names 9 classes, so its records are not negatives for sinus bradycardia
+  or LVH, they were never read for them. The 2021 tables count each code's records per source
+  (columns ``CPSC`` ... ``Ningbo``); a source annotates a code when the tables count a record of
+  it (or of an equivalent code) there [choice: the sources' own label lists are not all published].
+  A record's source follows from its name (:data:`SOURCE_PREFIXES`; ``JS`` records up to
+  ``JS10646`` are Chapman-Shaoxing, later ones Ningbo, as the 2021 release numbers them).
 """
 
 from __future__ import annotations
@@ -43,6 +50,40 @@ TABLES_FIX = (
     "from physionetchallenges/evaluation-2021, eval2020_Dx_map.csv from evaluation-2020) or set cinc.tables_dir"
 )
 CPSC_ALIASES = {"Normal": "NSR", "I-AVB": "IAVB"}  # CPSC 2018 class names the tables spell otherwise
+#: record-name prefix -> the 2021 tables' source column (longest prefix first; JS: see challenge_source)
+SOURCE_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("HR", "PTB_XL"),
+    ("JS", "Chapman_Shaoxing"),
+    ("A", "CPSC"),
+    ("Q", "CPSC_Extra"),
+    ("I", "StPetersburg"),
+    ("S", "PTB"),
+    ("E", "Georgia"),
+)
+SOURCES: tuple[str, ...] = (
+    "CPSC",
+    "CPSC_Extra",
+    "StPetersburg",
+    "PTB",
+    "PTB_XL",
+    "Georgia",
+    "Chapman_Shaoxing",
+    "Ningbo",
+)
+LAST_CHAPMAN = 10646  # JS00001-JS10646 Chapman-Shaoxing, JS10647-JS45551 Ningbo (2021 release)
+_RECORD_NAME = re.compile(r"^([A-Z]+)(\d+)$")
+
+
+def challenge_source(record: str) -> str | None:
+    """The source database of a Challenge record from its name (``A0001`` -> ``CPSC``; a path's
+    last part is the name); None for a name no source uses."""
+    found = _RECORD_NAME.match(record.rsplit("/", 1)[-1].upper())
+    if found is None:
+        return None
+    prefix, number = found.groups()
+    if prefix == "JS":
+        return "Chapman_Shaoxing" if int(number) <= LAST_CHAPMAN else "Ningbo"
+    return next((source for start, source in SOURCE_PREFIXES if prefix == start), None)
 
 
 def header_records(root: Path) -> list[str]:
@@ -67,6 +108,8 @@ class ChallengeTables:
     canonical: dict[str, str]  # code -> the code it is scored as (itself unless an equivalent)
     cpsc: dict[str, str]  # CPSC 2018 class name -> code
     files: list[Path] = field(default_factory=list)
+    #: source column -> the canonical codes the tables count records of there
+    annotated: dict[str, set[str]] = field(default_factory=dict)
 
     @classmethod
     def read(cls, directory: Path) -> ChallengeTables:
@@ -80,6 +123,11 @@ class ChallengeTables:
         old = read_csv(paths[2], ("dx", "SNOMED code", "Abbreviation"), TABLES_FIX, dtype=str).rename(
             columns={"dx": "Dx", "SNOMED code": "SNOMEDCTCode"}
         )
+        missing = [s for s in SOURCES if s not in scored.columns or s not in unscored.columns]
+        if missing:
+            raise DataError(
+                f"the Challenge tables in {directory} lack the source column(s) {', '.join(missing)}; {TABLES_FIX}"
+            )
         rows = pd.concat([scored, unscored, old.assign(CPSC="0")], ignore_index=True)
         rows = rows.assign(SNOMEDCTCode=rows.SNOMEDCTCode.str.strip(), Abbreviation=rows.Abbreviation.str.strip())
         names: dict[str, str] = {}
@@ -101,7 +149,16 @@ class ChallengeTables:
                 )
             cpsc[cpsc_name] = codes[0]
         ordered_scored = list(dict.fromkeys(canonical[c] for c in scored.SNOMEDCTCode.str.strip()))
-        return cls(names, ordered_scored, canonical, cpsc, paths)
+        counted = pd.concat([scored, unscored], ignore_index=True)
+        annotated = {
+            source: {
+                canonical[code.strip()]
+                for code, n in zip(counted.SNOMEDCTCode, pd.to_numeric(counted[source], errors="coerce").fillna(0))
+                if n > 0
+            }
+            for source in SOURCES
+        }
+        return cls(names, ordered_scored, canonical, cpsc, paths, annotated)
 
     def map_tokens(self, tokens: list[str]) -> tuple[list[str], list[str]]:
         """(canonical codes, tokens no table knows) of one record's ``# Dx:`` tokens."""

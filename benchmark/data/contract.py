@@ -92,6 +92,13 @@ class ECGArrays:
     ``label_parents`` optionally maps a label to its parent labels (ICD hierarchy).
     ``record_fingerprints`` (N, D): each record's content fingerprint (benchmark/data/duplicates.py),
     for datasets prepared from files; None for generated data.
+    ``label_sources`` (N,) str and ``source_labels``: where one dataset pools sources labelled with
+    different vocabularies (the CinC Challenge's CPSC 2018 records name 9 classes; a transfer task
+    pools PTB-XL, LUDB and CinC), each record's source and, per source, the labels of the label set
+    it annotates (names beyond ``label_names`` allowed). A label its source does not annotate is
+    unknown for the record — neither positive nor negative, in no loss and no metric
+    (:meth:`known_labels`, :meth:`targets`); a source not in ``source_labels`` (or ``""``) and
+    ``label_sources`` None mean every label is known. A positive is always known.
     ``fingerprint`` identifies the records, their signals and their splits by content (set by the
     dataset plugin's ``load``; label-set independent: results add the label set), so a result
     does not depend on where the data sits; "" when unknown (arrays built in memory).
@@ -109,10 +116,12 @@ class ECGArrays:
     label_descriptions: dict[str, str] = field(default_factory=dict)
     label_parents: dict[str, list[str]] = field(default_factory=dict)
     record_fingerprints: np.ndarray | None = None
+    label_sources: np.ndarray | None = None
+    source_labels: dict[str, list[str]] = field(default_factory=dict)
     fingerprint: str = ""
 
     _ARRAYS: ClassVar[tuple[str, ...]] = ("signals", "lead_mask", "labels", "patient_ids", "record_ids")
-    _OPTIONAL_ARRAYS: ClassVar[tuple[str, ...]] = ("record_fingerprints",)
+    _OPTIONAL_ARRAYS: ClassVar[tuple[str, ...]] = ("record_fingerprints", "label_sources")
 
     def __post_init__(self):
         n = len(self.signals)
@@ -163,7 +172,7 @@ class ECGArrays:
             meta = {
                 f.name: getattr(self, f.name)
                 for f in fields(self)
-                if f.name in ("name", "fs", "label_names", "label_descriptions", "label_parents")
+                if f.name in ("name", "fs", "label_names", "label_descriptions", "label_parents", "source_labels")
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
             if directory.exists():
@@ -195,6 +204,43 @@ class ECGArrays:
         """Same records, only the named label columns (in the given order)."""
         index = [self.label_names.index(k) for k in keep]
         return ECGArrays(**{**self.__dict__, "labels": self.labels[:, index], "label_names": list(keep)})
+
+    def known_labels(self, indices: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """(len(indices), K) bool: whether each record's source annotates each label."""
+        labels = np.asarray(self.labels[indices])
+        known = np.ones(labels.shape, dtype=bool)
+        if self.label_sources is None:
+            return known
+        sources = np.asarray(self.label_sources[indices]).astype(str)
+        for source, given in self.source_labels.items():
+            rows = sources == source
+            if rows.any():
+                known[rows] = np.isin(self.label_names, given)[None, :]
+        return known | (labels > 0)
+
+    def targets(self, indices: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """float32 (len(indices), K) labels of the given records, NaN where the label is unknown for
+        the record (:meth:`known_labels`): what every loss and metric reads."""
+        targets = np.asarray(self.labels[indices], dtype=np.float32)
+        targets[~self.known_labels(indices)] = np.nan
+        return targets
+
+    def label_coverage(self) -> dict[str, dict[str, Any]]:
+        """Per source: its records and the labels of ``label_names`` it can give and cannot (for
+        preparation reports); empty when every record knows every label."""
+        if self.label_sources is None:
+            return {}
+        sources = np.asarray(self.label_sources).astype(str)
+        coverage = {}
+        for source in sorted(set(sources.tolist())):
+            given = self.source_labels.get(source)
+            gives = [n for n in self.label_names if given is None or n in given]
+            coverage[source or "(unknown source)"] = {
+                "records": int((sources == source).sum()),
+                "labels": gives,
+                "unknown": [n for n in self.label_names if n not in gives],
+            }
+        return coverage
 
 
 @dataclass

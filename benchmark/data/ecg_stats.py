@@ -64,9 +64,7 @@ class RecordStats:
 
     @property
     def mean_correlation(self) -> np.ndarray:
-        with warnings.catch_warnings():  # a lead masked in every record leaves NaN, as it should
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmean(self.correlation, axis=0)
+        return _mean_correlation(self.correlation)
 
 
 def correlation_distance(a: RecordStats, b: RecordStats) -> float:
@@ -158,19 +156,112 @@ def rhythm_lead_waves(lead: np.ndarray, fs: int) -> tuple[np.ndarray, dict[str, 
         }
 
 
-def ptbxl_norm(
-    root: str | Path, fs: int, cache_root: str | Path, progress: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Signals (N, 12, T) and lead masks of the PTB-XL records at ``root`` whose diagnostic
-    superclasses are NORM alone (290 of the 500 records in ``../shared/data/ptbxl``), prepared by
-    the ``ptbxl`` plugin into ``cache_root`` exactly as a benchmark run prepares them."""
+#: the synthetic default was fitted to the PTB-XL NORM records with ecg_id up to this (datasets/synthetic.py);
+#: records after it were never seen by the fit and are the held-out half
+FIT_LAST_ECG_ID = 500
+
+
+@dataclass
+class NormRecords:
+    """PTB-XL records whose diagnostic superclasses are NORM alone, as a benchmark run prepares them."""
+
+    signals: np.ndarray  # (N, 12, T) mV
+    lead_mask: np.ndarray  # (N, 12)
+    ecg_ids: np.ndarray  # (N,) int
+    patient_ids: np.ndarray  # (N,) str
+
+    def part(self, rows: np.ndarray) -> NormRecords:
+        return NormRecords(self.signals[rows], self.lead_mask[rows], self.ecg_ids[rows], self.patient_ids[rows])
+
+    def halves(self) -> tuple[NormRecords, NormRecords]:
+        """The fit half (ecg_id <= :data:`FIT_LAST_ECG_ID`, the records the generator was fitted to)
+        and the held-out half (later ecg_ids of patients the fit half does not hold)."""
+        fit = self.ecg_ids <= FIT_LAST_ECG_ID
+        held = ~fit & ~np.isin(self.patient_ids, self.patient_ids[fit])
+        return self.part(np.flatnonzero(fit)), self.part(np.flatnonzero(held))
+
+
+def ptbxl_norm(root: str | Path, fs: int, cache_root: str | Path, progress: bool = False) -> NormRecords:
+    """The PTB-XL records at ``root`` whose diagnostic superclasses are NORM alone (290 of the 500
+    records in ``../shared/data/ptbxl``; 517 of the 998 in ``ptbxl1000``), prepared by the ``ptbxl``
+    plugin into ``cache_root`` exactly as a benchmark run prepares them."""
     ptbxl = DATASETS.get("ptbxl")
     arrays = ptbxl(ptbxl.Config(root=str(root))).load(fs, "superdiagnostic", Path(cache_root), progress=progress)
     if "NORM" not in arrays.label_names:
         raise DataError(f"{root}: no PTB-XL record is labelled NORM; point it at a PTB-XL v1.0.3 folder")
     norm = (arrays.labels[:, arrays.label_names.index("NORM")] == 1) & (arrays.labels.sum(axis=1) == 1)
     rows = np.flatnonzero(norm)
-    return np.asarray(arrays.signals[rows]), np.asarray(arrays.lead_mask[rows])
+    return NormRecords(
+        np.asarray(arrays.signals[rows]),
+        np.asarray(arrays.lead_mask[rows]),
+        np.asarray(arrays.record_ids[rows]).astype(int),
+        np.asarray(arrays.patient_ids[rows]).astype(str),
+    )
+
+
+# -- how far apart two sets of records are, with its uncertainty ----------------------------------
+def _mean_correlation(correlation: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():  # a lead masked in every record leaves NaN, as it should
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(correlation, axis=0)
+
+
+def _draw_units(units: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rows of one bootstrap resample: units (patients) drawn with replacement, all their records."""
+    names, index = np.unique(units, return_inverse=True)
+    members = [np.flatnonzero(index == u) for u in range(len(names))]
+    return np.concatenate([members[u] for u in rng.integers(0, len(names), len(names))])
+
+
+@dataclass
+class Distance:
+    """A Frobenius distance between mean correlation matrices and its percentile bootstrap CI."""
+
+    value: float
+    ci: tuple[float, float]
+
+    def __str__(self) -> str:
+        return f"{self.value:.2f} [{self.ci[0]:.2f}, {self.ci[1]:.2f}]"
+
+
+def distance_with_ci(
+    a: RecordStats,
+    b: RecordStats,
+    units_a: np.ndarray,
+    units_b: np.ndarray,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Distance:
+    """:func:`correlation_distance` of ``a`` and ``b`` with a percentile bootstrap CI: each side's
+    patients (``units_*``, one per record) resampled independently. Sampling noise makes the
+    distance of two finite samples positive even from one population, so read it beside
+    :func:`split_half_distances` of real records."""
+    rng = np.random.default_rng(seed)
+    draws = [
+        np.linalg.norm(
+            _mean_correlation(a.correlation[_draw_units(units_a, rng)])
+            - _mean_correlation(b.correlation[_draw_units(units_b, rng)])
+        )
+        for _ in range(n_resamples)
+    ]
+    lo, hi = np.quantile(draws, [0.5 - level / 2, 0.5 + level / 2])
+    return Distance(correlation_distance(a, b), (float(lo), float(hi)))
+
+
+def split_half_distances(stats: RecordStats, units: np.ndarray, n_splits: int = 300, seed: int = 0) -> np.ndarray:
+    """(n_splits,) distances between two random halves (by patient) of one set of records: the
+    distance that sampling alone puts between two real samples of half its size (the floor no
+    generator can go below at that size)."""
+    rng = np.random.default_rng(seed)
+    names, index = np.unique(units, return_inverse=True)
+    out = np.empty(n_splits)
+    for k in range(n_splits):
+        first = np.isin(index, rng.permutation(len(names))[: len(names) // 2])
+        out[k] = np.linalg.norm(
+            _mean_correlation(stats.correlation[first]) - _mean_correlation(stats.correlation[~first])
+        )
+    return out
 
 
 def record_stats(

@@ -12,6 +12,10 @@ from its CSVs or headers). This module holds the rules they share, so every data
 - **Label space**: the tokens with at least ``min_count`` positives among the counted records
   (train; every split where the dataset's own benchmark does so, as PTB-XL's), ordered and
   described by the plugin (ICD tree order for MIMIC-IV-ECG).
+- **Unknown is not negative**: where a dataset pools sources that annotate different labels
+  (``Annotations.sources``), a label a record's source never annotates is unknown for it
+  (``ECGArrays.label_sources``), and the view's ``view.json`` and the ``prepare`` command say
+  which labels each source can give.
 - **Bad labels exclude, never guess**: an unparsable label cell, an empty label list (unless
   the dataset defines it as a valid all-negative row) or an unknown patient take the record out
   of the labelled splits and into the view's ``report.csv`` with the reason.
@@ -96,6 +100,10 @@ class Annotations:
     empty_is_negative: bool = False  # no label of the space = a negative row (else: excluded)
     count_splits: tuple[str, ...] = ("train",)  # where the min_count positives are counted
     split_source: str = ""  # the file the splits came from, for error messages
+    #: (N,) str: the source that annotated each record, where sources annotate different labels
+    #: (ECGArrays.label_sources); None: one vocabulary for every record
+    sources: np.ndarray | None = None
+    source_labels: dict[str, list[str]] = field(default_factory=dict)  # source -> the tokens it annotates
 
 
 def read_csv(path: Path, required: Iterable[str], fix: str, **kwargs) -> pd.DataFrame:
@@ -133,6 +141,16 @@ def parse_list_cell(cell: object, separator: str | None = None) -> list[str]:
     return [str(v).strip() for v in value]
 
 
+def coverage_lines(arrays: ECGArrays) -> list[str]:
+    """One line per source: which labels of the view it can give (its other labels are unknown
+    for its records, not negative); none where every record knows every label."""
+    return [
+        f"{source} ({part['records']} records) gives {', '.join(part['labels']) or 'none'}"
+        + (f"; unknown for its records: {', '.join(part['unknown'])}" if part["unknown"] else "")
+        for source, part in arrays.label_coverage().items()
+    ]
+
+
 def consolidate_splits(patients: np.ndarray, splits: np.ndarray, source: str) -> np.ndarray:
     """Each record gets its patient's split; a patient in two splits is refused."""
     table = pd.DataFrame({"patient": patients, "split": splits})
@@ -157,6 +175,10 @@ class PreparedDataset(DatasetPlugin):
     """Base of dataset plugins read from files (see the module docstring)."""
 
     Config: ClassVar[type[DatasetConfig]] = FileDatasetConfig
+    #: the version of how a plugin turns its label files into labels, where a change the files'
+    #: hashes cannot see alters labelled views (per-source label masks); part of the labelled views'
+    #: fingerprint when set, never of the unlabelled (pretraining) view's
+    label_semantics: ClassVar[str] = ""
     config: FileDatasetConfig  # an instance of Config (a subclass's own, which extends this one)
     workers: int | None = (
         None  # preparation processes (None: all available cores); not config, results do not depend on it
@@ -211,13 +233,14 @@ class PreparedDataset(DatasetPlugin):
         hasher = Hasher.in_cache(cache_root, self.workers or default_workers(), progress)
         source, cache = self.prepare(fs, cache_root, progress, hasher)
         self._check_exclusions(cache)
-        fingerprint = signature(
-            {
-                "cache": cache.name,
-                "config": content_config(self.config),
-                "label_files": hasher.file_digests(self.label_files()),
-            }
-        )
+        identity = {
+            "cache": cache.name,
+            "config": content_config(self.config),
+            "label_files": hasher.file_digests(self.label_files()),
+        }
+        if label_set is not None and self.label_semantics:
+            identity["label_semantics"] = self.label_semantics
+        fingerprint = signature(identity)
         directory = cache / "views" / f"{label_set or 'unlabelled'}-{signature([fingerprint, label_set])}"
         if not (directory / "meta.json").is_file():
             directory.parent.mkdir(exist_ok=True)
@@ -271,6 +294,8 @@ class PreparedDataset(DatasetPlugin):
             label_descriptions=descriptions,
             label_parents=parents,
             record_fingerprints=np.load(cache / "record_fingerprints.npy"),
+            label_sources=None if ann.sources is None or label_set is None else ann.sources.astype(str),
+            source_labels=ann.source_labels if ann.sources is not None and label_set is not None else {},
         )
         self._write_view(directory, cache, arrays, report, label_set, fingerprint)
 
@@ -328,6 +353,8 @@ class PreparedDataset(DatasetPlugin):
         try:
             np.save(tmp / "labels.npy", arrays.labels)
             np.save(tmp / "patient_ids.npy", arrays.patient_ids)
+            if arrays.label_sources is not None:
+                np.save(tmp / "label_sources.npy", arrays.label_sources)
             np.savez(tmp / "splits.npz", **arrays.splits)  # type: ignore[arg-type]  # numpy stubs: **kwds could name allow_pickle
             meta = {
                 "name": arrays.name,
@@ -335,6 +362,7 @@ class PreparedDataset(DatasetPlugin):
                 "label_names": arrays.label_names,
                 "label_descriptions": arrays.label_descriptions,
                 "label_parents": arrays.label_parents,
+                "source_labels": arrays.source_labels,
                 "arrays_dir": os.path.relpath(cache, directory),
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -351,6 +379,7 @@ class PreparedDataset(DatasetPlugin):
                             "records": {k: len(v) for k, v in arrays.splits.items()},
                             "labels": len(arrays.label_names),
                             "report_rows": len(report),
+                            "label_sources": arrays.label_coverage(),
                         }
                     ),
                     indent=1,
@@ -361,6 +390,8 @@ class PreparedDataset(DatasetPlugin):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         summary = ", ".join(f"{k} {len(arrays.splits[k])}" for k in SPLITS)
+        for line in coverage_lines(arrays):
+            log.info("%s %s: %s", self.name, label_set, line)
         log.info(
             "%s %s: %s; %d labels%s",
             self.name,

@@ -79,7 +79,7 @@ class WindowDataset(torch.utils.data.Dataset):
         if self.lead_subset is not None:
             lead_mask = lead_mask & self.lead_subset[None, :]
         signals[~lead_mask] = 0.0
-        labels = np.asarray(self.arrays.labels[index], dtype=np.float32)
+        labels = self.arrays.targets(index)
         return Batch(
             torch.from_numpy(signals),
             torch.from_numpy(lead_mask),

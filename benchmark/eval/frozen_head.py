@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from benchmark.config import require_positive
 from benchmark.data.contract import DataError
+from benchmark.eval.losses import known_bce
 from benchmark.eval.metrics import macro_auroc
 
 
@@ -61,7 +61,8 @@ def fit_frozen_head(
     progress: bool = True,
     desc: str = "frozen head",
 ) -> FittedHead:
-    """Fit ``head`` (inputs -> logits) with BCE; ``train``/``val`` are (inputs, labels) on one device."""
+    """Fit ``head`` (inputs -> logits) with BCE over the known labels (NaN = unknown); ``train``/``val``
+    are (inputs, labels) on one device."""
     x, y = train
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -73,7 +74,7 @@ def fit_frozen_head(
         order = torch.randperm(len(x), generator=generator).to(x.device)
         for start in range(0, len(x), cfg.batch_size):
             index = order[start : start + cfg.batch_size]
-            loss = F.binary_cross_entropy_with_logits(head(x[index]).float(), y[index].float())
+            loss = known_bce(head(x[index]).float(), y[index].float())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -8,6 +8,7 @@ method hyper-parameters (docs/design.md), so every method is evaluated the same 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 from collections.abc import Callable
@@ -33,9 +34,21 @@ log = logging.getLogger("benchmark")
 
 @dataclass
 class Prediction:
-    y_true: np.ndarray  # (N, K) 0/1
+    y_true: np.ndarray  # (N, K) 0/1, NaN where the record's source never annotates the label
     y_score: np.ndarray  # (N, K) probabilities
     record_ids: np.ndarray  # (N,)
+    patient_ids: np.ndarray | None = None  # (N,): the unit the test-set bootstrap resamples
+
+    def with_patients(self, arrays: ECGArrays) -> Prediction:
+        """The same prediction with each record's patient id from ``arrays`` (ValueError naming a
+        record id the arrays do not hold)."""
+        index = {str(r): i for i, r in enumerate(np.asarray(arrays.record_ids).astype(str))}
+        ids = np.asarray(self.record_ids).astype(str)
+        missing = [r for r in ids if r not in index]
+        if missing:
+            raise ValueError(f"predicted record {missing[0]} is not a record of {arrays.name}")
+        rows = np.fromiter((index[r] for r in ids), dtype=np.int64, count=len(ids))
+        return dataclasses.replace(self, patient_ids=np.asarray(arrays.patient_ids)[rows].astype(str))
 
 
 @dataclass
@@ -118,7 +131,7 @@ class CellContext:
             except DamagedFileError as exc:
                 log.warning("%s", exc)
         if stored is not None and np.array_equal(stored["record_ids"], record_ids):
-            return torch.from_numpy(stored["outputs"]), np.asarray(self.arrays.labels[indices], dtype=np.float32)
+            return torch.from_numpy(stored["outputs"]), self.arrays.targets(indices)
         outputs, labels = compute(indices)
         if distributed.is_main():
             buffer = io.BytesIO()
@@ -205,7 +218,7 @@ def run_inference(
     rows = torch.cat(outputs)
     if shard:
         rows = distributed.gather_interleaved(rows, len(indices))
-    return rows.cpu(), np.asarray(arrays.labels[indices], dtype=np.float32)
+    return rows.cpu(), arrays.targets(indices)
 
 
 def extract_features(

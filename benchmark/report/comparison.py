@@ -6,9 +6,9 @@ protocol and its configuration, variant — and, for pretrained methods, the sam
 budget; untrained baselines join every budget. Everything else (a method's own settings) is
 what is being compared.
 
-Across seeds a method's score is the mean over its seeds: the bootstrap statistic is the
-seed-mean macro AUROC on each shared resample of the test set, and DeLong tests the
-seed-mean AUROC of a label (a linear contrast of correlated AUCs).
+Across seeds a method's score is the mean over its seeds. Every CI and p-value comes from one
+hierarchical bootstrap that resamples seeds and test records (patients, stratified by label):
+:func:`benchmark.report.stats.hierarchical_test`, for the macro AUROC and for each label.
 
 A method with a diverged cell in a table (benchmark/report/results.py) is set apart in
 ``Table.diverged`` with all its records of that table: it is shown as diverged and neither
@@ -29,6 +29,7 @@ from tabulate import tabulate
 
 from benchmark.config import signature
 from benchmark.data.contract import DataError
+from benchmark.eval import metrics
 from benchmark.presets import PRESETS, REFERENCES
 from benchmark.report import stats
 from benchmark.report.results import ResultStore, is_diverged
@@ -152,123 +153,151 @@ def label_names_of(record: dict) -> list[str]:
 
 
 class TableStats:
-    """Seed-mean scores, bootstrap CIs and paired tests for the methods of one table.
+    """Seed-mean scores, CIs and tests of the methods of one table, all from one hierarchical
+    bootstrap (:func:`benchmark.report.stats.hierarchical_test`).
 
-    The bootstrap indices come from :meth:`ResultStore.bootstrap` (persisted and shared); all
-    records of the table must have scored the same test records with the same labels.
+    The test-set resamples come from :meth:`ResultStore.bootstrap` (persisted and shared); all
+    records of the table must have scored the same test records with the same labels. Records are
+    resampled by patient when every result stored its test records' patient ids (``units`` says
+    which: "patients" or "records"; results written before patient ids were stored fall back to
+    records).
     """
 
     def __init__(self, table: Table, store: ResultStore, n_resamples: int = 1000, seed: int = 0):
-        self.table = table
+        self.table, self.seed = table, seed
         first = table.records[0]
         reference = store.predictions(first)
         self.y_true, self.record_ids = reference["y_true"], reference["record_ids"]
         self.label_names = label_names_of(first)
-        self.scored = stats.scored_labels(self.y_true)
+        self.scored = metrics.scorable_labels(self.y_true)
         self.scores: dict[str, np.ndarray] = {}  # method -> (seeds, N, K)
+        patients = []
         for method, recs in table.by_method.items():
             per_seed = []
             for record in recs:
                 preds = store.predictions(record)
                 if not (
                     np.array_equal(preds["record_ids"], self.record_ids)
-                    and np.array_equal(preds["y_true"], self.y_true)
+                    and np.array_equal(preds["y_true"], self.y_true, equal_nan=True)
                 ):
                     raise DataError(
                         f"{record['_path']} and {first['_path']} scored different test records or labels; "
                         f"they cannot be compared"
                     )
                 per_seed.append(preds["y_score"].astype(np.float64))
+                patients.append(preds.get("patient_ids"))
             self.scores[method] = np.stack(per_seed)
-        self.indices = store.bootstrap(table.dataset, table.label_set, self.y_true, self.record_ids, n_resamples, seed)
-        self._resampled: dict[str, np.ndarray] = {}
+        known = [p for p in patients if p is not None]
+        if known and any(not np.array_equal(p, known[0]) for p in known):
+            raise DataError(f"the results of table {table.dataset} · {table.protocol} name different patients")
+        self.patient_ids = known[0] if len(known) == len(patients) else None
+        self.units = "records" if self.patient_ids is None else "patients"
+        self.n_units = len(np.unique(self.patient_ids)) if self.patient_ids is not None else len(self.record_ids)
+        self.counts = store.bootstrap(
+            table.dataset, table.label_set, self.y_true, self.record_ids, self.patient_ids, n_resamples, seed
+        )
+        self._per_label: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def seeds(self, method: str) -> list[int]:
-        return [r["cell"]["seed"] for r in self.table.by_method[method]]
+    @property
+    def n_resamples(self) -> int:
+        return len(self.counts)
 
-    def macro(self, method: str) -> np.ndarray:
-        """(seeds,) macro AUROC of each seed (as recorded)."""
-        return np.array([r["metrics"]["macro_auroc"] for r in self.table.by_method[method]], dtype=np.float64)
+    def seeds(self, method: str) -> tuple[int, ...]:
+        return tuple(r["cell"]["seed"] for r in self.table.by_method[method])
 
-    def resampled(self, method: str) -> np.ndarray:
-        """(B,) seed-mean macro AUROC on each bootstrap resample."""
-        if method not in self._resampled:
-            per_seed = [
-                np.nanmean(stats.bootstrap_auroc(self.y_true, s, self.indices), axis=1) for s in self.scores[method]
-            ]
-            self._resampled[method] = np.mean(per_seed, axis=0)
-        return self._resampled[method]
+    def per_label(self, method: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per-label AUROC of each seed: on the whole test set (S, K) and per resample (S, B, K)."""
+        if method not in self._per_label:
+            point = np.stack([metrics.per_label_auroc(self.y_true, s) for s in self.scores[method]])
+            resampled = np.stack([stats.bootstrap_auroc(self.y_true, s, self.counts) for s in self.scores[method]])
+            self._per_label[method] = point, resampled
+        return self._per_label[method]
+
+    def macro(self, method: str) -> stats.SeedScores:
+        """Macro AUROC (mean over the scored labels) per seed and per resample."""
+        point, resampled = self.per_label(method)
+        labels = np.flatnonzero(self.scored)
+        return stats.SeedScores(
+            self.seeds(method), point[:, labels].mean(axis=1), np.nanmean(resampled[:, :, labels], axis=2)
+        )
+
+    def label(self, method: str, k: int) -> stats.SeedScores:
+        point, resampled = self.per_label(method)
+        return stats.SeedScores(self.seeds(method), point[:, k], resampled[:, :, k])
 
     def ci(self, method: str, level: float = 0.95) -> tuple[float, float]:
-        return stats.percentile_ci(self.resampled(method), level)
+        """CI of the seed-mean macro AUROC (clipped to [0, 1], as pROC clips an AUC's CI)."""
+        low, high = stats.hierarchical_test(self.macro(method), level=level, seed=self.seed).ci
+        return max(0.0, low), min(1.0, high)
 
-    def paired_bootstrap(self, a: str, b: str) -> stats.Test:
-        return stats.paired_bootstrap(self.macro(a).mean(), self.macro(b).mean(), self.resampled(a), self.resampled(b))
+    def difference(self, a: str, b: str) -> stats.Test:
+        """Seed-mean macro AUROC of a minus b, with its hierarchical-bootstrap CI and p."""
+        return stats.hierarchical_test(self.macro(a), self.macro(b), seed=self.seed)
 
-    def across_seeds(self, a: str, b: str) -> tuple[stats.Test | None, list[int]]:
-        """Paired t-test over the seeds both methods have (None if fewer than 2)."""
-        common = sorted(set(self.seeds(a)) & set(self.seeds(b)))
-        if len(common) < 2:
-            return None, common
-
-        def at_common_seeds(method: str) -> np.ndarray:
-            return self.macro(method)[[self.seeds(method).index(s) for s in common]]
-
-        return stats.paired_t_test(at_common_seeds(a), at_common_seeds(b)), common
-
-    def delong_per_label(self, a: str, b: str) -> list[tuple[str, float, float, stats.Test]]:
-        """(label, seed-mean AUROC of a, of b, DeLong test of the difference) per scored label."""
-        sa, sb = self.scores[a], self.scores[b]
-        weights = np.r_[np.full(len(sa), 1 / len(sa)), np.full(len(sb), -1 / len(sb))]
+    def per_label_differences(self, a: str, b: str) -> list[tuple[str, float, float, stats.Test]]:
+        """(label, seed-mean AUROC of a, of b, test of the difference) per scored label."""
         rows = []
         for k in np.flatnonzero(self.scored):
-            columns = np.concatenate([sa[:, :, k], sb[:, :, k]])
-            auc, _ = stats.delong(self.y_true[:, k], columns)
-            test = stats.delong_contrast(self.y_true[:, k], columns, weights)
-            rows.append((self.label_names[k], float(auc[: len(sa)].mean()), float(auc[len(sa) :].mean()), test))
+            sa, sb = self.label(a, int(k)), self.label(b, int(k))
+            rows.append(
+                (self.label_names[k], sa.estimate, sb.estimate, stats.hierarchical_test(sa, sb, seed=self.seed))
+            )
         return rows
+
+    def resampling_note(self) -> str:
+        """What was resampled, for footnotes."""
+        if self.units == "patients":
+            unit = f"{self.n_units} patients ({len(self.record_ids)} records)"
+        else:
+            unit = (
+                f"{len(self.record_ids)} records (no patient ids stored with these results: written before they "
+                "were, so records of one patient are resampled as if independent)"
+            )
+        return f"{self.n_resamples} resamples of {unit}, stratified by label"
+
+
+def seeds_text(test: stats.Test) -> str:
+    """The variance parts of a hierarchical test: ``seeds 41 %, df 4.3``."""
+    seed_variance, test_variance = test.parts or (0.0, 0.0)
+    total = seed_variance + test_variance
+    share = f"seeds {100 * seed_variance / total:.0f} % of the variance" if total > 0 else "no spread"
+    return f"{share}, df {'∞' if np.isinf(test.df) else f'{test.df:.1f}'}"
 
 
 def format_comparison(table_stats: TableStats, a: str, b: str) -> str:
     """The report of ``python -m benchmark compare A B`` for one table."""
     t = table_stats.table
-    n_resamples = len(table_stats.indices)
     title = " · ".join(x for x in (t.dataset, t.label_set, f"preset {t.preset}", t.protocol, t.variant) if x)
     lines = [
         title,
         "=" * len(title),
         f"test records {len(table_stats.y_true)}, labels scored {int(table_stats.scored.sum())}"
         + (f", budget {t.budget}" if t.budget else ""),
+        f"hierarchical bootstrap: seeds and test records resampled; {table_stats.resampling_note()}",
         "",
     ]
-    summary = [
-        [
-            m,
-            len(table_stats.seeds(m)),
-            f"{table_stats.macro(m).mean():.4f}",
-            f"{table_stats.macro(m).std(ddof=1):.4f}" if len(table_stats.seeds(m)) > 1 else "—",
-            "[{:.4f}, {:.4f}]".format(*table_stats.ci(m)),
-        ]
-        for m in (a, b)
-    ]
-    lines += [tabulate(summary, headers=["method", "seeds", "macro AUROC", "sd", "95 % CI"]), ""]
-
-    boot = table_stats.paired_bootstrap(a, b)
-    lines.append(
-        f"paired bootstrap ({n_resamples} resamples, seed-mean macro AUROC): {a} - {b} = "
-        f"{boot.estimate:+.4f}, 95 % CI [{boot.ci[0]:+.4f}, {boot.ci[1]:+.4f}], p = {stats.format_p(boot.p, 4)}"
-    )
-    seeds_test, common = table_stats.across_seeds(a, b)
-    if seeds_test is None:
-        lines.append(f"across seeds: needs at least 2 seeds run by both methods (common: {common or 'none'})")
-    else:
-        lines.append(
-            f"across seeds (paired t-test over seeds {','.join(map(str, common))}): mean difference "
-            f"{seeds_test.estimate:+.4f}, 95 % CI [{seeds_test.ci[0]:+.4f}, {seeds_test.ci[1]:+.4f}], "
-            f"t = {seeds_test.statistic:.3f}, p = {stats.format_p(seeds_test.p, 4)}"
+    summary = []
+    for m in (a, b):
+        scores = table_stats.macro(m)
+        summary.append(
+            [
+                m,
+                ",".join(map(str, scores.seeds)),
+                f"{scores.estimate:.4f}",
+                f"{np.std(scores.point, ddof=1):.4f}" if len(scores.seeds) > 1 else "—",
+                "[{:.4f}, {:.4f}]".format(*table_stats.ci(m)),
+            ]
         )
+    lines += [tabulate(summary, headers=["method", "seeds", "macro AUROC", "sd", "95 % CI"]), ""]
+    test = table_stats.difference(a, b)
+    lines.append(
+        f"{a} - {b} (seed-mean macro AUROC) = {test.estimate:+.4f}, 95 % CI [{test.ci[0]:+.4f}, {test.ci[1]:+.4f}], "
+        f"t = {test.statistic:.3f}, p = {stats.format_p(test.p, 4)} ({seeds_text(test)})"
+    )
+    if len(table_stats.seeds(a)) == 1 or len(table_stats.seeds(b)) == 1:
+        lines.append("a method with one seed contributes no seed variance: run more seeds to include it")
 
-    per_label = table_stats.delong_per_label(a, b)
+    per_label = table_stats.per_label_differences(a, b)
     adjusted = stats.holm([test.p for *_, test in per_label])
     rows = [
         [
@@ -276,7 +305,7 @@ def format_comparison(table_stats: TableStats, a: str, b: str) -> str:
             f"{auc_a:.4f}",
             f"{auc_b:.4f}",
             f"{test.estimate:+.4f}",
-            f"{test.statistic:.2f}",
+            f"[{test.ci[0]:+.4f}, {test.ci[1]:+.4f}]",
             stats.format_p(test.p, 4),
             stats.format_p(p_holm, 4) + (" *" if p_holm < 0.05 else ""),
         ]
@@ -284,7 +313,7 @@ def format_comparison(table_stats: TableStats, a: str, b: str) -> str:
     ]
     lines += [
         "",
-        f"DeLong per label (seed-mean AUROC; Holm over {len(rows)} labels; * p_Holm < 0.05):",
-        tabulate(rows, headers=["label", a, b, "difference", "z", "p", "p (Holm)"]),
+        f"per label (seed-mean AUROC, the same hierarchical bootstrap; Holm over {len(rows)} labels; * p_Holm < 0.05):",
+        tabulate(rows, headers=["label", a, b, "difference", "95 % CI", "p", "p (Holm)"]),
     ]
     return "\n".join(lines)

@@ -2,16 +2,17 @@
 
 * One table per group of comparable results (:func:`benchmark.report.comparison.comparable_tables`:
   same evaluation, same pretraining budget; mismatching configurations get separate tables,
-  never averaged together): macro AUROC mean ± sd over seeds, its 95 % bootstrap CI, paired
-  bootstrap tests against the best method and every reference baseline in the table (Holm over
-  all tests of the table, a marker where a method is significantly below the best), macro
+  never averaged together): macro AUROC mean ± sd over seeds, its 95 % CI and tests against the
+  best method and every reference baseline in the table, all from one hierarchical bootstrap of
+  seeds and test records (Holm over the distinct pairs tested, a marker where a method is
+  significantly below the best), macro
   AUPRC, the hyper-parameter each seed chose on validation, and the compute columns
   (parameters, FLOPs per step, steps, pretraining FLOPs, the protocol's own training FLOPs and
   the total where it trains, wall time, peak memory).
 * Where labels are ICD-10 codes: macro AUROC per ICD level and a per-code table in the layout
   of the LAMAE paper's Tables 1/3/4.
-* Ablation ladders (``--methods ladder:lamae``): the rungs present in a table, tested in pairs
-  against the ladder's anchor (Holm over the ladder), with a verdict per rung.
+* Ablation ladders (``--methods ladder:lamae``): the rungs present in a table, tested against the
+  ladder's anchor with the same hierarchical bootstrap (Holm over the ladder), with a verdict per rung.
 * Label-efficiency and reduced-lead sweeps: tables and PNG curves (written beside the markdown).
 * Training curves, one figure per table: pretraining loss against cumulative pretraining FLOPs
   for all its methods (matched compute shows as curves ending at the same FLOPs) and, where the
@@ -21,7 +22,9 @@
   best trivial predictor's loss on the same targets). Every table shows each pretrained method's
   final ``loss / trivial`` ratio, and the training curves plot the loss as that ratio, with the
   trivial level (1) and the threshold drawn as lines.
-* Published numbers (:mod:`benchmark.report.reported`) only in tables marked "reported".
+* Published numbers (:mod:`benchmark.report.reported`) only in tables marked "reported": beside a
+  measured table only those of the same task (dataset, label set, protocol), with what still
+  differs; all of them in a closing section.
 
 The file's first line is the generator's marker (:func:`benchmark.storage.marker_line`) and its
 plot folder carries :data:`benchmark.storage.MARKER_FILE`: an existing file or folder without them
@@ -51,6 +54,7 @@ from benchmark.report.comparison import (
     comparable_tables,
     did_not_learn,
     loss_ratio,
+    seeds_text,
 )
 from benchmark.report.plots import Run, curve_plot, training_curves_plot
 from benchmark.report.reported import REPORTED, Reported, reported_for
@@ -235,6 +239,8 @@ class TableTests:
     #: reference baseline -> method -> (test, Holm p)
     vs_reference: dict[str, dict[str, tuple[stats.Test, float]]] = field(default_factory=dict)
     n_resamples: int = 0
+    n_tests: int = 0  # distinct pairs in the Holm family
+    resampling: str = ""  # what the bootstrap resampled (TableStats.resampling_note)
     error: str | None = None
 
 
@@ -247,19 +253,28 @@ def table_stats(table: Table, store: ResultStore) -> TableStats | str:
 
 
 def table_tests(table: Table, ts: TableStats | str, order: list[str]) -> TableTests:
-    """CIs and paired bootstrap tests vs the best method and every reference baseline in the
-    table; Holm over all tests of the table. A table whose statistics cannot be computed says why."""
+    """CIs and tests vs the best method and every reference baseline in the table, from the
+    hierarchical bootstrap; Holm over the distinct pairs tested (a "vs best" test that is also a
+    "vs reference" test, when the best is a reference, counts once). A table whose statistics
+    cannot be computed says why."""
     if isinstance(ts, str):
         return TableTests(error=ts)
-    result = TableTests(ci={m: ts.ci(m) for m in order}, n_resamples=len(ts.indices))
-    best = order[0]
-    tests = [("best", m, ts.paired_bootstrap(m, best)) for m in order if m != best]
-    for reference in (m for m in UNTRAINED_REFERENCES if m in table.by_method):
-        result.vs_reference[reference] = {}
-        tests += [(reference, m, ts.paired_bootstrap(m, reference)) for m in order if m != reference]
-    for (kind, method, test), p_holm in zip(tests, stats.holm([t.p for *_, t in tests])):
-        target = result.vs_best if kind == "best" else result.vs_reference[kind]
-        target[method] = (test, float(p_holm))
+    result = TableTests(ci={m: ts.ci(m) for m in order}, n_resamples=ts.n_resamples, resampling=ts.resampling_note())
+    targets = [("best", order[0])] + [(m, m) for m in UNTRAINED_REFERENCES if m in table.by_method]
+    pairs: dict[frozenset[str], tuple[str, stats.Test]] = {}  # {a, b} -> (a, test of a - b)
+    for _, target in targets:
+        for method in order:
+            if method != target and frozenset((method, target)) not in pairs:
+                pairs[frozenset((method, target))] = (method, ts.difference(method, target))
+    adjusted = dict(zip(pairs, stats.holm([test.p for _, test in pairs.values()])))
+    for kind, target in targets:
+        column = result.vs_best if kind == "best" else result.vs_reference.setdefault(kind, {})
+        for method in order:
+            if method != target:
+                key = frozenset((method, target))
+                first, test = pairs[key]
+                column[method] = (test if first == method else test.reversed(), float(adjusted[key]))
+    result.n_tests = len(pairs)
     return result
 
 
@@ -315,6 +330,19 @@ def main_table(table: Table, ts: TableStats | str) -> list[str]:
     lines += learning_notes(table)
     if tests.error:
         lines += ["", f"No confidence intervals or tests: {tests.error}"]
+    elif tests.resampling:
+        single = [m for m in order if len(table.by_method[m]) == 1]
+        lines += [
+            "",
+            f"Hierarchical bootstrap: seeds and {tests.resampling}; Holm over {tests.n_tests} distinct tests."
+            + (
+                f" {', '.join(f'`{m}`' for m in single)}: one seed, so the seed variance of "
+                + ("these methods" if len(single) > 1 else "this method")
+                + " is not in the tests."
+                if single
+                else ""
+            ),
+        ]
     return lines
 
 
@@ -322,9 +350,9 @@ def main_table(table: Table, ts: TableStats | str) -> list[str]:
 def ladder_table(table: Table, ts: TableStats | str) -> list[str]:
     """Each ablation ladder whose anchor and at least one rung are in the table: one row per rung
     present, its difference to its **neighbour** (the rung it differs from in one factor;
-    seed-mean macro AUROC) with the paired-bootstrap 95 % CI and p-value, Holm-adjusted over the
-    ladder's tests, the across-seed paired t-test and a verdict, so that each row answers what
-    one change does, with its uncertainty."""
+    seed-mean macro AUROC) with the hierarchical-bootstrap 95 % CI and p-value, Holm-adjusted over
+    the ladder's tests, and a verdict, so that each row answers what one change does, with its
+    uncertainty."""
     lines = []
     for anchor, rungs in LADDERS.items():
         present = {i: m for i, rung in enumerate(rungs) for m in sorted(table.by_method) if rung.matches(m)}
@@ -334,9 +362,9 @@ def ladder_table(table: Table, ts: TableStats | str) -> list[str]:
             "",
             f'Ablation ladder of `{anchor}` (`--methods {LADDER_PREFIX}{anchor}`; README, section "Method '
             'variants and the ablation ladder"): each rung changes one factor of its neighbour (column "vs") at the '
-            "same pretraining budget. Δ = rung − neighbour, seed-mean macro AUROC, with the paired-bootstrap "
-            "95 % CI; p Holm-adjusted over the ladder's tests; across seeds: paired t-test over the common seeds "
-            "(unadjusted).",
+            "same pretraining budget. Δ = rung − neighbour, seed-mean macro AUROC, with the 95 % CI of the "
+            "hierarchical bootstrap (seeds and test records); p Holm-adjusted over the ladder's tests; variance: the "
+            "share of the seeds in it and the degrees of freedom.",
             "",
         ]
         if isinstance(ts, str):
@@ -348,9 +376,8 @@ def ladder_table(table: Table, ts: TableStats | str) -> list[str]:
             for i, method in present.items()
             if (index := rungs[i].neighbour) is not None and index in present
         ]
-        tests = [ts.paired_bootstrap(method, neighbour) for _, method, neighbour in pairs]
+        tests = [ts.difference(method, neighbour) for _, method, neighbour in pairs]
         for (rung, method, neighbour), test, p_holm in zip(pairs, tests, stats.holm([t.p for t in tests])):
-            seeds_test, _ = ts.across_seeds(method, neighbour)
             if p_holm >= ALPHA:
                 verdict = "no significant difference"
             else:
@@ -361,9 +388,7 @@ def ladder_table(table: Table, ts: TableStats | str) -> list[str]:
                     "vs": neighbour,
                     "Δ (95 % CI)": f"{test.estimate:+.4f} [{test.ci[0]:+.4f}, {test.ci[1]:+.4f}]",
                     "p Holm": stats.format_p(p_holm),
-                    "across seeds": "—"
-                    if seeds_test is None
-                    else f"{seeds_test.estimate:+.4f} (p={stats.format_p(seeds_test.p)})",
+                    "variance": seeds_text(test),
                     "verdict": verdict,
                 }
             )
@@ -374,7 +399,7 @@ def ladder_table(table: Table, ts: TableStats | str) -> list[str]:
                     ladder_row(table, rung, method, anchor)
                     | {"vs": f"not run: {rungs[rung.neighbour].label}", "Δ (95 % CI)": "not tested"}
                 )
-        columns = ["rung", "method", "macro AUROC", "vs", "Δ (95 % CI)", "p Holm", "across seeds", "verdict"]
+        columns = ["rung", "method", "macro AUROC", "vs", "Δ (95 % CI)", "p Holm", "variance", "verdict"]
         columns += ["encoder params", "what the difference measures"]
         table_rows = [{c: row.get(c, "—") for c in columns} for row in rows]
         lines.append(tabulate(table_rows, headers="keys", tablefmt="github", disable_numparse=True))
@@ -486,7 +511,7 @@ def reported_labels(table: Table, per_label: dict[str, dict[str, float]]) -> lis
     beside the same labels measured here by the methods that measure the source's columns."""
     rows = []
     measured_labels = {label for values in per_label.values() for label in values}
-    single = [r for r in reported_for(table.dataset, table.protocol) if r.label in measured_labels]
+    single = [r for r in reported_for(table.dataset, table.label_set, table.protocol) if r.label in measured_labels]
     for r in single:
         measured = [f"`{m}` {per_label[m][r.label]:.4f}" for m in r.ours if r.label in per_label.get(m, {})]
         rows.append(
@@ -540,9 +565,11 @@ def reported_table(entries: list[Reported]) -> str:
         what = "macro AUROC"
         if any(r.label != "macro" for r in chosen):
             what += ", or the AUROC of the one label named (a single label, never a macro average: IX is the chapter-level label)"
+        caveats = "; ".join(dict.fromkeys(r.caveats for r in chosen if r.caveats))
         blocks.append(
             f"*{source}* — {data}; {what}:\n\n"
             + tabulate(table, headers="keys", tablefmt="github", disable_numparse=True)
+            + (f"\n\nWhat differs from a run here: {caveats}." if caveats else "")
         )
     return "\n\n".join(blocks)
 
@@ -735,12 +762,17 @@ def render(
         f"Generated by `python -m benchmark leaderboard` from `{source}` ({len(records)} result files). "
         "Do not edit by hand: re-run the benchmark and regenerate.",
         "",
-        "Macro AUROC on the test split, mean ± sd over seeds. **95 % CI**: percentile bootstrap of the seed-mean "
-        f"macro AUROC over {N_RESAMPLES} resamples of the test records (resamples without a positive for a label "
-        "are redrawn; the same resamples for every method). **Δ best / Δ reference**: difference of the seed-mean "
-        "macro AUROC to the best method and to each reference baseline, p of pROC's paired bootstrap test (the "
-        "difference over the standard deviation of its resampled values, against the normal), Holm-adjusted over "
-        f"all tests of the table; {BELOW_BEST} = significantly below the best (p < {ALPHA}). The references are "
+        "Macro AUROC on the test split, mean ± sd over seeds. **95 % CI** and **p**: one hierarchical bootstrap "
+        f"per table ({N_RESAMPLES} resamples, the same for every method): each resample draws the test records "
+        "(by patient where the results stored patient ids, within label strata as pROC stratifies cases and "
+        "controls; resamples without a known positive for a label are redrawn) and, independently, S − 1 of "
+        "each method's S seeds (the same seeds for methods run with the same seeds); the seed-mean macro AUROC "
+        "(difference) over resamples gives the standard error, read against Student's t with Satterthwaite's "
+        "degrees of freedom for its seed and test-set parts — the CI is the inversion of the test, so a CI "
+        "excluding 0 and p < 0.05 always agree (benchmark/report/stats.py). With one seed a method's seed "
+        "variance is not measured and the table says so. **Δ best / Δ reference**: difference of the seed-mean "
+        "macro AUROC to the best method and to each reference baseline, p Holm-adjusted over the distinct pairs "
+        f"tested in the table; {BELOW_BEST} = significantly below the best (p < {ALPHA}). The references are "
         "not pretrained: `random_init` is a frozen randomly initialised encoder and `ecg_features` classical ECG "
         "measurements (rhythm, intervals, per-lead amplitudes and ST levels), both read by the same probes; "
         "`scratch` (LAMAE's architecture) and `xresnet1d` (the PTB-XL benchmark's CNN) are trained on the labels "
@@ -769,11 +801,12 @@ def render(
         curves, curves_plot = curves_section(table, plots_dir, link_base)
         lines += curves
         plots += [curves_plot] if curves_plot else []
-        published = reported_for(table.dataset, table.protocol)
+        published = reported_for(table.dataset, table.label_set, table.protocol)
         if published:
             lines += [
                 "",
-                "Reported in the literature (not measured here; other data versions and model scales):",
+                "Reported in the literature for the same task (not measured here; other data versions and model "
+                "scales):",
                 "",
                 reported_table(published),
             ]

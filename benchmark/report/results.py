@@ -28,7 +28,7 @@ import numpy as np
 from benchmark.config import signature
 from benchmark.eval.protocol import Prediction
 from benchmark.method.variant import parse_variant
-from benchmark.report.stats import bootstrap_indices
+from benchmark.report.stats import bootstrap_counts
 from benchmark.storage import DamagedFileError, atomic_write, read_json
 
 log = logging.getLogger("benchmark")
@@ -40,6 +40,8 @@ CHECKPOINTS = "_checkpoints"
 BOOTSTRAP = "_bootstrap"
 RUNS = "_runs"  # run-state files (benchmark/runstate.py)
 TENSORBOARD = "_tensorboard"  # event files of --log tensorboard
+#: names the test-set resampling in the key of persisted resamples: a new scheme never reads old ones
+RESAMPLING_SCHEME = "stratified-units-v2"
 #: the parts of a cell's configuration that define its pretrained model (the checkpoint's key)
 PRETRAIN_KEYS = (
     "dataset",
@@ -172,15 +174,16 @@ class ResultStore:
     def write(self, cell: Cell, record: dict, prediction: Prediction) -> Path:
         path = self.path(cell)
         preds = path.with_suffix(".preds.npz")
-        atomic_write(
-            preds,
-            lambda h: np.savez_compressed(
-                h,
-                y_true=prediction.y_true.astype(np.uint8),
-                y_score=prediction.y_score.astype(np.float32),
-                record_ids=np.asarray(prediction.record_ids).astype(str),
-            ),
-        )
+        y_true = np.asarray(prediction.y_true, dtype=np.float64)
+        arrays = {
+            "y_true": np.nan_to_num(y_true, nan=0.0).astype(np.uint8),
+            "label_known": np.isfinite(y_true),  # False: the record's source never annotates the label
+            "y_score": prediction.y_score.astype(np.float32),
+            "record_ids": np.asarray(prediction.record_ids).astype(str),
+        }
+        if prediction.patient_ids is not None:  # the unit of the test-set bootstrap
+            arrays["patient_ids"] = np.asarray(prediction.patient_ids).astype(str)
+        atomic_write(preds, lambda h: np.savez_compressed(h, **arrays))  # type: ignore[arg-type]  # numpy stubs: **kwds could name allow_pickle
         record = {**record, "cell": asdict(cell), "predictions": preds.name}
         atomic_write(path, lambda h: h.write(json.dumps(record, indent=1).encode()))
         return path
@@ -209,10 +212,17 @@ class ResultStore:
 
     @staticmethod
     def predictions(record: dict) -> dict[str, np.ndarray]:
-        """The raw test predictions of a record read by :meth:`records` (y_true, y_score, record_ids)."""
+        """The raw test predictions of a record read by :meth:`records`: ``y_true`` (float, NaN where
+        the label is unknown for the record), ``y_score``, ``record_ids`` and, for results written
+        since they are stored, ``patient_ids``."""
         path = Path(record["_path"]).parent / record["predictions"]
         with np.load(path) as preds:
-            return {k: preds[k] for k in preds.files}
+            out = {k: preds[k] for k in preds.files}
+        y_true = out["y_true"].astype(np.float64)
+        if "label_known" in out:
+            y_true[~out.pop("label_known")] = np.nan
+        out["y_true"] = y_true
+        return out
 
     def bootstrap(
         self,
@@ -220,27 +230,31 @@ class ResultStore:
         label_set: str,
         y_true: np.ndarray,
         record_ids: np.ndarray,
+        patient_ids: np.ndarray | None,
         n_resamples: int = 1000,
         seed: int = 0,
     ) -> np.ndarray:
-        """Bootstrap indices of one test set, generated once and persisted, so that every method
-        (and every later leaderboard) is scored on the same resamples. Keyed by the test records,
-        their labels, the number of resamples and the seed."""
-        digest = hashlib.sha256()
-        for part in (np.asarray(record_ids).astype(str), np.asarray(y_true, dtype=np.uint8)):
+        """Test-set resamples (counts per record, :func:`benchmark.report.stats.bootstrap_counts`),
+        generated once and persisted, so that every method (and every later leaderboard) is scored
+        on the same resamples. Keyed by the test records, their labels (unknowns included), their
+        patients, the number of resamples, the seed and the resampling scheme."""
+        digest = hashlib.sha256(RESAMPLING_SCHEME.encode())
+        parts = [np.asarray(record_ids).astype(str), np.asarray(y_true, dtype=np.float64)]
+        parts += [] if patient_ids is None else [np.asarray(patient_ids).astype(str)]
+        for part in parts:
             digest.update(repr(part.shape).encode() + part.tobytes())
-        digest.update(f"{n_resamples}:{seed}".encode())
+        digest.update(f"{n_resamples}:{seed}:{patient_ids is not None}".encode())
         path = self.root / BOOTSTRAP / dataset / label_set / f"{digest.hexdigest()[:16]}.npz"
         try:
             with np.load(path) as saved:
-                return saved["indices"]
+                return saved["counts"]
         except FileNotFoundError:
             pass
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
             log.warning("%s is damaged; drawing the resamples again (they are a pure function of the key)", path)
-        indices = bootstrap_indices(y_true, n_resamples, seed)
-        atomic_write(path, lambda h: np.savez_compressed(h, indices=indices, n_resamples=n_resamples, seed=seed))
-        return indices
+        counts = bootstrap_counts(y_true, n_resamples, seed, patient_ids)
+        atomic_write(path, lambda h: np.savez_compressed(h, counts=counts, n_resamples=n_resamples, seed=seed))
+        return counts
 
     @property
     def checkpoints(self) -> Path:

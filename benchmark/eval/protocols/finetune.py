@@ -53,7 +53,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -61,6 +60,7 @@ from tqdm.auto import tqdm
 
 from benchmark.config import require_positive
 from benchmark.data.loader import make_loader
+from benchmark.eval.losses import known_bce
 from benchmark.eval.metrics import macro_auroc
 from benchmark.eval.protocol import CellContext, Prediction, Protocol, ProtocolOutput, run_inference
 from benchmark.eval.protocols.linear import FittedProbe, LinearProbeConfig, cached_readout_inputs, fit_probe
@@ -375,8 +375,12 @@ class Finetune(Protocol):
 
     @staticmethod
     def label_prior(ctx: CellContext, recipe: Recipe) -> np.ndarray | None:
-        """Each label's prevalence among the records trained on, for a ``prior`` head."""
-        return ctx.arrays.labels[ctx.train_records].mean(axis=0) if recipe.head_init == "prior" else None
+        """Each label's prevalence among the records trained on that know it, for a ``prior`` head."""
+        if recipe.head_init != "prior":
+            return None
+        targets = ctx.arrays.targets(ctx.train_records)
+        known = ~np.isnan(targets)
+        return np.where(known, targets, 0.0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
 
     def epochs(
         self, ctx: CellContext, recipe: Recipe, steps_per_epoch: int, batch_size: int, flops_per_sample: float
@@ -441,9 +445,7 @@ class Finetune(Protocol):
                 batch = batch.to(device, non_blocking=True)
                 scheduler.step_update(candidate.steps)
                 with autocast(device):
-                    loss = F.binary_cross_entropy_with_logits(
-                        training_model(batch.signals, batch.lead_mask).float(), batch.labels
-                    )
+                    loss = known_bce(training_model(batch.signals, batch.lead_mask).float(), batch.labels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norms += torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip).detach()

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from benchmark.config import require_positive
+from benchmark.eval.losses import known_bce, known_per_label
 from benchmark.eval.metrics import macro_auroc
 from benchmark.eval.protocol import CellContext, Prediction, Protocol, ProtocolOutput, extract_features
 from benchmark.eval.tuning import Tuning
@@ -44,7 +44,10 @@ def fit_logistic(
     x: torch.Tensor, y: torch.Tensor, l2: float, max_iter: int, init: tuple[torch.Tensor, torch.Tensor] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per label: mean BCE + l2·||w||² / (2N), bias unpenalised — scikit-learn's
-    LogisticRegression objective divided by C·N, so ``l2`` = 1/C. All labels at once."""
+    LogisticRegression objective divided by C·N, so ``l2`` = 1/C. All labels at once; N is the
+    number of records that know the label (``y`` NaN where unknown: benchmark/eval/losses.py), so a
+    label is fitted on its own records as scikit-learn would fit it."""
+    known = known_per_label(y)
     weight = torch.zeros(x.shape[1], y.shape[1], device=x.device) if init is None else init[0].clone()
     bias = torch.zeros(y.shape[1], device=x.device) if init is None else init[1].clone()
     weight.requires_grad_(True)
@@ -61,9 +64,7 @@ def fit_logistic(
 
     def closure():
         optimizer.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(x @ weight + bias, y) * y.shape[1] + 0.5 * l2 * weight.pow(
-            2
-        ).sum() / len(x)
+        loss = known_bce(x @ weight + bias, y, per_label=True).sum() + 0.5 * l2 * (weight.pow(2).sum(0) / known).sum()
         loss.backward()
         return loss
 
