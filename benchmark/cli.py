@@ -516,12 +516,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise DataError(f"results folder {args.results} does not exist; run `python -m benchmark run` first")
     if args.resamples < 1:
         raise UsageError(f"--resamples must be >= 1, got {args.resamples}")
-    method_a, method_b = (resolve_method(name).name for name in (args.method_a, args.method_b))
     store = ResultStore(args.results)
+    stored = list(store.records())
+    present_methods = {r["cell"]["method"] for r in stored}
+
+    def canonical(name: str) -> str:
+        """A method's canonical name; an external encoder's results name it as registered by the
+        run (``my_cnn-1f723d8c``), which this process need not have read."""
+        if name in present_methods:
+            return name
+        return resolve_method(name).name
+
+    method_a, method_b = canonical(args.method_a), canonical(args.method_b)
     wanted = {"dataset": args.dataset, "label_set": args.label_set, "preset": args.preset, "protocol": args.protocol}
     records = [
         r
-        for r in store.records()
+        for r in stored
         if all(v is None or r["cell"][k] == v for k, v in wanted.items())
         and r["cell"].get("variant", "") == args.variant
     ]
@@ -582,6 +592,7 @@ def _methods_in_file(path: Path) -> list[str]:
 def cmd_validate(args: argparse.Namespace) -> int:
     from benchmark.build import check_scopes, encoder_params, ladder_methods, resolve_method
     from benchmark.ladder import LADDER_PREFIX
+    from benchmark.method.external import EXTERNAL_PREFIX
     from benchmark.method.validate import render_report, render_summary, validate_method
     from benchmark.presets import ANCHOR_METHOD, get_preset
 
@@ -590,7 +601,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     presets = [get_preset(name).with_overrides(overrides) for name in args.presets]
     target = Path(args.target)
-    if target.suffix == ".py":
+    if target.suffix == ".py" and not args.target.startswith(EXTERNAL_PREFIX):
         names = _methods_in_file(target)
         if not names:
             raise PluginError(f"plugin file {target} registers no method")

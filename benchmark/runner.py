@@ -46,6 +46,7 @@ from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import CellContext
 from benchmark.eval.sweep import Evaluation, expand
 from benchmark.method.base import Method, MethodConfig
+from benchmark.method.external import check_data, check_feedable, external_pretraining
 from benchmark.presets import ANCHOR_METHOD, Preset, get_preset
 from benchmark.provenance import provenance
 from benchmark.registry import load_plugin_file
@@ -268,6 +269,9 @@ def plan_run(request: RunRequest) -> RunPlan:
     methods = resolve_methods(
         request.methods, list(base_protocols.values()), request.add_references, preset, request.overrides
     )
+    protocol_names = [*requested, *base_protocols]
+    for name in methods:  # an external encoder the prepared data cannot feed is refused before any work
+        check_feedable(method_class(name), preset.input.fs, protocol_names)
     pool_names = [name for name, _ in parse_pool(request.pretrain_data)]
     dataset = build_dataset(request.dataset, preset, request.overrides)
     check_scopes(
@@ -275,7 +279,7 @@ def plan_run(request: RunRequest) -> RunPlan:
         {
             "method": architectures(methods, preset, request.overrides),
             "dataset": list(dict.fromkeys([request.dataset, *dataset.member_names(), *pool_names])),
-            "protocol": [*requested, *base_protocols],
+            "protocol": protocol_names,
         },
     )
     label_set = request.label_set or dataset.label_sets[0]
@@ -310,6 +314,8 @@ def plan_run(request: RunRequest) -> RunPlan:
     if distributed.is_main():
         distributed.barrier()
     log.info("%d records: %s", len(arrays.signals), ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
+    for name in methods:
+        check_data(method_class(name), arrays)
     evaluations = expand(requested, base_protocols, arrays)
     meter = FlopsMeter(store.flops_dir, device)
     plans = plan_budgets(methods, preset, request.overrides, meter)
@@ -505,6 +511,8 @@ def run_unit(plan: RunPlan, unit: Unit, state: RunProgress) -> None:
     set_seed(seed)
     method = method_cls(identity["method_config"], preset.input)
     pretrain_compute, failure = None, None
+    if method_cls.pretrained_elsewhere:
+        pretrain_compute = external_pretraining(method_cls)
     if method_cls.pretrains:
         checkpoints = checkpoint_dir(store, cells[0])
         record_identity(checkpoints, identity, preset)

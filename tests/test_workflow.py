@@ -88,7 +88,7 @@ def test_an_exported_encoder_gives_the_same_features_after_loading(tmp_path, nam
     batch = a_batch(make_toy_arrays(n_samples=250), 250)
     with torch.no_grad():
         expected = method.features(batch.signals, batch.lead_mask)
-        loaded = encoder(batch.signals, batch.lead_mask)
+        loaded = encoder(batch.signals, batch.lead_mask, fs=100)
     assert loaded.shape == (8, encoder.feature_dim) and torch.equal(loaded, expected)
     decoder = [p for n, p in encoder.method.named_parameters() if encoder.method.is_pretraining_only(n)]
     assert decoder and not any(p.requires_grad for p in decoder)  # not exported, never trained downstream
@@ -98,12 +98,14 @@ def test_the_loaded_encoder_refuses_signals_of_another_rate_length_or_shape(tmp_
     folder, _ = checkpoint_folder(tmp_path)
     export_encoder(folder, tmp_path / "encoder")
     encoder = ecgbench.load_encoder(tmp_path / "encoder")
+    with pytest.raises(DataError, match=r"give the signals' sampling rate: encoder\(signals, lead_mask, fs=100\)"):
+        encoder(torch.zeros(2, 12, 250))
     with pytest.raises(DataError, match=r"500 samples, this encoder takes 250 \(2.5 s at 100 Hz\)"):
-        encoder(torch.zeros(2, 12, 500))
+        encoder(torch.zeros(2, 12, 500), fs=100)
     with pytest.raises(DataError, match="at 500 Hz, but this encoder was trained at 100 Hz"):
         encoder(torch.zeros(2, 12, 250), fs=500)
     with pytest.raises(DataError, match=r"must be \(batch, 12, 250\)"):
-        encoder(torch.zeros(2, 8, 250))
+        encoder(torch.zeros(2, 8, 250), fs=100)
     assert encoder(torch.zeros(2, 12, 250), fs=100).shape == (2, encoder.feature_dim)  # the mask defaults to all
 
 
@@ -331,7 +333,9 @@ def test_status_and_exports_of_a_finished_run(smoke, tmp_path):
         encoder = ecgbench.load_encoder(tmp_path / "encoder")
         batch = a_batch(make_toy_arrays(n_samples=250), 250)
         with torch.no_grad():
-            assert torch.equal(encoder(batch.signals, batch.lead_mask), model.features(batch.signals, batch.lead_mask))
+            assert torch.equal(
+                encoder(batch.signals, batch.lead_mask, fs=100), model.features(batch.signals, batch.lead_mask)
+            )
 
 
 @pytest.mark.slow

@@ -3,7 +3,8 @@
 Shared by LEADERBOARD.md and ``python -m benchmark compare``. Two results are compared only
 when the evaluation was the same — dataset and its configuration, input, label set, preset,
 protocol and its configuration, variant — and, for pretrained methods, the same compute
-budget; untrained baselines join every budget. Everything else (a method's own settings) is
+budget; untrained baselines and external encoders (pretrained elsewhere, compute unknown) join
+every budget. Everything else (a method's own settings) is
 what is being compared.
 
 Across seeds a method's score is the mean over its seeds: the bootstrap statistic is the
@@ -44,10 +45,16 @@ def evaluation_signature(record: dict) -> str:
     return signature({k: record["config"].get(k) for k in EVALUATION_KEYS})
 
 
+def is_external(record: dict) -> bool:
+    """A result of an encoder pretrained elsewhere (benchmark/method/external.py): its pretraining
+    compute is unknown, so it joins every budget's table but is never ranked as if matched."""
+    return bool((record["compute"].get("pretrain") or {}).get("external"))
+
+
 def budget_label(record: dict) -> str | None:
-    """The pretraining budget a result was produced under (None: not pretrained)."""
+    """The pretraining budget a result was produced under (None: not pretrained here)."""
     pretrain = record["compute"].get("pretrain")
-    if not pretrain:
+    if not pretrain or is_external(record):
         return None
     if pretrain.get("budget_flops") is not None:
         return f"{pretrain['budget_flops']:.3g} FLOPs ({pretrain['budget']})"

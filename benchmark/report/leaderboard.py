@@ -34,7 +34,7 @@ from benchmark.config import signature
 from benchmark.data.icd import ICD_LEVELS, icd_hierarchy, icd_level, is_valid_code
 from benchmark.ladder import LADDER_PREFIX, LADDERS, Rung
 from benchmark.report import stats
-from benchmark.report.comparison import UNTRAINED_REFERENCES, Table, TableStats, comparable_tables
+from benchmark.report.comparison import UNTRAINED_REFERENCES, Table, TableStats, comparable_tables, is_external
 from benchmark.report.plots import Run, curve_plot, training_curves_plot
 from benchmark.report.reported import REPORTED, Reported, reported_for
 from benchmark.report.results import ResultStore, is_diverged
@@ -43,6 +43,7 @@ from benchmark.storage import atomic_write
 N_RESAMPLES = 1000
 ALPHA = 0.05
 BELOW_BEST = "▼"
+EXTERNAL_COMPUTE = "external, unknown"
 SWEEPS = {"label_efficiency": "Label efficiency", "reduced_leads": "Reduced leads"}
 _IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+\.png)\)")
 
@@ -75,8 +76,15 @@ def title_of(table: Table, variant: bool = True) -> str:
     return " · ".join(parts + ([table.variant] if variant and table.variant else []))
 
 
+def external_methods(table: Table) -> list[str]:
+    """The table's external encoders (pretrained elsewhere, compute unknown)."""
+    return [m for m, recs in {**table.by_method, **table.diverged}.items() if is_external(recs[0])]
+
+
 def method_order(table: Table) -> list[str]:
-    """Best seed-mean macro AUROC first."""
+    """Best seed-mean macro AUROC first; external encoders after the methods whose compute the
+    suite knows (they are not ranked among them)."""
+    external = set(external_methods(table))
 
     def mean(method):
         values = [
@@ -84,7 +92,7 @@ def method_order(table: Table) -> list[str]:
         ]
         return np.mean(values) if values else -np.inf
 
-    return sorted(table.by_method, key=lambda m: (-mean(m), m))
+    return sorted(table.by_method, key=lambda m: (m in external, -mean(m), m))
 
 
 def diverged_note(recs: list[dict]) -> str:
@@ -132,7 +140,8 @@ def downstream_flops(record: dict) -> float | None:
 
 def compute_columns(table: Table, recs: list[dict], method: str, lamae_encoder: int | None) -> dict[str, str]:
     compute = recs[0]["compute"]
-    pretrain = [r["compute"]["pretrain"] for r in recs if r["compute"].get("pretrain")]
+    external = is_external(recs[0])
+    pretrain = [r["compute"]["pretrain"] for r in recs if r["compute"].get("pretrain") and not external]
     encoder = compute["encoder_params"]
     delta = "" if lamae_encoder is None or method == "lamae" else f" ({signed_si(encoder - lamae_encoder)})"
     first = pretrain[0] if pretrain else {}
@@ -141,14 +150,16 @@ def compute_columns(table: Table, recs: list[dict], method: str, lamae_encoder: 
         "params": si(compute["total_params"]),
         "encoder params (Δ lamae)" if lamae_encoder is not None else "encoder params": si(encoder) + delta,
         "FLOPs/step": si(first.get("flops_per_step")),
-        "steps": str(first["steps"]) if first else "—",
-        "pretrain FLOPs": si(first.get("total_flops")),
+        "steps": str(first["steps"]) if first else ("external" if external else "—"),
+        "pretrain FLOPs": EXTERNAL_COMPUTE if external else si(first.get("total_flops")),
     }
     if any(downstream_flops(r) is not None for r in table.records):
         # what the protocol's own training spent (all learning-rate candidates), beside pretraining
         spent = [f for f in map(downstream_flops, recs) if f is not None]
         columns["downstream FLOPs"] = si(float(np.mean(spent))) if spent else "—"
         columns["total FLOPs"] = si(first.get("total_flops", 0) + float(np.mean(spent))) if spent else "—"
+        if external:
+            columns["total FLOPs"] = "unknown"
     columns["pretrain time"] = f"{np.mean([p['wall_s'] for p in pretrain]):.0f} s" if pretrain else "—"
     columns["peak memory"] = f"{max(peaks):.0f} MiB" if peaks else ("n/a" if pretrain else "—")
     return columns
@@ -179,7 +190,8 @@ def table_tests(table: Table, ts: TableStats | str, order: list[str]) -> TableTe
     if isinstance(ts, str):
         return TableTests(error=ts)
     result = TableTests(ci={m: ts.ci(m) for m in order}, n_resamples=len(ts.indices))
-    best = order[0]
+    external = set(external_methods(table))
+    best = next((m for m in order if m not in external), order[0])  # external encoders are not ranked
     tests = [("best", m, ts.paired_bootstrap(m, best)) for m in order if m != best]
     for reference in (m for m in UNTRAINED_REFERENCES if m in table.by_method):
         result.vs_reference[reference] = {}
@@ -234,7 +246,31 @@ def main_table(table: Table, ts: TableStats | str) -> list[str]:
         ]
     if tests.error:
         lines += ["", f"No confidence intervals or tests: {tests.error}"]
+    external = external_methods(table)
+    if external:
+        lines += ["", external_note(table, external)]
     return lines
+
+
+def external_note(table: Table, external: list[str]) -> str:
+    """Below a table with external encoders: what each is, and why it is listed apart."""
+    described = []
+    for method in external:
+        pretrain = ({**table.by_method, **table.diverged}[method][0]["compute"].get("pretrain")) or {}
+        spec = pretrain.get("input") or {}
+        described.append(
+            f"`{method}` ({Path(pretrain.get('source', '?')).name}, {pretrain.get('format', '?')}; input "
+            f"{spec.get('window_s', '?'):g} s at {spec.get('fs', '?'):g} Hz, {len(spec.get('leads', []))} leads, "
+            f"{spec.get('units', '?')}, normalise {spec.get('normalise', '?')})"
+            if spec
+            else f"`{method}`"
+        )
+    return (
+        f"External encoders, pretrained elsewhere on unknown data with unknown compute ({EXTERNAL_COMPUTE}): "
+        + "; ".join(described)
+        + ". They are evaluated by the same protocols on the same records and listed after the methods whose "
+        "compute this suite matched, not ranked among them: Δ best is their difference to the best of those."
+    )
 
 
 # -- ablation ladders ----------------------------------------------------------------------------
@@ -715,6 +751,7 @@ def summary_table(records: list[dict], tablefmt: str = "simple") -> str:
             recs = table.by_method.get(method) or table.diverged[method]
             pretrain = recs[0]["compute"].get("pretrain") or {}
             diverged = method in table.diverged
+            external = is_external(recs[0])
             rows.append(
                 {
                     "method": method,
@@ -723,8 +760,8 @@ def summary_table(records: list[dict], tablefmt: str = "simple") -> str:
                     else mean_sd([r["metrics"]["macro_auroc"] for r in recs]),
                     "macro AUPRC": "—" if diverged else mean_sd([r["metrics"]["macro_auprc"] for r in recs]),
                     "seeds": seeds_column(recs),
-                    "pretrain steps": pretrain.get("steps", "—"),
-                    "pretrain FLOPs": si(pretrain.get("total_flops")),
+                    "pretrain steps": "external" if external else pretrain.get("steps", "—"),
+                    "pretrain FLOPs": EXTERNAL_COMPUTE if external else si(pretrain.get("total_flops")),
                 }
             )
         blocks.append(f"{title_of(table)}\n{tabulate(rows, headers='keys', tablefmt=tablefmt, disable_numparse=True)}")
