@@ -345,7 +345,7 @@ def test_the_readme_worked_example_on_ptbxl(shared_data, tmp_path):
 
     def run(command: str) -> subprocess.CompletedProcess:
         command = command.replace("examples/external_encoder", str(example)).replace("runs/external", str(out))
-        args = shlex.split(command.replace("../shared/data", str(shared_data)))[1:]
+        args = shlex.split(command.replace("../shared/data", str(shared_data)), comments=True)[1:]
         if args[:2] == ["-m", "benchmark"]:
             return run_cli(*args[2:], "--cache-dir", str(cache), "--no-progress")
         return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, timeout=300)
