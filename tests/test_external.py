@@ -382,3 +382,28 @@ def test_the_readme_worked_example_on_ptbxl(shared_data, tmp_path):
     assert rerun.returncode == 0 and "finished already, 4 to run" in rerun.stderr  # new results, old ones kept
     methods = {p.parent.name for p in out.rglob("linear_seed0.json")}
     assert len([m for m in methods if m.startswith(("my_cnn-", "my_encoder-"))]) == 4
+
+
+@pytest.mark.slow
+def test_a_tokens_encoder_runs_every_protocol_of_pretrained_encoders(tmp_path):
+    """Attention probe, label efficiency and reduced leads on an encoder of 4 leads at 50 Hz that
+    returns tokens (the smoke preset's sweeps: 10/50/100 % x 2 subsets, all / I+II / I)."""
+    body = (
+        "SPEC = EncoderSpec(fs=50, window_s=2.0, leads=('I', 'II', 'V1', 'V2'), output='tokens')\n"
+        "def build():\n    torch.manual_seed(0)\n    return nn.Conv1d(4, 16, 10, stride=10)\n"
+    )
+    path = spec_file(tmp_path, body)
+    protocols = "attention_probe,label_efficiency,reduced_leads"
+    args = ["run", "--methods", f"external:{path}", "--preset", "smoke", "--protocols", protocols, "--no-references"]
+    assert main([*args, "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    name = resolve_method(f"external:{path}").name
+    files = sorted(p.name for p in (tmp_path / "out" / "synthetic/conditions/smoke" / name).glob("*.json"))
+    assert files == sorted(
+        ["attention_probe_seed0.json", "finetune_seed0.json", "linear_seed0.json"]
+        + [f"{p}_n{n}pct-s{s}_seed0.json" for p in ("linear", "finetune") for n in (10, 50) for s in (0, 1)]
+        + ["linear_leads-I+II_seed0.json", "linear_leads-I_seed0.json"]
+    )
+    probe = json.loads(
+        (tmp_path / "out" / "synthetic/conditions/smoke" / name / "attention_probe_seed0.json").read_text()
+    )
+    assert probe["details"]["tokens"] == 16 and probe["details"]["width"] == 10  # Conv1d: (batch, 16, 10)
