@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import errno
 import inspect
 import logging
@@ -87,7 +88,11 @@ def parse_names(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m benchmark", description=__doc__.splitlines()[0])
+    parser = OneLineParser(
+        prog="python -m benchmark",
+        description="ecgbench: pretrain and evaluate ECG encoders on matched compute, with honest statistics. "
+        "Each command has its own --help; the README documents every one.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     run = sub.add_parser("run", help="pretrain and evaluate methods; results go to --out")
@@ -96,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_names,
         required=True,
         help="comma-separated method names, variants (lamae[la_mask_ratio=0]), ablation ladders (ladder:lamae) "
-        "or 'all' (see `list`)",
+        "or 'all' (see the list command); external:PATH evaluates your own encoder (README, 'Evaluate your own encoder')",
     )
     run.add_argument("--dataset", default="synthetic", help="dataset name (default: synthetic)")
     run.add_argument("--labels", dest="label_set", default=None, help="label set (default: the dataset's first)")
@@ -199,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="I/N",
         help="run only share I of N (from 0) of the pretrained models, for any scheduler or one per GPU; "
-        "write the leaderboard afterwards with `leaderboard`",
+        "write the leaderboard afterwards with the leaderboard command",
     )
     fan.add_argument(
         "--launcher",
@@ -214,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_argument("--out", type=Path, default=Path("results"), help="the run's results folder (default: results)")
 
     prep = sub.add_parser("prepare", help="read, check and cache a dataset once (run does it automatically)")
-    prep.add_argument("--dataset", required=True, help="dataset name (see `list`)")
+    prep.add_argument("--dataset", required=True, help="dataset name (see the list command)")
     prep.add_argument("--root", type=Path, default=None, help="dataset folder")
     prep.add_argument("--fs", type=int, default=None, help="sampling rate to prepare, Hz (default: the preset's)")
     prep.add_argument("--preset", default="cpu", help="preset whose sampling rate is the default (default: cpu)")
@@ -346,7 +351,8 @@ def default_leaderboard(results: Path) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.launch import LaunchError, launch
     from benchmark.report.leaderboard import summary_table, write_leaderboard
-    from benchmark.runner import RunRequest, run
+    from benchmark.report.results import ResultStore
+    from benchmark.runner import RunRequest, run, tensorboard_hint
     from benchmark.train.runtime import resolve_device
 
     fan_out = launch_config(args)
@@ -389,6 +395,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         shard=args.shard,
     )
     failed = None
+    started = dt.datetime.now(dt.UTC)
     try:
         if fan_out.launcher == "none":
             with distributed.session(resolve_device(args.device)) as device:
@@ -409,7 +416,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not writes_outputs:
         return 0
     print()
-    print(summary_table(records))
+    print(summary_table(records, ResultStore(args.out)))
+    print(f"\n{what_was_run(records, started)}")
     if args.shard is not None:
         print(
             f"\nshard {args.shard.index}/{args.shard.count} done; {len(records)} cells of this run are finished in "
@@ -418,10 +426,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         n = write_leaderboard(args.out, board)
         print(f"\n{len(records)} cells in this run; {board} regenerated from {n} results in {args.out}/")
+    if args.log == "tensorboard":
+        print(tensorboard_hint(args.out))
     if failed is not None:
         print(f"error: {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+def what_was_run(records: list[dict], started: dt.datetime) -> str:
+    """Which of a run's cells it computed and which it found finished (and where those were
+    computed): results of other hardware differ by a few thousandths (README, Quick start)."""
+    since = started.replace(microsecond=0)  # finished_at is written to the second
+    found = [r for r in records if dt.datetime.fromisoformat(r["provenance"]["finished_at"]) < since]
+    line = f"{len(records) - len(found)} cells computed now, {len(found)} found finished"
+    if not found:
+        return line
+    devices = sorted({r["provenance"]["device"] for r in found})
+    commits = sorted({(r["provenance"]["git"]["commit"] or "unknown")[:7] for r in found})
+    return (
+        f"{line} (computed earlier on {'; '.join(devices)}, code {', '.join(commits)}; results of other hardware "
+        f"or torch builds differ by about ±0.003 macro AUROC: README, Quick start). --rerun or a new --out "
+        f"computes them here."
+    )
 
 
 def dataset_overrides(args: argparse.Namespace) -> dict[str, dict[str, str]]:

@@ -226,17 +226,20 @@ class RunPlan:
     #: frozen outputs of seed-independent methods, shared across seeds (method -> outputs)
     seed_independent_outputs: dict[str, dict] = field(default_factory=dict)
 
-    def mine(self) -> list[Unit]:
-        """The units with unfinished cells that this process runs: all of them, or its shard's
-        (counted over all units of the run), or those it was launched for."""
+    def share(self) -> list[Unit]:
+        """The units of this process, finished or not: all of the run's, or its shard's (counted
+        over all units of the run), or those it was launched for."""
         request = self.request
         return [
             unit
             for position, unit in enumerate(self.units)
-            if unit in self.todo
-            and (request.shard is None or request.shard.selects(position))
+            if (request.shard is None or request.shard.selects(position))
             and (request.units is None or unit in request.units)
         ]
+
+    def mine(self) -> list[Unit]:
+        """The units of this process's share with unfinished cells: the ones it runs."""
+        return [unit for unit in self.share() if unit in self.todo]
 
     def claim(self, unit: Unit, wait: bool):
         """The unit's claim in the results folder (see :mod:`benchmark.work`)."""
@@ -284,6 +287,8 @@ def plan_run(request: RunRequest) -> RunPlan:
     )
     label_set = request.label_set or dataset.label_sets[0]
     dataset.check_label_set(label_set)
+    if request.log == "tensorboard":
+        log.info("%s", tensorboard_hint(Path(request.out)))
     device = resolve_device(request.device)
     store = ResultStore(request.out)
     if distributed.is_main():
@@ -436,6 +441,12 @@ def run(request: RunRequest) -> list[dict]:
     return plan.records()
 
 
+def tensorboard_hint(out: Path) -> str:
+    """Where ``--log tensorboard`` writes, and the command that opens it."""
+    logdir = out / TENSORBOARD
+    return f"TensorBoard event files go to {logdir}/; open them with: tensorboard --logdir {logdir}"
+
+
 def checkpoint_dir(store: ResultStore, planned: PlannedCell) -> Path:
     """The pretraining checkpoint folder of a cell's model."""
     cell = planned.cell
@@ -453,8 +464,8 @@ def record_identity(path: Path, identity: dict, preset: Preset) -> None:
 
 
 def run_progress(plan: RunPlan, mine: list[Unit]) -> RunProgress:
-    """Progress of this process (its units' cells), timed from the finished results in the folder
-    and then from itself."""
+    """Progress of this process (every cell of its share, those found finished included, so that
+    ``status`` counts them), timed from the finished results in the folder and then from itself."""
     eta = Eta()
     records = plan.records()
     for record in records:
@@ -467,9 +478,8 @@ def run_progress(plan: RunPlan, mine: list[Unit]) -> RunProgress:
         if key in pending or method_name not in plan.plans:
             continue
         if not (checkpoint_dir(plan.store, planned) / "final.pt").exists():
-            budget = plan.plans[method_name]
-            pending[key] = PendingPretraining(method_name, budget.steps, budget.flops_per_step)
-    ours = {planned.cell for unit in mine for planned in plan.units[unit]}
+            pending[key] = PendingPretraining(method_name, plan.plans[method_name].steps)
+    ours = {planned.cell for unit in plan.share() for planned in plan.units[unit]}  # found finished ones too
     finished = {Cell(**r["cell"]) for r in records if Cell(**r["cell"]) in ours}
     cells = {cell: cell.protocol for cell in sorted(ours, key=lambda c: c.relpath.as_posix())}
     return RunProgress(plan.store.root, cells, finished, pending, eta, write=distributed.is_main())

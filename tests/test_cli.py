@@ -217,3 +217,28 @@ def test_the_same_command_twice_gives_identical_results_on_cpu(tmp_path):
     assert smoke_run(tmp_path / "b", *args, methods="lamae").returncode == 0
     # lamae and random_init under both protocols, ecg_features under the linear probe only
     assert len(result_files(tmp_path / "a")) == 5 and same_numbers(tmp_path / "a", tmp_path / "b")
+
+
+def test_help_is_plain_text(capsys):
+    """--help of the tool and of every command: no RST or Markdown markup (issue 22)."""
+    for command in (
+        [],
+        *(
+            [name]
+            for name in (
+                "run",
+                "status",
+                "prepare",
+                "list",
+                "leaderboard",
+                "compare",
+                "export",
+                "export-encoder",
+                "validate",
+                "new-method",
+            )
+        ),
+    ):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        assert "`" not in capsys.readouterr().out, command

@@ -740,12 +740,14 @@ def write_leaderboard(results_dir: Path, path: Path) -> int:
     return len(records)
 
 
-def summary_table(records: list[dict], tablefmt: str = "simple") -> str:
-    """The table ``run`` prints at the end: plain protocols, mean ± sd over seeds."""
+def summary_table(records: list[dict], store: ResultStore | None = None, tablefmt: str = "simple") -> str:
+    """The table ``run`` prints at the end: plain protocols, mean ± sd over seeds and, given the
+    results ``store`` (the predictions), the 95 % bootstrap CI of the leaderboard."""
     blocks = []
     for table in comparable_tables(records):
         if table.variant:
             continue
+        ts = table_stats(table, store) if store is not None and table.by_method else None
         rows = []
         for method in [*method_order(table), *sorted(table.diverged)]:
             recs = table.by_method.get(method) or table.diverged[method]
@@ -758,6 +760,11 @@ def summary_table(records: list[dict], tablefmt: str = "simple") -> str:
                     "macro AUROC": diverged_note(recs)
                     if diverged
                     else mean_sd([r["metrics"]["macro_auroc"] for r in recs]),
+                    **(
+                        {"95 % CI": "[{:.4f}, {:.4f}]".format(*ts.ci(method)) if not diverged else "—"}
+                        if isinstance(ts, TableStats)
+                        else {}
+                    ),
                     "macro AUPRC": "—" if diverged else mean_sd([r["metrics"]["macro_auprc"] for r in recs]),
                     "seeds": seeds_column(recs),
                     "pretrain steps": "external" if external else pretrain.get("steps", "—"),
