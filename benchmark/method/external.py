@@ -697,7 +697,12 @@ class ExternalEncoder(Method):
         x, mask = self.fed(signals, lead_mask)
         if self.source.format == "ecgbench":
             return self.encoder.method.encode(x, mask, return_hidden)  # type: ignore[union-attr, operator]
+        single = self.source.format == "export" and len(x) == 1  # the last batch of a split may hold one record,
+        if single:  # and torch.export specialises batch sizes 0 and 1 (its dynamic dimensions start at 2)
+            x, mask = x.repeat(2, 1, 1), mask.repeat(2, 1)
         out = self.encoder(x, mask) if self.spec.lead_mask else self.encoder(x)
+        if single:
+            out = out[:1]
         check_output(out, len(signals), self.spec, self.source.path)
         if self.spec.output == "tokens":
             return Encoded(out.mean(dim=1), [out] if return_hidden else None)
