@@ -258,7 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--preset", default=None)
     cmp.add_argument("--protocol", default=None)
     cmp.add_argument(
-        "--variant", default="", help="a sweep point, e.g. n10pct-s0 or leads-I+II (default: plain protocols)"
+        "--point",
+        "--variant",  # its earlier name; "variant" now names method variants only
+        dest="point",
+        default="",
+        help="a sweep point, e.g. n10pct-s0 or leads-I+II (default: plain protocols)",
     )
     cmp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
 
@@ -559,8 +563,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     records = [
         r
         for r in stored
-        if all(v is None or r["cell"][k] == v for k, v in wanted.items())
-        and r["cell"].get("variant", "") == args.variant
+        if all(v is None or r["cell"][k] == v for k, v in wanted.items()) and r["cell"].get("variant", "") == args.point
     ]
     tables = [t for t in comparable_tables(records) if method_a in t.by_method and method_b in t.by_method]
     if not tables:

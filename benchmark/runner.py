@@ -134,7 +134,7 @@ def plan_budgets(methods: list[str], preset: Preset, overrides: dict, meter: Flo
 def cell_record(
     planned: PlannedCell,
     preset: Preset,
-    label_names: list[str],
+    labels: ECGArrays,
     method: Method,
     pretrain_compute: dict | None,
     wall_s: float | None,
@@ -142,14 +142,21 @@ def cell_record(
     output=None,
     failure: NonFiniteLossError | None = None,
 ) -> dict:
-    """A cell's result: scored ``output``, or the ``failure`` of a diverged training."""
+    """A cell's result: scored ``output``, or the ``failure`` of a diverged training; ``labels``:
+    the arrays whose label names and descriptions it records."""
     record = {
         "signature": planned.signature,
         "config": to_jsonable({**planned.identity, "preset": preset.name}),
-        "label_names": list(label_names),  # the columns of the saved predictions
+        "label_names": list(labels.label_names),  # the columns of the saved predictions
+        # what each label means, shown beside its code in reports (I48: atrial fibrillation and flutter)
+        "label_descriptions": {
+            n: labels.label_descriptions[n] for n in labels.label_names if labels.label_descriptions.get(n)
+        },
     }
     if output is not None:
-        record["metrics"] = classification_report(output.prediction.y_true, output.prediction.y_score, label_names)
+        record["metrics"] = classification_report(
+            output.prediction.y_true, output.prediction.y_score, labels.label_names
+        )
         record["details"] = to_jsonable(output.details)
         downstream = to_jsonable(output.compute) or None
     elif failure is not None:
@@ -555,9 +562,7 @@ def run_unit(plan: RunPlan, unit: Unit, state: RunProgress) -> None:
             state.start_cell(planned.cell)
             save(
                 planned,
-                cell_record(
-                    planned, preset, plan.arrays.label_names, method, pretrain_compute, None, device, failure=failure
-                ),
+                cell_record(planned, preset, plan.arrays, method, pretrain_compute, None, device, failure=failure),
                 None,
             )
         return
@@ -608,7 +613,7 @@ def run_unit(plan: RunPlan, unit: Unit, state: RunProgress) -> None:
         record = cell_record(
             planned,
             preset,
-            plan.arrays.label_names,
+            plan.arrays,
             method,
             pretrain_compute,
             time.perf_counter() - started,

@@ -112,6 +112,26 @@ def comparable_tables(records: list[dict]) -> list[Table]:
     return tables
 
 
+def label_descriptions(records: list[dict]) -> dict[str, str]:
+    """What each label of these results means (recorded with every result; for results written
+    before that, the ICD-10-CM description of a label that is an ICD code), shown beside its code."""
+    from benchmark.data.icd import icd_description
+
+    described: dict[str, str] = {}
+    for record in records:
+        for label in record.get("label_names") or list((record.get("metrics") or {}).get("per_label_auroc", {})):
+            if label in described:
+                continue
+            text = (record.get("label_descriptions") or {}).get(label)
+            if text is None:
+                try:
+                    text = icd_description(label)
+                except ValueError:  # not an ICD-10 label: no name known
+                    text = ""
+            described[label] = text
+    return described
+
+
 def label_names_of(record: dict) -> list[str]:
     if "label_names" in record:
         return record["label_names"]
@@ -242,9 +262,11 @@ def format_comparison(table_stats: TableStats, a: str, b: str) -> str:
 
     per_label = table_stats.delong_per_label(a, b)
     adjusted = stats.holm([test.p for *_, test in per_label])
+    names = label_descriptions(t.records)
     rows = [
         [
             label,
+            names.get(label, "")[:40],
             f"{auc_a:.4f}",
             f"{auc_b:.4f}",
             f"{test.estimate:+.4f}",
@@ -257,6 +279,6 @@ def format_comparison(table_stats: TableStats, a: str, b: str) -> str:
     lines += [
         "",
         f"DeLong per label (seed-mean AUROC; Holm over {len(rows)} labels; * p_Holm < 0.05):",
-        tabulate(rows, headers=["label", a, b, "difference", "z", "p", "p (Holm)"]),
+        tabulate(rows, headers=["label", "name", a, b, "difference", "z", "p", "p (Holm)"]),
     ]
     return "\n".join(lines)

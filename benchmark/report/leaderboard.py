@@ -34,7 +34,14 @@ from benchmark.config import signature
 from benchmark.data.icd import ICD_LEVELS, icd_hierarchy, icd_level, is_valid_code
 from benchmark.ladder import LADDER_PREFIX, LADDERS, Rung
 from benchmark.report import stats
-from benchmark.report.comparison import UNTRAINED_REFERENCES, Table, TableStats, comparable_tables, is_external
+from benchmark.report.comparison import (
+    UNTRAINED_REFERENCES,
+    Table,
+    TableStats,
+    comparable_tables,
+    is_external,
+    label_descriptions,
+)
 from benchmark.report.plots import Run, curve_plot, training_curves_plot
 from benchmark.report.reported import REPORTED, Reported, reported_for
 from benchmark.report.results import ResultStore, is_diverged
@@ -350,7 +357,7 @@ def table_meta(table: Table) -> list[str]:
     return [
         f"- test records: {', '.join(map(str, n_test)) or 'none scored'}; labels scored: "
         f"{scored[0]['metrics']['n_labels_scored'] if scored else 0}; seeds: {', '.join(map(str, seeds))}",
-        f"- pretraining budget: {table.budget or 'none (untrained methods only)'}",
+        f"- pretraining budget: {table.budget or 'none (untrained methods' + (' and external encoders' if external_methods(table) else '') + ' only)'}",
         f"- hardware: {'; '.join(devices)}",
         f"- dates: {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else ""),
         f"- code: {', '.join(commits)}",
@@ -381,6 +388,7 @@ def seed_mean_per_label(recs: list[dict]) -> dict[str, float]:
 
 def icd_reports(table: Table, order: list[str]) -> list[str]:
     per_label = {m: seed_mean_per_label(table.by_method[m]) for m in order}
+    names = label_descriptions(table.records)
     labels = icd_order(sorted({label for values in per_label.values() for label in values}))
     level_rows = []
     for level in ICD_LEVELS:
@@ -400,6 +408,7 @@ def icd_reports(table: Table, order: list[str]) -> list[str]:
         code_rows.append(
             {
                 "code": label,
+                "name": names.get(label, ""),
                 **{
                     m: "n/a" if v is None else (f"**{v:.4f}**" if v == best and len(order) > 1 else f"{v:.4f}")
                     for m, v in values.items()
@@ -428,11 +437,13 @@ def reported_labels(table: Table, per_label: dict[str, dict[str, float]]) -> lis
     rows = []
     measured_labels = {label for values in per_label.values() for label in values}
     single = [r for r in reported_for(table.dataset, table.protocol) if r.label in measured_labels]
+    names = label_descriptions(table.records)
     for r in single:
         measured = [f"`{m}` {per_label[m][r.label]:.4f}" for m in r.ours if r.label in per_label.get(m, {})]
         rows.append(
             {
                 "label": r.label,
+                "name": names.get(r.label, ""),
                 "reported": f"{r.method} {r.auroc:.4f}",
                 "measured here (seed mean)": "; ".join(measured) or "not run: " + measured_as({"": r.ours}),
             }
@@ -670,7 +681,9 @@ def render(
         "downstream, counted FLOPs of one pretraining step (forward + backward), steps, total pretraining FLOPs, "
         "the FLOPs of the protocol's own training (all learning-rate candidates) and the total, wall time and peak "
         "CUDA memory (n/a on CPU). Only results with the same evaluation settings and pretraining budget share a "
-        "table.",
+        "table. External encoders (`--methods external:PATH`: pretrained elsewhere, compute `external, unknown`) "
+        "join every table of their evaluation, listed after the methods whose compute this suite matched and not "
+        "ranked among them. Labels are shown with their names beside their codes.",
     ]
     main = [t for t in tables if not t.variant]
     for table in main:
@@ -698,15 +711,17 @@ def render(
         plots += written
         if section:
             lines += ["", f"## {SWEEPS[sweep]}", *section]
-    lines += [
-        "",
-        "## Reported in the literature (not measured here)",
-        "",
-        "Published numbers for context (docs/method_specs.md §6), on the sources' data versions, label sets and "
-        "model scales; never compared with or averaged into the measured tables above.",
-        "",
-        reported_table(list(REPORTED)),
-    ]
+    quoted = [r for r in REPORTED if set(r.datasets) & {t.dataset for t in tables}]
+    if quoted:  # only beside the datasets it quotes: a synthetic-only leaderboard has none
+        lines += [
+            "",
+            "## Reported in the literature (not measured here)",
+            "",
+            "Published numbers for context (docs/method_specs.md §6), on the sources' data versions, label sets "
+            "and model scales; never compared with or averaged into the measured tables above.",
+            "",
+            reported_table(quoted),
+        ]
     return "\n".join(lines) + "\n", plots
 
 
