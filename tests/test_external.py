@@ -234,6 +234,17 @@ def test_fine_tuning_uses_the_recipe_of_pretrained_encoders_and_the_spec_layer_i
     assert plain(method_config(plain.name, SMOKE, {}), SMOKE.input).num_layers == 1  # one layer below the head
 
 
+def test_a_plugin_with_weights_from_elsewhere_gets_the_pretrained_recipe_and_unknown_compute():
+    from benchmark.method.base import Method
+    from benchmark.method.external import external_pretraining
+
+    class Loaded(Method):  # a plugin that loads weights trained elsewhere in its __init__
+        pretrains = False
+        pretrained_elsewhere = True
+
+    assert not Loaded.supervised_only() and external_pretraining(Loaded) == {"external": True, "compute": "unknown"}
+
+
 def test_torchscript_flops_are_counted_at_the_dispatcher_like_the_python_form(tmp_path):
     module = net()
     torch.jit.save(torch.jit.trace(module, torch.zeros(2, 12, 250)), tmp_path / "enc.pt")

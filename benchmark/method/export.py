@@ -84,10 +84,11 @@ def _from_result(path: Path) -> ModelSource:
     if "cell" not in record or "config" not in record:
         raise DataError(f"{path} is not a result file of the benchmark (no cell and config)")
     cell = Cell(**record["cell"])
-    if ((record.get("compute") or {}).get("pretrain") or {}).get("external"):
+    external = (record.get("compute") or {}).get("pretrain") or {}
+    if external.get("external"):
         raise DataError(
             f"{path}: {cell.method} is an external encoder; its weights are the file it was evaluated from "
-            f"({record['compute']['pretrain']['source']}), there is nothing to export"
+            f"({external.get('source', 'its plugin loads them')}), there is nothing to export"
         )
     config = {**{k: record["config"][k] for k in PRETRAIN_KEYS if k in record["config"]}}
     config["preset"] = record["config"]["preset"]

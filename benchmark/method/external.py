@@ -591,17 +591,16 @@ def check_data(method_cls: type[Method], arrays: ECGArrays) -> None:
 
 
 def external_pretraining(method_cls: type[Method]) -> dict:
-    """What a result records as an external encoder's pretraining: external, compute unknown,
-    and where its weights came from (not part of the result's identity)."""
-    source: ExternalSource = method_cls.source  # type: ignore[attr-defined]
-    return {
-        "external": True,
-        "compute": "unknown",
-        "source": str(source.path),
-        "format": source.format,
-        "sha256": source.sha256,
-        "input": to_jsonable(source.spec),
-    }
+    """What a result records as the pretraining of a method pretrained elsewhere: external,
+    compute unknown, and for an external encoder where its weights came from (not part of the
+    result's identity)."""
+    record: dict[str, Any] = {"external": True, "compute": "unknown"}
+    if is_external(method_cls):
+        source: ExternalSource = method_cls.source  # type: ignore[attr-defined]
+        record.update(
+            source=str(source.path), format=source.format, sha256=source.sha256, input=to_jsonable(source.spec)
+        )
+    return record
 
 
 # -- the method -------------------------------------------------------------------------------------
