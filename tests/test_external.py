@@ -234,6 +234,20 @@ def test_fine_tuning_uses_the_recipe_of_pretrained_encoders_and_the_spec_layer_i
     assert plain(method_config(plain.name, SMOKE, {}), SMOKE.input).num_layers == 1  # one layer below the head
 
 
+def test_a_non_finite_output_on_real_data_stops_evaluation_but_is_a_divergence_in_training(tmp_path):
+    body = (
+        "SPEC = EncoderSpec(fs=100, window_s=2.5)\n"
+        "def build():\n    return lambda x: torch.where(x.abs().amax(-1) > 5, float('nan'), x.mean(-1))\n"
+    )
+    method_cls = method_class(resolve_method(f"external:{spec_file(tmp_path, body)}").name)  # the probe is fine
+    method = method_cls(method_config(method_cls.name, SMOKE, {}), SMOKE.input).eval()
+    batch = toy_batch()
+    batch.signals[3, 0, 100] = 9.0  # a 9 mV spike
+    with pytest.raises(DataError, match="returned non-finite values"):
+        method.features(batch.signals, batch.lead_mask)
+    assert torch.isnan(method.train().features(batch.signals, batch.lead_mask)[3]).any()  # the loss check's case
+
+
 def test_a_plugin_with_weights_from_elsewhere_gets_the_pretrained_recipe_and_unknown_compute():
     from benchmark.method.base import Method
     from benchmark.method.external import external_pretraining

@@ -30,7 +30,9 @@ attention probe for an encoder that returns no tokens.
 
 **Its output** must be (batch, features), finite (``output="tokens"``: (batch, tokens, width),
 pooled by their mean [choice] for the linear probe and fine-tuning, the tokens read by the
-attention probe). It is checked on a probe batch when the file is read, and on every batch.
+attention probe). It is checked on a probe batch when the file is read, and on every batch (in
+fine-tuning's training steps for its shape only: a non-finite loss there is a diverged learning
+rate, which the protocol records as such).
 
 **Identity.** The row's name is the file's stem (or ``NAME``) and the first 8 hex digits of the
 encoder's content hash: SHA-256 over the spec file, the weights file(s), the declared input and
@@ -475,9 +477,9 @@ def probe_output(source: ExternalSource, module: nn.Module) -> int:
     return widths.pop()
 
 
-def check_output(out: Any, batch: int, spec: EncoderSpec, where: Path | str) -> int:
-    """The feature width of an encoder output; a DataError unless it is a finite tensor of the
-    declared shape."""
+def check_output(out: Any, batch: int, spec: EncoderSpec, where: Path | str, finite: bool = True) -> int:
+    """The feature width of an encoder output; a DataError unless it is a tensor of the declared
+    shape, and (``finite``) finite."""
     expected = "(batch, tokens, width)" if spec.output == "tokens" else "(batch, features)"
     rank = 3 if spec.output == "tokens" else 2
     if not isinstance(out, torch.Tensor) or out.ndim != rank or out.shape[0] != batch or 0 in out.shape:
@@ -485,7 +487,7 @@ def check_output(out: Any, batch: int, spec: EncoderSpec, where: Path | str) -> 
         tokens = spec.output == "features" and isinstance(out, torch.Tensor) and out.ndim == 3
         hint = "; declare output='tokens' if it returns (batch, tokens, width)" if tokens else ""
         raise DataError(f"{where}: the encoder returned {got} for a batch of {batch}; it must return {expected}{hint}")
-    if not torch.isfinite(out).all():
+    if finite and not torch.isfinite(out).all():
         raise DataError(
             f"{where}: the encoder returned non-finite values (NaN or inf) for a batch of {batch}; fix the module or "
             f"the declared input ({spec.describe()})"
@@ -702,7 +704,8 @@ class ExternalEncoder(Method):
         out = self.encoder(x, mask) if self.spec.lead_mask else self.encoder(x)
         if single:
             out = out[:1]
-        check_output(out, len(signals), self.spec, self.source.path)
+        # in training a non-finite output is a diverged fine-tuning run, which the protocol records as such
+        check_output(out, len(signals), self.spec, self.source.path, finite=not self.training)
         if self.spec.output == "tokens":
             return Encoded(out.mean(dim=1), [out] if return_hidden else None)
         return Encoded(out, [out[:, None]] if return_hidden else None)
