@@ -27,7 +27,8 @@ from benchmark.eval.protocol import Protocol
 from benchmark.eval.sweep import Sweep
 from benchmark.ladder import LADDER_PREFIX, PARAMETER_TOLERANCE, ladder_rungs
 from benchmark.method.base import Method, MethodConfig
-from benchmark.method.external import EXTERNAL_PREFIX, register_external
+from benchmark.method.external import register_external
+from benchmark.method.external_source import EXTERNAL_PREFIX
 from benchmark.method.variant import MethodVariant, parse_variant
 from benchmark.presets import PRESET_SCOPES, REFERENCES, Preset
 from benchmark.registry import DATASETS, METHODS, PROTOCOLS

@@ -622,7 +622,7 @@ def _methods_in_file(path: Path) -> list[str]:
 def cmd_validate(args: argparse.Namespace) -> int:
     from benchmark.build import check_scopes, encoder_params, ladder_methods, resolve_method
     from benchmark.ladder import LADDER_PREFIX
-    from benchmark.method.external import EXTERNAL_PREFIX
+    from benchmark.method.external_source import EXTERNAL_PREFIX
     from benchmark.method.validate import render_report, render_summary, validate_method
     from benchmark.presets import ANCHOR_METHOD, get_preset
 

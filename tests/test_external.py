@@ -28,7 +28,8 @@ from benchmark.data.conditioning import resampling_filter
 from benchmark.data.contract import LEADS, DataError
 from benchmark.eval.protocols.finetune import FinetuneConfig, Recipe
 from benchmark.method.export import export_encoder
-from benchmark.method.external import EncoderSpec, check_data, check_feedable
+from benchmark.method.external import check_data, check_feedable
+from benchmark.method.external_source import EncoderSpec
 from benchmark.presets import PRESETS
 from benchmark.train.flops import supervised_step_flops, synthetic_batch
 
