@@ -27,6 +27,8 @@ from benchmark.eval.protocol import Protocol
 from benchmark.eval.sweep import Sweep
 from benchmark.ladder import LADDER_PREFIX, PARAMETER_TOLERANCE, ladder_rungs
 from benchmark.method.base import Method, MethodConfig
+from benchmark.method.external import register_external
+from benchmark.method.external_source import EXTERNAL_PREFIX
 from benchmark.method.variant import MethodVariant, parse_variant
 from benchmark.presets import PRESET_SCOPES, REFERENCES, Preset
 from benchmark.registry import DATASETS, METHODS, PROTOCOLS
@@ -37,7 +39,11 @@ log = logging.getLogger("benchmark")
 def resolve_method(text: str) -> MethodVariant:
     """A method name or variant (``NAME[FIELD=VALUE,...]``) in canonical form: the method must be
     registered (else "did you mean") and every setting a field of its config with a value of the
-    field's type (else a one-line ``ConfigError``); settings sorted, values as typed."""
+    field's type (else a one-line ``ConfigError``); settings sorted, values as typed. An external
+    encoder (``external:PATH[...]``) is read, checked and registered under its own name
+    (benchmark/method/external.py)."""
+    if text.strip().startswith(EXTERNAL_PREFIX):
+        return MethodVariant(register_external(text.strip()))
     parsed = parse_variant(text)
     method_cls = METHODS.get(parsed.base)
     settings = tuple(
@@ -68,7 +74,7 @@ def method_config(method: type[Method] | str | MethodVariant, preset: Preset, ov
     shared = {}
     if method_cls.uses_model_size:
         shared = {k: v for k, v in dataclasses.asdict(preset.model).items() if k in method_cls.Config.field_names()}
-    config = apply_overrides(method_cls.Config(**shared), overrides.get(method_cls.name, {}), method_cls.name)
+    config = apply_overrides(method_cls.default_config(shared), overrides.get(method_cls.name, {}), method_cls.name)
     config = apply_overrides(config, variant.overrides, variant.name)
     if hasattr(config, "arch"):
         arch_config = method_config(METHODS.get(config.arch), preset, overrides)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import errno
 import inspect
 import logging
@@ -106,7 +107,11 @@ def parse_names(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m benchmark", description=__doc__.splitlines()[0])
+    parser = OneLineParser(
+        prog="python -m benchmark",
+        description="ecgbench: pretrain and evaluate ECG encoders on matched compute, with honest statistics. "
+        "Each command has its own --help; the README documents every one.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     run = sub.add_parser("run", help="pretrain and evaluate methods; results go to --out")
@@ -115,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_names,
         required=True,
         help="comma-separated method names, variants (lamae[la_mask_ratio=0]), ablation ladders (ladder:lamae) "
-        "or 'all' (see `list`)",
+        "or 'all' (see the list command); external:PATH evaluates your own encoder (README, 'Evaluate your own encoder')",
     )
     run.add_argument("--dataset", default="synthetic", help="dataset name (default: synthetic)")
     run.add_argument("--labels", dest="label_set", default=None, help="label set (default: the dataset's first)")
@@ -219,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="I/N",
         help="run only share I of N (from 0) of the pretrained models, for any scheduler or one per GPU; "
-        "write the leaderboard afterwards with `leaderboard`",
+        "write the leaderboard afterwards with the leaderboard command",
     )
     fan.add_argument(
         "--launcher",
@@ -234,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_argument("--out", type=Path, default=Path("results"), help="the run's results folder (default: results)")
 
     prep = sub.add_parser("prepare", help="read, check and cache a dataset once (run does it automatically)")
-    prep.add_argument("--dataset", required=True, help="dataset name (see `list`)")
+    prep.add_argument("--dataset", required=True, help="dataset name (see the list command)")
     prep.add_argument("--root", type=Path, default=None, help="dataset folder")
     prep.add_argument("--fs", type=int, default=None, help="sampling rate to prepare, Hz (default: the preset's)")
     prep.add_argument("--preset", default="cpu", help="preset whose sampling rate is the default (default: cpu)")
@@ -274,7 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--preset", default=None)
     cmp.add_argument("--protocol", default=None)
     cmp.add_argument(
-        "--variant", default="", help="a sweep point, e.g. n10pct-s0 or leads-I+II (default: plain protocols)"
+        "--point",
+        "--variant",  # its earlier name; "variant" now names method variants only
+        dest="point",
+        default="",
+        help="a sweep point, e.g. n10pct-s0 or leads-I+II (default: plain protocols)",
     )
     cmp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
 
@@ -367,7 +376,8 @@ def default_leaderboard(results: Path) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.launch import LaunchError, launch
     from benchmark.report.leaderboard import check_target, summary_table, write_leaderboard
-    from benchmark.runner import RunRequest, run
+    from benchmark.report.results import ResultStore
+    from benchmark.runner import RunRequest, run, tensorboard_hint
     from benchmark.train.runtime import resolve_device
 
     fan_out = launch_config(args)
@@ -414,6 +424,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         shard=args.shard,
     )
     failed = None
+    started = dt.datetime.now(dt.UTC)
     try:
         if fan_out.launcher == "none":
             with distributed.session(resolve_device(args.device)) as device:
@@ -434,7 +445,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not writes_outputs:
         return 0
     print()
-    print(summary_table(records, learned=args.learned_ratio))
+    print(summary_table(records, ResultStore(args.out), learned=args.learned_ratio))
+    print(f"\n{what_was_run(records, started)}")
     if args.shard is not None:
         print(
             f"\nshard {args.shard.index}/{args.shard.count} done; {len(records)} cells of this run are finished in "
@@ -443,10 +455,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         n = write_leaderboard(args.out, board, learned=args.learned_ratio)
         print(f"\n{len(records)} cells in this run; {board} regenerated from {n} results in {args.out}/")
+    if args.log == "tensorboard":
+        print(tensorboard_hint(args.out))
     if failed is not None:
         print(f"error: {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+def what_was_run(records: list[dict], started: dt.datetime) -> str:
+    """Which of a run's cells it computed and which it found finished (and where those were
+    computed): results of other hardware differ by a few thousandths (README, Quick start)."""
+    since = started.replace(microsecond=0)  # finished_at is written to the second
+    found = [r for r in records if dt.datetime.fromisoformat(r["provenance"]["finished_at"]) < since]
+    line = f"{len(records) - len(found)} cells computed now, {len(found)} found finished"
+    if not found:
+        return line
+    devices = sorted({r["provenance"]["device"] for r in found})
+    commits = sorted({(r["provenance"]["git"]["commit"] or "unknown")[:7] for r in found})
+    return (
+        f"{line} (computed earlier on {'; '.join(devices)}, code {', '.join(commits)}; results of other hardware "
+        f"or torch builds differ by about ±0.003 macro AUROC: README, Quick start). --rerun or a new --out "
+        f"computes them here."
+    )
 
 
 def dataset_overrides(args: argparse.Namespace) -> dict[str, dict[str, str]]:
@@ -545,14 +576,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise DataError(f"results folder {args.results} does not exist; run `python -m benchmark run` first")
     if args.resamples < 1:
         raise UsageError(f"--resamples must be >= 1, got {args.resamples}")
-    method_a, method_b = (resolve_method(name).name for name in (args.method_a, args.method_b))
     store = ResultStore(args.results)
+    stored = list(store.records())
+    present_methods = {r["cell"]["method"] for r in stored}
+
+    def canonical(name: str) -> str:
+        """A method's canonical name; an external encoder's results name it as registered by the
+        run (``my_cnn-1f723d8c``), which this process need not have read."""
+        if name in present_methods:
+            return name
+        return resolve_method(name).name
+
+    method_a, method_b = canonical(args.method_a), canonical(args.method_b)
     wanted = {"dataset": args.dataset, "label_set": args.label_set, "preset": args.preset, "protocol": args.protocol}
     records = [
         r
-        for r in store.records()
-        if all(v is None or r["cell"][k] == v for k, v in wanted.items())
-        and r["cell"].get("variant", "") == args.variant
+        for r in stored
+        if all(v is None or r["cell"][k] == v for k, v in wanted.items()) and r["cell"].get("variant", "") == args.point
     ]
     tables = [t for t in comparable_tables(records) if method_a in t.by_method and method_b in t.by_method]
     if not tables:
@@ -612,6 +652,7 @@ def _methods_in_file(path: Path) -> list[str]:
 def cmd_validate(args: argparse.Namespace) -> int:
     from benchmark.build import check_scopes, encoder_params, ladder_methods, resolve_method
     from benchmark.ladder import LADDER_PREFIX
+    from benchmark.method.external_source import EXTERNAL_PREFIX
     from benchmark.method.validate import render_report, render_summary, validate_method
     from benchmark.presets import ANCHOR_METHOD, get_preset
 
@@ -620,7 +661,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     presets = [get_preset(name).with_overrides(overrides) for name in args.presets]
     target = Path(args.target)
-    if target.suffix == ".py":
+    if target.suffix == ".py" and not args.target.startswith(EXTERNAL_PREFIX):
         names = _methods_in_file(target)
         if not names:
             raise PluginError(f"plugin file {target} registers no method")

@@ -124,7 +124,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "cpu": Preset(
         name="cpu",
-        description="Default: a real comparison on 2 CPU cores in under 10 minutes",
+        description="Default: a real comparison on 2 CPU cores (about 11 min for lamae,ind_p; README, Presets)",
         input=InputSpec(fs=100, window_s=5.0),
         model=MethodConfig(dim=64, depth=3, heads=4, patch_s=0.25, decoder_dim=64, decoder_depth=1, decoder_heads=4),
         pretrain=PretrainConfig(

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 from typing import Generic, TypeVar
 
 T = TypeVar("T", bound=type)
@@ -139,6 +140,22 @@ DATASETS: Registry = Registry("dataset", "ecgbench_datasets", "ecgbench.datasets
 PROTOCOLS: Registry = Registry("protocol", "benchmark.eval.protocols", "ecgbench.protocols")
 
 
+def import_file(path: Path, module_name: str, what: str, error: type[Exception] = PluginError) -> ModuleType:
+    """Import a user's Python file under a private module name; a failure is one ``error`` naming
+    the file (``what`` says what it is: "plugin file", "external encoder file")."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise error(f"{what} {path} cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise error(f"{what} {path} failed to import: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
 def load_plugin_file(path: str | Path) -> dict[str, list[str]]:
     """Import a plugin file given with ``--plugin``; returns the names it registered per kind.
 
@@ -152,19 +169,10 @@ def load_plugin_file(path: str | Path) -> dict[str, list[str]]:
     for registry in registries:
         registry.discover()
     before = {r.kind: set(r.names()) for r in registries}
-    module_name = f"ecgbench_user_plugins.{path.stem}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise PluginError(f"plugin file {path} cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
     for registry in registries:
         registry._loading = str(path)
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.modules.pop(module_name, None)
-        raise PluginError(f"plugin file {path} failed to import: {type(exc).__name__}: {exc}") from exc
+        import_file(path, f"ecgbench_user_plugins.{path.stem}", "plugin file")
     finally:
         for registry in registries:
             registry._loading = None

@@ -46,6 +46,7 @@ from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import CellContext
 from benchmark.eval.sweep import Evaluation, expand
 from benchmark.method.base import Method, MethodConfig
+from benchmark.method.external import check_data, check_feedable, external_pretraining
 from benchmark.presets import ANCHOR_METHOD, Preset, get_preset
 from benchmark.provenance import provenance
 from benchmark.registry import load_plugin_file
@@ -145,7 +146,7 @@ def plan_budgets(methods: list[str], preset: Preset, overrides: dict, meter: Flo
 def cell_record(
     planned: PlannedCell,
     preset: Preset,
-    label_names: list[str],
+    labels: ECGArrays,
     method: Method,
     pretrain_compute: dict | None,
     wall_s: float | None,
@@ -153,14 +154,21 @@ def cell_record(
     output=None,
     failure: NonFiniteLossError | None = None,
 ) -> dict:
-    """A cell's result: scored ``output``, or the ``failure`` of a diverged training."""
+    """A cell's result: scored ``output``, or the ``failure`` of a diverged training; ``labels``:
+    the arrays whose label names and descriptions it records."""
     record = {
         "signature": planned.signature,
         "config": to_jsonable({**planned.identity, "preset": preset.name}),
-        "label_names": list(label_names),  # the columns of the saved predictions
+        "label_names": list(labels.label_names),  # the columns of the saved predictions
+        # what each label means, shown beside its code in reports (I48: atrial fibrillation and flutter)
+        "label_descriptions": {
+            n: labels.label_descriptions[n] for n in labels.label_names if labels.label_descriptions.get(n)
+        },
     }
     if output is not None:
-        record["metrics"] = classification_report(output.prediction.y_true, output.prediction.y_score, label_names)
+        record["metrics"] = classification_report(
+            output.prediction.y_true, output.prediction.y_score, labels.label_names
+        )
         record["details"] = to_jsonable(output.details)
         downstream = to_jsonable(output.compute) or None
     elif failure is not None:
@@ -237,17 +245,20 @@ class RunPlan:
     #: frozen outputs of seed-independent methods, shared across seeds (method -> outputs)
     seed_independent_outputs: dict[str, dict] = field(default_factory=dict)
 
-    def mine(self) -> list[Unit]:
-        """The units with unfinished cells that this process runs: all of them, or its shard's
-        (counted over all units of the run), or those it was launched for."""
+    def share(self) -> list[Unit]:
+        """The units of this process, finished or not: all of the run's, or its shard's (counted
+        over all units of the run), or those it was launched for."""
         request = self.request
         return [
             unit
             for position, unit in enumerate(self.units)
-            if unit in self.todo
-            and (request.shard is None or request.shard.selects(position))
+            if (request.shard is None or request.shard.selects(position))
             and (request.units is None or unit in request.units)
         ]
+
+    def mine(self) -> list[Unit]:
+        """The units of this process's share with unfinished cells: the ones it runs."""
+        return [unit for unit in self.share() if unit in self.todo]
 
     def claim(self, unit: Unit, wait: bool):
         """The unit's claim in the results folder (see :mod:`benchmark.work`)."""
@@ -280,6 +291,9 @@ def plan_run(request: RunRequest) -> RunPlan:
     methods = resolve_methods(
         request.methods, list(base_protocols.values()), request.add_references, preset, request.overrides
     )
+    protocol_names = [*requested, *base_protocols]
+    for name in methods:  # an external encoder the prepared data cannot feed is refused before any work
+        check_feedable(method_class(name), preset.input.fs, protocol_names)
     pool_names = [name for name, _ in parse_pool(request.pretrain_data)]
     dataset = build_dataset(request.dataset, preset, request.overrides)
     check_scopes(
@@ -287,11 +301,13 @@ def plan_run(request: RunRequest) -> RunPlan:
         {
             "method": architectures(methods, preset, request.overrides),
             "dataset": list(dict.fromkeys([request.dataset, *dataset.member_names(), *pool_names])),
-            "protocol": [*requested, *base_protocols],
+            "protocol": protocol_names,
         },
     )
     label_set = request.label_set or dataset.label_sets[0]
     dataset.check_label_set(label_set)
+    if request.log == "tensorboard":
+        log.info("%s", tensorboard_hint(Path(request.out)))
     device = resolve_device(request.device)
     store = ResultStore(request.out)
     if distributed.is_main():
@@ -324,6 +340,8 @@ def plan_run(request: RunRequest) -> RunPlan:
     log.info("%d records: %s", len(arrays.signals), ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
     if any(method_class(m).pretrains for m in methods):
         check_batch_fits(pretrain_arrays, preset.pretrain.batch_size)
+    for name in methods:
+        check_data(method_class(name), arrays)
     evaluations = expand(requested, base_protocols, arrays)
     meter = FlopsMeter(store.flops_dir, device)
     plans = plan_budgets(methods, preset, request.overrides, meter)
@@ -444,6 +462,12 @@ def run(request: RunRequest) -> list[dict]:
     return plan.records()
 
 
+def tensorboard_hint(out: Path) -> str:
+    """Where ``--log tensorboard`` writes, and the command that opens it."""
+    logdir = out / TENSORBOARD
+    return f"TensorBoard event files go to {logdir}/; open them with: tensorboard --logdir {logdir}"
+
+
 def checkpoint_dir(store: ResultStore, planned: PlannedCell) -> Path:
     """The pretraining checkpoint folder of a cell's model."""
     cell = planned.cell
@@ -469,8 +493,8 @@ def _readable(path: Path) -> bool:
 
 
 def run_progress(plan: RunPlan, mine: list[Unit]) -> RunProgress:
-    """Progress of this process (its units' cells), timed from the finished results in the folder
-    and then from itself."""
+    """Progress of this process (every cell of its share, those found finished included, so that
+    ``status`` counts them), timed from the finished results in the folder and then from itself."""
     eta = Eta()
     records = plan.records()
     for record in records:
@@ -483,9 +507,8 @@ def run_progress(plan: RunPlan, mine: list[Unit]) -> RunProgress:
         if key in pending or method_name not in plan.plans:
             continue
         if not (checkpoint_dir(plan.store, planned) / "final.pt").exists():
-            budget = plan.plans[method_name]
-            pending[key] = PendingPretraining(method_name, budget.steps, budget.flops_per_step)
-    ours = {planned.cell for unit in mine for planned in plan.units[unit]}
+            pending[key] = PendingPretraining(method_name, plan.plans[method_name].steps)
+    ours = {planned.cell for unit in plan.share() for planned in plan.units[unit]}  # found finished ones too
     finished = {Cell(**r["cell"]) for r in records if Cell(**r["cell"]) in ours}
     cells = {cell: cell.protocol for cell in sorted(ours, key=lambda c: c.relpath.as_posix())}
     return RunProgress(plan.store.root, cells, finished, pending, eta, write=distributed.is_main())
@@ -527,6 +550,8 @@ def run_unit(plan: RunPlan, unit: Unit, state: RunProgress) -> None:
     set_seed(seed)
     method = method_cls(identity["method_config"], preset.input)
     pretrain_compute, failure = None, None
+    if method_cls.pretrained_elsewhere:
+        pretrain_compute = external_pretraining(method_cls)
     if method_cls.pretrains:
         checkpoints = checkpoint_dir(store, cells[0])
         record_identity(checkpoints, identity, preset)
@@ -559,9 +584,7 @@ def run_unit(plan: RunPlan, unit: Unit, state: RunProgress) -> None:
             state.start_cell(planned.cell)
             save(
                 planned,
-                cell_record(
-                    planned, preset, plan.arrays.label_names, method, pretrain_compute, None, device, failure=failure
-                ),
+                cell_record(planned, preset, plan.arrays, method, pretrain_compute, None, device, failure=failure),
                 None,
             )
         return
@@ -614,7 +637,7 @@ def run_unit(plan: RunPlan, unit: Unit, state: RunProgress) -> None:
         record = cell_record(
             planned,
             preset,
-            plan.arrays.label_names,
+            plan.arrays,
             method,
             pretrain_compute,
             time.perf_counter() - started,

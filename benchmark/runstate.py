@@ -13,6 +13,7 @@ cell and at most every few seconds while training::
      "started_at": "2026-11-30T10:15:00+00:00", "updated_at": "...",   # ISO 8601, UTC
      "state": "running",                        # running | finished | failed | interrupted
      "cells": ["synthetic/conditions/cpu/lamae/linear_seed0.json", ...],  # every cell of this run
+     "found_finished": 4,                       # of them, finished before it started
      "current": {"cell": "synthetic/.../linear_seed0.json" or null,   # null while pretraining
                  "what": "pretraining lamae seed 0", "step": 340, "total": 600},   # or null
      "eta_s": 250.0,                             # null until something was timed
@@ -24,10 +25,12 @@ it, so concurrent or sharded runs into one folder each keep their own file and `
 combines them. A process killed outright cannot write "interrupted": ``status`` tells that from
 a pid that no longer runs (same host) or from an old ``updated_at``.
 
-**The ETA** adds up measured times: seconds per pretraining step of each method (for a method
-not timed yet, the FLOP rate of the ones that were, times its FLOPs per step) and the mean
-seconds per cell of each protocol — from this run and from the finished results already in the
-folder (each records its pretraining and protocol wall time).
+**The ETA** adds up measured times: seconds per pretraining step of each method, measured on that
+method itself (another method's FLOP rate says little: Ind_P's vmapped private encoders ran at a
+quarter of LAMAE's rate, and an ETA borrowed from LAMAE predicted 1 min 51 s for a pretraining
+that took 6.5 min), and the mean seconds per cell of each protocol — from this run and from the
+finished results already in the folder (each records its pretraining and protocol wall time). A
+method not timed yet is named as such, and the ETA is then a lower bound ("ETA ≥ ...").
 """
 
 from __future__ import annotations
@@ -78,14 +81,11 @@ class Eta:
 
     def __init__(self) -> None:
         self.step_s: dict[str, float] = {}  # method -> seconds per pretraining step
-        self.flop_s: dict[str, float] = {}  # method -> seconds per FLOP
         self.cell_s: dict[str, list[float]] = defaultdict(list)  # protocol -> seconds per cell
 
-    def add_pretraining(self, method: str, steps: int, wall_s: float, flops_per_step: float | None) -> None:
+    def add_pretraining(self, method: str, steps: int, wall_s: float) -> None:
         if steps > 0 and wall_s > 0:
             self.step_s[method] = wall_s / steps
-            if flops_per_step:
-                self.flop_s[method] = wall_s / (steps * flops_per_step)
 
     def add_cell(self, protocol: str, wall_s: float) -> None:
         self.cell_s[protocol].append(wall_s)
@@ -94,31 +94,19 @@ class Eta:
         """The times a finished result recorded."""
         pretrain = record["compute"].get("pretrain") or {}
         if pretrain.get("wall_s") and not is_diverged(record):
-            self.add_pretraining(
-                record["cell"]["method"], pretrain["steps"], pretrain["wall_s"], pretrain.get("flops_per_step")
-            )
+            self.add_pretraining(record["cell"]["method"], pretrain["steps"], pretrain["wall_s"])
         if record["compute"].get("protocol_wall_s") is not None:
             self.add_cell(record["cell"]["protocol"], record["compute"]["protocol_wall_s"])
 
-    def seconds_per_step(self, method: str, flops_per_step: float | None) -> float | None:
-        if method in self.step_s:
-            return self.step_s[method]
-        if flops_per_step and self.flop_s:
-            return sorted(self.flop_s.values())[len(self.flop_s) // 2] * flops_per_step  # median FLOP rate
-        return None
-
-    def remaining(
-        self, pretraining: list[tuple[str, int, float | None]], protocols: list[str]
-    ) -> tuple[float | None, list[str]]:
-        """Seconds for ``pretraining`` (method, steps left, FLOPs per step) and cells of
-        ``protocols``; and the parts without a measurement (not counted in the seconds)."""
+    def remaining(self, pretraining: list[tuple[str, int]], protocols: list[str]) -> tuple[float | None, list[str]]:
+        """Seconds for ``pretraining`` (method, steps left) and cells of ``protocols``; and the
+        parts without a measurement (not counted in the seconds)."""
         total, unknown = 0.0, []
-        for method, steps, flops_per_step in pretraining:
-            per_step = self.seconds_per_step(method, flops_per_step)
-            if per_step is None:
-                unknown.append(f"pretraining {method}")
+        for method, steps in pretraining:
+            if method in self.step_s:
+                total += steps * self.step_s[method]
             else:
-                total += steps * per_step
+                unknown.append(f"pretraining {method}")
         for protocol in protocols:
             times = self.cell_s.get(protocol)
             if times:
@@ -126,7 +114,7 @@ class Eta:
             else:
                 unknown.append(protocol)
         unknown = list(dict.fromkeys(unknown))
-        timed_anything = bool(self.step_s or self.flop_s or self.cell_s)
+        timed_anything = bool(self.step_s or self.cell_s)
         return (total if timed_anything else None), unknown
 
 
@@ -142,7 +130,6 @@ def describe_eta(eta_s: float | None, unknown: list[str]) -> str:
 class PendingPretraining:
     method: str
     steps: int
-    flops_per_step: float | None
     step: int = 0  # reached so far
 
 
@@ -177,6 +164,7 @@ class RunProgress:
             "updated_at": None,
             "state": "running",
             "cells": [cell.relpath.as_posix() for cell in cells],
+            "found_finished": len(self.finished),  # finished before it started (an earlier run, another machine)
             "current": None,
             "eta_s": None,
             "eta_unknown": [],
@@ -215,9 +203,7 @@ class RunProgress:
             pending = self.pretraining[self._current_pretraining]
             pending.step = step
             first, started = self._timed_from
-            self.eta.add_pretraining(
-                pending.method, step - first, time.perf_counter() - started, pending.flops_per_step
-            )
+            self.eta.add_pretraining(pending.method, step - first, time.perf_counter() - started)
         if time.perf_counter() - self._last_write >= HEARTBEAT_S:
             self.save()
 
@@ -255,7 +241,7 @@ class RunProgress:
 
     # -- what it shows -------------------------------------------------------------------------
     def remaining(self) -> tuple[float | None, list[str]]:
-        pretraining = [(p.method, p.steps - p.step, p.flops_per_step) for p in self.pretraining.values()]
+        pretraining = [(p.method, p.steps - p.step) for p in self.pretraining.values()]
         protocols = [protocol for cell, protocol in self.cells.items() if cell not in self.finished]
         return self.eta.remaining(pretraining, protocols)
 
@@ -355,7 +341,13 @@ def status_report(root: Path) -> str:
             f"last update {format_duration((now - updated).total_seconds())} ago",
             f"  command: {state['command']}",
             f"  cells: {len(state['cells']) - len(running) - len(remaining)}/{len(state['cells'])} finished, "
-            f"{len(running)} running, {len(remaining)} remaining",
+            f"{len(running)} running, {len(remaining)} remaining"
+            + (
+                f"; {state['found_finished']} of them were found finished when it started (computed earlier, by "
+                f"another run or on another machine; their files name where)"
+                if state.get("found_finished")
+                else ""
+            ),
         ]
         current = state.get("current")
         if alive == "running":

@@ -13,7 +13,11 @@ between releases (they were regrouped once), these names do not.
   noise keyed by sample) and :mod:`ecgbench.data` (readers and bases of file datasets);
 * pretrained encoders in your own code: :func:`load_encoder` reads a folder written by
   ``python -m benchmark export-encoder`` and returns a :class:`PretrainedEncoder`
-  (``forward(signals, lead_mask) -> (B, feature_dim)``).
+  (``forward(signals, lead_mask, fs=...) -> (B, feature_dim)``); :func:`read_record` (a WFDB
+  record) and :func:`prepare_input` (an array) make its input as the benchmark did
+  (:class:`PreparedInput`);
+* encoders trained elsewhere, evaluated by the suite (``--methods external:my_encoder.py``):
+  :class:`EncoderSpec` declares what they take and return.
 """
 
 from benchmark.data.contract import (
@@ -28,7 +32,9 @@ from benchmark.data.contract import (
 )
 from benchmark.data.loader import Batch
 from benchmark.method.base import Encoded, Method, MethodConfig
+from benchmark.method.encoder_input import PreparedInput, prepare_input, read_record
 from benchmark.method.export import PretrainedEncoder, load_encoder
+from benchmark.method.external_source import EncoderSpec
 from benchmark.registry import DATASETS, METHODS, PROTOCOLS
 from ecgbench import data, layers, rng
 
@@ -47,6 +53,10 @@ __all__ = [
     "MethodConfig",
     "PretrainedEncoder",
     "load_encoder",
+    "PreparedInput",
+    "prepare_input",
+    "read_record",
+    "EncoderSpec",
     "DATASETS",
     "METHODS",
     "PROTOCOLS",

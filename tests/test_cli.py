@@ -118,12 +118,14 @@ def test_smoke_run_writes_results_leaderboard_and_skips_finished_cells(tmp_path)
     board = (out / "LEADERBOARD.md").read_text()
     for method in ("lamae", "ind_p", "random_init", "ecg_features", "scratch", "xresnet1d"):
         assert f"| {method} " in board
-    assert "macro AUROC" in first.stdout  # the summary table
+    assert "macro AUROC" in first.stdout and "95 % CI" in first.stdout  # the summary table, with CIs
+    assert "8 cells computed now, 0 found finished" in first.stdout
 
     stamps = {f: f.stat().st_mtime_ns for f in files}
     again = smoke_run(out)
     assert again.returncode == 0, again.stderr
     assert "8 cells: 8 finished already, 0 to run" in again.stderr
+    assert "0 cells computed now, 8 found finished (computed earlier on " in again.stdout  # says what it found
     assert {f: f.stat().st_mtime_ns for f in result_files(out)} == stamps
 
     changed = smoke_run(out, "--set", "linear.max_iter=7")
@@ -217,3 +219,28 @@ def test_the_same_command_twice_gives_identical_results_on_cpu(tmp_path):
     assert smoke_run(tmp_path / "b", *args, methods="lamae").returncode == 0
     # lamae and random_init under both protocols, ecg_features under the linear probe only
     assert len(result_files(tmp_path / "a")) == 5 and same_numbers(tmp_path / "a", tmp_path / "b")
+
+
+def test_help_is_plain_text(capsys):
+    """--help of the tool and of every command: no RST or Markdown markup (issue 22)."""
+    for command in (
+        [],
+        *(
+            [name]
+            for name in (
+                "run",
+                "status",
+                "prepare",
+                "list",
+                "leaderboard",
+                "compare",
+                "export",
+                "export-encoder",
+                "validate",
+                "new-method",
+            )
+        ),
+    ):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        assert "`" not in capsys.readouterr().out, command

@@ -50,9 +50,10 @@ def test_export_has_one_row_per_cell_with_metrics_compute_and_every_config_field
     assert main(["export", "--results", str(results.root), "--out", str(out)]) == 0
     frame = pd.read_csv(out)
     assert len(frame) == len(list(results.records())) == 16
-    assert list(frame.columns[:7]) == ["dataset", "label_set", "preset", "method", "protocol", "variant", "seed"]
+    assert list(frame.columns[:7]) == ["dataset", "label_set", "preset", "method", "protocol", "point", "seed"]
     for column in (
         "status",
+        "table",
         "evaluation",
         "budget",
         "path",
@@ -79,11 +80,12 @@ def test_export_has_one_row_per_cell_with_metrics_compute_and_every_config_field
     assert row.macro_auroc == pytest.approx(record["metrics"]["macro_auroc"])
     assert (results.root / row.path).with_name(row.predictions).exists()
     assert frame[frame.method == "random_init"].budget.isna().all()  # untrained: joins every budget's table
+    assert set(frame[frame.protocol == "linear"].table) == {"synthetic · labels · cpu · linear"}  # readable
 
 
 def test_the_leaderboard_tables_are_reproducible_from_the_export(results, tmp_path):
     """Group the exported rows as the leaderboard does (dataset, label set, preset, protocol,
-    variant, evaluation; untrained methods in every budget's table) and recompute every row's
+    point, evaluation; untrained methods in every budget's table) and recompute every row's
     mean ± sd, seeds and compute columns."""
     board_path = tmp_path / "LEADERBOARD.md"
     write_leaderboard(results.root, board_path)
@@ -93,9 +95,9 @@ def test_the_leaderboard_tables_are_reproducible_from_the_export(results, tmp_pa
     frame = pd.read_csv(out, keep_default_na=False, na_values=[""])
     tables = comparable_tables(list(results.records()))
     assert len(tables) == 3  # linear; finetune at two budgets
-    keys = ["dataset", "label_set", "preset", "protocol", "variant", "evaluation"]
+    keys = ["dataset", "label_set", "preset", "protocol", "point", "evaluation"]
     checked = 0
-    for (dataset, label_set, preset, protocol, _variant, _evaluation), group in frame.groupby(keys, dropna=False):
+    for (dataset, label_set, preset, protocol, _point, _evaluation), group in frame.groupby(keys, dropna=False):
         budgets = sorted(group.budget.dropna().unique())
         for budget in budgets:
             members = group[(group.budget == budget) | group.budget.isna()]

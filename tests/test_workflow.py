@@ -27,7 +27,7 @@ from benchmark.method.export import export_encoder
 from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
 from benchmark.report.results import IDENTITY, Cell, ResultStore
-from benchmark.runstate import Eta, PendingPretraining, RunProgress, format_duration, status_report
+from benchmark.runstate import Eta, PendingPretraining, RunProgress, describe_eta, format_duration, status_report
 from benchmark.train.monitor import NonFiniteLossError, TrainingMonitor, require_tensorboard
 from benchmark.train.pretrain import PretrainConfig, pretrain
 
@@ -89,7 +89,7 @@ def test_an_exported_encoder_gives_the_same_features_after_loading(tmp_path, nam
     batch = a_batch(make_toy_arrays(n_samples=250), 250)
     with torch.no_grad():
         expected = method.features(batch.signals, batch.lead_mask)
-        loaded = encoder(batch.signals, batch.lead_mask)
+        loaded = encoder(batch.signals, batch.lead_mask, fs=100)
     assert loaded.shape == (8, encoder.feature_dim) and torch.equal(loaded, expected)
     decoder = [p for n, p in encoder.method.named_parameters() if encoder.method.is_pretraining_only(n)]
     assert decoder and not any(p.requires_grad for p in decoder)  # not exported, never trained downstream
@@ -99,12 +99,14 @@ def test_the_loaded_encoder_refuses_signals_of_another_rate_length_or_shape(tmp_
     folder, _ = checkpoint_folder(tmp_path)
     export_encoder(folder, tmp_path / "encoder")
     encoder = ecgbench.load_encoder(tmp_path / "encoder")
+    with pytest.raises(DataError, match=r"give the signals' sampling rate: encoder\(signals, lead_mask, fs=100\)"):
+        encoder(torch.zeros(2, 12, 250))
     with pytest.raises(DataError, match=r"500 samples, this encoder takes 250 \(2.5 s at 100 Hz\)"):
-        encoder(torch.zeros(2, 12, 500))
+        encoder(torch.zeros(2, 12, 500), fs=100)
     with pytest.raises(DataError, match="at 500 Hz, but this encoder was trained at 100 Hz"):
         encoder(torch.zeros(2, 12, 250), fs=500)
     with pytest.raises(DataError, match=r"must be \(batch, 12, 250\)"):
-        encoder(torch.zeros(2, 8, 250))
+        encoder(torch.zeros(2, 8, 250), fs=100)
     assert encoder(torch.zeros(2, 12, 250), fs=100).shape == (2, encoder.feature_dim)  # the mask defaults to all
 
 
@@ -134,7 +136,13 @@ def test_pretraining_reports_every_log_interval_to_tensorboard(tmp_path):
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert tags == {"pretrain/loss", "pretrain/lr", "pretrain/grad_norm", "pretrain/throughput_ecgs_per_s"}
+    assert tags == {
+        "pretrain/loss",
+        "pretrain/loss_vs_trivial",
+        "pretrain/lr",
+        "pretrain/grad_norm",
+        "pretrain/throughput_ecgs_per_s",
+    }
     assert [e.step for e in events.Scalars("pretrain/loss")] == [2, 4]
     assert [e.value for e in events.Scalars("pretrain/loss")] == pytest.approx([loss for _, loss in report.loss_curve])
 
@@ -210,14 +218,30 @@ def test_a_diverged_learning_rate_is_a_candidate_that_lost(monkeypatch):
 # -- progress and status -------------------------------------------------------------------------
 def test_the_eta_adds_measured_step_and_cell_times():
     eta = Eta()
-    assert eta.remaining([("lamae", 100, 1e9)], ["linear"]) == (None, ["pretraining lamae", "linear"])
-    eta.add_pretraining("lamae", steps=50, wall_s=25.0, flops_per_step=1e9)  # 0.5 s per step
+    assert eta.remaining([("lamae", 100)], ["linear"]) == (None, ["pretraining lamae", "linear"])
+    eta.add_pretraining("lamae", steps=50, wall_s=25.0)  # 0.5 s per step
     eta.add_cell("linear", 10.0)
     eta.add_cell("linear", 20.0)
-    assert eta.remaining([("lamae", 100, 1e9)], ["linear", "linear"]) == (50.0 + 30.0, [])
-    # a method not timed yet: the measured FLOP rate times its FLOPs per step
-    assert eta.remaining([("ind_p", 10, 2e9)], ["finetune"]) == (pytest.approx(10.0), ["finetune"])
+    assert eta.remaining([("lamae", 100)], ["linear", "linear"]) == (50.0 + 30.0, [])
+    # a method not timed yet is not guessed from another's rate (Ind_P runs at a quarter of LAMAE's
+    # FLOP rate): it is named, and the ETA is a lower bound
+    assert eta.remaining([("lamae", 10), ("ind_p", 10)], []) == (5.0, ["pretraining ind_p"])
+    assert describe_eta(5.0, ["pretraining ind_p"]) == "ETA ≥ 5 s (not timed yet: pretraining ind_p)"
     assert format_duration(3725) == "1 h 02 min" and format_duration(65) == "1 min 05 s"
+
+
+def test_status_says_which_cells_a_run_found_finished(tmp_path):
+    """A run whose cells were all finished already (e.g. the committed results of another machine)
+    lists them and says so, instead of "0 cells planned" (issue 22)."""
+    from test_leaderboard import write_cell
+
+    store = ResultStore(tmp_path)
+    write_cell(store, "random_init", 0, 0.3)
+    cell = Cell("synthetic", "labels", "cpu", "random_init", "linear", 0)
+    RunProgress(tmp_path, {cell: "linear"}, {cell}, {}, Eta()).close("finished")
+    report = status_report(tmp_path)
+    assert "of the 1 cells planned by 1 run(s): 1 finished" in report
+    assert "1/1 finished, 0 running, 0 remaining; 1 of them were found finished when it started" in report
 
 
 def dead_pid() -> int:
@@ -230,7 +254,7 @@ def test_status_summarises_running_interrupted_and_failed_runs_from_the_tree_alo
     cells = {Cell("synthetic", "conditions", "cpu", "lamae", p, 0): p for p in ("linear", "finetune")}
     cells[Cell("synthetic", "conditions", "cpu", "random_init", "linear", 0)] = "linear"
     linear, finetune, reference = list(cells)
-    pending = {(0, "lamae"): PendingPretraining("lamae", 600, 8.5e9)}
+    pending = {(0, "lamae"): PendingPretraining("lamae", 600)}
     eta = Eta()
     eta.add_cell("linear", 30.0)
     running = RunProgress(tmp_path, cells, set(), pending, eta)
@@ -285,6 +309,8 @@ def test_a_run_records_curves_shows_them_in_the_leaderboard_and_writes_tensorboa
     out, result = smoke
     assert "cells 0/6 done" in result.stderr and "running lamae / linear / seed 0" in result.stderr
     assert "ETA" in result.stderr
+    hint = f"open them with: tensorboard --logdir {out / '_tensorboard'}"  # where the logs are, said twice
+    assert hint in result.stderr and hint in result.stdout
     finetune = json.loads((out / "synthetic/conditions/smoke/lamae/finetune_seed0.json").read_text())
     assert len(finetune["details"]["train_loss_history"]) == finetune["details"]["epochs_run"]
     assert [s for s, _ in finetune["compute"]["pretrain"]["loss_curve"]] == [3, 6]
@@ -335,7 +361,9 @@ def test_status_and_exports_of_a_finished_run(smoke, tmp_path):
         encoder = ecgbench.load_encoder(tmp_path / "encoder")
         batch = a_batch(make_toy_arrays(n_samples=250), 250)
         with torch.no_grad():
-            assert torch.equal(encoder(batch.signals, batch.lead_mask), model.features(batch.signals, batch.lead_mask))
+            assert torch.equal(
+                encoder(batch.signals, batch.lead_mask, fs=100), model.features(batch.signals, batch.lead_mask)
+            )
 
 
 @pytest.mark.slow

@@ -110,6 +110,10 @@ class Method(nn.Module):
     seed_independent: ClassVar[bool] = False
     #: distributions (pip names) it needs beyond the suite's own dependencies, e.g. ("neurokit2",)
     requires: ClassVar[tuple[str, ...]] = ()
+    #: pretrained outside the suite (an external encoder, benchmark/method/external.py): its
+    #: weights come with it, fine-tuning uses the recipe of pretrained methods, and its
+    #: pretraining compute is unknown (recorded so, never matched)
+    pretrained_elsewhere: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig, input_spec: InputSpec):
         super().__init__()
@@ -127,6 +131,12 @@ class Method(nn.Module):
         self.n_patches = input_spec.window // self.patch_len
 
     @classmethod
+    def default_config(cls, shared: dict) -> MethodConfig:
+        """The configuration before ``--set`` and variant settings: the preset's ``shared``
+        architecture fields on the config's defaults (an external encoder's come from its file)."""
+        return cls.Config(**shared)
+
+    @classmethod
     def missing_requirements(cls) -> list[str]:
         """The distributions of ``requires`` that are not installed."""
         return [name for name in cls.requires if importlib.util.find_spec(name) is None]
@@ -134,7 +144,7 @@ class Method(nn.Module):
     @classmethod
     def supervised_only(cls) -> bool:
         """Trained from random init on the labels alone (``scratch``, ``xresnet1d``)."""
-        return not cls.pretrains and "finetune" in cls.evaluations
+        return not cls.pretrains and not cls.pretrained_elsewhere and "finetune" in cls.evaluations
 
     # -- the contract ------------------------------------------------------------------------
     def pretrain_loss(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -216,7 +216,9 @@ class _Contract:
         torch.manual_seed(0)
         self.method = self.method_cls(self.config, self.preset.input)
         self.method.on_train_step(self.preset.pretrain.steps, self.preset.pretrain.steps)
-        spec = self.preset.input
+        spec = self.method.input_spec  # the runner crops the method's window (an external encoder declares its own)
+        if spec.window != self.preset.input.window:
+            self.batch = contract_batch(spec, len(self.batch.signals))
         patch = f"patch {self.method.patch_len}" if self.method.uses_model_size else "no patches"
         return f"{spec.fs} Hz, {spec.window} samples, {patch}; feature_dim {self.method.feature_dim}"
 

@@ -3,7 +3,8 @@
 Shared by LEADERBOARD.md and ``python -m benchmark compare``. Two results are compared only
 when the evaluation was the same — dataset and its configuration, input, label set, preset,
 protocol and its configuration, variant — and, for pretrained methods, the same compute
-budget; untrained baselines join every budget. Everything else (a method's own settings) is
+budget; untrained baselines and external encoders (pretrained elsewhere, compute unknown) join
+every budget. Everything else (a method's own settings) is
 what is being compared.
 
 Across seeds a method's score is the mean over its seeds. Every CI and p-value comes from one
@@ -49,10 +50,16 @@ def evaluation_signature(record: dict) -> str:
     return signature({k: record["config"].get(k) for k in EVALUATION_KEYS})
 
 
+def is_external(record: dict) -> bool:
+    """A result of an encoder pretrained elsewhere (benchmark/method/external.py): its pretraining
+    compute is unknown, so it joins every budget's table but is never ranked as if matched."""
+    return bool((record["compute"].get("pretrain") or {}).get("external"))
+
+
 def budget_label(record: dict) -> str | None:
-    """The pretraining budget a result was produced under (None: not pretrained)."""
+    """The pretraining budget a result was produced under (None: not pretrained here)."""
     pretrain = record["compute"].get("pretrain")
-    if not pretrain:
+    if not pretrain or is_external(record):
         return None
     if pretrain.get("budget_flops") is not None:
         return f"{pretrain['budget_flops']:.3g} FLOPs ({pretrain['budget']})"
@@ -139,6 +146,26 @@ def comparable_tables(records: list[dict], learned: float | None = None) -> list
                     table.not_learned[method] = table.by_method.pop(method)
             tables.append(table)
     return tables
+
+
+def label_descriptions(records: list[dict]) -> dict[str, str]:
+    """What each label of these results means (recorded with every result; for results written
+    before that, the ICD-10-CM description of a label that is an ICD code), shown beside its code."""
+    from benchmark.data.icd import icd_description
+
+    described: dict[str, str] = {}
+    for record in records:
+        for label in record.get("label_names") or list((record.get("metrics") or {}).get("per_label_auroc", {})):
+            if label in described:
+                continue
+            text = (record.get("label_descriptions") or {}).get(label)
+            if text is None:
+                try:
+                    text = icd_description(label)
+                except ValueError:  # not an ICD-10 label: no name known
+                    text = ""
+            described[label] = text
+    return described
 
 
 def label_names_of(record: dict) -> list[str]:
@@ -299,9 +326,11 @@ def format_comparison(table_stats: TableStats, a: str, b: str) -> str:
 
     per_label = table_stats.per_label_differences(a, b)
     adjusted = stats.holm([test.p for *_, test in per_label])
+    names = label_descriptions(t.records)
     rows = [
         [
             label,
+            names.get(label, "")[:40],
             f"{auc_a:.4f}",
             f"{auc_b:.4f}",
             f"{test.estimate:+.4f}",
@@ -314,6 +343,6 @@ def format_comparison(table_stats: TableStats, a: str, b: str) -> str:
     lines += [
         "",
         f"per label (seed-mean AUROC, the same hierarchical bootstrap; Holm over {len(rows)} labels; * p_Holm < 0.05):",
-        tabulate(rows, headers=["label", a, b, "difference", "95 % CI", "p", "p (Holm)"]),
+        tabulate(rows, headers=["label", "name", a, b, "difference", "95 % CI", "p", "p (Holm)"]),
     ]
     return "\n".join(lines)

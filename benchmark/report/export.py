@@ -2,11 +2,15 @@
 
 One row per cell (``--per-label``: per cell and label) with
 
-* the cell: ``dataset, label_set, preset, method, protocol, variant, seed``, its ``status``
-  (``ok`` or ``diverged``), ``path`` (the result file) and ``predictions`` (its test predictions);
-* what groups cells into a leaderboard table: ``evaluation`` (signature of the evaluation
-  settings) and ``budget`` (the pretraining budget; empty for untrained methods, which join every
-  budget's table) — see :func:`benchmark.report.comparison.comparable_tables`;
+* the cell: ``dataset, label_set, preset, method, protocol, point, seed`` (``point``: the sweep
+  point, e.g. ``n10pct-s0`` or ``leads-I+II``, empty for the plain protocol; a method variant such
+  as ``lamae[la_mask_ratio=0]`` is in ``method``), its ``status`` (``ok`` or ``diverged``),
+  ``path`` (the result file) and ``predictions`` (its test predictions);
+* what groups cells into a leaderboard table: ``table`` (its title, readable: dataset · label set
+  · preset · protocol [· point]), ``budget`` (the pretraining budget; empty for untrained methods
+  and external encoders, which join every budget's table) and ``evaluation`` (the signature of the
+  evaluation settings, which tells apart tables of one title whose settings differ, e.g. after a
+  ``--set``) — see :func:`benchmark.report.comparison.comparable_tables`;
 * every metric (``macro_auroc``, ``macro_auprc``, ``n_test``, ...), ``failure.*`` of a diverged cell;
 * ``compute.*`` (parameters, FLOPs per step, steps, total FLOPs, budget, wall times, memory);
 * ``details.*`` (what the protocol chose: l2, best epoch, ...), ``config.*`` (every setting,
@@ -34,7 +38,9 @@ from benchmark.report.results import ResultStore, is_diverged
 from benchmark.storage import atomic_write
 
 FORMATS = ("csv", "parquet")
-CELL_COLUMNS = ("dataset", "label_set", "preset", "method", "protocol", "variant", "seed")
+#: the cell's fields as columns; the cell's ``variant`` (a sweep point) is the column ``point``
+CELL_COLUMNS = ("dataset", "label_set", "preset", "method", "protocol", "point", "seed")
+CELL_FIELDS = {"point": "variant"}
 #: per-step or per-epoch series: in the JSON results and the leaderboard's figures, not in a table
 CURVES = ("loss_curve", "val_history", "train_loss_history")
 PER_LABEL = ("per_label_auroc", "per_label_auprc")
@@ -55,9 +61,12 @@ def flatten(value: dict, prefix: str = "") -> dict:
 def _row(record: dict, root: Path) -> dict:
     metrics = {k: v for k, v in (record.get("metrics") or {}).items() if k not in PER_LABEL}
     pretrain = {k: v for k, v in (record["compute"].get("pretrain") or {}).items() if k not in CURVES}
+    cell = {column: record["cell"].get(CELL_FIELDS.get(column, column), "") for column in CELL_COLUMNS}
+    title = [cell["dataset"], cell["label_set"], cell["preset"], cell["protocol"], cell["point"]]
     row = {
-        **{k: record["cell"].get(k, "") for k in CELL_COLUMNS},
+        **cell,
         "status": "diverged" if is_diverged(record) else "ok",
+        "table": " · ".join(part for part in title if part),
         "evaluation": evaluation_signature(record),
         "budget": budget_label(record),
         "path": Path(record["_path"]).relative_to(root).as_posix(),

@@ -53,6 +53,8 @@ from benchmark.report.comparison import (
     TableStats,
     comparable_tables,
     did_not_learn,
+    is_external,
+    label_descriptions,
     loss_ratio,
     seeds_text,
 )
@@ -71,6 +73,7 @@ from benchmark.storage import (
 N_RESAMPLES = 1000
 ALPHA = 0.05
 BELOW_BEST = "▼"
+EXTERNAL_COMPUTE = "external, unknown"
 SWEEPS = {"label_efficiency": "Label efficiency", "reduced_leads": "Reduced leads"}
 _IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+\.png)\)")
 GENERATOR = "`python -m benchmark leaderboard` regenerates this file and its plots from the results; do not edit"
@@ -106,8 +109,15 @@ def title_of(table: Table, variant: bool = True) -> str:
     return " · ".join(parts + ([table.variant] if variant and table.variant else []))
 
 
+def external_methods(table: Table) -> list[str]:
+    """The table's external encoders (pretrained elsewhere, compute unknown)."""
+    return [m for m, recs in {**table.by_method, **table.diverged}.items() if is_external(recs[0])]
+
+
 def method_order(table: Table) -> list[str]:
-    """Best seed-mean macro AUROC first."""
+    """Best seed-mean macro AUROC first; external encoders after the methods whose compute the
+    suite knows (they are not ranked among them)."""
+    external = set(external_methods(table))
 
     def mean(method):
         values = [
@@ -115,7 +125,7 @@ def method_order(table: Table) -> list[str]:
         ]
         return np.mean(values) if values else -np.inf
 
-    return sorted(table.by_method, key=lambda m: (-mean(m), m))
+    return sorted(table.by_method, key=lambda m: (m in external, -mean(m), m))
 
 
 def diverged_note(recs: list[dict]) -> str:
@@ -209,7 +219,8 @@ def downstream_flops(record: dict) -> float | None:
 
 def compute_columns(table: Table, recs: list[dict], method: str, lamae_encoder: int | None) -> dict[str, str]:
     compute = recs[0]["compute"]
-    pretrain = [r["compute"]["pretrain"] for r in recs if r["compute"].get("pretrain")]
+    external = is_external(recs[0])
+    pretrain = [r["compute"]["pretrain"] for r in recs if r["compute"].get("pretrain") and not external]
     encoder = compute["encoder_params"]
     delta = "" if lamae_encoder is None or method == "lamae" else f" ({signed_si(encoder - lamae_encoder)})"
     first = pretrain[0] if pretrain else {}
@@ -218,14 +229,16 @@ def compute_columns(table: Table, recs: list[dict], method: str, lamae_encoder: 
         "params": si(compute["total_params"]),
         "encoder params (Δ lamae)" if lamae_encoder is not None else "encoder params": si(encoder) + delta,
         "FLOPs/step": si(first.get("flops_per_step")),
-        "steps": str(first["steps"]) if first else "—",
-        "pretrain FLOPs": si(first.get("total_flops")),
+        "steps": str(first["steps"]) if first else ("external" if external else "—"),
+        "pretrain FLOPs": EXTERNAL_COMPUTE if external else si(first.get("total_flops")),
     }
     if any(downstream_flops(r) is not None for r in table.records):
         # what the protocol's own training spent (all learning-rate candidates), beside pretraining
         spent = [f for f in map(downstream_flops, recs) if f is not None]
         columns["downstream FLOPs"] = si(float(np.mean(spent))) if spent else "—"
         columns["total FLOPs"] = si(first.get("total_flops", 0) + float(np.mean(spent))) if spent else "—"
+        if external:
+            columns["total FLOPs"] = "unknown"
     columns["pretrain time"] = f"{np.mean([p['wall_s'] for p in pretrain]):.0f} s" if pretrain else "—"
     columns["peak memory"] = f"{max(peaks):.0f} MiB" if peaks else ("n/a" if pretrain else "—")
     return columns
@@ -260,7 +273,9 @@ def table_tests(table: Table, ts: TableStats | str, order: list[str]) -> TableTe
     if isinstance(ts, str):
         return TableTests(error=ts)
     result = TableTests(ci={m: ts.ci(m) for m in order}, n_resamples=ts.n_resamples, resampling=ts.resampling_note())
-    targets = [("best", order[0])] + [(m, m) for m in UNTRAINED_REFERENCES if m in table.by_method]
+    external = set(external_methods(table))
+    best = next((m for m in order if m not in external), order[0])  # external encoders are not ranked
+    targets = [("best", best)] + [(m, m) for m in UNTRAINED_REFERENCES if m in table.by_method]
     pairs: dict[frozenset[str], tuple[str, stats.Test]] = {}  # {a, b} -> (a, test of a - b)
     for _, target in targets:
         for method in order:
@@ -316,7 +331,8 @@ def main_table(table: Table, ts: TableStats | str) -> list[str]:
         }
         for reference in tests.vs_reference:
             row[f"Δ {reference} (p Holm)"] = "—"
-        row.update({"macro AUPRC": "—", "loss / trivial": ratio_cell(recs), "seeds": seeds_column(recs)})
+        ratio = "—" if method in table.diverged else ratio_cell(recs)
+        row.update({"macro AUPRC": "—", "loss / trivial": ratio, "seeds": seeds_column(recs)})
         row["tuned on val"] = "—"
         rows.append({**row, **compute_columns(table, recs, method, lamae_encoder)})
     lines = [tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True)]
@@ -343,7 +359,31 @@ def main_table(table: Table, ts: TableStats | str) -> list[str]:
                 else ""
             ),
         ]
+    external = external_methods(table)
+    if external:
+        lines += ["", external_note(table, external)]
     return lines
+
+
+def external_note(table: Table, external: list[str]) -> str:
+    """Below a table with external encoders: what each is, and why it is listed apart."""
+    described = []
+    for method in external:
+        pretrain = ({**table.by_method, **table.diverged}[method][0]["compute"].get("pretrain")) or {}
+        spec = pretrain.get("input") or {}
+        described.append(
+            f"`{method}` ({Path(pretrain.get('source', '?')).name}, {pretrain.get('format', '?')}; input "
+            f"{spec.get('window_s', '?'):g} s at {spec.get('fs', '?'):g} Hz, {len(spec.get('leads', []))} leads, "
+            f"{spec.get('units', '?')}, normalise {spec.get('normalise', '?')})"
+            if spec
+            else f"`{method}`"
+        )
+    return (
+        f"External encoders, pretrained elsewhere on unknown data with unknown compute ({EXTERNAL_COMPUTE}): "
+        + "; ".join(described)
+        + ". They are evaluated by the same protocols on the same records and listed after the methods whose "
+        "compute this suite matched, not ranked among them: Δ best is their difference to the best of those."
+    )
 
 
 # -- ablation ladders ----------------------------------------------------------------------------
@@ -434,7 +474,7 @@ def table_meta(table: Table) -> list[str]:
     return [
         f"- test records: {', '.join(map(str, n_test)) or 'none scored'}; labels scored: "
         f"{scored[0]['metrics']['n_labels_scored'] if scored else 0}; seeds: {', '.join(map(str, seeds))}",
-        f"- pretraining budget: {table.budget or 'none (untrained methods only)'}",
+        f"- pretraining budget: {table.budget or 'none (untrained methods' + (' and external encoders' if external_methods(table) else '') + ' only)'}",
         f"- hardware: {'; '.join(devices)}",
         f"- dates: {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else ""),
         f"- code: {', '.join(commits)}",
@@ -465,6 +505,7 @@ def seed_mean_per_label(recs: list[dict]) -> dict[str, float]:
 
 def icd_reports(table: Table, order: list[str]) -> list[str]:
     per_label = {m: seed_mean_per_label(table.by_method[m]) for m in order}
+    names = label_descriptions(table.records)
     labels = icd_order(sorted({label for values in per_label.values() for label in values}))
     level_rows = []
     for level in ICD_LEVELS:
@@ -484,6 +525,7 @@ def icd_reports(table: Table, order: list[str]) -> list[str]:
         code_rows.append(
             {
                 "code": label,
+                "name": names.get(label, ""),
                 **{
                     m: "n/a" if v is None else (f"**{v:.4f}**" if v == best and len(order) > 1 else f"{v:.4f}")
                     for m, v in values.items()
@@ -512,11 +554,13 @@ def reported_labels(table: Table, per_label: dict[str, dict[str, float]]) -> lis
     rows = []
     measured_labels = {label for values in per_label.values() for label in values}
     single = [r for r in reported_for(table.dataset, table.label_set, table.protocol) if r.label in measured_labels]
+    names = label_descriptions(table.records)
     for r in single:
         measured = [f"`{m}` {per_label[m][r.label]:.4f}" for m in r.ours if r.label in per_label.get(m, {})]
         rows.append(
             {
                 "label": r.label,
+                "name": names.get(r.label, ""),
                 "reported": f"{r.method} {r.auroc:.4f}",
                 "measured here (seed mean)": "; ".join(measured) or "not run: " + measured_as({"": r.ours}),
             }
@@ -786,7 +830,9 @@ def render(
         "downstream, counted FLOPs of one pretraining step (forward + backward), steps, total pretraining FLOPs, "
         "the FLOPs of the protocol's own training (all learning-rate candidates) and the total, wall time and peak "
         "CUDA memory (n/a on CPU). Only results with the same evaluation settings and pretraining budget share a "
-        "table.",
+        "table. External encoders (`--methods external:PATH`: pretrained elsewhere, compute `external, unknown`) "
+        "join every table of their evaluation, listed after the methods whose compute this suite matched and not "
+        "ranked among them. Labels are shown with their names beside their codes.",
     ]
     main = [t for t in tables if not t.variant]
     for table in main:
@@ -815,15 +861,17 @@ def render(
         plots += written
         if section:
             lines += ["", f"## {SWEEPS[sweep]}", *section]
-    lines += [
-        "",
-        "## Reported in the literature (not measured here)",
-        "",
-        "Published numbers for context (docs/method_specs.md §6), on the sources' data versions, label sets and "
-        "model scales; never compared with or averaged into the measured tables above.",
-        "",
-        reported_table(list(REPORTED)),
-    ]
+    quoted = [r for r in REPORTED if set(r.datasets) & {t.dataset for t in tables}]
+    if quoted:  # only beside the datasets it quotes: a synthetic-only leaderboard has none
+        lines += [
+            "",
+            "## Reported in the literature (not measured here)",
+            "",
+            "Published numbers for context (docs/method_specs.md §6), on the sources' data versions, label sets "
+            "and model scales; never compared with or averaged into the measured tables above.",
+            "",
+            reported_table(quoted),
+        ]
     return "\n".join(lines) + "\n", plots
 
 
@@ -886,29 +934,39 @@ def write_leaderboard(
     return len(records)
 
 
-def summary_table(records: list[dict], tablefmt: str = "simple", learned: float | None = None) -> str:
-    """The table ``run`` prints at the end: plain protocols, mean ± sd over seeds, each pretrained
+def summary_table(
+    records: list[dict], store: ResultStore | None = None, tablefmt: str = "simple", learned: float | None = None
+) -> str:
+    """The table ``run`` prints at the end: plain protocols, mean ± sd over seeds and, given the
+    results ``store`` (the predictions), the 95 % bootstrap CI of the leaderboard; each pretrained
     method's loss / trivial ratio, and what did not learn."""
     blocks = []
     for table in comparable_tables(records, learned):
         if table.variant:
             continue
+        ts = table_stats(table, store) if store is not None and table.by_method else None
         rows = []
         for method in [*method_order(table), *sorted(table.set_apart)]:
             recs = table.by_method.get(method) or table.set_apart[method]
             pretrain = recs[0]["compute"].get("pretrain") or {}
             apart = method in table.set_apart
+            external = is_external(recs[0])
             rows.append(
                 {
                     "method": method,
                     "macro AUROC": set_apart_note(table, method)
                     if apart
                     else mean_sd([r["metrics"]["macro_auroc"] for r in recs]),
+                    **(
+                        {"95 % CI": "[{:.4f}, {:.4f}]".format(*ts.ci(method)) if not apart else "—"}
+                        if isinstance(ts, TableStats)
+                        else {}
+                    ),
                     "macro AUPRC": "—" if apart else mean_sd([r["metrics"]["macro_auprc"] for r in recs]),
                     "loss / trivial": ratio_cell(recs),
                     "seeds": seeds_column(recs),
-                    "pretrain steps": pretrain.get("steps", "—"),
-                    "pretrain FLOPs": si(pretrain.get("total_flops")),
+                    "pretrain steps": "external" if external else pretrain.get("steps", "—"),
+                    "pretrain FLOPs": EXTERNAL_COMPUTE if external else si(pretrain.get("total_flops")),
                 }
             )
         block = f"{title_of(table)}\n{tabulate(rows, headers='keys', tablefmt=tablefmt, disable_numparse=True)}"

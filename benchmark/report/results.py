@@ -146,9 +146,12 @@ class ResultStore:
         return self.root / cell.relpath
 
     def load(self, cell: Cell) -> dict | None:
-        """The cell's record, or None when it is absent or damaged (a damaged one is named in a
-        warning and recomputed by the next run)."""
-        return _read_record(self.path(cell))
+        """The cell's record (with its ``_path``, as :meth:`records` gives it), or None when it is
+        absent or damaged (a damaged one is named in a warning and recomputed by the next run)."""
+        record = _read_record(self.path(cell))
+        if record is not None:
+            record["_path"] = str(self.path(cell))
+        return record
 
     def finished(self, cell: Cell) -> dict:
         """The record of a cell that is known to be finished."""

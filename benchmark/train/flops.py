@@ -37,6 +37,7 @@ import torch
 import torch._C._functorch as _functorch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
+from torch.utils.flop_counter import FlopCounterMode
 
 from benchmark.data.contract import LEADS
 from benchmark.data.loader import Batch
@@ -148,7 +149,17 @@ class _ForwardCounter(TorchFunctionMode):
 
 
 def forward_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
-    """FLOPs of the forward computation ``fn(*args, **kwargs)`` by the rules of this module."""
+    """FLOPs of the forward computation ``fn(*args, **kwargs)`` by the rules of this module.
+
+    A model whose computation runs below Python calls (an external TorchScript or torch.export
+    encoder: ``opaque_to_flop_rules``) is counted by torch's ``FlopCounterMode`` at the
+    dispatcher instead; such a count is only recorded (fine-tuning compute), never part of what
+    a result is."""
+    if getattr(getattr(fn, "__self__", None), "opaque_to_flop_rules", False):
+        dispatcher = FlopCounterMode(display=False)
+        with dispatcher:
+            fn(*args, **kwargs)
+        return int(dispatcher.get_total_flops())
     counter = _ForwardCounter()
     with counter:
         fn(*args, **kwargs)
