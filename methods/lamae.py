@@ -106,7 +106,6 @@ from ecgbench.layers import (
     Transformer,
     attention_mask,
     gather_tokens,
-    init_weights,
     masked_mean,
     patchify,
     random_keep_ids,
@@ -114,6 +113,7 @@ from ecgbench.layers import (
     scatter_visible,
     sincos_positions,
     to_lead_slots,
+    xavier_init,
 )
 
 LA_MASK_SALT = 0x4C41  # the key stream of the LA lead/latent mask (salts 0-11 are the leads' patch masks)
@@ -185,7 +185,7 @@ class LAMAE(Method):
             nn.Parameter(torch.zeros(1, c.dim)) if c.la_mask_ratio > 0 and c.la_tokens == "lead" else None
         )
         self.la = Transformer(c.dim, c.la_depth, c.heads, c.mlp_ratio, c.drop_path)
-        self.la.apply(init_weights)  # the ViT init the encoder and decoder get (timm, MAE)
+        self.la.apply(xavier_init)  # MAE's init, as the encoder and decoder get
         if c.la_tokens == "patch":
             self.register_buffer("la_pos_embed", sincos_positions(self.n_patches, c.dim), persistent=False)
         self.decoder = MAEDecoder(

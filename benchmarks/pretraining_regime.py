@@ -1,0 +1,216 @@
+"""The pretraining regime study (issue 20): where do the pretraining methods learn?
+
+Each setting is an ordinary benchmark run (``python -m benchmark run --protocols linear
+--no-references``) into its own scratch folder ``runs/regime/<dataset>/<setting>/``, so it uses
+exactly the suite's data, budget, pretraining loop and linear probe; the table reads the results
+back: the final pretraining loss over the best trivial predictor's loss on the same masked targets
+(``loss / trivial``, :class:`benchmark.train.pretrain.PretrainReport`), the linear-probe macro
+AUROC, steps and wall time. Beside it, what a *trivial-but-informed* predictor reaches on the same
+masked targets (:func:`oracle_ratios`): linear interpolation inside each lead, and a least-squares
+map from the other leads' visible samples at the same instant — an upper-bound-free hint of how
+much of the target is predictable at all, and from where.
+
+    python benchmarks/pretraining_regime.py run --dataset synthetic      # every setting, resumable
+    python benchmarks/pretraining_regime.py run --dataset pool
+    python benchmarks/pretraining_regime.py table > docs/pretraining-regime-table.md
+
+Settings already finished are found finished (the runner's own result identity), so the command
+resumes after an interruption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "runs" / "regime"
+SHARED = ROOT.parent / "shared" / "data"
+
+#: dataset name -> the `run` arguments that select it (the real pool: PTB-XL records 1-999,
+#: pretrained on their training folds with LUDB and the CinC sample, as the real-data tables)
+DATASETS = {
+    "synthetic": [],
+    "pool": [
+        "--dataset",
+        "ptbxl",
+        "--root",
+        str(SHARED / "ptbxl1000"),
+        "--labels",
+        "superdiagnostic",
+        "--pretrain-data",
+        f"ptbxl,ludb:{SHARED / 'ludb'},cinc:{SHARED / 'cinc2021'}",
+        "--set",
+        "cinc.val_fraction=0",
+        "--set",
+        "cinc.test_fraction=0",
+    ],
+}
+
+#: setting name -> (methods, extra `--set` values); every setting runs at the cpu preset
+SETTINGS: dict[str, tuple[str, list[str]]] = {
+    "cpu preset": ("lamae,ind_p,st_mem", []),
+    "lamae, lead-level reading": ("lamae[la_skip=true,la_tokens=lead]", []),
+    "mask ratio 0.5": ("lamae[mask_ratio=0.5],ind_p[mask_ratio=0.5],st_mem[mask_ratio=0.5]", []),
+    "lr x4 (base 1.2e-2)": ("lamae,ind_p", ["pretrain.optim.base_lr=1.2e-2"]),
+    "lr x0.25 (base 7.5e-4)": ("lamae", ["pretrain.optim.base_lr=7.5e-4"]),
+    "4x budget (2400 steps)": ("lamae,ind_p,st_mem", ["pretrain.steps=2400"]),
+}
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def run(dataset: str, only: list[str]) -> None:
+    from benchmark.cli import main
+
+    for name, (methods, sets) in SETTINGS.items():
+        if only and name not in only:
+            continue
+        out = RUNS / dataset / slug(name)
+        argv = ["run", "--methods", methods, "--protocols", "linear", "--no-references", "--no-progress"]
+        argv += ["--out", str(out), "--leaderboard", str(out.with_suffix(".md")), *DATASETS[dataset]]
+        for value in sets:
+            argv += ["--set", value]
+        print(f"== {dataset} · {name}: {' '.join(argv)}", flush=True)
+        code = main(argv)
+        if code:
+            sys.exit(code)
+
+
+def rows() -> list[dict]:
+    found = []
+    for dataset in DATASETS:
+        for name in SETTINGS:
+            for path in sorted((RUNS / dataset / slug(name)).rglob("linear_seed*.json")):
+                record = json.loads(path.read_text())
+                pretrain = record["compute"]["pretrain"] or {}
+                found.append(
+                    {
+                        "dataset": dataset,
+                        "setting": name,
+                        "method": record["cell"]["method"],
+                        "seed": record["cell"]["seed"],
+                        "steps": pretrain.get("steps"),
+                        "loss / trivial": pretrain.get("loss_ratio"),
+                        "start": pretrain.get("start_ratio"),
+                        "macro AUROC": record["metrics"]["macro_auroc"],
+                        "pretrain s": pretrain.get("wall_s"),
+                    }
+                )
+    return found
+
+
+def table() -> str:
+    from tabulate import tabulate
+
+    body = [
+        {
+            **r,
+            "loss / trivial": f"{r['loss / trivial']:.3f}" if r["loss / trivial"] else "—",
+            "start": f"{r['start']:.2f}" if r["start"] else "—",
+            "macro AUROC": f"{r['macro AUROC']:.3f}",
+            "pretrain s": f"{r['pretrain s']:.0f}",
+        }
+        for r in rows()
+    ]
+    return tabulate(body, headers="keys", tablefmt="github", disable_numparse=True)
+
+
+def oracle_ratios(signals: np.ndarray, lead_mask: np.ndarray, patch: int, mask_ratio: float) -> dict[str, float]:
+    """Loss over the best trivial predictor's for two informed non-learned predictors on the masked
+    patches of ``signals`` (B, 12, T), masked as the suite masks (each lead its own keys):
+    ``interpolation`` (linear, inside each lead, between its visible samples) and ``other leads``
+    (per lead, least squares on the other leads' visible samples at the same instant, fitted on
+    these records: an in-sample fit, so an optimistic reading of what is linear)."""
+    import torch
+
+    from benchmark.nn import rng
+    from benchmark.nn.layers import random_keep_ids
+
+    b, leads, t = signals.shape
+    n = t // patch
+    keep = random_keep_ids(rng.split(torch.arange(b), leads), n, max(1, round(n * (1 - mask_ratio)))).numpy()
+    visible = np.zeros((b, leads, n), bool)
+    np.put_along_axis(visible, keep, True, axis=2)
+    visible = np.repeat(visible, patch, axis=2)
+    scored = ~visible & lead_mask[:, :, None]
+    x = np.where(lead_mask[:, :, None], signals, 0.0)
+
+    def loss(pred):
+        return float(((pred - x) ** 2)[scored].mean())
+
+    mean = np.where(visible, x, 0).sum(2, keepdims=True) / np.maximum(visible.sum(2, keepdims=True), 1)
+    trivial = min(loss(np.zeros_like(x)), loss(np.broadcast_to(mean, x.shape)))
+    steps = np.arange(t)
+    interpolated = np.stack(
+        [np.stack([np.interp(steps, steps[v], row[v]) for row, v in zip(rec, vis)]) for rec, vis in zip(x, visible)]
+    )
+    seen = np.where(visible, x, 0.0)
+    other = np.zeros_like(x)
+    for lead in range(leads):
+        rest = [k for k in range(leads) if k != lead]
+        design = np.concatenate(
+            [
+                seen[:, rest].transpose(0, 2, 1).reshape(-1, len(rest)),
+                visible[:, rest].transpose(0, 2, 1).reshape(-1, len(rest)),
+                np.ones((b * t, 1)),
+            ],
+            axis=1,
+        )
+        fit = scored[:, lead].reshape(-1)
+        coef, *_ = np.linalg.lstsq(design[fit], x[:, lead].reshape(-1)[fit], rcond=None)
+        other[:, lead] = (design @ coef).reshape(b, t)
+    return {"interpolation": loss(interpolated) / trivial, "other leads": loss(other) / trivial}
+
+
+def oracles(dataset: str, records: int = 400) -> list[dict]:
+    """:func:`oracle_ratios` on the first ``records`` pretraining records of ``dataset`` (the cpu
+    preset's 100 Hz, first 5 s), at the cpu preset's patch and two mask ratios."""
+    from benchmark.build import build_dataset
+    from benchmark.data.contract import default_cache_root
+    from benchmark.presets import get_preset
+
+    preset = get_preset("cpu")
+    name, overrides = ("synthetic", {}) if dataset == "synthetic" else ("ptbxl", {"ptbxl": {"root": str(SHARED / "ptbxl1000")}})
+    plugin = build_dataset(name, preset, overrides)
+    arrays = plugin.load(preset.input.fs, plugin.label_sets[0], default_cache_root(), False)
+    index = arrays.splits["pretrain"][:records]
+    window = preset.input.window
+    signals = np.asarray(arrays.signals[index][:, :, :window], dtype=np.float64)
+    lead_mask = np.asarray(arrays.lead_mask[index], dtype=bool)
+    patch = round(preset.model.patch_s * preset.input.fs)
+    return [
+        {"data": "synthetic" if dataset == "synthetic" else "PTB-XL 1-999 (the pool's PTB-XL part)", "mask ratio": ratio}
+        | oracle_ratios(signals, lead_mask, patch, ratio)
+        for ratio in (0.75, 0.5)
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    go = sub.add_parser("run", help="run the settings (resumable)")
+    go.add_argument("--dataset", choices=list(DATASETS), default="synthetic")
+    go.add_argument("--only", action="append", default=[], help="one setting by name (repeatable)")
+    sub.add_parser("table", help="the markdown table of every finished setting")
+    informed = sub.add_parser("oracles", help="the informed non-learned predictors' ratios")
+    informed.add_argument("--dataset", choices=list(DATASETS), default="synthetic")
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args.dataset, args.only)
+    elif args.command == "table":
+        print(table())
+    else:
+        from tabulate import tabulate
+
+        print(tabulate(oracles(args.dataset), headers="keys", tablefmt="github", floatfmt=".3f"))
+
+
+if __name__ == "__main__":  # the data preparation spawns worker processes that import this file
+    main()
