@@ -34,9 +34,7 @@ def run(out, cache, *launcher):
         "--set",
         "pretrain.steps=8",
         "--set",
-        "finetune.drop_path=0",  # drop_path draws per-rank noise
-        "--set",
-        "finetune.supervised.drop_path=0",  # also in scratch's supervised recipe
+        "finetune.drop_path=0",  # drop_path draws per-rank noise (every method's recipe)
         "--set",
         "linear.l2_grid=1.0",  # one strength: choosing among near-tied ones turns float rounding into a different pick
         "--set",
