@@ -47,21 +47,14 @@ from benchmark.eval.protocol import CellContext
 from benchmark.eval.sweep import Evaluation, expand
 from benchmark.method.base import Method, MethodConfig
 from benchmark.method.external import check_data, check_feedable, external_pretraining
-from benchmark.presets import ANCHOR_METHOD, Preset, get_preset
+from benchmark.presets import Preset, get_preset
 from benchmark.provenance import provenance
 from benchmark.registry import load_plugin_file
 from benchmark.report.results import IDENTITY, PRETRAIN_KEYS, TENSORBOARD, Cell, ResultStore, pretraining_signature
 from benchmark.runstate import Eta, PendingPretraining, RunProgress
 from benchmark.storage import DamagedFileError, atomic_write, read_json, remove_orphans
 from benchmark.train import distributed
-from benchmark.train.budget import (
-    FlopsMeter,
-    PretrainPlan,
-    SupervisedBudget,
-    parse_budget,
-    plan_pretraining,
-    supervised_budget,
-)
+from benchmark.train.budget import FlopsMeter, PretrainPlan, parse_budget, plan_pretraining
 from benchmark.train.flops import parameter_counts
 from benchmark.train.monitor import NonFiniteLossError, TrainingMonitor, require_tensorboard
 from benchmark.train.pretrain import pretrain
@@ -239,7 +232,6 @@ class RunPlan:
     device: torch.device
     progress: bool
     plans: dict[str, PretrainPlan]
-    supervised: SupervisedBudget | None  # what a supervised-only method may spend per learning rate
     units: dict[Unit, list[PlannedCell]]  # every unit of the run, in order, with all its cells
     todo: dict[Unit, list[PlannedCell]]  # the units with unfinished cells, with those cells
     #: frozen outputs of seed-independent methods, shared across seeds (method -> outputs)
@@ -348,26 +340,6 @@ def plan_run(request: RunRequest) -> RunPlan:
     data = {**data_identity(dataset, arrays), "input": preset.input}  # content, not location
     if dropped:  # the data differ from an unguarded run's: so must the signatures
         data["dropped_duplicates"] = dropped
-    supervised = None
-    if any(method_class(m).supervised_only() for m in methods) and any(
-        p.kind == "finetune" for p in base_protocols.values()
-    ):
-        supervised = supervised_budget(
-            parse_budget(preset.pretrain.budget),
-            ANCHOR_METHOD,
-            preset.pretrain.steps,
-            preset.pretrain.batch_size,
-            len(arrays.label_names),
-            meter,
-            lambda name: build_method(name, preset, request.overrides),
-            plans,
-        )
-        log.info(
-            "supervised-only methods may spend, per learning rate, %s's %.3g pretraining FLOPs + one fine-tuning run",
-            supervised.reference,
-            supervised.pretrain_flops,
-        )
-
     units: dict[Unit, list[PlannedCell]] = {}
     todo: dict[Unit, list[PlannedCell]] = {}
     for seed, method_name in itertools.product(request.seeds, methods):
@@ -421,7 +393,6 @@ def plan_run(request: RunRequest) -> RunPlan:
         device,
         progress,
         plans,
-        supervised,
         units,
         todo,
     )
@@ -626,7 +597,6 @@ def run_unit(plan: RunPlan, unit: Unit, state: RunProgress) -> None:
                         lead_subset=variant.lead_subset,
                         cache=shared_outputs,
                         persist=persist,
-                        supervised_budget=plan.supervised,
                         monitor=cell_monitor,
                     )
                 )

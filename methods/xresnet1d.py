@@ -30,10 +30,11 @@ From the code [code]:
   ``features`` is the 128-wide output of the head's hidden layer (after its BN and dropout);
 * input: the preset's window (cpu: 5 s at 100 Hz), every method sees the same input; their
   code trains on random 2.5 s crops and takes the maximum over sliding windows at test time;
-* training: the benchmark's supervised recipe (``benchmark/eval/protocols/finetune.py``:
-  AdamW, warmup + cosine, learning rate chosen on validation from a grid, early stopping on
-  validation macro AUROC, at least the pretrained methods' compute), not their one-cycle
-  schedule with Adam at lr 1e-2, weight decay 1e-2, batch 128 and 50 epochs;
+* training: the benchmark's fine-tuning recipe of every method (``benchmark/eval/protocols/finetune.py``:
+  AdamW, warmup + cosine, learning rate chosen on validation from a grid that brackets it, early
+  stopping on validation macro AUROC, the same epochs as every method, no layer decay, the
+  labels' prior as the head's start), not their one-cycle schedule with Adam at lr 1e-2, weight
+  decay 1e-2, batch 128 and 50 epochs;
 * missing leads are zero-filled before the stem (a CNN over the lead axis has no set
   structure), so their signal never reaches the features;
 * the transformer fields of the shared model size (dim, depth, heads, patch_s, decoder_*)

@@ -1,28 +1,25 @@
-"""Reference baselines (issue 12): supervised methods with their own recipe and at least the
-pretrained methods' compute (``scratch``, ``xresnet1d``), classical ECG measurements
-(``ecg_features``) and equal tuning of every method on validation."""
+"""Reference baselines (issue 12): supervised methods trained by the fine-tuning recipe of every
+method (``scratch``, ``xresnet1d``; the recipe itself: tests/test_recipe.py), classical ECG
+measurements (``ecg_features``) and equal tuning of every method on validation."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 
 import numpy as np
 import pytest
 import torch
 
-from benchmark.build import build_dataset, build_method, build_protocols, method_config, resolve_methods
+from benchmark.build import build_dataset, build_protocols, method_config, resolve_methods
 from benchmark.config import ConfigError
 from benchmark.data.contract import LEADS
 from benchmark.eval.protocol import CellContext
-from benchmark.eval.protocols.finetune import Finetune, FinetuneConfig, SupervisedRecipe
+from benchmark.eval.protocols.finetune import Finetune, FinetuneConfig
 from benchmark.eval.protocols.linear import LinearProbe, LinearProbeConfig
 from benchmark.eval.tuning import Tuning
 from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
-from benchmark.train.budget import FlopsMeter, SupervisedBudget, parse_budget, plan_pretraining, supervised_budget
-from benchmark.train.flops import supervised_step_flops, synthetic_batch
 
 SMOKE = PRESETS["smoke"]
 needs_neurokit = pytest.mark.skipif(
@@ -55,70 +52,20 @@ def quick_finetune(**fields) -> Finetune:
         batch_size=16,
         patience=1,
         lr_grid=(0.3, 1.0),
-        probe=LinearProbeConfig(l2_grid=(1.0, 0.01), max_iter=30),
-        supervised=SupervisedRecipe(epochs=2, patience=1, match_compute=False),
+        max_lr_extensions=0,
+        probe=LinearProbeConfig(l2_grid=(1.0, 0.01), max_iter=30, max_extensions=0),
     )
     return Finetune(FinetuneConfig(**{**cfg, **fields}))
 
 
 # -- item 1: supervised baselines ------------------------------------------------------------------
-def test_supervised_methods_get_their_own_recipe_and_pretrained_ones_the_finetuning_recipe(toy_arrays):
+def test_supervised_methods_train_from_random_init_and_pretrained_ones_from_their_weights(toy_arrays):
     scratch = quick_finetune().run(context(toy_arrays, built("scratch"))).details
     lamae = quick_finetune().run(context(toy_arrays, built("lamae"))).details
-    assert scratch["recipe"] == "supervised" and scratch["max_epochs"] == 2
-    assert lamae["recipe"] == "finetune" and lamae["max_epochs"] == 1
+    assert scratch["initialisation"] == "random" and lamae["initialisation"] == "pretrained"
+    assert scratch["recipe"]["head_init"] == "prior" and lamae["recipe"]["head_init"] == "linear_probe"
     assert METHODS.get("scratch").supervised_only() and METHODS.get("xresnet1d").supervised_only()
     assert not METHODS.get("lamae").supervised_only() and not METHODS.get("random_init").supervised_only()
-
-
-def test_a_supervised_candidate_may_spend_the_reference_pretraining_plus_finetuning_flops(toy_arrays):
-    method = built("scratch")
-    per_sample = supervised_step_flops(method, synthetic_batch(method, 2), 2) / 2
-    budget = SupervisedBudget("lamae", pretrain_flops=int(400 * per_sample), finetune_flops_per_sample=per_sample)
-    protocol = quick_finetune(supervised=SupervisedRecipe(epochs=1, patience=1, match_compute=True))
-    output = protocol.run(context(toy_arrays, method, supervised_budget=budget))
-    n_train, batch = len(toy_arrays.splits["train"]), 16
-    steps_per_epoch = n_train // batch  # training batches drop the remainder
-    finetune_samples = protocol.config.epochs * steps_per_epoch * batch
-    assert output.compute["budget_flops_per_candidate"] == pytest.approx(budget.flops(finetune_samples))
-    epoch_flops = steps_per_epoch * batch * output.compute["flops_per_sample"]
-    budget_flops = output.compute["budget_flops_per_candidate"]
-    assert budget_flops > 400 * per_sample  # the reference's pretraining, and its fine-tuning on top
-    # the fewest epochs that cover the budget (and the recipe's minimum of 1)
-    assert output.details["max_epochs"] * epoch_flops >= budget_flops > (output.details["max_epochs"] - 1) * epoch_flops
-    assert output.details["max_epochs"] > math.ceil(400 / batch / steps_per_epoch)
-    spent = sum(output.details["tuning"]["epochs_run"]) * epoch_flops
-    assert output.compute["flops"] == pytest.approx(spent)
-    assert output.compute["budget_reference"] == "lamae"
-
-
-def test_a_tiny_training_subset_stops_early_however_large_the_budget(toy_arrays):
-    """1 % of a dataset with the pretraining compute of a large one allows thousands of epochs;
-    the warmup follows the recipe's epochs, so early stopping still ends training soon."""
-    method = built("scratch")
-    per_sample = supervised_step_flops(method, synthetic_batch(method, 2), 2) / 2
-    budget = SupervisedBudget("lamae", pretrain_flops=int(1e5 * per_sample), finetune_flops_per_sample=per_sample)
-    protocol = quick_finetune(lr_grid=(1.0,), supervised=SupervisedRecipe(epochs=20, patience=3, match_compute=True))
-    ctx = context(toy_arrays, method, supervised_budget=budget)
-    ctx.train_indices = toy_arrays.splits["train"][:8]
-    details = protocol.run(ctx).details
-    assert details["max_epochs"] > 10_000 and details["epochs_run"] < 100
-    assert details["epochs_run"] - 1 - details["best_epoch"] == 3  # stopped by patience
-
-
-def test_supervised_budget_is_the_reference_methods_pretraining_and_finetuning_flops(tmp_path):
-    preset = SMOKE
-    build = lambda name: build_method(name, preset, {})  # noqa: E731
-    meter = FlopsMeter(tmp_path, torch.device("cpu"))
-    budget = parse_budget(preset.pretrain.budget)
-    args = (budget, "lamae", preset.pretrain.steps, preset.pretrain.batch_size, 3, meter, build)
-    planned = plan_pretraining(build("lamae"), preset.pretrain.steps, preset.pretrain.batch_size, budget, meter, build)
-    alone = supervised_budget(*args, plans={})
-    assert alone.reference == "lamae" and alone.pretrain_flops == planned.total_flops > 0
-    lamae = build("lamae")
-    assert alone.finetune_flops_per_sample == supervised_step_flops(lamae, synthetic_batch(lamae, 2, 3), 3) / 2
-    steps_budget = supervised_budget(parse_budget("steps"), "lamae", 4, preset.pretrain.batch_size, 3, meter, build, {})
-    assert steps_budget.pretrain_flops == 4 * planned.flops_per_step  # no matching: the anchor's own steps
 
 
 def test_xresnet1d_is_the_ptbxl_benchmarks_xresnet1d101():
@@ -174,9 +121,8 @@ def test_every_method_chooses_its_learning_rate_from_the_same_grid_on_validation
     for name in ("lamae", "scratch"):
         details = protocol.run(context(toy_arrays, built(name))).details
         tuning = details["tuning"]
-        recipe = protocol.config.supervised if name == "scratch" else protocol.config
         assert tuning["lr_multipliers"] == [0.3, 1.0, 3.0] and tuning["selected_on"] == "val"
-        assert tuning["grid"] == pytest.approx([recipe.optim.base_lr * m for m in (0.3, 1.0, 3.0)])
+        assert tuning["grid"] == pytest.approx([protocol.config.optim.base_lr * m for m in (0.3, 1.0, 3.0)])
         assert tuning["chosen"] == tuning["grid"][int(np.argmax(tuning["val_macro_auroc"]))]
         assert details["val_macro_auroc"] == max(tuning["val_macro_auroc"])
 
@@ -190,7 +136,8 @@ def test_the_test_split_cannot_influence_any_choice(toy_arrays):
     labels[test] = 1 - labels[test]
     altered = dataclasses.replace(toy_arrays, signals=signals, labels=labels)
     probe = LinearProbe(LinearProbeConfig(l2_grid=(10.0, 1.0, 0.01), max_iter=50))
-    for protocol, name in ((probe, "lamae"), (quick_finetune(), "lamae"), (quick_finetune(), "scratch")):
+    extended = quick_finetune(max_lr_extensions=2)  # the extensions are choices too
+    for protocol, name in ((probe, "lamae"), (extended, "lamae"), (extended, "scratch")):
         original = protocol.run(context(toy_arrays, built(name)))
         changed = protocol.run(context(altered, built(name)))
         assert original.details["tuning"] == changed.details["tuning"]
@@ -363,7 +310,7 @@ def test_leaderboard_compares_with_every_reference_and_shows_choices_and_compute
     for column in ("Δ scratch (p Holm)", "Δ xresnet1d (p Holm)", "tuned on val", "downstream FLOPs", "total FLOPs"):
         assert column in header
     cells = {m: dict(zip(header, (c.strip() for c in rows[m].split("|")))) for m in ("lamae", "scratch", "xresnet1d")}
-    assert cells["lamae"]["tuned on val"] == "lr 3e-4 ×2, 1e-3"
+    assert cells["lamae"]["tuned on val"] == "lr 3e-4 ×2, 1e-3↑"  # the highest of the grid: marked
     assert cells["lamae"]["downstream FLOPs"] == "200G" and cells["lamae"]["total FLOPs"] == "5.3T"  # 5.1T pretraining
     assert cells["xresnet1d"]["total FLOPs"] == "7T" and cells["xresnet1d"]["pretrain FLOPs"] == "—"
     assert (

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO
@@ -34,9 +35,7 @@ def run(out, cache, *launcher):
         "--set",
         "pretrain.steps=8",
         "--set",
-        "finetune.drop_path=0",  # drop_path draws per-rank noise
-        "--set",
-        "finetune.supervised.drop_path=0",  # also in scratch's supervised recipe
+        "finetune.drop_path=0",  # drop_path draws per-rank noise (every method's recipe)
         "--set",
         "linear.l2_grid=1.0",  # one strength: choosing among near-tied ones turns float rounding into a different pick
         "--set",
@@ -51,9 +50,10 @@ def run(out, cache, *launcher):
 
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path):
-    single = run(tmp_path / "single", tmp_path / "cache")
+    single_out, ddp_out = tmp_path / "single", tmp_path / "ddp"
+    single = run(single_out, tmp_path / "cache")
     ddp = run(
-        tmp_path / "ddp",
+        ddp_out,
         tmp_path / "cache",
         "-m",
         "torch.distributed.run",
@@ -67,8 +67,15 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         theirs = ddp[cell]
         # all-reduced gradients differ from one batch's by rounding (1e-8 in the weights, checked
         # exactly below); the smoke probe's 30 unconverged L-BFGS iterations and fine-tuning's steps
-        # grow that, and one swapped pair among the 40 test records moves the macro AUROC by ~1e-3
-        assert theirs["metrics"]["macro_auroc"] == pytest.approx(record["metrics"]["macro_auroc"], abs=5e-3), cell
+        # grow that (to 3e-3 in lamae's scores), and one swapped pair among the 40 test records
+        # moves the macro AUROC by ~1e-3
+        scores = [np.load((root / cell).with_suffix(".preds.npz"))["y_score"] for root in (single_out, ddp_out)]
+        np.testing.assert_allclose(scores[1], scores[0], rtol=0, atol=1e-2, err_msg=str(cell))
+        # where the scores rank the test records; scratch after the smoke preset's 2 epochs still
+        # predicts its head's prior, the same score for every record in 7 of 9 labels, so rounding
+        # alone orders them (macro AUROC 0.558 vs 0.533 with scores within 1.2e-4)
+        if scores[0].std(axis=0).min() > 1e-4:
+            assert theirs["metrics"]["macro_auroc"] == pytest.approx(record["metrics"]["macro_auroc"], abs=5e-3), cell
         if record["compute"]["pretrain"]:
             ours_loss = [loss for _, loss in record["compute"]["pretrain"]["loss_curve"]]
             ddp_loss = [loss for _, loss in theirs["compute"]["pretrain"]["loss_curve"]]

@@ -15,13 +15,7 @@ from benchmark.data.contract import LeakageError
 from benchmark.data.loader import make_loader
 from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import CellContext, Prediction
-from benchmark.eval.protocols.finetune import (
-    Classifier,
-    FeatureStandardiser,
-    Finetune,
-    FinetuneConfig,
-    SupervisedRecipe,
-)
+from benchmark.eval.protocols.finetune import Classifier, FeatureStandardiser, Finetune, FinetuneConfig
 from benchmark.eval.protocols.linear import LinearProbe, LinearProbeConfig
 from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
@@ -155,8 +149,8 @@ def test_finetuning_improves_on_validation_and_tests_the_best_epoch():
 
 def test_finetuning_starts_from_the_linear_probe_of_the_initial_encoder(toy_arrays):
     """LP-FT: before any update the classifier scores exactly like the linear probe, so what
-    fine-tuning adds is measured from the probe; ``head_init="random"`` keeps MAE's near-zero head,
-    and an encoder that was not pretrained (scratch) fits no probe."""
+    fine-tuning adds is measured from the probe; ``head_init="random"`` keeps MAE's near-zero head
+    on raw features, and an encoder that was not pretrained (scratch) fits no probe."""
     method, _ = build("lamae", toy_arrays, window_s=5.0)
     probe = Finetune(FinetuneConfig(probe=LinearProbeConfig(l2_grid=(1.0,), max_iter=50))).initial_probe(
         context(toy_arrays, method)
@@ -167,14 +161,18 @@ def test_finetuning_starts_from_the_linear_probe_of_the_initial_encoder(toy_arra
         expected = probe.logits(method.features(batch.signals, batch.lead_mask))
         assert torch.allclose(model(batch.signals, batch.lead_mask), expected, atol=1e-4)
     assert probe.val_macro_auroc > 0.6  # lead amplitudes are linearly decodable from a random encoder (chance: 0.5)
-    assert Classifier(method, 2, probe, probe_head=False).head.weight.abs().max() < 1e-3
+    mae = Classifier(method, 2)
+    assert mae.head.weight.abs().max() < 1e-3 and isinstance(mae.standardise, torch.nn.Identity)
 
     scratch, _ = build("scratch", toy_arrays, window_s=5.0)
-    quick = FinetuneConfig(epochs=1, batch_size=16, lr_grid=(1.0,), supervised=SupervisedRecipe(epochs=1))
+    quick = FinetuneConfig(epochs=1, batch_size=16, lr_grid=(1.0,))
     output = Finetune(quick).run(context(toy_arrays, scratch))
     assert "probe_l2" not in output.details and "probe_l2" in Finetune(quick).run(context(toy_arrays, method)).details
-    with pytest.raises(ValueError, match="head_init"):
-        FinetuneConfig(head_init="probe")
+    random_head = Finetune(FinetuneConfig(epochs=1, batch_size=16, lr_grid=(1.0,), head_init="random"))
+    assert "probe_l2" not in random_head.run(context(toy_arrays, method)).details  # no probe to start from
+    for field in ("head_init", "supervised_head_init"):
+        with pytest.raises(ValueError, match=field):
+            FinetuneConfig(**{field: "probe"})
 
 
 def test_a_supervised_head_starts_at_the_training_prevalences(toy_arrays):
@@ -183,7 +181,7 @@ def test_a_supervised_head_starts_at_the_training_prevalences(toy_arrays):
     transformer stayed at the constant prediction. The supervised recipe's head (``prior``)
     predicts each label's training prevalence before any update, whatever the features, reads
     standardised features and has weights large enough to pass gradients to the encoder."""
-    assert SupervisedRecipe().head_init == "prior"
+    assert FinetuneConfig().supervised_head_init == "prior"
     method, _ = build("scratch", toy_arrays, window_s=5.0)
     prevalence = np.array([0.1, 0.6])
     model = Classifier(method, 2, label_prior=prevalence).eval()
@@ -202,7 +200,7 @@ def test_a_supervised_head_starts_at_the_training_prevalences(toy_arrays):
         original(self, *args, **kwargs)
         seen.setdefault("bias", self.head.bias.detach().clone())  # the first candidate's start
 
-    quick = FinetuneConfig(epochs=1, batch_size=16, lr_grid=(1.0,), supervised=SupervisedRecipe(epochs=1))
+    quick = FinetuneConfig(epochs=1, batch_size=16, lr_grid=(1.0,))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Classifier, "__init__", spy)
         Finetune(quick).run(context(toy_arrays, method))

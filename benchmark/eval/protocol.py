@@ -25,7 +25,6 @@ from benchmark.data.loader import make_loader
 from benchmark.method.base import Method
 from benchmark.storage import DamagedFileError, atomic_write, read_checked
 from benchmark.train import distributed
-from benchmark.train.budget import SupervisedBudget
 from benchmark.train.monitor import TrainingMonitor
 from benchmark.train.runtime import autocast
 
@@ -77,8 +76,6 @@ class CellContext:
     cache: dict = field(default_factory=dict)
     #: where ``split_outputs`` keeps them on disk too (seed-independent methods only; None: memory)
     persist: Path | None = None
-    #: the compute a supervised-only method may spend per learning-rate candidate (fine-tuning)
-    supervised_budget: SupervisedBudget | None = None
     #: where a protocol that trains the encoder reports its scalars per log interval (TensorBoard,
     #: run progress); a no-op by default
     monitor: TrainingMonitor = field(default_factory=TrainingMonitor)

@@ -86,8 +86,8 @@ class Method(nn.Module):
     pretrains: ClassVar[bool] = True
     #: protocol kinds ("frozen": probes, "finetune") or single protocols (e.g. "linear") this
     #: method is evaluated under. A method that does not pretrain but is fine-tuned is trained
-    #: supervised from random init (``supervised_only``) with the fine-tuning protocol's
-    #: supervised recipe.
+    #: supervised from random init (``supervised_only``) by the fine-tuning recipe of every
+    #: method, without layer decay and with the labels' prior as its head's start.
     evaluations: ClassVar[frozenset[str]] = frozenset({"frozen", "finetune"})
     #: the input its paper used (documentation and the `validate` contract; presets decide)
     native_input: ClassVar[InputSpec | None] = None

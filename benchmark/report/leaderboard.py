@@ -48,6 +48,7 @@ from benchmark.data.icd import ICD_LEVELS, icd_hierarchy, icd_level, is_valid_co
 from benchmark.ladder import LADDER_PREFIX, LADDERS, Rung
 from benchmark.report import stats
 from benchmark.report.comparison import (
+    EVALUATION_KEYS,
     UNTRAINED_REFERENCES,
     Table,
     TableStats,
@@ -201,16 +202,81 @@ def compact(value: float) -> str:
     return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
 
 
+#: marks of a choice at the edge of the values tried (benchmark/eval/tuning.py): the grid did not
+#: bracket it, even after the extensions its protocol allows
+EDGE_MARKS = {"low": "↓", "high": "↑", "only": "↕"}
+
+
+def edge_of(tuning: dict) -> str | None:
+    """Where a recorded choice sits among the values tried: "low", "high", "only" or None (interior).
+    Derived from the values, so results written before grids were extended are marked too."""
+    low, high = min(tuning["grid"]), max(tuning["grid"])
+    if low == high:
+        return "only"
+    return "low" if tuning["chosen"] == low else "high" if tuning["chosen"] == high else None
+
+
 def tuned_cell(recs: list[dict]) -> str:
-    """The hyper-parameter each seed's protocol chose on validation, e.g. ``lr 3e-4 ×2, 1e-3``."""
+    """The hyper-parameter each seed's protocol chose on validation, e.g. ``lr 3e-4 ×2, 1e-3↑``
+    (↑/↓: the highest/lowest value tried)."""
     chosen = [r["details"]["tuning"] for r in recs if (r.get("details") or {}).get("tuning")]
     if not chosen:
         return "—"
-    counts: dict[float, int] = defaultdict(int)
+    counts: dict[tuple[float, str], int] = defaultdict(int)
     for tuning in chosen:
-        counts[tuning["chosen"]] += 1
-    values = ", ".join(compact(v) + (f" ×{n}" if n > 1 else "") for v, n in sorted(counts.items()))
+        counts[(tuning["chosen"], EDGE_MARKS.get(edge_of(tuning) or "", ""))] += 1
+    values = ", ".join(compact(v) + mark + (f" ×{n}" if n > 1 else "") for (v, mark), n in sorted(counts.items()))
     return f"{TUNED_NAMES.get(chosen[0]['param'], chosen[0]['param'])} {values}"
+
+
+# -- fine-tuning beside the linear probe ---------------------------------------------------------
+#: the protocol whose scores a fine-tuning table shows beside its own (Δ FT − LP)
+PROBE_PROTOCOL = "linear"
+FT_MINUS_LP = "linear probe (Δ FT − LP)"
+
+
+def same_evaluation_but_protocol(record: dict, other: dict) -> bool:
+    keys = [k for k in EVALUATION_KEYS if k not in ("protocol", "protocol_config")]
+    return all(record["config"].get(k) == other["config"].get(k) for k in keys)
+
+
+def linear_probe_scores(table: Table, tables: list[Table]) -> dict[str, dict[int, float]] | None:
+    """For a fine-tuning table: each method's linear-probe macro AUROC per seed, from the linear
+    tables of the same data, input, label set, preset, variant and pretraining budget (the same
+    pretrained encoders); None for other tables. A method probed under several linear settings
+    there is left out: which probe it would be compared with is ambiguous."""
+    if table.protocol != "finetune" or not table.records:
+        return None
+    scores: dict[str, dict[int, set[float]]] = defaultdict(lambda: defaultdict(set))
+    for other in tables:
+        if (
+            other.protocol == PROBE_PROTOCOL
+            and other.variant == table.variant
+            and other.budget == table.budget
+            and other.records
+            and same_evaluation_but_protocol(other.records[0], table.records[0])
+        ):
+            for method, recs in other.by_method.items():
+                for record in recs:
+                    scores[method][record["cell"]["seed"]].add(record["metrics"]["macro_auroc"])
+    return {
+        method: {seed: values.pop() for seed, values in by_seed.items()}
+        for method, by_seed in scores.items()
+        if all(len(values) == 1 for values in by_seed.values())
+    }
+
+
+def ft_minus_lp_cell(recs: list[dict], probe: dict[int, float] | None) -> str:
+    """``0.7612 (+0.0123)``: the linear probe's seed-mean macro AUROC and the seed-mean of the
+    paired difference fine-tuning − linear probe, over the seeds with both results."""
+    fine_tuned = {r["cell"]["seed"]: r["metrics"]["macro_auroc"] for r in recs}
+    seeds = sorted(seed for seed in fine_tuned if probe and seed in probe and fine_tuned[seed] is not None)
+    if not probe or not seeds:
+        return "—"
+    delta = float(np.mean([fine_tuned[seed] - probe[seed] for seed in seeds]))
+    lp = float(np.mean([probe[seed] for seed in seeds]))
+    common = "" if len(seeds) == len(recs) else f", seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}"
+    return f"{lp:.4f} ({delta:+.4f}{common})"
 
 
 def downstream_flops(record: dict) -> float | None:
@@ -300,7 +366,9 @@ def difference_cell(entry: tuple[stats.Test, float] | None, itself: str) -> str:
     return f"{test.estimate:+.4f} (p={stats.format_p(p_holm)})"
 
 
-def main_table(table: Table, ts: TableStats | str) -> list[str]:
+def main_table(table: Table, ts: TableStats | str, probes: dict[str, dict[int, float]] | None = None) -> list[str]:
+    """The table's rows; ``probes`` (fine-tuning tables: :func:`linear_probe_scores`) adds each
+    method's linear probe and Δ FT − LP."""
     order = method_order(table)
     tests = table_tests(table, ts, order) if order else TableTests()
     every = {**table.by_method, **table.set_apart}
@@ -318,6 +386,8 @@ def main_table(table: Table, ts: TableStats | str) -> list[str]:
         for reference, vs in tests.vs_reference.items():
             row[f"Δ {reference} (p Holm)"] = difference_cell(vs.get(method), "reference")
         row["macro AUPRC"] = mean_sd([r["metrics"]["macro_auprc"] for r in recs])
+        if probes is not None:
+            row[FT_MINUS_LP] = ft_minus_lp_cell(recs, probes.get(method))
         row["loss / trivial"] = ratio_cell(recs)
         row["seeds"] = seeds_column(recs)
         row["tuned on val"] = tuned_cell(recs)
@@ -332,8 +402,8 @@ def main_table(table: Table, ts: TableStats | str) -> list[str]:
         for reference in tests.vs_reference:
             row[f"Δ {reference} (p Holm)"] = "—"
         ratio = "—" if method in table.diverged else ratio_cell(recs)
-        row.update({"macro AUPRC": "—", "loss / trivial": ratio, "seeds": seeds_column(recs)})
-        row["tuned on val"] = "—"
+        row.update({"macro AUPRC": "—", **({FT_MINUS_LP: "—"} if probes is not None else {})})
+        row.update({"loss / trivial": ratio, "seeds": seeds_column(recs), "tuned on val": "—"})
         rows.append({**row, **compute_columns(table, recs, method, lamae_encoder)})
     lines = [tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True)]
     if table.diverged:
@@ -820,13 +890,18 @@ def render(
         "not pretrained: `random_init` is a frozen randomly initialised encoder and `ecg_features` classical ECG "
         "measurements (rhythm, intervals, per-lead amplitudes and ST levels), both read by the same probes; "
         "`scratch` (LAMAE's architecture) and `xresnet1d` (the PTB-XL benchmark's CNN) are trained on the labels "
-        "alone with a supervised recipe that may spend at least the pretrained methods' pretraining plus "
-        "fine-tuning FLOPs — a pretraining method is only useful where it beats them. **tuned on val**: the "
+        "alone by the fine-tuning recipe of every method (the same epochs, patience, warmup and learning-rate "
+        "grid; compute rule: equal epochs, no FLOP cap) — a pretraining method is only useful where it beats "
+        f"them. **{FT_MINUS_LP}**, in fine-tuning tables: the method's own linear probe (seed mean) and the "
+        "seed mean of fine-tuning − linear probe, over the seeds with both results. **tuned on val**: the "
         "probe's L2 strength or the fine-tuning learning rate each seed chose on validation from the grid every "
-        "method gets (×n: chosen by n seeds). **loss / trivial**: a pretrained method's final pretraining loss over "
-        "the loss of the best trivial predictor on the same masked targets (predicting zero, or each lead's "
-        "visible mean; mean ± sd over seeds); a method above its preset's threshold in any seed did not learn and "
-        "is shown apart, never ranked, tested or averaged. Compute: parameters (with the decoder), encoder parameters used "
+        "method gets (×n: chosen by n seeds); a choice at the grid's edge extends the grid one step that way until "
+        "it is interior or the protocol's limit is hit, and ↑/↓ mark a choice still at the highest/lowest value "
+        "tried (↕: the only one), whose optimum may lie beyond. **loss / trivial**: a pretrained method's final "
+        "pretraining loss over the loss of the best trivial predictor on the same masked targets (predicting zero, "
+        "or each lead's visible mean; mean ± sd over seeds); a method above its preset's threshold in any seed did "
+        "not learn and is shown apart, never ranked, tested or averaged. Compute: parameters (with the decoder), "
+        "encoder parameters used "
         "downstream, counted FLOPs of one pretraining step (forward + backward), steps, total pretraining FLOPs, "
         "the FLOPs of the protocol's own training (all learning-rate candidates) and the total, wall time and peak "
         "CUDA memory (n/a on CPU). Only results with the same evaluation settings and pretraining budget share a "
@@ -838,7 +913,8 @@ def render(
     for table in main:
         order = method_order(table)
         ts = table_stats(table, store) if order else "no finished results"
-        lines += ["", f"## {title_of(table)}", "", *table_meta(table), "", *main_table(table, ts)]
+        probes = linear_probe_scores(table, tables)
+        lines += ["", f"## {title_of(table)}", "", *table_meta(table), "", *main_table(table, ts, probes)]
         lines += ladder_table(table, ts)
         if order and is_icd_label_set(
             table.records[0].get("label_names") or list(table.records[0]["metrics"]["per_label_auroc"])

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import torch
 from benchmark.config import ConfigError, signature
 from benchmark.method.base import Method
 from benchmark.storage import DamagedFileError, atomic_write, read_json
-from benchmark.train.flops import RULES, pretrain_step_flops, supervised_step_flops, synthetic_batch
+from benchmark.train.flops import RULES, pretrain_step_flops, synthetic_batch
 
 log = logging.getLogger("benchmark")
 
@@ -173,39 +172,3 @@ def plan_pretraining(
             budget_flops,
         )
     return plan
-
-
-@dataclass(frozen=True)
-class SupervisedBudget:
-    """The compute a method trained from random init on the labels alone (``scratch``,
-    ``xresnet1d``) may spend on each learning-rate candidate: what the reference pretrained
-    method spends on pretraining plus one fine-tuning run of the same cell. A pretrained method
-    then never had more compute than the supervised baseline it is compared with (issue 12)."""
-
-    reference: str  # the pretrained method whose compute is matched
-    pretrain_flops: int  # its pretraining FLOPs under the preset's budget
-    finetune_flops_per_sample: float  # one fine-tuning step of it, per training record
-
-    def flops(self, finetune_samples: int) -> float:
-        """The budget of a cell whose pretrained fine-tuning run sees ``finetune_samples`` records."""
-        return self.pretrain_flops + self.finetune_flops_per_sample * finetune_samples
-
-
-def supervised_budget(
-    budget: Budget,
-    anchor: str,
-    steps: int,
-    batch_size: int,
-    n_labels: int,
-    measure: FlopsMeter,
-    build: Callable[[str], Method],
-    plans: dict[str, PretrainPlan],
-) -> SupervisedBudget:
-    """The compute of the budget's reference method (``anchor`` when the budget names none):
-    its pretraining FLOPs (from ``plans`` when it is part of the run) and its fine-tuning FLOPs
-    per record (counted on two records)."""
-    name = budget.method or anchor
-    reference = build(name)
-    plan = plans.get(name) or plan_pretraining(reference, steps, batch_size, budget, measure, build)
-    per_sample = supervised_step_flops(reference, synthetic_batch(reference, 2, n_labels), n_labels) / 2
-    return SupervisedBudget(name, plan.total_flops, per_sample)

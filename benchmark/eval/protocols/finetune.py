@@ -1,46 +1,64 @@
-"""Fine-tuning: the whole encoder plus a linear head, trained end to end with layer-wise lr
-decay, early stopping on validation macro AUROC; the best epoch's weights are tested.
+"""Fine-tuning: the whole encoder plus a linear head, trained end to end, early stopping on
+validation macro AUROC; the best epoch's weights are tested.
 
-Optimiser recipe after MAE/BEiT fine-tuning (He et al. 2022; layer decay 0.65-0.75, drop_path
-0.1, wd 0.05) via timm's ``param_groups_layer_decay``. Methods that were not pretrained
-(``scratch``) get no layer decay: their lower layers need full lr.
+**One recipe for every method** (issue 21) [choice]. A pretrained encoder and a network trained
+from random init on the labels alone (``Method.supervised_only``: ``scratch``, ``xresnet1d``) are
+fine-tuned by the same :class:`FinetuneConfig`: the same most epochs per learning-rate
+candidate (``epochs``), the same warmup (``optim.warmup_frac`` of those epochs) and half-cycle
+cosine schedule, the same early-stopping rule (``patience`` epochs without a validation
+improvement, counted once the warmup is over), batch size, AdamW settings, stochastic depth and
+learning-rate grid. Two settings depend on the initial weights, not on the method, and are
+documented as such: layer-wise lr decay (``optim.layer_decay``, MAE/BEiT fine-tuning, He et al.
+2022) applies to a pretrained encoder only — from random init there are no pretrained lower
+layers to keep, so every layer gets the full learning rate — and the head's start (below).
 
-The head reads features standardised per dimension (BatchNorm without affine, the layer MAE puts
-before its linear-probe head) and starts from the linear probe of the initial encoder (LP-FT,
-Kumar et al. 2022, "Fine-Tuning can Distort Pretrained Features") [choice]. MAE's fine-tuning
-head (raw features, weights of std 2e-5, ``head_init="random"`` keeps that start) assumes ~100
-epochs: with the few hundred steps of the ``cpu`` preset it barely leaves zero, and fine-tuning
-scored far below the frozen linear probe of the same encoder (README, "Protocols"). An encoder
-that was not pretrained (``scratch``) has no features to preserve and no probe worth starting
-from: its random features vary across records by ~1e-3 of their size, a probe fitted to them has
-large weights on standardised noise, and LP-FT from it saturated the scores (validation macro
-AUROC 0.585). Its head (``head_init="prior"``) [choice] reads the features standardised per
-dimension with batch statistics (from the first training batch on, a BatchNorm without affine)
-through weights of std 0.02 (timm's ViT init), each label's bias at the log-odds of its training
-prevalence (the prior initialisation of Lin et al. 2017, "Focal Loss for Dense Object
-Detection", Sec. 4.1). Why: from MAE's head (zero bias, weights of std 2e-5, raw features) the
-first hundreds of steps only learn the prevalences, as AdamW moves a bias by about the learning
-rate per step; and LAMAE's transformer, whose CLS readout varies across records by ~4e-4 of its
-size at random init, stays at the constant prediction on raw features. Measured on the synthetic
-default (seed 0, 150 steps of batch 64, prior bias and std-0.02 weights): on raw features the
-training loss stayed at the prevalences' level and the features' spread did not grow at lr 5e-4
-(it fell 4- and 20-fold at 1e-3 and 3e-3); on standardised features the loss fell below that
-level (0.278 against 0.319 on the same batch at step 120) and the spread grew 40-fold.
+**The compute rule is equal epochs, with no FLOP cap** [choice], for every method alike
+(:data:`COMPUTE_RULE`, recorded with every result). The alternative, a hard cap counting the
+pretraining FLOPs of the pretrained methods, was what this module did before: the supervised
+references were allowed LAMAE's pretraining plus one fine-tuning run per candidate and, with a
+30-epoch floor, trained 30 to 69 epochs against the pretrained encoders' 4 (the ``cpu`` preset),
+so "lamae fine-tuned is below scratch" compared a barely-moved encoder with a converged model.
+A cap that binds also turns each architecture's FLOPs per record into a different number of
+epochs of the same schedule (``xresnet1d`` spends 2× LAMAE's FLOPs per record), and one that never
+binds is no rule. Equal epochs with early stopping on validation, and a budget large enough that
+early stopping rather than the budget ends most candidates, compare what each method's initial
+weights reach under one recipe — what pretraining contributes. Compute is still measured, not
+capped: every fine-tuning table shows each method's pretraining FLOPs, its fine-tuning FLOPs
+over all learning-rate candidates and the total (``compute.downstream``), so compute-matched
+readings stay possible.
 
-Equal tuning (issue 12): the learning rate of every method is chosen on validation from the same
-grid, ``lr_grid`` — multiples of its recipe's ``base_lr`` — each candidate trained with the same
-schedule and early stopping, the best validation macro AUROC kept
-(:class:`~benchmark.eval.tuning.Tuning`); the grid, every candidate's score and the choice are
-recorded, and the test split is scored once, with the chosen candidate.
+**The head** is the same module for every method: a linear layer on features standardised per
+dimension (BatchNorm without affine, the layer MAE puts before its linear-probe head). Its start
+follows the initial weights [choice]: a pretrained encoder's head starts from the linear probe of
+that encoder (``head_init="linear_probe"``, LP-FT: Kumar et al. 2022, "Fine-Tuning can Distort
+Pretrained Features"), a random encoder's from the labels' prior (``supervised_head_init=
+"prior"``: standardised with batch statistics from the first training batch on, weights of std
+0.02 as timm's ViT, each label's bias at the log-odds of its training prevalence — the prior
+initialisation of Lin et al. 2017, "Focal Loss for Dense Object Detection", Sec. 4.1). Both are
+fitted from the same training labels and the initial encoder alone, and the prior is the limit of
+the linear probe as its L2 strength grows (weights → 0, biases at the prevalences' log-odds), so
+each method starts from the probe of its own initial features at the strength that suits them.
+Why not one start for all: LP-FT from a random encoder, whose features vary across records by
+~1e-3 of their size, fits a probe with large weights on standardised noise and saturated the
+scores (``scratch`` at validation macro AUROC 0.585, cpu preset, synthetic default, seed 0);
+the prior start on a pretrained encoder throws its probe away and lets a random head's gradients
+distort the pretrained features in the first steps, the failure LP-FT was designed against. MAE's
+own head (raw features, weights of std 2e-5, zero bias: ``"random"``) assumes ~100 epochs: from it
+the first hundreds of steps only learn the prevalences (AdamW moves a bias by about the learning
+rate per step) and LAMAE's transformer, whose CLS readout varies across records by ~4e-4 of its
+size at random init, stayed at the constant prediction. Measured on the synthetic default (seed
+0, 150 steps of batch 64, prior bias and std-0.02 weights): on raw features the training loss
+stayed at the prevalences' level and the features' spread did not grow at lr 5e-4 (it fell 4- and
+20-fold at 1e-3 and 3e-3); on standardised features the loss fell below that level (0.278 against
+0.319 on the same batch at step 120) and the spread grew 40-fold.
 
-Methods trained from random init on the labels alone (``Method.supervised_only``: ``scratch``,
-``xresnet1d``) get their own recipe, ``supervised`` (:class:`SupervisedRecipe`): a supervised
-model needs more epochs and a larger learning rate than a pretrained one, and a benchmark that
-fine-tunes it like a pretrained encoder (56 steps at lr 2.5e-5 on the ``cpu`` preset, macro AUROC
-0.542) overstates every pretraining method. With ``match_compute`` each of its candidates may
-train for the FLOPs the reference pretrained method (the preset's budget method) spends on
-pretraining plus one fine-tuning run of the cell, early stopping permitting; the FLOPs every
-method spends here are recorded beside the pretraining FLOPs.
+**Equal tuning** (issues 12 and 21): the learning rate of every method is chosen on validation
+from the same grid, ``lr_grid`` — multiples of ``optim.base_lr`` — each candidate trained with the
+same schedule and early stopping, the best validation macro AUROC kept; a choice at the grid's edge
+extends the grid one step in that direction, at most ``max_lr_extensions`` times
+(:class:`~benchmark.eval.tuning.Tuning`). The values tried, every candidate's score, the
+extensions and the choice are recorded, and the test split is scored once, with the chosen
+candidate.
 """
 
 from __future__ import annotations
@@ -75,52 +93,24 @@ from benchmark.train.runtime import autocast, set_seed
 
 log = logging.getLogger("benchmark")
 
-#: "linear_probe": standardised features and the initial encoder's probe (LP-FT); "random": raw
-#: features, MAE's near-zero head; "prior": features standardised with batch statistics, weights
-#: of std 0.02 and biases at the training prevalences' log-odds (a network trained from random init)
+#: "linear_probe": features standardised with the training split's statistics and the initial
+#: encoder's probe (LP-FT); "random": raw features, MAE's near-zero head; "prior": features
+#: standardised with batch statistics, weights of std 0.02 and biases at the training prevalences'
+#: log-odds (a network trained from random init)
 HEAD_INITS = ("linear_probe", "random", "prior")
-
-
-@dataclass
-class SupervisedRecipe:
-    """How a method that is not pretrained is trained on the labels (``FinetuneConfig.supervised``).
-
-    [choice] AdamW with warmup and cosine decay, no layer decay (every layer is random), weight
-    decay 0.05 and stochastic depth 0.1 against overfitting the few labelled records, at least
-    ``epochs`` epochs and, with ``match_compute``, as many as the reference pretrained method's
-    pretraining plus fine-tuning FLOPs allow; early stopping on validation macro AUROC with
-    ``patience`` epochs, counted once the warmup is over.
-    """
-
-    epochs: int = 30  # at least this many (more if match_compute allows more)
-    patience: int = 10
-    drop_path: float = 0.1
-    optim: OptimConfig = field(
-        default_factory=lambda: OptimConfig(base_lr=2e-3, weight_decay=0.05, beta1=0.9, beta2=0.999, warmup_frac=0.05)
-    )
-    match_compute: bool = True
-    #: "prior" (module docstring); "random": MAE's near-zero head; "linear_probe": standardised
-    #: features and the head of the random encoder's linear probe (LP-FT from random init). A
-    #: random transformer's features vary across records by ~1e-3 of their size, so a probe fitted
-    #: to them weighs standardised noise: LP-FT left scratch at validation macro AUROC 0.585 on the
-    #: cpu preset (base_lr 6e-4, synthetic default, seed 0)
-    head_init: str = "prior"
-
-    def __post_init__(self):
-        require_positive(self, "epochs", "patience")
-        if self.head_init not in HEAD_INITS:
-            raise ValueError(f"supervised.head_init must be one of {', '.join(HEAD_INITS)}, got {self.head_init!r}")
-        if not 0 <= self.drop_path < 1:
-            raise ValueError(f"supervised.drop_path must be in [0, 1), got {self.drop_path}")
-        if self.optim.layer_decay != 1:
-            raise ValueError(
-                "supervised.optim.layer_decay must be 1: a model trained from random init has no layers to keep"
-            )
+#: the compute rule of every fine-tuning table, for every method (module docstring)
+COMPUTE_RULE = "equal epochs, no FLOP cap"
 
 
 @dataclass
 class FinetuneConfig:
-    epochs: int = 10
+    """The one fine-tuning recipe of every method (module docstring): ``epochs``, ``patience``,
+    ``optim`` (its ``warmup_frac`` of the epochs), ``drop_path``, ``batch_size`` and the
+    learning-rate grid apply to pretrained and supervised methods alike; ``optim.layer_decay``
+    applies to pretrained encoders only, and the head starts from ``head_init`` for a pretrained
+    encoder and from ``supervised_head_init`` for one trained from random init."""
+
+    epochs: int = 50  # the most a candidate trains; early stopping usually ends it sooner
     batch_size: int = 64
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(
@@ -128,45 +118,78 @@ class FinetuneConfig:
         )
     )
     drop_path: float = 0.1
-    patience: int = 3  # epochs without validation improvement before stopping (after the warmup)
-    head_init: str = "linear_probe"  # or "random" (MAE: head weights of std 2e-5) or "prior" (HEAD_INITS)
+    patience: int = 10  # epochs without validation improvement before stopping (after the warmup)
+    head_init: str = "linear_probe"  # a pretrained encoder's head start (HEAD_INITS)
+    #: the head start of a network trained from random init (HEAD_INITS); "linear_probe" is LP-FT
+    #: from the random encoder, which saturated scratch's scores (module docstring)
+    supervised_head_init: str = "prior"
     probe: LinearProbeConfig = field(default_factory=LinearProbeConfig)  # the initial probe's fit
-    #: learning-rate candidates, as multiples of the recipe's base_lr: the same grid for every method
+    #: learning-rate candidates, as multiples of optim.base_lr: the same grid for every method
     lr_grid: tuple[float, ...] = (0.3, 1.0, 3.0)
-    supervised: SupervisedRecipe = field(default_factory=SupervisedRecipe)
+    #: learning rates the search may add, one grid step at a time, beyond the edge the choice
+    #: sits on (:mod:`benchmark.eval.tuning`); each is a full training run
+    max_lr_extensions: int = 3
 
     def __post_init__(self):
         require_positive(self, "epochs", "batch_size", "patience")
-        if self.head_init not in HEAD_INITS:
-            raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {self.head_init!r}")
+        for name in ("head_init", "supervised_head_init"):
+            if getattr(self, name) not in HEAD_INITS:
+                raise ValueError(f"{name} must be one of {', '.join(HEAD_INITS)}, got {getattr(self, name)!r}")
         if not 0 <= self.drop_path < 1:
             raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
         if not self.lr_grid or min(self.lr_grid) <= 0 or len(set(self.lr_grid)) < len(self.lr_grid):
             raise ValueError(f"lr_grid must hold distinct positive multiples of base_lr, got {self.lr_grid}")
+        if self.max_lr_extensions < 0:
+            raise ValueError(f"max_lr_extensions must be >= 0, got {self.max_lr_extensions}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Recipe:
-    """What one training run uses: the pretrained methods' fine-tuning recipe or the supervised one."""
+    """What one method's candidates are trained with: the config's recipe, whose two
+    initialisation-specific settings (layer decay, head start) follow whether the encoder was
+    pretrained. Everything that sets the budget — epochs, patience, warmup, compute rule — is
+    the config's, the same for every method (:meth:`budget`)."""
 
     epochs: int
     patience: int
     drop_path: float
     optim: OptimConfig
-    supervised: bool
-    probe: bool  # fit the initial linear probe: standardised features (and the head, if probe_head)
+    pretrained: bool
     head_init: str  # HEAD_INITS
 
     @property
     def probe_head(self) -> bool:
+        """Whether the head starts from the initial encoder's linear probe (LP-FT)."""
         return self.head_init == "linear_probe"
 
     @classmethod
-    def of(cls, cfg: FinetuneConfig, method: Method) -> Recipe:
-        if method.supervised_only():
-            s = cfg.supervised
-            return cls(s.epochs, s.patience, s.drop_path, s.optim, True, s.head_init == "linear_probe", s.head_init)
-        return cls(cfg.epochs, cfg.patience, cfg.drop_path, cfg.optim, False, True, cfg.head_init)
+    def of(cls, cfg: FinetuneConfig, method: Method | type[Method]) -> Recipe:
+        if method.supervised_only():  # random init: no pretrained layers to keep
+            return cls(
+                cfg.epochs,
+                cfg.patience,
+                cfg.drop_path,
+                replace(cfg.optim, layer_decay=1.0),
+                False,
+                cfg.supervised_head_init,
+            )
+        return cls(cfg.epochs, cfg.patience, cfg.drop_path, cfg.optim, True, cfg.head_init)
+
+    def warmup_epochs(self, steps_per_epoch: int) -> int:
+        """Epochs that hold a warmup step (patience is counted after them)."""
+        return math.ceil(int(self.optim.warmup_frac * self.epochs * steps_per_epoch) / steps_per_epoch)
+
+    def budget(self, steps_per_epoch: int) -> dict:
+        """The budget and the stopping rule, recorded with every result (and equal for every
+        method of a fine-tuning table)."""
+        return {
+            "compute_rule": COMPUTE_RULE,
+            "max_epochs": self.epochs,
+            "patience": self.patience,
+            "warmup_epochs": self.warmup_epochs(steps_per_epoch),
+            "early_stopping": "best validation macro AUROC; stop after `patience` epochs without improvement, "
+            "counted after the warmup",
+        }
 
 
 @dataclass
@@ -231,33 +254,26 @@ class FeatureStandardiser(nn.Module):
 
 class Classifier(nn.Module):
     """Encoder + standardiser + linear head; ``group_matcher`` gives timm the encoder's layer ids
-    (head last). ``init`` (the initial encoder's probe) gives the standardiser's starting
-    statistics and, unless ``probe_head`` is False, the head's weights; without it the head reads
-    raw features and starts near zero (MAE) or, given each label's training prevalence
-    ``label_prior``, reads them standardised with batch statistics as a supervised network's head
-    (weights of std 0.02, biases at the prevalences' log-odds; module docstring)."""
+    (head last). The head starts (``HEAD_INITS``) from ``init``, the initial encoder's probe
+    (its standardisation statistics and weights: LP-FT), or, given each label's training
+    prevalence ``label_prior``, as a supervised network's head on features standardised with
+    batch statistics (weights of std 0.02, biases at the prevalences' log-odds; module
+    docstring), or else near zero on raw features (MAE)."""
 
     def __init__(
-        self,
-        encoder: Method,
-        n_labels: int,
-        init: FittedProbe | None = None,
-        probe_head: bool = True,
-        label_prior: np.ndarray | None = None,
+        self, encoder: Method, n_labels: int, init: FittedProbe | None = None, label_prior: np.ndarray | None = None
     ):
         super().__init__()
         self.encoder = encoder
         self.standardise: nn.Module = nn.Identity()
+        self.head = nn.Linear(encoder.feature_dim, n_labels)
         if init is not None:
             self.standardise = FeatureStandardiser(init.mean.cpu(), init.std.cpu())
-        elif label_prior is not None:
-            self.standardise = FeatureStandardiser(None, None, dim=encoder.feature_dim)
-        self.head = nn.Linear(encoder.feature_dim, n_labels)
-        if init is not None and probe_head:
             with torch.no_grad():
                 self.head.weight.copy_(init.weight.T)
                 self.head.bias.copy_(init.bias)
         elif label_prior is not None:
+            self.standardise = FeatureStandardiser(None, None, dim=encoder.feature_dim)
             trunc_normal_(self.head.weight, std=0.02)
             prior = torch.as_tensor(np.clip(label_prior, 1e-4, 1 - 1e-4), dtype=torch.float32)
             with torch.no_grad():
@@ -290,7 +306,7 @@ class Finetune(Protocol):
     def run(self, ctx: CellContext) -> ProtocolOutput:
         cfg, arrays, device = self.config, ctx.arrays, ctx.device
         recipe = Recipe.of(cfg, ctx.method)
-        probe = self.initial_probe(ctx) if recipe.probe else None
+        probe = self.initial_probe(ctx) if recipe.probe_head else None
         batch_size = min(cfg.batch_size, len(ctx.train_records))  # tiny label-efficiency subsets
         loader = make_loader(
             arrays,
@@ -305,15 +321,13 @@ class Finetune(Protocol):
             world_size=distributed.world_size(),
         )
         per_sample = supervised_step_flops(ctx.method, synthetic_batch(ctx.method, 2), len(arrays.label_names)) / 2
-        epochs, budget_flops = self.epochs(ctx, recipe, len(loader), batch_size, per_sample)
 
-        tuning, best, samples, runs = Tuning("base_lr"), None, 0, []
+        tuning, best, samples, runs = Tuning("base_lr", cfg.max_lr_extensions), None, 0, []
         failures = []
-        ctx.monitor.start(0, len(cfg.lr_grid) * epochs * len(loader))  # at most: early stopping ends sooner
-        for multiplier in cfg.lr_grid:
-            candidate = self.train(
-                ctx, recipe, recipe.optim.base_lr * multiplier, epochs, probe, loader, batch_size, samples // batch_size
-            )
+        most_candidates = len(cfg.lr_grid) + cfg.max_lr_extensions
+        ctx.monitor.start(0, most_candidates * recipe.epochs * len(loader))  # at most: early stopping ends sooner
+        for base_lr in tuning.values([recipe.optim.base_lr * multiplier for multiplier in cfg.lr_grid]):
+            candidate = self.train(ctx, recipe, base_lr, probe, loader, batch_size, samples // batch_size)
             samples += candidate.steps * batch_size
             runs.append((len(candidate.history), candidate.best_epoch))
             if candidate.failure is not None:  # a diverged learning rate is a candidate that lost
@@ -338,8 +352,7 @@ class Finetune(Protocol):
             raise failures[-1]
         assert best.state is not None
         encoder = ctx.rebuild(drop_path=recipe.drop_path)
-        model = Classifier(encoder, len(arrays.label_names), probe, recipe.probe_head, self.label_prior(ctx, recipe))
-        model = model.to(device)
+        model = Classifier(encoder, len(arrays.label_names), probe, self.label_prior(ctx, recipe)).to(device)
         model.load_state_dict(best.state)
         scores, labels = self.predict(ctx, model, arrays.splits["test"], "test")
         prediction = Prediction(labels, scores, np.asarray(arrays.record_ids[arrays.splits["test"]]))
@@ -347,15 +360,19 @@ class Finetune(Protocol):
         return ProtocolOutput(
             prediction,
             {
-                "recipe": "supervised" if recipe.supervised else "finetune",
+                "initialisation": "pretrained" if recipe.pretrained else "random",
+                "recipe": {
+                    **recipe.budget(len(loader)),
+                    "layer_decay": recipe.optim.layer_decay,
+                    "head_init": recipe.head_init,
+                },
                 "tuning": {
                     **tuning.record(),
-                    "lr_multipliers": list(cfg.lr_grid),
+                    "lr_multipliers": [float(f"{lr / recipe.optim.base_lr:.12g}") for lr in tuning.grid],
                     "epochs_run": [n for n, _ in runs],
                     "best_epoch": [b for _, b in runs],
                     "diverged": [str(f.loss) for f in failures],
                 },
-                "max_epochs": epochs,
                 "best_epoch": best.best_epoch,
                 "epochs_run": len(best.history),
                 "val_macro_auroc": best.val_macro_auroc,
@@ -364,13 +381,7 @@ class Finetune(Protocol):
                 "n_train": int(len(ctx.train_records)),
                 **probe_details,
             },
-            compute={
-                "flops_per_sample": per_sample,
-                "samples": samples,
-                "flops": per_sample * samples,
-                "budget_flops_per_candidate": budget_flops,
-                "budget_reference": ctx.supervised_budget.reference if ctx.supervised_budget and budget_flops else None,
-            },
+            compute={"flops_per_sample": per_sample, "samples": samples, "flops": per_sample * samples},
         )
 
     @staticmethod
@@ -382,52 +393,33 @@ class Finetune(Protocol):
         known = ~np.isnan(targets)
         return np.where(known, targets, 0.0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
 
-    def epochs(
-        self, ctx: CellContext, recipe: Recipe, steps_per_epoch: int, batch_size: int, flops_per_sample: float
-    ) -> tuple[int, float | None]:
-        """The most epochs a candidate may train, and the FLOP budget behind it (supervised
-        methods with ``match_compute``: the reference method's pretraining plus one fine-tuning
-        run of ``epochs`` epochs over the same records)."""
-        if not (recipe.supervised and self.config.supervised.match_compute and ctx.supervised_budget):
-            return recipe.epochs, None
-        budget = ctx.supervised_budget.flops(self.config.epochs * steps_per_epoch * batch_size)
-        steps = math.ceil(budget / (flops_per_sample * batch_size))
-        return max(recipe.epochs, math.ceil(steps / steps_per_epoch)), budget
-
     def train(
         self,
         ctx: CellContext,
         recipe: Recipe,
         base_lr: float,
-        epochs: int,
         probe: FittedProbe | None,
         loader,
         batch_size: int,
         step_offset: int = 0,
     ) -> Candidate:
         """Train one learning-rate candidate from the cell's initial weights (the same seed, data
-        order and head for every candidate), keeping its best validation epoch. A candidate whose
-        training loss becomes non-finite stops there and keeps its failure (``step_offset``: the
-        cell's steps before it, so the monitor's curves of successive candidates follow on)."""
+        order and head for every candidate) for at most ``recipe.epochs`` epochs, keeping its best
+        validation epoch. A candidate whose training loss becomes non-finite stops there and keeps
+        its failure (``step_offset``: the cell's steps before it, so the monitor's curves of
+        successive candidates follow on)."""
         set_seed(ctx.seed)
-        device = ctx.device
+        device, epochs = ctx.device, recipe.epochs
         encoder = ctx.rebuild(drop_path=recipe.drop_path)
-        model = Classifier(
-            encoder, len(ctx.arrays.label_names), probe, recipe.probe_head, self.label_prior(ctx, recipe)
-        )
-        model = model.to(device)
+        model = Classifier(encoder, len(ctx.arrays.label_names), probe, self.label_prior(ctx, recipe)).to(device)
         training_model: nn.Module = model
         if distributed.world_size() > 1:  # each rank trains on its share of every batch
             if device.type == "cuda":  # BatchNorm (xresnet1d) over the global batch, as in one process
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             training_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-        # the warmup is a fraction of the recipe's epochs, not of a compute-matched maximum: on a
-        # label-efficiency subset of a few records the maximum runs to thousands of epochs, and
-        # early stopping (patience counts after the warmup) must be able to end training long before
-        warmup_frac = recipe.optim.warmup_frac * min(1.0, recipe.epochs / epochs)
-        optim = replace(recipe.optim, base_lr=base_lr, warmup_frac=warmup_frac)
+        optim = replace(recipe.optim, base_lr=base_lr)
         optimizer, scheduler = build_optimizer(model, optim, batch_size, epochs * len(loader), encoder.no_weight_decay)
-        warmup_epochs = math.ceil(int(optim.warmup_frac * epochs * len(loader)) / len(loader))
+        warmup_epochs = recipe.warmup_epochs(len(loader))
         candidate = Candidate(base_lr)
         bar = tqdm(
             range(epochs),
