@@ -177,7 +177,9 @@ def oracles(dataset: str, records: int = 400) -> list[dict]:
     from benchmark.presets import get_preset
 
     preset = get_preset("cpu")
-    name, overrides = ("synthetic", {}) if dataset == "synthetic" else ("ptbxl", {"ptbxl": {"root": str(SHARED / "ptbxl1000")}})
+    name, overrides = (
+        ("synthetic", {}) if dataset == "synthetic" else ("ptbxl", {"ptbxl": {"root": str(SHARED / "ptbxl1000")}})
+    )
     plugin = build_dataset(name, preset, overrides)
     arrays = plugin.load(preset.input.fs, plugin.label_sets[0], default_cache_root(), False)
     index = arrays.splits["pretrain"][:records]
@@ -186,7 +188,10 @@ def oracles(dataset: str, records: int = 400) -> list[dict]:
     lead_mask = np.asarray(arrays.lead_mask[index], dtype=bool)
     patch = round(preset.model.patch_s * preset.input.fs)
     return [
-        {"data": "synthetic" if dataset == "synthetic" else "PTB-XL 1-999 (the pool's PTB-XL part)", "mask ratio": ratio}
+        {
+            "data": "synthetic" if dataset == "synthetic" else "PTB-XL 1-999 (the pool's PTB-XL part)",
+            "mask ratio": ratio,
+        }
         | oracle_ratios(signals, lead_mask, patch, ratio)
         for ratio in (0.75, 0.5)
     ]
