@@ -109,7 +109,12 @@ class IndependentLeadMAE(Method):
         self.feature_projection: nn.Linear | None = None
         if c.feature_dim and c.feature_dim != c.dim:
             self.feature_projection = nn.Linear(c.dim, c.feature_dim, bias=False)
-            nn.init.orthogonal_(self.feature_projection.weight, generator=torch.Generator().manual_seed(0))
+            seeded = torch.randn(
+                max(c.dim, c.feature_dim), min(c.dim, c.feature_dim), generator=torch.Generator().manual_seed(0)
+            )
+            basis = torch.linalg.qr(seeded).Q  # orthonormal columns, the same on every torch release
+            with torch.no_grad():
+                self.feature_projection.weight.copy_(basis if c.feature_dim > c.dim else basis.T)
             self.feature_projection.weight.requires_grad_(False)
         self.lead_embed = None if c.private else nn.Parameter(trunc_normal_(torch.zeros(len(LEADS), c.dim), std=0.02))
         self.decoder_lead_embed: nn.Parameter | None = None

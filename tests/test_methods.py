@@ -368,3 +368,16 @@ def test_every_transformer_gets_maes_xavier_initialisation():
         bound = (6 / (fan_in + fan_out)) ** 0.5
         assert qkv.weight.abs().max() <= bound and qkv.weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.1)
         assert not qkv.bias.any()
+
+
+def test_a_narrow_ind_p_reads_out_features_as_wide_as_asked_through_a_fixed_projection():
+    """The ladder's parameter-matched Ind_P keeps the probe's feature width equal to LAMAE's: a
+    frozen semi-orthogonal projection (inner products kept), counted in its encoder parameters."""
+    narrow, wide = build("ind_p", dim=16), build("ind_p", dim=16, feature_dim=32)
+    data = batch()
+    with torch.no_grad():
+        features = wide.eval().features(data.signals, data.lead_mask)
+    assert features.shape == (len(data), 32) == (len(data), wide.feature_dim)
+    weight = wide.feature_projection.weight
+    assert not weight.requires_grad and torch.allclose(weight.T @ weight, torch.eye(16), atol=1e-5)
+    assert wide.encoder_parameters() == narrow.encoder_parameters() + 16 * 32
