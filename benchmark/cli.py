@@ -71,6 +71,15 @@ LEARNED_RATIO_HELP = (
 )
 
 
+def parse_budgets(text: str) -> list[str]:
+    from benchmark.train.budget import parse_budget_points
+
+    try:
+        return parse_budget_points(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parse_seeds(text: str) -> list[int]:
     """``3`` -> seeds 0,1,2; ``0,4,7`` -> those seeds; ``2-5`` -> 2,3,4,5."""
     try:
@@ -178,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="pretraining compute per method (= --set pretrain.budget=...): 'steps' (equal step counts), "
         "a method or variant (its FLOPs in pretrain.steps steps; presets: lamae), STEPS@METHOD (600@lamae) "
         "or a FLOP count (3.2e15, 120T)",
+    )
+    run.add_argument(
+        "--budgets",
+        type=parse_budgets,
+        default=None,
+        metavar="POINTS",
+        help="a pretraining-budget sweep: the same run at each point, multiples of the preset's budget "
+        "(0.25x,1x,4x) or FLOP counts (3e12,1.2e13), each into OUT/budget-POINT/; the leaderboard adds "
+        "macro AUROC against pretraining FLOPs and whether the ranking holds at every budget",
     )
     run.add_argument(
         "--train-sizes",
@@ -375,9 +393,11 @@ def default_leaderboard(results: Path) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.launch import LaunchError, launch
+    from benchmark.presets import get_preset
     from benchmark.report.leaderboard import check_target, summary_table, write_leaderboard
     from benchmark.report.results import ResultStore
     from benchmark.runner import RunRequest, run, tensorboard_hint
+    from benchmark.train.budget import budget_at
     from benchmark.train.runtime import resolve_device
 
     fan_out = launch_config(args)
@@ -402,6 +422,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             overrides.setdefault(scope, {})[name] = value
+    points = [(None, args.out, overrides)]  # (budget point, results folder, settings) of each run
+    if args.budgets is not None:
+        if args.budget is not None:
+            raise UsageError("--budget with --budgets: give the sweep's points in --budgets alone")
+        pretrain = get_preset(args.preset).with_overrides(overrides).pretrain
+        points = []
+        for point in args.budgets:
+            budget, steps = budget_at(point, pretrain.budget, pretrain.steps)
+            settings = {scope: dict(values) for scope, values in overrides.items()}
+            settings.setdefault("pretrain", {}).update(budget=budget, steps=str(steps))
+            points.append((point, args.out / f"budget-{point}", settings))
     request = RunRequest(
         methods=args.methods,
         dataset=args.dataset,
@@ -425,16 +456,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     failed = None
     started = dt.datetime.now(dt.UTC)
+    records, writes_outputs = [], True
     try:
-        if fan_out.launcher == "none":
-            with distributed.session(resolve_device(args.device)) as device:
-                records = run(dataclasses.replace(request, device=str(device)))
-                writes_outputs = distributed.is_main()
-        else:
-            try:
-                records, writes_outputs = launch(request, fan_out), True
-            except LaunchError as exc:
-                records, writes_outputs, failed = exc.records, True, exc
+        for point, out, settings in points:
+            if point is not None:
+                print(f"\n== pretraining budget {point}: {settings['pretrain']['budget']} -> {out}/", flush=True)
+            one = dataclasses.replace(request, out=out, overrides=settings)
+            if fan_out.launcher == "none":
+                with distributed.session(resolve_device(args.device)) as device:
+                    records += run(dataclasses.replace(one, device=str(device)))
+                    writes_outputs = distributed.is_main()
+            else:
+                try:
+                    records += launch(one, fan_out)
+                except LaunchError as exc:
+                    records, failed = records + exc.records, exc
+                    break
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: finished cells are saved under {args.out}/ and pretraining resumes from its last "

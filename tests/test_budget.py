@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -87,3 +89,45 @@ def test_flop_measurements_are_cached_per_configuration(tmp_path, monkeypatch):
     assert len(list(tmp_path.glob("lamae_*.json"))) == 1
     monkeypatch.setattr(budget_module, "pretrain_step_flops", lambda *a: 123)
     assert meter(build_method("lamae", preset, parse_overrides(["lamae.la_depth=1"])), 16) == 123  # new config
+
+
+def test_budget_sweep_points_are_multiples_of_the_preset_budget_or_flop_counts():
+    from benchmark.train.budget import budget_at, parse_budget_points
+
+    assert parse_budget_points("0.25x,1x,4x") == ["0.25x", "1x", "4x"]
+    assert parse_budget_points("3e12, 120T") == ["3e12", "120T"]
+    assert budget_at("0.25x", "lamae", 600) == ("150@lamae", 600)
+    assert budget_at("4x", "600@lamae[la_skip=true]", 100) == ("2400@lamae[la_skip=true]", 100)
+    assert budget_at("2x", "3e12", 600) == ("6e+12", 600)
+    assert budget_at("0.5x", "steps", 600) == ("steps", 300)
+    assert budget_at("120T", "lamae", 600) == ("120T", 600)
+    for bad in ("0x", "-1x", "4", "fourx", "1x", "1x,1x", "0"):
+        with pytest.raises(ValueError, match="0.25x,1x,4x"):
+            parse_budget_points(bad)
+
+
+@pytest.mark.parametrize("argv", [["--budgets", "0x,1x"], ["--budgets", "1x,2x", "--budget", "steps"]])
+def test_bad_budget_sweeps_are_one_line_and_exit_2(argv, tmp_path, capsys):
+    from benchmark.cli import main
+
+    assert main(["run", "--methods", "lamae", "--preset", "smoke", "--out", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "budget" in err[0]
+
+
+@pytest.mark.slow
+def test_a_budget_sweep_runs_each_point_into_its_folder_and_adds_the_budget_section(tmp_path):
+    from conftest import run_cli
+
+    out = tmp_path / "sweep"
+    common = ["--preset", "smoke", "--protocols", "linear", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    result = run_cli("run", "--methods", "lamae,ind_p", "--budgets", "0.5x,1x", "--out", str(out), *common)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for point, steps in (("0.5x", 3), ("1x", 6)):  # the smoke preset: LAMAE's FLOPs in 6 steps
+        record = json.loads((out / f"budget-{point}/synthetic/conditions/smoke/lamae/linear_seed0.json").read_text())
+        assert record["compute"]["pretrain"]["steps"] == steps
+        assert record["config"]["pretrain"]["budget"] == f"{steps}@lamae"
+    board = (tmp_path / "sweep.md").read_text()
+    assert "## Pretraining budget" in board and board.count("## synthetic · conditions · preset `smoke` · linear") == 2
+    again = run_cli("run", "--methods", "lamae,ind_p", "--budgets", "0.5x,1x", "--out", str(out), *common)
+    assert again.stderr.count("finished already, 0 to run") == 2  # each point resumes on its own

@@ -224,7 +224,7 @@ def test_fine_tuning_uses_the_recipe_of_pretrained_encoders_and_the_spec_layer_i
         assert method_cls.pretrained_elsewhere and not method_cls.pretrains and not method_cls.supervised_only()
         method = method_cls(method_config(method_cls.name, SMOKE, {}), SMOKE.input)
         recipe = Recipe.of(FinetuneConfig(), method)
-        assert not recipe.supervised and recipe.head_init == "linear_probe" and recipe.optim.layer_decay == 0.75
+        assert recipe.pretrained and recipe.head_init == "linear_probe" and recipe.optim.layer_decay == 0.75
     method = with_ids(method_config(with_ids.name, SMOKE, {}), SMOKE.input)
     assert {n: method.layer_id(n) for n, _ in method.named_parameters()} == {
         "encoder.conv.weight": 0,

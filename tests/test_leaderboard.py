@@ -464,3 +464,36 @@ def test_a_learned_ratio_outside_0_1_is_one_line_and_exit_2(results, value, caps
     assert main(["leaderboard", "--results", str(results.root), "--learned-ratio", value]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--learned-ratio" in err and "(0, 1]" in err
+
+
+# -- pretraining-budget sweeps ----------------------------------------------------------------------
+def test_a_budget_sweep_plots_auroc_against_flops_and_says_whether_the_ranking_holds(tmp_path):
+    store = ResultStore(tmp_path / "results")  # as run --budgets writes: one folder per budget
+    for seed in range(2):
+        for budget, (lamae, ind_p) in {1e12: (1.0, 0.5), 4e12: (1.5, 2.0)}.items():  # ind_p overtakes lamae
+            point = ResultStore(store.root / f"budget-{budget:g}")
+            write_cell(point, "lamae", seed, lamae, budget_flops=budget)
+            write_cell(point, "ind_p", seed, ind_p, budget_flops=budget)
+            write_cell(point, "random_init", seed, 0.3)
+    path = tmp_path / "LB.md"
+    write_leaderboard(store.root, path)
+    board = path.read_text()
+    section = board.split("### Pretraining budget: synthetic · labels · preset `cpu` · linear")[1]
+    assert "| 1T FLOPs" in section and "| 4T FLOPs" in section
+    assert "the ranking changes with the budget: 1T FLOPs: `lamae` > `ind_p`; 4T FLOPs: `ind_p` > `lamae`" in section
+    image = re.search(r"!\[Pretraining budget[^]]*\]\(([^)]+\.png)\)", section).group(1)
+    assert (path.parent / image).stat().st_size > 5000
+    rows = table_rows(section, "| method")
+    assert "did not learn" not in section and rows  # every method learned (ratio 0.5)
+
+
+def test_a_budget_sweep_keeps_methods_that_did_not_learn_out_of_the_ranking(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    for budget, ratio in ((1e12, 0.95), (4e12, 0.5)):  # lamae learns only at the larger budget
+        point = ResultStore(store.root / f"budget-{budget:g}")
+        write_cell(point, "lamae", 0, 1.5, budget_flops=budget, loss_ratio=ratio)
+        write_cell(point, "ind_p", 0, 1.0, budget_flops=budget)
+    write_leaderboard(store.root, tmp_path / "LB.md")
+    section = (tmp_path / "LB.md").read_text().split("### Pretraining budget:")[1]
+    assert "did not learn" in section
+    assert "fewer than two pretrained methods learned at every budget" in section

@@ -59,7 +59,7 @@ from benchmark.report.comparison import (
     loss_ratio,
     seeds_text,
 )
-from benchmark.report.plots import Run, curve_plot, training_curves_plot
+from benchmark.report.plots import Run, band_plot, curve_plot, training_curves_plot
 from benchmark.report.reported import REPORTED, Reported, reported_for
 from benchmark.report.results import ResultStore, is_diverged
 from benchmark.storage import (
@@ -797,6 +797,94 @@ def sweep_sections(tables: list[Table], sweep: str, plots_dir: Path, link_base: 
     return lines, plots
 
 
+# -- pretraining-budget sweeps (run --budgets) ---------------------------------------------------
+def budget_flops(table: Table) -> float | None:
+    """The pretraining FLOPs per method of a table's budget (None: no pretrained method)."""
+    for record in [*table.records, *(r for rs in table.set_apart.values() for r in rs)]:
+        pretrain = (record.get("compute") or {}).get("pretrain") or {}
+        if pretrain.get("budget_flops") is not None:
+            return float(pretrain["budget_flops"])
+    return None
+
+
+def budget_sweep_sections(
+    tables: list[Table], store: ResultStore, plots_dir: Path, link_base: Path
+) -> tuple[list[str], list[Path]]:
+    """Where one evaluation has results at several pretraining budgets (``run --budgets``): macro
+    AUROC against pretraining FLOPs per method with its 95 % CI as a band (untrained references as
+    lines), a table per budget, and whether the ranking of the methods that learned is the same at
+    every budget — a single budget can crown a method that merely converges faster."""
+    groups: dict[tuple, list[Table]] = defaultdict(list)
+    for table in tables:
+        if not table.variant and budget_flops(table) is not None:
+            groups[(table.dataset, table.label_set, table.preset, table.protocol, table.evaluation)].append(table)
+    lines: list[str] = []
+    plots: list[Path] = []
+    for key, group in groups.items():
+        if len(group) < 2:
+            continue
+        group.sort(key=lambda t: budget_flops(t) or 0.0)
+        flops = [budget_flops(t) or 0.0 for t in group]
+        methods = sorted({m for t in group for m in [*t.by_method, *t.set_apart]} - set(UNTRAINED_REFERENCES))
+        references = sorted({m for t in group for m in t.by_method if m in UNTRAINED_REFERENCES})
+        cells: dict[str, list[str]] = {m: [] for m in [*methods, *references]}
+        series: dict[str, tuple[list[float], list[float], list[float], list[float]]] = {}
+        rankings = []
+        for table, x in zip(group, flops):
+            ts = table_stats(table, store)
+            for method in cells:
+                recs = table.by_method.get(method)
+                if method in table.set_apart:
+                    cells[method].append(set_apart_note(table, method).split(":")[0])
+                elif recs:
+                    mean = float(np.mean([r["metrics"]["macro_auroc"] for r in recs]))
+                    low, high = ts.ci(method) if isinstance(ts, TableStats) else (mean, mean)
+                    cells[method].append(f"{mean:.4f} [{low:.4f}, {high:.4f}]")
+                    if method in methods:
+                        xs, ys, lows, highs = series.setdefault(method, ([], [], [], []))
+                        for values, value in ((xs, x), (ys, mean), (lows, low), (highs, high)):
+                            values.append(value)
+                else:
+                    cells[method].append("—")
+            rankings.append([m for m in method_order(table) if m in methods])
+        levels = {
+            m: float(np.mean([r["metrics"]["macro_auroc"] for r in group[0].by_method[m]]))
+            for m in references
+            if m in group[0].by_method
+        }
+        always = [m for m in methods if all(m in ranking for ranking in rankings)]
+        orders = [[m for m in ranking if m in always] for ranking in rankings]
+        if len(always) < 2:
+            verdict = "fewer than two pretrained methods learned at every budget: no ranking to compare"
+        elif all(order == orders[0] for order in orders):
+            verdict = f"the ranking holds at every budget: {' > '.join(f'`{m}`' for m in orders[0])}"
+        else:
+            verdict = "the ranking changes with the budget: " + "; ".join(
+                f"{si(x)} FLOPs: {' > '.join(f'`{m}`' for m in order)}" for x, order in zip(flops, orders)
+            )
+        heading = title_of(group[0], variant=False)
+        slug = "_".join(["budgets", *key[:4], key[4][:6]]).replace("/", "-").replace(" ", "")
+        path = band_plot(
+            plots_dir / f"{slug}.png", heading.replace("`", ""), "pretraining FLOPs per method", series, levels
+        )
+        plots.append(path)
+        columns = [f"{si(x)} FLOPs" for x in flops]
+        rows = [{"method": m, **dict(zip(columns, cells[m]))} for m in cells]
+        lines += [
+            "",
+            f"### Pretraining budget: {heading}",
+            "",
+            "Macro AUROC (seed mean, 95 % CI of the table at that budget) per method and pretraining budget "
+            "(FLOPs per method; the untrained references join every budget). Ranking (seed means) of the methods "
+            f"that learned at every budget: {verdict}.",
+            "",
+            tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True),
+            "",
+            f"![Pretraining budget: {heading}]({path.relative_to(link_base).as_posix()})",
+        ]
+    return lines, plots
+
+
 # -- training curves -----------------------------------------------------------------------------
 CURVES_NOTE = (
     "Training curves: pretraining loss over the loss of the best trivial predictor on the same masked targets "
@@ -932,6 +1020,10 @@ def render(
                 "",
                 reported_table(published),
             ]
+    section, written = budget_sweep_sections(main, store, plots_dir, link_base)
+    plots += written
+    if section:
+        lines += ["", "## Pretraining budget", *section]
     for sweep in SWEEPS:
         section, written = sweep_sections(tables, sweep, plots_dir, link_base)
         plots += written

@@ -37,17 +37,46 @@ def curve_plot(
     if categories:
         ax.set_xticks(range(len(categories)), categories)
     if log_x:  # ticks at the measured sizes, written as plain numbers
-        ax.set_xscale("log")
-        ticks = sorted({v for x, _, _ in series.values() for v in x})
-        ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        log_ticks(ax, sorted({v for x, _, _ in series.values() for v in x}), "{:g}")
+    return finish(fig, ax, path, title, xlabel, "macro AUROC (test), mean ± sd")
+
+
+def log_ticks(ax, ticks: list[float], form: str) -> None:
+    """A log x axis with ticks at the measured values only."""
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [form.format(v) for v in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def finish(fig: Figure, ax, path: Path, title: str, xlabel: str, ylabel: str) -> Path:
+    """Title, labels, grid and legend; the figure saved to ``path``."""
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("macro AUROC (test), mean ± sd")
+    ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     save_png(fig, path)
     return path
+
+
+def band_plot(
+    path: Path,
+    title: str,
+    xlabel: str,
+    series: dict[str, tuple[list[float], list[float], list[float], list[float]]],
+    levels: dict[str, float] | None = None,
+) -> Path:
+    """Curves with confidence bands on a log x axis: ``series[method] = (x, mean, low, high)``;
+    ``levels`` are methods that do not depend on x (untrained references), drawn as dashed lines."""
+    fig = Figure(figsize=(6.4, 4.0), dpi=110, layout="constrained")
+    ax = fig.subplots()
+    for i, (method, (x, mean, low, high)) in enumerate(series.items()):
+        ax.plot(x, mean, marker="o", markersize=4, linewidth=1.5, color=f"C{i}", label=method)
+        ax.fill_between(x, low, high, color=f"C{i}", alpha=0.2, linewidth=0)
+    for j, (method, level) in enumerate((levels or {}).items()):
+        ax.axhline(level, color=f"C{len(series) + j}", linestyle="--", linewidth=1, label=method)
+    log_ticks(ax, sorted({v for x, *_ in series.values() for v in x}), "{:.2g}")
+    return finish(fig, ax, path, title, xlabel, "macro AUROC (test), seed mean, 95 % CI")
 
 
 @dataclass

@@ -75,6 +75,46 @@ def parse_budget(text: str) -> Budget:
     )
 
 
+_MULTIPLE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)x$", re.IGNORECASE)
+
+
+def parse_budget_points(text: str) -> list[str]:
+    """``--budgets 0.25x,1x,4x`` (multiples of the preset's budget) or FLOP counts (``3e12,1.2e13``):
+    the points of a pretraining-budget sweep, each checked; a ValueError names the valid form."""
+    points = [p.strip() for p in text.split(",") if p.strip()]
+    for point in points:
+        multiple = _MULTIPLE.match(point)
+        try:
+            flops = parse_budget(point).flops if _FLOPS.match(point) else None
+        except ValueError:  # a FLOP count of 0
+            flops = None
+        if not ((multiple and float(multiple.group(1)) > 0) or flops):
+            raise ValueError(
+                f"budget point {point!r}: give positive multiples of the preset's budget (0.25x,1x,4x) or FLOP "
+                f"counts (3e12,1.2e13, 120T)"
+            )
+    if len(set(points)) != len(points) or len(points) < 2:
+        raise ValueError(f"--budgets {text!r}: give at least two distinct points, e.g. 0.25x,1x,4x")
+    return points
+
+
+def budget_at(point: str, budget: str, steps: int) -> tuple[str, int]:
+    """The ``pretrain.budget`` and ``pretrain.steps`` of one sweep point, from the preset's
+    ``budget`` and ``steps``: ``k x`` scales the budget (``lamae`` -> ``round(k * steps)@lamae``,
+    ``600@lamae`` -> ``round(k * 600)@lamae``, a FLOP count -> k times it, ``steps`` -> k times the
+    steps); a FLOP count replaces it."""
+    multiple = _MULTIPLE.match(point)
+    if not multiple:
+        return point, steps
+    k = float(multiple.group(1))
+    parsed = parse_budget(budget)
+    if parsed.flops is not None:
+        return f"{k * parsed.flops:.6g}", steps
+    if parsed.method is not None:
+        return f"{max(1, round(k * (parsed.method_steps or steps)))}@{parsed.method}", steps
+    return budget, max(1, round(k * steps))
+
+
 @dataclass(frozen=True)
 class PretrainPlan:
     """How long one method pretrains and what that costs."""
