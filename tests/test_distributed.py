@@ -86,6 +86,13 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     ours, theirs = (torch.load(p, weights_only=False)["model"] for p in (ours, theirs))
     assert ours.keys() == theirs.keys()
     for name, weight in ours.items():  # all-reduced gradients differ from one batch's only by rounding
+        if name.endswith("attn.qkv.bias"):
+            # the key bias adds q·b_k to every score of a query, which softmax ignores: its true
+            # gradient is 0, so AdamW's update of it is rounding noise divided by rounding noise
+            # (measured: 1.4e-6 apart after 8 steps, the query and value biases 3e-10)
+            query, _, value = weight.chunk(3)
+            theirs_query, _, theirs_value = theirs[name].chunk(3)
+            weight, theirs[name] = torch.cat([query, value]), torch.cat([theirs_query, theirs_value])
         torch.testing.assert_close(theirs[name], weight, rtol=0, atol=1e-6, msg=name)
 
 

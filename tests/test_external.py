@@ -394,7 +394,9 @@ def test_the_readme_worked_example_on_ptbxl(shared_data, tmp_path):
         assert np.allclose(*scores, atol=1e-4), protocol  # TorchScript and state_dict: one encoder
     for method in external:
         details = by_method[(method, "finetune")]["details"]
-        assert details["recipe"] == "finetune" and "probe_l2" in details  # LP-FT, the pretrained recipe
+        # LP-FT, the recipe of pretrained encoders
+        assert details["initialisation"] == "pretrained" and details["recipe"]["head_init"] == "linear_probe"
+        assert "probe_l2" in details
     board = (tmp_path / "runs.md").read_text()
     linear_table = board[board.index("· linear") :]
     assert all(f"| {m} " in linear_table for m in (*external, "random_init", "ecg_features"))

@@ -147,7 +147,7 @@ def test_a_run_with_variants_writes_their_own_results_rows_and_ladder_table(tmp_
     board = (out / "LB.md").read_text()
     assert "| lamae[la_mask_ratio=0] " in board and "Ablation ladder of `lamae`" in board
     compared = run_cli("compare", "lamae[la_mask_ratio=0]", "lamae", "--results", str(out), "--resamples", "50")
-    assert compared.returncode == 0 and "lamae[la_mask_ratio=0] - lamae = " in compared.stdout
+    assert compared.returncode == 0 and "lamae[la_mask_ratio=0] - lamae (seed-mean macro AUROC) = " in compared.stdout
 
 
 def test_the_untrained_independent_lead_model_passes_the_contract_for_frozen_protocols():
