@@ -22,15 +22,15 @@ from test_workflow import a_batch, checkpoint_folder
 from torch import nn
 
 import ecgbench
-from benchmark.build import method_class, method_config, resolve_method
 from benchmark.cli import main
 from benchmark.data.conditioning import resampling_filter
 from benchmark.data.contract import LEADS, DataError
 from benchmark.eval.protocols.finetune import FinetuneConfig, Recipe
-from benchmark.method.export import export_encoder
 from benchmark.method.external import check_data, check_feedable
 from benchmark.method.external_source import EncoderSpec
-from benchmark.presets import PRESETS
+from benchmark.run.build import method_class, method_config, resolve_method
+from benchmark.run.export import export_encoder
+from benchmark.run.presets import PRESETS
 from benchmark.train.flops import supervised_step_flops, synthetic_batch
 
 SMOKE = PRESETS["smoke"]  # 100 Hz, 2.5 s windows
@@ -224,7 +224,7 @@ def test_fine_tuning_uses_the_recipe_of_pretrained_encoders_and_the_spec_layer_i
         assert method_cls.pretrained_elsewhere and not method_cls.pretrains and not method_cls.supervised_only()
         method = method_cls(method_config(method_cls.name, SMOKE, {}), SMOKE.input)
         recipe = Recipe.of(FinetuneConfig(), method)
-        assert not recipe.supervised and recipe.head_init == "linear_probe" and recipe.optim.layer_decay == 0.75
+        assert recipe.pretrained and recipe.head_init == "linear_probe" and recipe.optim.layer_decay == 0.75
     method = with_ids(method_config(with_ids.name, SMOKE, {}), SMOKE.input)
     assert {n: method.layer_id(n) for n, _ in method.named_parameters()} == {
         "encoder.conv.weight": 0,
@@ -394,7 +394,8 @@ def test_the_readme_worked_example_on_ptbxl(shared_data, tmp_path):
         assert np.allclose(*scores, atol=1e-4), protocol  # TorchScript and state_dict: one encoder
     for method in external:
         details = by_method[(method, "finetune")]["details"]
-        assert details["recipe"] == "finetune" and "probe_l2" in details  # LP-FT, the pretrained recipe
+        assert details["initialisation"] == "pretrained" and details["recipe"]["head_init"] == "linear_probe"
+        assert "probe_l2" in details  # LP-FT, the pretrained recipe
     board = (tmp_path / "runs.md").read_text()
     linear_table = board[board.index("· linear") :]
     assert all(f"| {m} " in linear_table for m in (*external, "random_init", "ecg_features"))
