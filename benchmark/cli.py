@@ -21,8 +21,8 @@ from benchmark.data.contract import DataError, default_cache_root
 from benchmark.method.variant import split_names
 from benchmark.registry import DATASETS, METHODS, PROTOCOLS, PluginError, load_plugin_file
 from benchmark.report.export import FORMATS
-from benchmark.report.results import StaleResultError
 from benchmark.report.stats import StatsError
+from benchmark.run.results import StaleResultError
 from benchmark.storage import DamagedFileError, ForeignFileError, claim_folder, ensure_writable, refuse_foreign
 from benchmark.train import distributed
 from benchmark.train.monitor import LOGGERS
@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_shard(text: str):
     from benchmark.config import ConfigError
-    from benchmark.work import Shard
+    from benchmark.run.units import Shard
 
     try:
         return Shard.parse(text)
@@ -369,7 +369,7 @@ def parse_shard(text: str):
 
 def launch_config(args: argparse.Namespace):
     """``--launcher`` and the options given for it; an option of another launcher is refused."""
-    from benchmark.launch import LaunchConfig
+    from benchmark.run.launch import LaunchConfig
 
     given = {}
     for flag, _, launcher, _ in FAN_OUT_OPTIONS:
@@ -392,11 +392,11 @@ def default_leaderboard(results: Path) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.launch import LaunchError, launch
-    from benchmark.presets import get_preset
     from benchmark.report.leaderboard import check_target, summary_table, write_leaderboard
-    from benchmark.report.results import ResultStore
-    from benchmark.runner import RunRequest, run, tensorboard_hint
+    from benchmark.run.launch import LaunchError, launch
+    from benchmark.run.presets import get_preset
+    from benchmark.run.results import ResultStore
+    from benchmark.run.runner import RunRequest, run, tensorboard_hint
     from benchmark.train.budget import budget_at
     from benchmark.train.runtime import resolve_device
 
@@ -526,7 +526,7 @@ def dataset_overrides(args: argparse.Namespace) -> dict[str, dict[str, str]]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from benchmark.runstate import status_report
+    from benchmark.run.state import status_report
 
     if not args.out.is_dir():
         raise DataError(f"results folder {args.out} does not exist; give the --out of a run")
@@ -535,9 +535,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from benchmark.build import build_dataset, check_scopes
     from benchmark.data.files import PreparedDataset, coverage_lines
-    from benchmark.presets import get_preset
+    from benchmark.run.build import build_dataset, check_scopes
+    from benchmark.run.presets import get_preset
 
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
@@ -572,8 +572,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from benchmark.ladder import LADDER_PREFIX, LADDERS
-    from benchmark.presets import PRESETS
+    from benchmark.run.ladder import LADDER_PREFIX, LADDERS
+    from benchmark.run.presets import PRESETS
 
     for path in args.plugins:
         load_plugin_file(path)
@@ -605,9 +605,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from benchmark.build import resolve_method
     from benchmark.report.comparison import TableStats, comparable_tables, format_comparison
-    from benchmark.report.results import ResultStore
+    from benchmark.run.build import resolve_method
+    from benchmark.run.results import ResultStore
 
     if not args.results.is_dir():
         raise DataError(f"results folder {args.results} does not exist; run `python -m benchmark run` first")
@@ -663,7 +663,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_export_encoder(args: argparse.Namespace) -> int:
-    from benchmark.method.export import CONFIG, WEIGHTS, export_encoder
+    from benchmark.method.exported import CONFIG, WEIGHTS
+    from benchmark.run.export import export_encoder
 
     for path in args.plugins:
         load_plugin_file(path)
@@ -687,11 +688,11 @@ def _methods_in_file(path: Path) -> list[str]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from benchmark.build import check_scopes, encoder_params, ladder_methods, resolve_method
-    from benchmark.ladder import LADDER_PREFIX
     from benchmark.method.external_source import EXTERNAL_PREFIX
-    from benchmark.method.validate import render_report, render_summary, validate_method
-    from benchmark.presets import ANCHOR_METHOD, get_preset
+    from benchmark.run.build import check_scopes, encoder_params, ladder_methods, resolve_method
+    from benchmark.run.ladder import LADDER_PREFIX
+    from benchmark.run.presets import ANCHOR_METHOD, get_preset
+    from benchmark.run.validate import render_report, render_summary, validate_method
 
     for path in args.plugins:
         load_plugin_file(path)
@@ -729,7 +730,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_new_method(args: argparse.Namespace) -> int:
-    from benchmark.method.template import default_template_path, render_template
+    from benchmark.run.template import default_template_path, render_template
 
     path = args.out or default_template_path(args.name)
     if args.name in METHODS:

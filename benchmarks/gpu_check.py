@@ -37,11 +37,11 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from benchmark.build import build_method
 from benchmark.config import ConfigError, parse_overrides
-from benchmark.presets import get_preset
 from benchmark.provenance import describe_device, git_state, package_versions
 from benchmark.registry import METHODS, PluginError
+from benchmark.run.build import build_method
+from benchmark.run.presets import get_preset
 from benchmark.train.flops import pretrain_step_flops
 from benchmark.train.runtime import resolve_device
 from benchmark.train.throughput import StepRunner, bf16_autocast, bf16_peak, largest_batch, peak_memory_mb

@@ -130,7 +130,7 @@ def oracle_ratios(signals: np.ndarray, lead_mask: np.ndarray, patch: int, mask_r
     these records: an in-sample fit, so an optimistic reading of what is linear)."""
     import torch
 
-    from benchmark.nn import rng
+    from benchmark import rng
     from benchmark.nn.layers import random_keep_ids
 
     b, leads, t = signals.shape
@@ -172,9 +172,9 @@ def oracle_ratios(signals: np.ndarray, lead_mask: np.ndarray, patch: int, mask_r
 def oracles(dataset: str, records: int = 400) -> list[dict]:
     """:func:`oracle_ratios` on the first ``records`` pretraining records of ``dataset`` (the cpu
     preset's 100 Hz, first 5 s), at the cpu preset's patch and two mask ratios."""
-    from benchmark.build import build_dataset
     from benchmark.data.contract import default_cache_root
-    from benchmark.presets import get_preset
+    from benchmark.run.build import build_dataset
+    from benchmark.run.presets import get_preset
 
     preset = get_preset("cpu")
     name, overrides = (

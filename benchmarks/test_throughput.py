@@ -9,10 +9,10 @@ import statistics
 import pytest
 import torch
 
-from benchmark.build import build_dataset, method_config
 from benchmark.data.loader import make_loader
-from benchmark.presets import ANCHOR_METHOD, PRESETS
 from benchmark.registry import METHODS
+from benchmark.run.build import build_dataset, method_config
+from benchmark.run.presets import ANCHOR_METHOD, PRESETS
 from benchmark.train.flops import pretrain_step_flops, synthetic_batch
 from benchmark.train.runtime import autocast
 from benchmark.train.throughput import (

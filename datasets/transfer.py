@@ -110,7 +110,7 @@ class Transfer(DatasetPlugin):
 
     def _member(self, name: str, root: str | None) -> DatasetPlugin:
         if self.build_member is None:
-            raise DataError("transfer's member datasets are built by the runner (benchmark/build.py build_dataset)")
+            raise DataError("transfer's member datasets are built by the runner (benchmark/run/build.py build_dataset)")
         plugin = self.build_member(name, root)
         if "common" not in plugin.label_sets:
             raise DataError(

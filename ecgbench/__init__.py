@@ -33,7 +33,7 @@ from benchmark.data.contract import (
 from benchmark.data.loader import Batch
 from benchmark.method.base import Encoded, Method, MethodConfig
 from benchmark.method.encoder_input import PreparedInput, prepare_input, read_record
-from benchmark.method.export import PretrainedEncoder, load_encoder
+from benchmark.method.exported import PretrainedEncoder, load_encoder
 from benchmark.method.external_source import EncoderSpec
 from benchmark.registry import DATASETS, METHODS, PROTOCOLS
 from ecgbench import data, layers, rng

@@ -1,8 +1,8 @@
 """Neural building blocks shared by the methods (public re-export of :mod:`benchmark.nn.layers`,
-:mod:`benchmark.nn.alignment` and the frozen-readout fitting of :mod:`benchmark.eval.frozen_head`)."""
+:mod:`benchmark.nn.alignment` and the frozen-readout fitting of :mod:`benchmark.nn.frozen_head`)."""
 
-from benchmark.eval.frozen_head import FrozenHeadConfig, fit_frozen_head
 from benchmark.nn.alignment import METRICS, SCHEDULES, alignment_loss, annealed_weight
+from benchmark.nn.frozen_head import FrozenHeadConfig, fit_frozen_head
 from benchmark.nn.layers import (
     MAEDecoder,
     NormedPatchEmbed,

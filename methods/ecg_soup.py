@@ -16,7 +16,7 @@ tokens (SEP removed).
   D -> ``gate_hidden`` (128) -> GELU -> Dropout(``gate_dropout``, 0.1) -> L [choice]. The gate is
   trained with the downstream head, never by pretraining (``downstream_only``): end to end under
   fine-tuning, and under frozen protocols on cached per-layer features together with a
-  temporary linear head (``fit_readout``, benchmark/eval/frozen_head.py, settings ``gate_fit``)
+  temporary linear head (``fit_readout``, benchmark/nn/frozen_head.py, settings ``gate_fit``)
   before the probe [choice].
 * ``ipa_st_mem`` — in-pretraining aggregation: the L block outputs are split into consecutive
   groups, averaged within each group, concatenated along channels, and a Linear(groups·D ->

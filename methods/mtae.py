@@ -115,7 +115,7 @@ class MTAE(Method):
 
     def _keep_ids(self, token_present: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """Random visible tokens (B, K), chosen among the present ones first; the noise comes
-        from each sample's key (benchmark/nn/rng.py)."""
+        from each sample's key (benchmark/rng.py)."""
         noise = rng.uniform(rng.fold_in(keys, TOKEN_MASK_SALT), self.n_tokens) + (~token_present).float()
         return noise.argsort(dim=1)[:, : self.n_keep].sort(dim=1).values
 

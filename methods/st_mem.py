@@ -12,7 +12,7 @@ relationship of electrocardiogram", ICLR 2024 [paper]; checked against bakqui/ST
   embedding is zero in the code), never masked;
 * 12 learnable lead embeddings (N(0, 0.02)) added to every token of their lead, SEP included;
 * masking independent per lead: each lead keeps int(N·(1 - 0.75)) patches at its own positions
-  (the same number for every lead); the noise is keyed by sample and lead (benchmark/nn/rng.py),
+  (the same number for every lead); the noise is keyed by sample and lead (benchmark/rng.py),
   the same per-lead key streams as ``lamae`` and ``ind_*``;
 * one ViT (pre-LN timm blocks, qkv bias, GELU, final LayerNorm) over the concatenation of all
   leads' tokens; Xavier-uniform init;

@@ -24,8 +24,8 @@ from unittest import mock
 import numpy as np
 import torch
 
+from benchmark import rng
 from benchmark.data.contract import LEADS
-from benchmark.nn import rng
 from benchmark.nn.layers import sincos_positions
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "st_mem_official_reference.json"
@@ -80,7 +80,7 @@ def batch_keys() -> torch.Tensor:
 
 
 def masking_noise(n_patches: int) -> torch.Tensor:
-    """(BATCH, 12, N) uniforms from the batch keys: what ``st_mem`` masks with (benchmark/nn/rng.py)."""
+    """(BATCH, 12, N) uniforms from the batch keys: what ``st_mem`` masks with (benchmark/rng.py)."""
     return rng.uniform(rng.split(batch_keys(), len(LEADS)), n_patches)
 
 

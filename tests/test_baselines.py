@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.build import build_dataset, build_protocols, method_config, resolve_methods
 from benchmark.config import ConfigError
 from benchmark.data.contract import LEADS
 from benchmark.eval.protocol import CellContext
 from benchmark.eval.protocols.finetune import Finetune, FinetuneConfig
 from benchmark.eval.protocols.linear import LinearProbe, LinearProbeConfig
 from benchmark.eval.tuning import Tuning
-from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
+from benchmark.run.build import build_dataset, build_protocols, method_config, resolve_methods
+from benchmark.run.presets import PRESETS
 
 SMOKE = PRESETS["smoke"]
 needs_neurokit = pytest.mark.skipif(
@@ -257,7 +257,7 @@ def test_failed_measurements_are_nan_and_imputed_with_training_medians_only():
 def test_seed_independent_outputs_are_computed_once_and_kept_on_disk(monkeypatch, tmp_path):
     """ecg_features' measurements are extracted once for all seeds and read back by a later run
     (the measurement itself is replaced by a cheap counted stand-in)."""
-    from benchmark.runner import RunRequest, run
+    from benchmark.run.runner import RunRequest, run
     from ecgbench_methods.ecg_features import FEATURE_NAMES, RecordMeasurer
 
     calls = []
@@ -297,7 +297,7 @@ def test_leaderboard_compares_with_every_reference_and_shows_choices_and_compute
     from test_leaderboard import table_rows, write_cell
 
     from benchmark.report.leaderboard import write_leaderboard
-    from benchmark.report.results import ResultStore
+    from benchmark.run.results import ResultStore
 
     store = ResultStore(tmp_path / "results")
     for seed, lr in enumerate((3e-4, 3e-4, 1e-3)):

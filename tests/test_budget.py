@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from benchmark.build import build_method
 from benchmark.config import ConfigError, parse_overrides
-from benchmark.presets import PRESETS
-from benchmark.runner import plan_budgets
+from benchmark.run.build import build_method
+from benchmark.run.presets import PRESETS
+from benchmark.run.runner import plan_budgets
 from benchmark.train import budget as budget_module
 from benchmark.train.budget import FlopsMeter, parse_budget, plan_pretraining
 

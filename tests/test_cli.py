@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO, run_cli
 
 from benchmark.cli import main
-from benchmark.report.results import ResultStore
+from benchmark.run.results import ResultStore
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ import tomllib
 import torch
 from conftest import REPO
 
-from benchmark.build import build_method, method_config
-from benchmark.presets import get_preset
 from benchmark.registry import METHODS
-from benchmark.runner import rebuilder
+from benchmark.run.build import build_method, method_config
+from benchmark.run.presets import get_preset
+from benchmark.run.runner import rebuilder
 from benchmark.train.optim import OptimConfig, build_optimizer
 
 

@@ -22,7 +22,7 @@ from benchmark.data import content
 from benchmark.data.content import Hasher
 from benchmark.data.contract import LEADS, data_identity
 from benchmark.registry import DATASETS
-from benchmark.runner import RunRequest, run
+from benchmark.run.runner import RunRequest, run
 
 PTBXL = DATASETS.get("ptbxl")
 N = 12

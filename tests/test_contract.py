@@ -9,12 +9,12 @@ import torch
 from conftest import run_cli
 from torch import nn
 
-from benchmark.build import encoder_params
 from benchmark.cli import main
 from benchmark.method.base import Encoded
-from benchmark.method.validate import FAIL, PASS, validate_method
-from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
+from benchmark.run.build import encoder_params
+from benchmark.run.presets import PRESETS
+from benchmark.run.validate import FAIL, PASS, validate_method
 from ecgbench_methods.st_mem import STMEM
 
 BUILTIN = METHODS.names()

@@ -14,13 +14,13 @@ import wfdb
 from conftest import run_cli
 from ecg_fixtures import mini_ptbxl, rdsamp_leads, shared_ptbxl, write_challenge
 
-from benchmark.build import build_dataset
 from benchmark.data.conditioning import Preprocessing, condition
 from benchmark.data.contract import LEADS, LeakageError
 from benchmark.data.duplicates import MATCH_COSINE, fingerprint, guard_duplicates
 from benchmark.data.pool import pretraining_pool
 from benchmark.data.readers import WfdbReader
-from benchmark.presets import PRESETS
+from benchmark.run.build import build_dataset
+from benchmark.run.presets import PRESETS
 
 ALL_LEADS = np.ones(len(LEADS), dtype=bool)
 

@@ -14,7 +14,7 @@ from test_workflow import checkpoint_folder
 import ecgbench
 from benchmark.cli import main
 from benchmark.data.contract import LEADS, DataError
-from benchmark.method.export import export_encoder
+from benchmark.run.export import export_encoder
 
 
 @pytest.fixture

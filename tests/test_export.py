@@ -13,7 +13,7 @@ from benchmark.cli import main
 from benchmark.report.comparison import comparable_tables
 from benchmark.report.export import results_frame
 from benchmark.report.leaderboard import mean_sd, write_leaderboard
-from benchmark.report.results import Cell, ResultStore
+from benchmark.run.results import Cell, ResultStore
 
 
 def write_diverged(store, method, seed, stage="pretraining", protocol="linear"):

@@ -22,15 +22,15 @@ from test_workflow import a_batch, checkpoint_folder
 from torch import nn
 
 import ecgbench
-from benchmark.build import method_class, method_config, resolve_method
 from benchmark.cli import main
 from benchmark.data.conditioning import resampling_filter
 from benchmark.data.contract import LEADS, DataError
 from benchmark.eval.protocols.finetune import FinetuneConfig, Recipe
-from benchmark.method.export import export_encoder
 from benchmark.method.external import check_data, check_feedable
 from benchmark.method.external_source import EncoderSpec
-from benchmark.presets import PRESETS
+from benchmark.run.build import method_class, method_config, resolve_method
+from benchmark.run.export import export_encoder
+from benchmark.run.presets import PRESETS
 from benchmark.train.flops import supervised_step_flops, synthetic_batch
 
 SMOKE = PRESETS["smoke"]  # 100 Hz, 2.5 s windows

@@ -19,7 +19,7 @@ from test_scaleout import arguments as smoke_run
 from benchmark import storage
 from benchmark.cli import main
 from benchmark.report.leaderboard import check_target, is_leaderboard, plots_dir_for, write_leaderboard
-from benchmark.report.results import IDENTITY, RUNS
+from benchmark.run.results import IDENTITY, RUNS
 from benchmark.storage import MARKER_FILE, DamagedFileError, ForeignFileError, atomic_torch_save, read_json
 from benchmark.train.pretrain import PretrainConfig, pretrain
 
@@ -296,8 +296,8 @@ def test_a_read_only_target_is_one_line_naming_it(tmp_path, capsys, monkeypatch)
 
 
 def test_the_next_run_rewrites_a_damaged_identity(tmp_path):
-    from benchmark.presets import PRESETS
-    from benchmark.runner import record_identity
+    from benchmark.run.presets import PRESETS
+    from benchmark.run.runner import record_identity
 
     (tmp_path / IDENTITY).write_text('{"signature": "01')
     identity = {"dataset": "synthetic", "method": "lamae", "seed": 0}

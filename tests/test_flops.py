@@ -14,8 +14,8 @@ from timm.models.vision_transformer import Attention
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from benchmark.build import build_method
-from benchmark.presets import get_preset
+from benchmark.run.build import build_method
+from benchmark.run.presets import get_preset
 from benchmark.train import budget as budget_module
 from benchmark.train.budget import FlopsMeter
 from benchmark.train.flops import RULES, forward_flops, pretrain_step_flops, synthetic_batch

@@ -9,17 +9,17 @@ import pytest
 import torch
 from conftest import make_toy_arrays
 
-from benchmark.build import method_config
 from benchmark.config import ConfigError, apply_overrides, parse_overrides, signature
 from benchmark.data.contract import LeakageError
 from benchmark.data.loader import make_loader
-from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import CellContext, Prediction
 from benchmark.eval.protocols.finetune import Classifier, FeatureStandardiser, Finetune, FinetuneConfig
 from benchmark.eval.protocols.linear import LinearProbe, LinearProbeConfig
-from benchmark.presets import PRESETS
+from benchmark.nn.metrics import classification_report
 from benchmark.registry import METHODS
-from benchmark.report.results import Cell, ResultStore, StaleResultError
+from benchmark.run.build import method_config
+from benchmark.run.presets import PRESETS
+from benchmark.run.results import Cell, ResultStore, StaleResultError
 from benchmark.train.optim import OptimConfig, build_optimizer
 from benchmark.train.pretrain import PretrainConfig, pretrain
 
@@ -254,8 +254,8 @@ def test_result_store_is_atomic_and_refuses_stale_configurations(tmp_path):
 
 
 def test_frozen_head_training_keeps_the_best_validation_epoch():
-    from benchmark.eval.frozen_head import FrozenHeadConfig, fit_frozen_head, predict_scores
-    from benchmark.eval.metrics import macro_auroc
+    from benchmark.nn.frozen_head import FrozenHeadConfig, fit_frozen_head, predict_scores
+    from benchmark.nn.metrics import macro_auroc
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(600, 8, generator=g)
@@ -278,7 +278,7 @@ def test_frozen_head_refuses_a_validation_split_without_a_defined_auroc():
     """Every epoch's validation AUROC is NaN (one class only): no epoch can be kept, and the
     error says why instead of failing inside load_state_dict."""
     from benchmark.data.contract import DataError
-    from benchmark.eval.frozen_head import FrozenHeadConfig, fit_frozen_head
+    from benchmark.nn.frozen_head import FrozenHeadConfig, fit_frozen_head
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(80, 8, generator=g)

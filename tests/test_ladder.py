@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.build import encoder_params, ladder_methods, method_config, resolve_method, resolve_methods
 from benchmark.cli import main
 from benchmark.config import ConfigError
 from benchmark.eval.protocols.linear import LinearProbe
-from benchmark.ladder import LADDERS, PARAMETER_TOLERANCE, rung_of
-from benchmark.method.validate import FAIL, validate_method
-from benchmark.presets import PRESETS
+from benchmark.run.build import encoder_params, ladder_methods, method_config, resolve_method, resolve_methods
+from benchmark.run.ladder import LADDERS, PARAMETER_TOLERANCE, rung_of
+from benchmark.run.presets import PRESETS
+from benchmark.run.validate import FAIL, validate_method
 
 RUNGS = LADDERS["lamae"]
 

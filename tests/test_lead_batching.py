@@ -15,9 +15,9 @@ from einops import rearrange
 from test_methods import SPEC, build
 from torch.overrides import TorchFunctionMode
 
+from benchmark import rng
 from benchmark.data.contract import LEADS
 from benchmark.data.loader import Batch
-from benchmark.nn import rng
 from benchmark.nn.layers import (
     call_stacked,
     masked_mean,

@@ -9,11 +9,11 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from benchmark.cli import main
-from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import Prediction
+from benchmark.nn.metrics import classification_report
 from benchmark.report.comparison import TableStats, comparable_tables
 from benchmark.report.leaderboard import plots_dir_for, write_leaderboard
-from benchmark.report.results import Cell, ResultStore
+from benchmark.run.results import Cell, ResultStore
 
 N_TEST = 400
 CONDITIONS = ["I48", "I440", "I210"]

@@ -17,11 +17,11 @@ import dataclasses
 import pytest
 import torch
 
-from benchmark.build import method_class, method_config
 from benchmark.data.contract import InputSpec
 from benchmark.data.loader import Batch
-from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
+from benchmark.run.build import method_class, method_config
+from benchmark.run.presets import PRESETS
 from ecgbench_datasets.synthetic import SyntheticConfig, generate
 
 PRETRAINING = [name for name in METHODS.names() if METHODS.get(name).pretrains]

@@ -7,13 +7,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from benchmark.build import method_class, method_config
 from benchmark.config import ConfigError
 from benchmark.data.contract import LEADS, InputSpec
 from benchmark.data.loader import Batch
 from benchmark.nn.layers import masked_patch_mse, patchify, random_keep_ids, reconstruction_loss
-from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
+from benchmark.run.build import method_class, method_config
+from benchmark.run.presets import PRESETS
 
 SPEC = InputSpec(fs=100, window_s=2.0)
 PRETRAINING = [name for name in METHODS.names() if METHODS.get(name).pretrains]

@@ -11,11 +11,11 @@ import pytest
 from conftest import run_cli
 from ecg_fixtures import mini_ptbxl, rdsamp_leads, shared_ptbxl
 
-from benchmark.build import build_dataset
 from benchmark.data.contract import DataError, LeakageError
 from benchmark.data.pool import ConcatenatedRows, pretraining_pool
-from benchmark.presets import PRESETS
 from benchmark.registry import DATASETS
+from benchmark.run.build import build_dataset
+from benchmark.run.presets import PRESETS
 
 
 def test_concatenated_rows_index_like_one_array():

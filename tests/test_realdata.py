@@ -15,13 +15,13 @@ from conftest import run_cli
 from ecg_fixtures import mini_cinc, mini_ludb, mini_ptbxl, rdsamp_leads, shared_ptbxl, shared_source, write_challenge
 from scipy.signal import resample_poly
 
-from benchmark.build import build_dataset
 from benchmark.config import ConfigError
 from benchmark.data.challenge import SOURCES, ChallengeTables, challenge_source, read_dx
 from benchmark.data.common_labels import COMMON_LABELS, common_tokens
 from benchmark.data.contract import LEADS, LeakageError
 from benchmark.data.pool import pretraining_pool
-from benchmark.presets import PRESETS
+from benchmark.run.build import build_dataset
+from benchmark.run.presets import PRESETS
 
 LUDB_IDS = [1, 2, 3, 4, 5, 6, 8, 9, 12, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 100, 105, 110, 120]
 CINC_RECORDS = ["A0001", "A0002", "A0011", "A0015", "A0017", "E07500", "HR06002", "JS20006", "JS11438", "S0001"]
@@ -224,8 +224,8 @@ def test_cinc_labels_a_cpsc_record_never_annotates_are_unknown_not_negative(cinc
 
 
 def test_unknown_labels_are_in_no_loss_and_no_metric():
-    from benchmark.eval.losses import known_bce
-    from benchmark.eval.metrics import classification_report
+    from benchmark.nn.losses import known_bce
+    from benchmark.nn.metrics import classification_report
 
     y = np.array([[1, 0], [0, np.nan], [1, 1], [0, 0], [0, np.nan]], dtype=np.float32)
     logits = torch.tensor([[2.0, -1.0], [-1.0, 5.0], [1.0, 1.0], [-2.0, -3.0], [0.5, -7.0]])

@@ -15,10 +15,10 @@ from test_leaderboard import table_rows, write_cell
 from benchmark.eval.protocols.finetune import COMPUTE_RULE, Finetune, FinetuneConfig, Recipe
 from benchmark.eval.protocols.linear import LinearProbeConfig, fit_probe
 from benchmark.eval.tuning import Tuning
-from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
 from benchmark.report.leaderboard import write_leaderboard
-from benchmark.report.results import ResultStore
+from benchmark.run.presets import PRESETS
+from benchmark.run.results import ResultStore
 
 FINE_TUNED = [name for name in METHODS.names() if "finetune" in METHODS.get(name).evaluations]
 

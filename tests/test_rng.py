@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmark.nn import rng
+from benchmark import rng
 from benchmark.nn.layers import random_keep_ids
 
 

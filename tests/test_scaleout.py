@@ -20,10 +20,10 @@ from test_cli import result_files, same_numbers
 
 from benchmark.cli import default_leaderboard, main
 from benchmark.config import ConfigError
-from benchmark.launch import LaunchConfig, time_limit_minutes
-from benchmark.report.results import Cell
+from benchmark.run.launch import LaunchConfig, time_limit_minutes
+from benchmark.run.results import Cell
+from benchmark.run.units import Shard, Unit, claimed, claims, clear_interrupted, lock_path, owner_path
 from benchmark.storage import FOREIGN_ORPHAN_AGE_S, remove_orphans
-from benchmark.work import Shard, Unit, claimed, claims, clear_interrupted, lock_path, owner_path
 
 # identical numerics in every process (intra-op threads change float sums), and fast on a busy machine
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -127,7 +127,7 @@ def test_a_waiting_claimant_gets_the_claim_when_its_holder_is_done(tmp_path):
 def test_the_claim_of_a_killed_process_is_free_at_once_and_reported_interrupted(tmp_path):
     path = lock_path(tmp_path, "synthetic", "smoke", LAMAE)
     code = (
-        "import time; from pathlib import Path; from benchmark.work import claimed\n"
+        "import time; from pathlib import Path; from benchmark.run.units import claimed\n"
         f"with claimed(Path({str(path)!r}), {{'method': 'lamae'}}, wait=False) as held:\n"
         "    print(held, flush=True); time.sleep(600)\n"
     )
@@ -272,8 +272,8 @@ def test_slurm_launcher_through_submitits_local_executor_with_ddp_tasks_gives_th
     """Two 'GPUs' per task on the CPU: each task is a DDP group of two gloo processes, which gives
     one process's results up to floating point (as under torchrun, tests/test_distributed.py)."""
     pytest.importorskip("submitit")
-    from benchmark.launch import launch
-    from benchmark.runner import RunRequest
+    from benchmark.run.launch import launch
+    from benchmark.run.runner import RunRequest
 
     root, expected = reference
     for name, value in ONE_THREAD.items():

@@ -20,9 +20,9 @@ from st_mem_official import (
 )
 from test_methods import build
 
+from benchmark import rng
 from benchmark.data.contract import LEADS, InputSpec
 from benchmark.data.loader import Batch
-from benchmark.nn import rng
 from benchmark.nn.layers import normalize_patches, random_keep_ids
 from benchmark.registry import METHODS
 from ecgbench_methods.st_mem import from_official_state_dict

@@ -10,8 +10,6 @@ from conftest import make_toy_arrays
 from test_harness import build, context
 
 from benchmark.data.contract import LEADS
-from benchmark.eval.frozen_head import FrozenHeadConfig
-from benchmark.eval.metrics import classification_report
 from benchmark.eval.protocol import CellContext
 from benchmark.eval.protocols.attention_probe import AttentionProbe, AttentionProbeConfig
 from benchmark.eval.protocols.finetune import Finetune, FinetuneConfig
@@ -20,6 +18,8 @@ from benchmark.eval.protocols.linear import LinearProbe, LinearProbeConfig
 from benchmark.eval.protocols.reduced_leads import ReducedLeads, ReducedLeadsConfig, parse_lead_set
 from benchmark.eval.subsets import n_records, parse_train_size, stratified_subset
 from benchmark.eval.sweep import PLAIN, expand
+from benchmark.nn.frozen_head import FrozenHeadConfig
+from benchmark.nn.metrics import classification_report
 from benchmark.train.optim import OptimConfig
 
 

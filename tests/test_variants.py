@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.build import build_method, check_scopes, method_config, resolve_method, resolve_methods
 from benchmark.cli import main
 from benchmark.config import ConfigError, parse_overrides, signature
 from benchmark.eval.protocols.linear import LinearProbe
 from benchmark.method.variant import parse_variant, split_names
-from benchmark.presets import PRESETS
 from benchmark.registry import PluginError
-from benchmark.report.results import Cell, ResultStore
+from benchmark.run.build import build_method, check_scopes, method_config, resolve_method, resolve_methods
+from benchmark.run.presets import PRESETS
+from benchmark.run.results import Cell, ResultStore
 from benchmark.train.budget import FlopsMeter, parse_budget, plan_pretraining
 
 SMOKE = PRESETS["smoke"]
@@ -151,7 +151,7 @@ def test_a_run_with_variants_writes_their_own_results_rows_and_ladder_table(tmp_
 
 
 def test_the_untrained_independent_lead_model_passes_the_contract_for_frozen_protocols():
-    from benchmark.method.validate import validate_method
+    from benchmark.run.validate import validate_method
 
     report = validate_method("random_init[arch=ind_p]", SMOKE)
     assert report.passed and report.method == "random_init[arch=ind_p]"

@@ -17,17 +17,17 @@ from test_cli import result_files, smoke_run
 from test_harness import build, context
 
 import ecgbench
-from benchmark.build import method_config
 from benchmark.cli import main
 from benchmark.config import ConfigError, to_jsonable
 from benchmark.data.contract import DataError
 from benchmark.data.loader import make_loader
 from benchmark.eval.protocols.finetune import Finetune, FinetuneConfig
-from benchmark.method.export import export_encoder
-from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
-from benchmark.report.results import IDENTITY, Cell, ResultStore
-from benchmark.runstate import Eta, PendingPretraining, RunProgress, describe_eta, format_duration, status_report
+from benchmark.run.build import method_config
+from benchmark.run.export import export_encoder
+from benchmark.run.presets import PRESETS
+from benchmark.run.results import IDENTITY, Cell, ResultStore
+from benchmark.run.state import Eta, PendingPretraining, RunProgress, describe_eta, format_duration, status_report
 from benchmark.train.monitor import NonFiniteLossError, TrainingMonitor, require_tensorboard
 from benchmark.train.pretrain import PretrainConfig, pretrain
 
@@ -352,7 +352,7 @@ def test_status_and_exports_of_a_finished_run(smoke, tmp_path):
     ]
 
     # the encoder from the result file, and from its checkpoint folder, equals the benchmark's model
-    from benchmark.method.export import build_model, locate
+    from benchmark.run.export import build_model, locate
 
     model, _ = build_model(locate(out / "synthetic/conditions/smoke/lamae/linear_seed0.json"))
     for source in (out / "synthetic/conditions/smoke/lamae/linear_seed0.json", next(out.rglob(IDENTITY)).parent):

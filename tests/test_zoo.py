@@ -8,11 +8,11 @@ import pytest
 import torch
 from test_methods import SPEC, batch, build  # the same tiny input (8 patches per lead) and builder
 
-from benchmark.build import method_config
 from benchmark.nn.alignment import alignment_loss, annealed_weight
 from benchmark.nn.layers import patchify
-from benchmark.presets import PRESETS
 from benchmark.registry import METHODS
+from benchmark.run.build import method_config
+from benchmark.run.presets import PRESETS
 
 
 # -- ST-MEM ------------------------------------------------------------------------------------

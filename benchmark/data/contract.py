@@ -287,7 +287,7 @@ class DatasetPlugin:
     def __init__(self, config: DatasetConfig | None = None):
         self.config = config if config is not None else self.Config()
         # builds another dataset as the run does (preset + --set), NAME and ROOT (or None); set by
-        # benchmark/build.py for datasets made of other datasets (member_names)
+        # benchmark/run/build.py for datasets made of other datasets (member_names)
         self.build_member: Callable[[str, str | None], DatasetPlugin] | None = None
 
     def content_config(self) -> dict:

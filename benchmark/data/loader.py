@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from benchmark.data.contract import LEADS, DataError, ECGArrays
-from benchmark.nn.rng import epoch_keys
+from benchmark.rng import epoch_keys
 
 
 # -- batching ----------------------------------------------------------------------------------
@@ -24,7 +24,7 @@ class Batch:
     """A batch as methods see it: float32 signals (B, 12, T), lead mask (B, 12), labels (B, K).
 
     ``keys`` (B,) int64 identify each sample within its epoch; methods draw their masking noise
-    from them (:mod:`benchmark.nn.rng`), so a sample is masked the same way however batches are
+    from them (:mod:`benchmark.rng`), so a sample is masked the same way however batches are
     split across processes or a run is resumed.
     """
 

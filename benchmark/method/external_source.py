@@ -28,6 +28,7 @@ from benchmark.data.conditioning import STANDARDIZE
 from benchmark.data.contract import LEADS, DataError
 from benchmark.method.base import Method
 from benchmark.method.encoder_input import MV_PER_UNIT
+from benchmark.method.exported import CONFIG, WEIGHTS, load_encoder, read_encoder_config
 from benchmark.method.variant import parse_variant
 from benchmark.registry import import_file
 
@@ -186,8 +187,6 @@ def _load_module(path: Path, kind: str) -> nn.Module:
             f"{path}: failed to load as a {what} ({first[:200]}); save it again with "
             f"{'torch.jit.save' if kind == 'torchscript' else 'torch.export.save'} and check that it is complete"
         ) from None
-    from benchmark.method.export import load_encoder  # the reader of export-encoder folders
-
     return _ExportedMethod(load_encoder(path).method.eval())
 
 
@@ -290,8 +289,6 @@ def _from_spec_file(path: Path, settings: dict[str, str]) -> ExternalSource:
 
 
 def _from_encoder_folder(path: Path, name: str | None = None, spec_file: Path | None = None) -> ExternalSource:
-    from benchmark.method.export import CONFIG, WEIGHTS, read_encoder_config
-
     config = read_encoder_config(path)
     declared = config["input"]
     spec = EncoderSpec(

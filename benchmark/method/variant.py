@@ -4,11 +4,11 @@ An ablation is a method with a few settings changed, and it deserves everything 
 its own cells and result files, its own leaderboard row, its own ``validate`` report and its
 own signature. A variant is written ``NAME[FIELD=VALUE,...]`` wherever a method name is
 accepted (``--methods``, ``validate``, ``compare``, ``--budget``); its settings are applied on
-top of the preset and of ``--set NAME.*`` (:func:`benchmark.build.method_config`).
+top of the preset and of ``--set NAME.*`` (:func:`benchmark.run.build.method_config`).
 
 This module is the syntax alone (no registry): splitting a comma-separated list that contains
 bracketed variants, parsing one variant, and the canonical and file-name forms of its name.
-:func:`benchmark.build.resolve_method` checks the fields and values against the method's config
+:func:`benchmark.run.build.resolve_method` checks the fields and values against the method's config
 and writes the canonical name: settings sorted by field, each value written as the typed value it
 converts to (``la_mask_ratio=0.0`` and ``la_mask_ratio=0`` are one variant, ``lamae[la_mask_ratio=0]``).
 """
@@ -79,7 +79,7 @@ def split_names(text: str) -> list[str]:
 def parse_variant(text: str) -> MethodVariant:
     """``NAME`` or ``NAME[FIELD=VALUE,...]`` (values as typed; a tuple value keeps its commas:
     ``x[lead_sets=all,I+II]``). Syntax only: fields and values are checked by
-    :func:`benchmark.build.resolve_method`."""
+    :func:`benchmark.run.build.resolve_method`."""
     text = text.strip()
     base, bracket, rest = text.partition("[")
     base = base.strip()

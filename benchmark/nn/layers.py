@@ -23,7 +23,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 from torch.func import functional_call, vmap
 
-from benchmark.nn.rng import uniform
+from benchmark.rng import uniform
 
 
 def sincos_positions(n_positions: int, dim: int) -> torch.Tensor:
@@ -44,7 +44,7 @@ def random_keep_ids(keys: torch.Tensor, n: int, n_keep: int) -> torch.Tensor:
     """Sorted indices of ``n_keep`` of ``n`` positions kept visible, independently per row.
 
     MAE's per-sample random masking (argsort of uniform noise), the noise drawn from each
-    row's key (:mod:`benchmark.nn.rng`); sorted so that visible tokens stay in temporal order.
+    row's key (:mod:`benchmark.rng`); sorted so that visible tokens stay in temporal order.
     """
     noise = uniform(keys, n)
     return noise.argsort(dim=-1)[..., :n_keep].sort(dim=-1).values

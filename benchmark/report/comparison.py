@@ -11,7 +11,7 @@ Across seeds a method's score is the mean over its seeds. Every CI and p-value c
 hierarchical bootstrap that resamples seeds and test records (patients, stratified by label):
 :func:`benchmark.report.stats.hierarchical_test`, for the macro AUROC and for each label.
 
-A method with a diverged cell in a table (benchmark/report/results.py) is set apart in
+A method with a diverged cell in a table (benchmark/run/results.py) is set apart in
 ``Table.diverged`` with all its records of that table: it is shown as diverged and neither
 ranked, tested nor averaged — the mean of its surviving seeds would flatter it. So is a method
 whose pretraining did not learn in some seed (``Table.not_learned``): its final loss stayed above
@@ -22,6 +22,9 @@ constant does not know, not the method.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -30,16 +33,21 @@ from tabulate import tabulate
 
 from benchmark.config import signature
 from benchmark.data.contract import DataError
-from benchmark.eval import metrics
-from benchmark.presets import PRESETS, REFERENCES
+from benchmark.nn import metrics
 from benchmark.report import stats
-from benchmark.report.results import ResultStore, is_diverged
+from benchmark.run.presets import PRESETS, REFERENCES
+from benchmark.run.results import BOOTSTRAP, ResultStore, is_diverged
+from benchmark.storage import atomic_write
 
+#: names the test-set resampling in the key of persisted resamples: a new scheme never reads old ones
+RESAMPLING_SCHEME = "stratified-units-v2"
 #: the parts of a record's config that define the evaluation (a table holds one value of each); "data" is
 #: the content fingerprint of the evaluated data, so the folder it was read from never splits a table
 EVALUATION_KEYS = ("dataset", "dataset_config", "data", "input", "label_set", "preset", "protocol", "protocol_config")
 #: the reference baselines (not pretrained), compared with every budget
 UNTRAINED_REFERENCES = tuple(name for names in REFERENCES.values() for name in names)
+
+log = logging.getLogger("benchmark")
 
 
 def variant_name(record: dict) -> str:
@@ -179,6 +187,39 @@ def label_names_of(record: dict) -> list[str]:
     return list(record["metrics"]["per_label_auroc"])
 
 
+def persisted_resamples(
+    store: ResultStore,
+    dataset: str,
+    label_set: str,
+    y_true: np.ndarray,
+    record_ids: np.ndarray,
+    patient_ids: np.ndarray | None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:
+    """Test-set resamples (counts per record, :func:`benchmark.report.stats.bootstrap_counts`),
+    generated once and persisted, so that every method (and every later leaderboard) is scored
+    on the same resamples. Keyed by the test records, their labels (unknowns included), their
+    patients, the number of resamples, the seed and the resampling scheme."""
+    digest = hashlib.sha256(RESAMPLING_SCHEME.encode())
+    parts = [np.asarray(record_ids).astype(str), np.asarray(y_true, dtype=np.float64)]
+    parts += [] if patient_ids is None else [np.asarray(patient_ids).astype(str)]
+    for part in parts:
+        digest.update(repr(part.shape).encode() + part.tobytes())
+    digest.update(f"{n_resamples}:{seed}:{patient_ids is not None}".encode())
+    path = store.root / BOOTSTRAP / dataset / label_set / f"{digest.hexdigest()[:16]}.npz"
+    try:
+        with np.load(path) as saved:
+            return saved["counts"]
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        log.warning("%s is damaged; drawing the resamples again (they are a pure function of the key)", path)
+    counts = stats.bootstrap_counts(y_true, n_resamples, seed, patient_ids)
+    atomic_write(path, lambda h: np.savez_compressed(h, counts=counts, n_resamples=n_resamples, seed=seed))
+    return counts
+
+
 class TableStats:
     """Seed-mean scores, CIs and tests of the methods of one table, all from one hierarchical
     bootstrap (:func:`benchmark.report.stats.hierarchical_test`).
@@ -220,8 +261,8 @@ class TableStats:
         self.patient_ids = known[0] if len(known) == len(patients) else None
         self.units = "records" if self.patient_ids is None else "patients"
         self.n_units = len(np.unique(self.patient_ids)) if self.patient_ids is not None else len(self.record_ids)
-        self.counts = store.bootstrap(
-            table.dataset, table.label_set, self.y_true, self.record_ids, self.patient_ids, n_resamples, seed
+        self.counts = persisted_resamples(
+            store, table.dataset, table.label_set, self.y_true, self.record_ids, self.patient_ids, n_resamples, seed
         )
         self._per_label: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 

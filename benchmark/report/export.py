@@ -34,7 +34,7 @@ import pandas as pd
 
 from benchmark.config import ConfigError
 from benchmark.report.comparison import budget_label, evaluation_signature
-from benchmark.report.results import ResultStore, is_diverged
+from benchmark.run.results import ResultStore, is_diverged
 from benchmark.storage import atomic_write
 
 FORMATS = ("csv", "parquet")

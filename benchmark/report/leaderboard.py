@@ -45,7 +45,6 @@ from tabulate import tabulate
 
 from benchmark.config import signature
 from benchmark.data.icd import ICD_LEVELS, icd_hierarchy, icd_level, is_valid_code
-from benchmark.ladder import LADDER_PREFIX, LADDERS, Rung
 from benchmark.report import stats
 from benchmark.report.comparison import (
     EVALUATION_KEYS,
@@ -61,7 +60,8 @@ from benchmark.report.comparison import (
 )
 from benchmark.report.plots import Run, band_plot, curve_plot, training_curves_plot
 from benchmark.report.reported import REPORTED, Reported, reported_for
-from benchmark.report.results import ResultStore, is_diverged
+from benchmark.run.ladder import LADDER_PREFIX, LADDERS, Rung
+from benchmark.run.results import ResultStore, is_diverged
 from benchmark.storage import (
     atomic_write,
     folder_is_ours,

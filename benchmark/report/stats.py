@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as st
 
-from benchmark.eval.metrics import known_entries, scorable_labels
+from benchmark.nn.metrics import known_entries, scorable_labels
 
 #: two-sided 95 % normal quantile (pROC's 1.959964)
 Z95 = float(st.norm.ppf(0.975))

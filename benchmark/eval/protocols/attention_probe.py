@@ -6,7 +6,7 @@ probes of V-JEPA/AIM. Unlike the linear probe it does not depend on the method's
 pooled vector: it reads the last layer's tokens (``Encoded.hidden_states[layer]``), extracted
 once per split and cached (N x tokens x width float32 in memory), standardised per channel
 with training statistics, then trains timm ``AttentionPoolLatent`` (one latent query,
-multi-head cross-attention + MLP) -> linear head with :func:`benchmark.eval.frozen_head.fit_frozen_head` (early stopping on validation macro
+multi-head cross-attention + MLP) -> linear head with :func:`benchmark.nn.frozen_head.fit_frozen_head` (early stopping on validation macro
 AUROC). Tokens of missing leads are whatever the method returns for them (zeros or context).
 """
 
@@ -20,8 +20,8 @@ from timm.layers import AttentionPoolLatent
 from torch import nn
 
 from benchmark.config import require_positive
-from benchmark.eval.frozen_head import FrozenHeadConfig, fit_frozen_head, predict_scores
 from benchmark.eval.protocol import CellContext, Prediction, Protocol, ProtocolOutput, run_inference
+from benchmark.nn.frozen_head import FrozenHeadConfig, fit_frozen_head, predict_scores
 from benchmark.registry import PROTOCOLS
 
 

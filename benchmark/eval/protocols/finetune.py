@@ -78,12 +78,12 @@ from tqdm.auto import tqdm
 
 from benchmark.config import require_positive
 from benchmark.data.loader import make_loader
-from benchmark.eval.losses import known_bce
-from benchmark.eval.metrics import macro_auroc
 from benchmark.eval.protocol import CellContext, Prediction, Protocol, ProtocolOutput, run_inference
 from benchmark.eval.protocols.linear import FittedProbe, LinearProbeConfig, cached_readout_inputs, fit_probe
 from benchmark.eval.tuning import Tuning, score
 from benchmark.method.base import Method
+from benchmark.nn.losses import known_bce
+from benchmark.nn.metrics import macro_auroc
 from benchmark.registry import PROTOCOLS
 from benchmark.train import distributed
 from benchmark.train.flops import supervised_step_flops, synthetic_batch

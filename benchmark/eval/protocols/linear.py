@@ -21,10 +21,10 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.config import require_positive
-from benchmark.eval.losses import known_bce, known_per_label
-from benchmark.eval.metrics import macro_auroc
 from benchmark.eval.protocol import CellContext, Prediction, Protocol, ProtocolOutput, extract_features
 from benchmark.eval.tuning import Tuning
+from benchmark.nn.losses import known_bce, known_per_label
+from benchmark.nn.metrics import macro_auroc
 from benchmark.registry import PROTOCOLS
 
 
@@ -50,7 +50,7 @@ def fit_logistic(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per label: mean BCE + l2·||w||² / (2N), bias unpenalised — scikit-learn's
     LogisticRegression objective divided by C·N, so ``l2`` = 1/C. All labels at once; N is the
-    number of records that know the label (``y`` NaN where unknown: benchmark/eval/losses.py), so a
+    number of records that know the label (``y`` NaN where unknown: benchmark/nn/losses.py), so a
     label is fitted on its own records as scikit-learn would fit it."""
     known = known_per_label(y)
     weight = torch.zeros(x.shape[1], y.shape[1], device=x.device) if init is None else init[0].clone()

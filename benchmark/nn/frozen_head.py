@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 
 from benchmark.config import require_positive
 from benchmark.data.contract import DataError
-from benchmark.eval.losses import known_bce
-from benchmark.eval.metrics import macro_auroc
+from benchmark.nn.losses import known_bce
+from benchmark.nn.metrics import macro_auroc
 
 
 @dataclass

@@ -18,13 +18,13 @@ from typing import Any
 
 from benchmark.config import ConfigError, apply_overrides
 from benchmark.data.contract import InputSpec
-from benchmark.eval.frozen_head import FrozenHeadConfig
 from benchmark.eval.protocols.attention_probe import AttentionProbeConfig
 from benchmark.eval.protocols.finetune import FinetuneConfig
 from benchmark.eval.protocols.label_efficiency import LabelEfficiencyConfig
 from benchmark.eval.protocols.linear import LinearProbeConfig
 from benchmark.eval.protocols.reduced_leads import ReducedLeadsConfig
 from benchmark.method.base import MethodConfig
+from benchmark.nn.frozen_head import FrozenHeadConfig
 from benchmark.train.optim import OptimConfig
 from benchmark.train.pretrain import PretrainConfig
 

@@ -20,7 +20,7 @@ cell and at most every few seconds while training::
      "eta_unknown": ["finetune"],               # parts of the remaining work not timed yet
      "error": null}                             # the last error, one line
 
-A cell is *finished* when its result file exists (benchmark/report/results.py), whoever wrote
+A cell is *finished* when its result file exists (benchmark/run/results.py), whoever wrote
 it, so concurrent or sharded runs into one folder each keep their own file and ``status``
 combines them. A process killed outright cannot write "interrupted": ``status`` tells that from
 a pid that no longer runs (same host) or from an old ``updated_at``.
@@ -48,8 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.report.results import RUNS, Cell, ResultStore, is_diverged
-from benchmark.storage import DamagedFileError, atomic_write, read_json
+from benchmark.run.results import RUNS, Cell, ResultStore, is_diverged
+from benchmark.storage import DamagedFileError, atomic_write, pid_alive, read_json
 
 log = logging.getLogger("benchmark")
 
@@ -279,16 +279,6 @@ def read_runs(root: Path) -> list[dict]:
     return sorted(runs, key=lambda s: s["started_at"])
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def liveness(state: dict, now: dt.datetime | None = None) -> str:
     """What a run is doing now: its state, or why a "running" one is not running any more."""
     if state["state"] != "running":
@@ -296,7 +286,7 @@ def liveness(state: dict, now: dt.datetime | None = None) -> str:
     now = now or dt.datetime.now(dt.UTC)
     silent_s = (now - dt.datetime.fromisoformat(state["updated_at"])).total_seconds()
     if state["host"] == socket.gethostname():
-        return "running" if _pid_alive(state["pid"]) else "interrupted (its process is gone)"
+        return "running" if pid_alive(state["pid"]) else "interrupted (its process is gone)"
     if silent_s > STALE_S:
         return f"silent for {format_duration(silent_s)} (killed, or in a long step)"
     return "running"

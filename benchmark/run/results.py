@@ -15,7 +15,6 @@ show it as diverged and never average it in (:func:`is_diverged`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import zipfile
@@ -28,20 +27,17 @@ import numpy as np
 from benchmark.config import signature
 from benchmark.eval.protocol import Prediction
 from benchmark.method.variant import parse_variant
-from benchmark.report.stats import bootstrap_counts
 from benchmark.storage import DamagedFileError, atomic_write, read_json
 
 log = logging.getLogger("benchmark")
 
 # Top-level folders whose names start with INTERNAL hold no results: checkpoints, bootstrap
-# resamples, claims on running work (benchmark/work.py), job logs (benchmark/launch.py).
+# resamples, claims on running work (benchmark/run/units.py), job logs (benchmark/run/launch.py).
 INTERNAL = "_"
 CHECKPOINTS = "_checkpoints"
-BOOTSTRAP = "_bootstrap"
-RUNS = "_runs"  # run-state files (benchmark/runstate.py)
+BOOTSTRAP = "_bootstrap"  # test-set resamples, persisted by the reports (benchmark/report/comparison.py)
+RUNS = "_runs"  # run-state files (benchmark/run/state.py)
 TENSORBOARD = "_tensorboard"  # event files of --log tensorboard
-#: names the test-set resampling in the key of persisted resamples: a new scheme never reads old ones
-RESAMPLING_SCHEME = "stratified-units-v2"
 #: the parts of a cell's configuration that define its pretrained model (the checkpoint's key)
 PRETRAIN_KEYS = (
     "dataset",
@@ -226,38 +222,6 @@ class ResultStore:
             y_true[~out.pop("label_known")] = np.nan
         out["y_true"] = y_true
         return out
-
-    def bootstrap(
-        self,
-        dataset: str,
-        label_set: str,
-        y_true: np.ndarray,
-        record_ids: np.ndarray,
-        patient_ids: np.ndarray | None,
-        n_resamples: int = 1000,
-        seed: int = 0,
-    ) -> np.ndarray:
-        """Test-set resamples (counts per record, :func:`benchmark.report.stats.bootstrap_counts`),
-        generated once and persisted, so that every method (and every later leaderboard) is scored
-        on the same resamples. Keyed by the test records, their labels (unknowns included), their
-        patients, the number of resamples, the seed and the resampling scheme."""
-        digest = hashlib.sha256(RESAMPLING_SCHEME.encode())
-        parts = [np.asarray(record_ids).astype(str), np.asarray(y_true, dtype=np.float64)]
-        parts += [] if patient_ids is None else [np.asarray(patient_ids).astype(str)]
-        for part in parts:
-            digest.update(repr(part.shape).encode() + part.tobytes())
-        digest.update(f"{n_resamples}:{seed}:{patient_ids is not None}".encode())
-        path = self.root / BOOTSTRAP / dataset / label_set / f"{digest.hexdigest()[:16]}.npz"
-        try:
-            with np.load(path) as saved:
-                return saved["counts"]
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-            log.warning("%s is damaged; drawing the resamples again (they are a pure function of the key)", path)
-        counts = bootstrap_counts(y_true, n_resamples, seed, patient_ids)
-        atomic_write(path, lambda h: np.savez_compressed(h, counts=counts, n_resamples=n_resamples, seed=seed))
-        return counts
 
     @property
     def checkpoints(self) -> Path:

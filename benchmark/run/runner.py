@@ -6,7 +6,7 @@ resume, or load the checkpoint) and run its unfinished cells.
 A training loss that becomes NaN or infinite does not stop the run: the cells of that
 pretrained model (or the one fine-tuning cell) are recorded as diverged and the run goes on.
 Progress (cells done / total, ETA, current cell) is logged and kept in the run-state file that
-``python -m benchmark status`` reads (benchmark/runstate.py).
+``python -m benchmark status`` reads (benchmark/run/state.py).
 
 Readable in one sitting on purpose (after lightly's ``benchmarks/imagenet/*/main.py``): every
 other module is a piece this loop calls.
@@ -27,7 +27,18 @@ from pathlib import Path
 
 import torch
 
-from benchmark.build import (
+from benchmark.config import ConfigError, signature, to_jsonable
+from benchmark.data.contract import ECGArrays, InputSpec, data_identity, default_cache_root
+from benchmark.data.duplicates import guard_duplicates
+from benchmark.data.pool import parse_pool, pretraining_pool
+from benchmark.eval.protocol import CellContext
+from benchmark.eval.sweep import Evaluation, expand
+from benchmark.method.base import Method, MethodConfig
+from benchmark.method.external import check_data, check_feedable, external_pretraining
+from benchmark.nn.metrics import classification_report
+from benchmark.provenance import provenance
+from benchmark.registry import load_plugin_file
+from benchmark.run.build import (
     architectures,
     build_dataset,
     build_method,
@@ -38,20 +49,10 @@ from benchmark.build import (
     resolve_method,
     resolve_methods,
 )
-from benchmark.config import ConfigError, signature, to_jsonable
-from benchmark.data.contract import ECGArrays, InputSpec, data_identity, default_cache_root
-from benchmark.data.duplicates import guard_duplicates
-from benchmark.data.pool import parse_pool, pretraining_pool
-from benchmark.eval.metrics import classification_report
-from benchmark.eval.protocol import CellContext
-from benchmark.eval.sweep import Evaluation, expand
-from benchmark.method.base import Method, MethodConfig
-from benchmark.method.external import check_data, check_feedable, external_pretraining
-from benchmark.presets import Preset, get_preset
-from benchmark.provenance import provenance
-from benchmark.registry import load_plugin_file
-from benchmark.report.results import IDENTITY, PRETRAIN_KEYS, TENSORBOARD, Cell, ResultStore, pretraining_signature
-from benchmark.runstate import Eta, PendingPretraining, RunProgress
+from benchmark.run.presets import Preset, get_preset
+from benchmark.run.results import IDENTITY, PRETRAIN_KEYS, TENSORBOARD, Cell, ResultStore, pretraining_signature
+from benchmark.run.state import Eta, PendingPretraining, RunProgress
+from benchmark.run.units import Shard, Unit, claimed, clear_interrupted, lock_path
 from benchmark.storage import DamagedFileError, atomic_write, read_json, remove_orphans
 from benchmark.train import distributed
 from benchmark.train.budget import FlopsMeter, PretrainPlan, parse_budget, plan_pretraining
@@ -59,7 +60,6 @@ from benchmark.train.flops import parameter_counts
 from benchmark.train.monitor import NonFiniteLossError, TrainingMonitor, require_tensorboard
 from benchmark.train.pretrain import pretrain
 from benchmark.train.runtime import resolve_device, set_seed
-from benchmark.work import Shard, Unit, claimed, clear_interrupted, lock_path
 
 log = logging.getLogger("benchmark")
 
@@ -253,7 +253,7 @@ class RunPlan:
         return [unit for unit in self.share() if unit in self.todo]
 
     def claim(self, unit: Unit, wait: bool):
-        """The unit's claim in the results folder (see :mod:`benchmark.work`)."""
+        """The unit's claim in the results folder (see :mod:`benchmark.run.units`)."""
         dataset, preset = self.dataset, self.preset.name
         owner = {
             "dataset": dataset,

@@ -21,7 +21,7 @@ loss            ``pretrain_loss`` is a finite scalar that requires grad, and it 
                 on the same targets (finite scalars without grad), so that the harness can
                 tell a run that learned from one that did not
 keyed_noise     the loss does not depend on the global RNG but on ``batch.keys``: masking
-                noise comes from ``benchmark.nn.rng`` so that a sample is masked alike whatever
+                noise comes from ``benchmark.rng`` so that a sample is masked alike whatever
                 the batch split, device or resume point
 loss_lead_mask  with missing leads (down to one per record) the loss is finite and ignores the
                 masked leads' signal
@@ -55,13 +55,13 @@ import torch
 import torch.nn.functional as F
 from tabulate import tabulate
 
-from benchmark.build import method_class, method_config, resolve_method
 from benchmark.data.contract import LEADS, InputSpec
 from benchmark.data.loader import Batch
 from benchmark.method.base import Method
 from benchmark.nn.layers import TRIVIAL
-from benchmark.nn.rng import epoch_keys
-from benchmark.presets import Preset
+from benchmark.rng import epoch_keys
+from benchmark.run.build import method_class, method_config, resolve_method
+from benchmark.run.presets import Preset
 from benchmark.train.flops import parameter_counts, pretrain_step_flops, supervised_step_flops
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "skip"
@@ -346,7 +346,7 @@ class _Contract:
         if not _close(first, reseeded):
             raise ContractFailure(
                 f"loss changes from {first.item():.6f} to {reseeded.item():.6f} with the global "
-                "RNG seed; draw masking noise from batch.keys (benchmark.nn.rng), not torch.rand"
+                "RNG seed; draw masking noise from batch.keys (benchmark.rng), not torch.rand"
             )
         # exact: with the global RNG fixed, only the keys differ, and a patch-normalised target
         # makes an untrained model's loss nearly mask-independent (ST-MEM at batch 1: < 1e-4)

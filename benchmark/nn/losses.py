@@ -3,7 +3,7 @@
 Targets come from :meth:`benchmark.data.contract.ECGArrays.targets`: 0/1, and NaN where the
 record's source never annotates the label (CPSC 2018's records in the CinC Challenge name 9
 classes; a transfer task pools sources with different vocabularies). An unknown label is not a
-negative: it contributes nothing to the loss (nor to any metric, benchmark/eval/metrics.py).
+negative: it contributes nothing to the loss (nor to any metric, benchmark/nn/metrics.py).
 Where every label is known this is the plain binary cross-entropy with logits.
 """
 

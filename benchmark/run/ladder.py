@@ -10,7 +10,7 @@ method variants (:mod:`benchmark.method.variant`), so each has its own results, 
 and ``validate``.
 
 A rung's settings are fixed, except a width chosen per preset so that the rung's encoder
-parameters match the anchor's (:func:`benchmark.build.ladder_methods`): ``ind_p``'s twelve
+parameters match the anchor's (:func:`benchmark.run.build.ladder_methods`): ``ind_p``'s twelve
 private encoders are 6-10x LAMAE's encoder at the preset width (docs/methods.md, "Sizes"); the
 matched ``ind_p`` also reads out features as wide as the anchor's (``feature_dim``, a fixed
 projection counted in its parameters), so that every probe sees features of one dimension.

@@ -25,13 +25,13 @@ from benchmark.config import ConfigError, apply_overrides, format_value, signatu
 from benchmark.data.contract import DatasetPlugin
 from benchmark.eval.protocol import Protocol
 from benchmark.eval.sweep import Sweep
-from benchmark.ladder import LADDER_PREFIX, PARAMETER_TOLERANCE, ladder_rungs
 from benchmark.method.base import Method, MethodConfig
 from benchmark.method.external import register_external
 from benchmark.method.external_source import EXTERNAL_PREFIX
 from benchmark.method.variant import MethodVariant, parse_variant
-from benchmark.presets import PRESET_SCOPES, REFERENCES, Preset
 from benchmark.registry import DATASETS, METHODS, PROTOCOLS
+from benchmark.run.ladder import LADDER_PREFIX, PARAMETER_TOLERANCE, ladder_rungs
+from benchmark.run.presets import PRESET_SCOPES, REFERENCES, Preset
 
 log = logging.getLogger("benchmark")
 

@@ -2,11 +2,11 @@
 machine) or ``--launcher slurm`` (a SLURM job array, through submitit).
 
 The submitting process plans the run (prepares the data cache, measures the FLOPs per step,
-lists the cells), gives every pretrained model with unfinished cells (a :class:`~benchmark.work.Unit`)
+lists the cells), gives every pretrained model with unfinished cells (a :class:`~benchmark.run.units.Unit`)
 to one task, waits for all tasks and returns the records; the leaderboard is then written once,
-by the caller. A task is :func:`benchmark.runner.run` restricted to its unit, in the submitting
+by the caller. A task is :func:`benchmark.run.runner.run` restricted to its unit, in the submitting
 process's working directory and into the same results folder; it claims its unit there
-(:mod:`benchmark.work`), so a task never repeats work another process is doing or has done.
+(:mod:`benchmark.run.units`), so a task never repeats work another process is doing or has done.
 A SLURM task that hits its time limit is requeued (submitit's checkpointing, up to 3 times) and
 resumes pretraining from its last checkpoint.
 """
@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 
 from benchmark.config import ConfigError
-from benchmark.runner import RunRequest, plan_run, run
+from benchmark.run.runner import RunRequest, plan_run, run
+from benchmark.run.units import Unit
 from benchmark.train import distributed
 from benchmark.train.runtime import resolve_device
-from benchmark.work import Unit
 
 log = logging.getLogger("benchmark")
 

@@ -3,7 +3,7 @@
 A :class:`Unit` is one pretrained model (a method at a seed) and the cells evaluated on it.
 Processes share a run out by units, never by cells, so pretraining is never duplicated:
 ``--shard I/N`` takes every N-th unit of the run (:class:`Shard`), a launcher gives each of its
-tasks one unit (:mod:`benchmark.launch`).
+tasks one unit (:mod:`benchmark.run.launch`).
 
 Processes that run into one results folder at the same time (shards, launched tasks, or two
 commands a user started) coordinate through claims. A process that works on a unit holds its
