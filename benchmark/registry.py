@@ -56,6 +56,14 @@ class Registry(Generic[T]):
         self.broken: list[BrokenPlugin] = []
         self._discovered = False
         self._loading: str | None = None
+        self._bases: dict[type, str] = {}  # base class -> the name plugins import it by
+
+    def declare_base(self, base: type, public_name: str) -> None:
+        """A class plugins of this kind subclass, declared by the layer that defines it (the
+        registry sits below every plugin layer and imports none of them); from then on
+        :meth:`register` refuses a class that subclasses none of them, as lm-evaluation-harness's
+        registry does."""
+        self._bases[base] = public_name
 
     # -- registration ------------------------------------------------------------------------
     def register(self, name: str) -> Callable[[T], T]:
@@ -65,6 +73,12 @@ class Registry(Generic[T]):
 
         def decorator(cls: T) -> T:
             origin = str(self._loading or getattr(cls, "__module__", "?"))
+            if self._bases and not (isinstance(cls, type) and issubclass(cls, tuple(self._bases))):
+                module, base = next(iter(self._bases.values())).rsplit(".", 1)
+                raise PluginError(
+                    f"{self.kind} {name!r} from {origin}: {cls!r} does not subclass "
+                    f"{' or '.join(self._bases.values())}; write `class MyPlugin({base}):` after `from {module} import {base}`"
+                )
             if name in self._entries and self._entries[name] is not cls:
                 previous = self._origin[name]
                 if previous != origin:

@@ -90,6 +90,23 @@ def test_duplicate_name_from_another_file_is_refused(tmp_path):
     assert METHODS.get("lamae").__module__ == "ecgbench_methods.lamae"
 
 
+@pytest.mark.parametrize(("registry", "base"), [("METHODS", "ecgbench.Method"), ("DATASETS", "ecgbench.DatasetPlugin")])
+def test_a_class_that_does_not_subclass_the_base_is_refused_at_registration(tmp_path, registry, base):
+    plugin = tmp_path / f"not_a_{registry.lower()}.py"
+    plugin.write_text(
+        textwrap.dedent(f"""
+        from ecgbench import {registry}
+        @{registry}.register("not_a_plugin")
+        class NotAPlugin:
+            pass
+    """)
+    )
+    with pytest.raises(PluginError, match=f"does not subclass {base}") as refused:
+        load_plugin_file(plugin)
+    assert "\n" not in str(refused.value) and f"import {base.rsplit('.', 1)[1]}" in str(refused.value)
+    assert "not_a_plugin" not in {"METHODS": METHODS, "DATASETS": DATASETS}[registry]
+
+
 def test_plugin_file_must_register_something(tmp_path):
     plugin = tmp_path / "empty_plugin.py"
     plugin.write_text("X = 1\n")

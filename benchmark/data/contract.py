@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from benchmark.config import to_jsonable
+from benchmark.registry import DATASETS
 from benchmark.storage import read_json
 
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
@@ -328,3 +329,6 @@ class DatasetPlugin:
             raise DataError(
                 f"dataset {self.name!r} has no label set {label_set!r}; valid: {', '.join(self.label_sets)}"
             )
+
+
+DATASETS.declare_base(DatasetPlugin, "ecgbench.DatasetPlugin")

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from benchmark.data.contract import ECGArrays
 from benchmark.data.loader import make_loader
 from benchmark.method.base import Method
+from benchmark.registry import PROTOCOLS
 from benchmark.storage import DamagedFileError, atomic_write, read_checked
 from benchmark.train import distributed
 from benchmark.train.monitor import TrainingMonitor
@@ -243,3 +244,6 @@ def extract_features(
         progress,
         lead_subset,
     )
+
+
+PROTOCOLS.declare_base(Protocol, "benchmark.eval.protocol.Protocol")

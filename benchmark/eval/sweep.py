@@ -18,6 +18,7 @@ import numpy as np
 
 from benchmark.data.contract import ECGArrays
 from benchmark.eval.protocol import Protocol
+from benchmark.registry import PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -96,3 +97,6 @@ def expand(requested: dict[str, Protocol | Sweep], base: dict[str, Protocol], ar
         else:
             evaluations.setdefault((name, ""), Evaluation(name, item))
     return list(evaluations.values())
+
+
+PROTOCOLS.declare_base(Sweep, "benchmark.eval.sweep.Sweep")

@@ -35,6 +35,7 @@ from torch import nn
 
 from benchmark.data.contract import InputSpec
 from benchmark.data.loader import Batch
+from benchmark.registry import METHODS
 
 
 @dataclass
@@ -213,3 +214,6 @@ class Method(nn.Module):
         """Index i of a parameter under ``{prefix}.blocks.{i}.``, else None."""
         match = re.match(rf"{re.escape(prefix)}\.blocks\.(\d+)\.", param_name)
         return int(match.group(1)) if match else None
+
+
+METHODS.declare_base(Method, "ecgbench.Method")
