@@ -175,3 +175,31 @@ def test_the_readme_main_command_finds_every_committed_cell_finished(tmp_path):
     assert done.returncode == 0, done.stderr
     quoted = len(readme_results_table())
     assert f"0 cells computed now, {quoted} found finished" in done.stdout + done.stderr
+
+
+def test_contributing_names_only_what_ecgbench_exports():
+    """CONTRIBUTING shows plugin authors `from ecgbench import …` and `ecgbench.…` names only, and
+    each of them exists: the plugin API is the one place a plugin imports from."""
+    import importlib
+
+    import ecgbench
+
+    text = (REPO / "CONTRIBUTING.md").read_text()
+    imports = re.findall(r"from (\w+(?:\.\w+)*) import ([\w, \n]+)", text)
+    assert imports, "CONTRIBUTING shows no import"
+    for module, names in imports:
+        assert module.split(".")[0] == "ecgbench", f"CONTRIBUTING imports from {module}"
+        for name in re.findall(r"\w+", names):
+            assert hasattr(importlib.import_module(module), name), f"{module} has no {name}"
+    entry_point_groups = {
+        registry.entry_point_group for registry in (ecgbench.METHODS, ecgbench.DATASETS, ecgbench.PROTOCOLS)
+    }
+    dotted = set(re.findall(r"`(ecgbench(?:\.\w+)+)", text)) - entry_point_groups
+    assert dotted, "CONTRIBUTING names no ecgbench member"
+    for name in sorted(dotted):
+        parts = name.split(".")
+        target = ecgbench
+        for part in parts[1:]:
+            assert hasattr(target, part), f"CONTRIBUTING names {name}, which ecgbench lacks"
+            target = getattr(target, part)
+    assert not re.search(r"`benchmark\.(?!\*)\w", text), "CONTRIBUTING sends plugin authors to benchmark.*"
