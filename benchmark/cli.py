@@ -702,7 +702,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if target.suffix == ".py" and not args.target.startswith(EXTERNAL_PREFIX):
         names = _methods_in_file(target)
         if not names:
-            raise PluginError(f"plugin file {target} registers no method")
+            raise PluginError(
+                f"plugin file {target} registers no method; decorate its Method subclass with "
+                "@METHODS.register('name') (from ecgbench import METHODS)"
+            )
         per_preset = {preset.name: names for preset in presets}
     elif args.target == "all":
         per_preset = {preset.name: METHODS.names() for preset in presets}

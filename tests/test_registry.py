@@ -101,7 +101,7 @@ def test_plugin_file_on_the_command_line_is_listed(tmp_path):
     plugin = tmp_path / "my_method.py"
     plugin.write_text(
         textwrap.dedent("""
-        from benchmark.registry import METHODS
+        from ecgbench import METHODS
         from ecgbench_methods.lamae import LAMAE
 
         @METHODS.register("my_lamae_variant")
@@ -112,6 +112,24 @@ def test_plugin_file_on_the_command_line_is_listed(tmp_path):
     result = run_cli("list", "--plugin", str(plugin))
     assert result.returncode == 0, result.stderr
     assert "my_lamae_variant" in result.stdout and "loaded from a file" in result.stdout
+
+
+def test_validating_a_plugin_file_without_a_method_names_the_plugin_api(tmp_path):
+    """A file that registers only a dataset is not a method: the one-line error says how to
+    register one, importing from ecgbench (the plugin API), never from benchmark.*."""
+    plugin = tmp_path / "only_a_dataset.py"
+    plugin.write_text(
+        textwrap.dedent("""
+        from ecgbench import DATASETS, DatasetPlugin
+
+        @DATASETS.register("readme23_only_a_dataset")
+        class OnlyADataset(DatasetPlugin):
+            pass
+    """)
+    )
+    result = run_cli("validate", str(plugin))
+    assert result.returncode == 2, result.stderr
+    assert "registers no method" in result.stderr and "(from ecgbench import METHODS)" in result.stderr
 
 
 def test_datasets_folder_does_not_shadow_hugging_face_datasets():
