@@ -151,6 +151,14 @@ def test_readme_quotes_only_numbers_the_committed_results_hold():
     prose = re.sub(r"```.*?```", "", README.read_text(), flags=re.DOTALL)
     for number in re.findall(r"(?<![\d.])0\.\d+(?![\d.])", prose):
         assert number in held, f"README quotes {number}, which no committed result holds"
+    # the pretraining runs' minutes, steps and FLOPs the prose quotes
+    runs = re.findall(r"(\d+) min \(`(\w+)`,\s+(\d+) steps", prose)
+    assert {method for _, method, _ in runs} == {m for m in committed if committed_cpu_result(m)["compute"]["pretrain"]}
+    for minutes, method, steps in runs:
+        pretrain = committed_cpu_result(method)["compute"]["pretrain"]
+        assert (int(minutes), int(steps)) == (round(pretrain["wall_s"] / 60), pretrain["steps"]), method
+        budget = re.search(r"budget \(([\d.]+) TFLOPs each\)", prose)
+        assert budget and budget.group(1) == f"{pretrain['total_flops'] / 1e12:.1f}", method
 
 
 def readme_main_command() -> list[str]:
