@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="python -m benchmark",
         description="ecgbench: pretrain and evaluate ECG encoders on matched compute, with honest statistics. "
-        "Each command has its own --help; the README documents every one.",
+        "Each command has its own --help; docs/command-line.md documents every one.",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_names,
         required=True,
         help="comma-separated method names, variants (lamae[la_mask_ratio=0]), ablation ladders (ladder:lamae) "
-        "or 'all' (see the list command); external:PATH evaluates your own encoder (README, 'Evaluate your own encoder')",
+        "or 'all' (see the list command); external:PATH evaluates your own encoder (docs/methods-and-plugins.md, 'Evaluate your own encoder')",
     )
     run.add_argument("--dataset", default="synthetic", help="dataset name (default: synthetic)")
     run.add_argument("--labels", dest="label_set", default=None, help="label set (default: the dataset's first)")
@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         "recording, any name): refuse (default, exit 2) or drop them and list them in OUT/duplicates-*.csv",
     )
 
-    fan = run.add_argument_group("fan-out: several processes, one results folder (see README, Scaling out)")
+    fan = run.add_argument_group("fan-out: several processes, one results folder (see docs/scaling-out.md)")
     fan.add_argument(
         "--shard",
         type=parse_shard,
@@ -702,7 +702,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if target.suffix == ".py" and not args.target.startswith(EXTERNAL_PREFIX):
         names = _methods_in_file(target)
         if not names:
-            raise PluginError(f"plugin file {target} registers no method")
+            raise PluginError(
+                f"plugin file {target} registers no method; decorate its Method subclass with "
+                "@METHODS.register('name') (from ecgbench import METHODS)"
+            )
         per_preset = {preset.name: names for preset in presets}
     elif args.target == "all":
         per_preset = {preset.name: METHODS.names() for preset in presets}

@@ -194,6 +194,6 @@ def load_plugin_file(path: str | Path) -> dict[str, list[str]]:
     if not any(added.values()):
         raise PluginError(
             f"plugin file {path} registered nothing; decorate its class with "
-            f"@METHODS.register('name') (from benchmark.registry import METHODS)"
+            f"@METHODS.register('name') (from ecgbench import METHODS)"
         )
     return added

@@ -34,7 +34,7 @@ from ecgbench.data import (
     read_csv,
 )
 
-FIX = "see the README section 'Bring your own data' for the NumPy layout"
+FIX = "see docs/datasets-guide.md, 'Bring your own data', for the NumPy layout"
 
 
 def load_npy(path: Path, mmap: bool = False) -> np.ndarray:

@@ -41,7 +41,7 @@ from ecgbench.data import (
     read_dx,
 )
 
-FIX = "see the README section 'Bring your own data' for the labels.csv layout"
+FIX = "see docs/datasets-guide.md, 'Bring your own data', for the labels.csv layout"
 
 
 @dataclass

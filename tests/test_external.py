@@ -1,6 +1,6 @@
 """External encoders as methods (benchmark/method/external.py): every file form, what the suite
-feeds them, their identity, the protocols they get, one-line refusals — and the README's worked
-example on the PTB-XL sample, run as written."""
+feeds them, their identity, the protocols they get, one-line refusals — and the worked
+example of docs/methods-and-plugins.md on the PTB-XL sample, run as written."""
 
 from __future__ import annotations
 
@@ -346,16 +346,16 @@ def test_an_external_result_has_no_encoder_to_export_and_compare_knows_its_name(
     assert f"no comparable results of both {name} and lamae" in capsys.readouterr().err
 
 
-# -- the README's worked example ----------------------------------------------------------------------
-def readme_section() -> str:
-    text = (REPO / "README.md").read_text()
-    start = text.index("## Evaluate your own encoder")
-    end = text.index("\n## ", start + 1)
-    return text[start:end]
+# -- the worked example of docs/methods-and-plugins.md ------------------------------------------------
+def guide_section() -> str:
+    """The section 'Evaluate your own encoder' of docs/methods-and-plugins.md, up to the next one."""
+    text = (REPO / "docs" / "methods-and-plugins.md").read_text()
+    start = text.index("\n## Evaluate your own encoder\n")
+    return text[start:].split("\n## ", 2)[1]
 
 
 @pytest.mark.slow
-def test_the_readme_worked_example_on_ptbxl(shared_data, tmp_path):
+def test_the_guides_worked_example_on_ptbxl(shared_data, tmp_path):
     """The section's commands, run as written (paths moved to tmp_path): the TorchScript and
     state_dict forms of one encoder share the references' tables with the same results, fine-tune
     with the recipe of pretrained encoders, and changed weights are new results."""
@@ -363,7 +363,7 @@ def test_the_readme_worked_example_on_ptbxl(shared_data, tmp_path):
     out, cache = tmp_path / "runs", tmp_path / "cache"
     commands = [
         line.strip().rstrip("\\").strip()
-        for block in re.findall(r"```bash\n(.*?)```", readme_section(), re.DOTALL)
+        for block in re.findall(r"```bash\n(.*?)```", guide_section(), re.DOTALL)
         for line in block.replace("\\\n", " ").splitlines()
         if line.strip().startswith("python")
     ]

@@ -1,6 +1,6 @@
 """The gain check (benchmark/data/gain.py): real records rewritten with a wrong header gain are
 flagged with the factor and the lead; the real records of ../shared/data keep the flag rates
-stated in the module and the README; flags never change the prepared arrays."""
+stated in the module and docs/datasets-guide.md; flags never change the prepared arrays."""
 
 from __future__ import annotations
 
@@ -159,7 +159,7 @@ def test_a_standardised_dataset_is_checked_only_where_the_standardisation_keeps_
 
 @pytest.mark.slow
 def test_the_real_records_flag_rates_are_the_stated_ones(shared_data, tmp_path):
-    """The rates of benchmark/data/gain.py's docstring and the README's data section (``ptbxl/``'s
+    """The rates of benchmark/data/gain.py's docstring and docs/datasets-guide.md (``ptbxl/``'s
     500 records are the first half of ``ptbxl1000/``: not prepared again here)."""
     stated = {"ptbxl1000": ("ptbxl", 9), "cinc2021": ("cinc", 9), "ludb": ("ludb", 198)}
     summaries = {}

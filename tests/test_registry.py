@@ -110,15 +110,15 @@ def test_a_class_that_does_not_subclass_the_base_is_refused_at_registration(tmp_
 def test_plugin_file_must_register_something(tmp_path):
     plugin = tmp_path / "empty_plugin.py"
     plugin.write_text("X = 1\n")
-    with pytest.raises(PluginError, match="registered nothing"):
-        load_plugin_file(plugin)
+    with pytest.raises(PluginError, match=r"registered nothing.*\(from ecgbench import METHODS\)"):
+        load_plugin_file(plugin)  # plugins import from ecgbench, never benchmark.*
 
 
 def test_plugin_file_on_the_command_line_is_listed(tmp_path):
     plugin = tmp_path / "my_method.py"
     plugin.write_text(
         textwrap.dedent("""
-        from benchmark.registry import METHODS
+        from ecgbench import METHODS
         from ecgbench_methods.lamae import LAMAE
 
         @METHODS.register("my_lamae_variant")
@@ -129,6 +129,24 @@ def test_plugin_file_on_the_command_line_is_listed(tmp_path):
     result = run_cli("list", "--plugin", str(plugin))
     assert result.returncode == 0, result.stderr
     assert "my_lamae_variant" in result.stdout and "loaded from a file" in result.stdout
+
+
+def test_validating_a_plugin_file_without_a_method_names_the_plugin_api(tmp_path):
+    """A file that registers only a dataset is not a method: the one-line error says how to
+    register one, importing from ecgbench (the plugin API), never from benchmark.*."""
+    plugin = tmp_path / "only_a_dataset.py"
+    plugin.write_text(
+        textwrap.dedent("""
+        from ecgbench import DATASETS, DatasetPlugin
+
+        @DATASETS.register("readme23_only_a_dataset")
+        class OnlyADataset(DatasetPlugin):
+            pass
+    """)
+    )
+    result = run_cli("validate", str(plugin))
+    assert result.returncode == 2, result.stderr
+    assert "registers no method" in result.stderr and "(from ecgbench import METHODS)" in result.stderr
 
 
 def test_datasets_folder_does_not_shadow_hugging_face_datasets():

@@ -308,7 +308,7 @@ def _spec_from_settings(path: Path, settings: dict[str, str]) -> EncoderSpec:
         raise ConfigError(
             f"external:{path}: declare its input, e.g. 'external:{path}[fs=100,window_s=5]' (also leads=I,II,..., "
             f"units=mV|uV, normalise=none|lead|record, lead_mask=true, output=tokens), or write a spec file "
-            f"(README, 'Evaluate your own encoder'); missing: {', '.join(missing)}"
+            f"(docs/methods-and-plugins.md, 'Evaluate your own encoder'); missing: {', '.join(missing)}"
         )
     values = {key: typed_value(EncoderSpec, key, value, f"external:{path}") for key, value in settings.items()}
     try:
@@ -342,7 +342,7 @@ def read_source(text: str) -> ExternalSource:
         elif kind == "state_dict":
             raise DataError(
                 f"{path} is a state_dict, which holds weights but no module; write a spec file with build() and "
-                f"WEIGHTS = {path.name!r} (README, 'Evaluate your own encoder')"
+                f"WEIGHTS = {path.name!r} (docs/methods-and-plugins.md, 'Evaluate your own encoder')"
             )
         else:
             spec = _spec_from_settings(path, settings)

@@ -470,7 +470,7 @@ def ladder_table(table: Table, ts: TableStats | str) -> list[str]:
             continue
         lines += [
             "",
-            f'Ablation ladder of `{anchor}` (`--methods {LADDER_PREFIX}{anchor}`; README, section "Method '
+            f'Ablation ladder of `{anchor}` (`--methods {LADDER_PREFIX}{anchor}`; docs/methods-and-plugins.md, section "Method '
             'variants and the ablation ladder"): each rung changes one factor of its neighbour (column "vs") at the '
             "same pretraining budget. Δ = rung − neighbour, seed-mean macro AUROC, with the 95 % CI of the "
             "hierarchical bootstrap (seeds and test records); p Holm-adjusted over the ladder's tests; variance: the "

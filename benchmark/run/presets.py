@@ -118,7 +118,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "cpu": Preset(
         name="cpu",
-        description="Default: a real comparison on 2 CPU cores (about 11 min for lamae,ind_p; README, Presets)",
+        description="Default: a real comparison on 2 CPU cores (about 65 min for lamae,ind_p; docs/command-line.md, Presets)",
         input=InputSpec(fs=100, window_s=5.0),
         model=MethodConfig(dim=64, depth=3, heads=4, patch_s=0.25, decoder_dim=64, decoder_depth=1, decoder_heads=4),
         pretrain=PretrainConfig(
@@ -135,8 +135,8 @@ PRESETS: dict[str, Preset] = {
             # are 14 steps an epoch: 4 epochs and patience 2 ended most pretrained candidates after
             # 3 epochs with the best at epoch 0, while the supervised references needed 20-30 epochs
             # (best epochs 16-29 of 30 at patience 10, their former recipe). 30 epochs and patience
-            # 10 give every method that; drop_path 0 as measured for LP-FT at this size (README,
-            # "Protocols"); base_lr 1e-3 lies between the two former centres (pretrained 1e-4,
+            # 10 give every method that; drop_path 0 as measured for LP-FT at this size (docs/protocols-and-statistics.md,
+            # "Protocols and sweeps"); base_lr 1e-3 lies between the two former centres (pretrained 1e-4,
             # supervised 2e-3), and the grid extends itself where a method's optimum lies beyond
             "finetune": FinetuneConfig(epochs=30, batch_size=64, patience=10, drop_path=0.0),
             # 900 training records: batches of 256 gave 4 steps an epoch, and with patience 5 the

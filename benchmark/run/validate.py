@@ -346,7 +346,7 @@ class _Contract:
         if not _close(first, reseeded):
             raise ContractFailure(
                 f"loss changes from {first.item():.6f} to {reseeded.item():.6f} with the global "
-                "RNG seed; draw masking noise from batch.keys (benchmark.rng), not torch.rand"
+                "RNG seed; draw masking noise from batch.keys (ecgbench.rng), not torch.rand"
             )
         # exact: with the global RNG fixed, only the keys differ, and a patch-normalised target
         # makes an untrained model's loss nearly mask-independent (ST-MEM at batch 1: < 1e-4)

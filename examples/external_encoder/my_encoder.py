@@ -1,4 +1,4 @@
-"""An encoder trained elsewhere, described for ecgbench (README, "Evaluate your own encoder").
+"""An encoder trained elsewhere, described for ecgbench (docs/methods-and-plugins.md, "Evaluate your own encoder").
 
 `python -m benchmark run --methods external:examples/external_encoder/my_encoder.py ...` imports
 this file: SPEC says what the encoder takes, build() makes the module, WEIGHTS names its
