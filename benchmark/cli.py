@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="SCOPE.FIELD=VALUE",
-        help="override a setting, e.g. pretrain.steps=200, lamae.la_mask_ratio=0.25, linear.max_iter=100",
+        help="override a setting, e.g. pretrain.steps=200, model.dim=96, linear.max_iter=100 (a method's own "
+        "settings go in brackets: --methods 'lamae[la_mask_ratio=0.25]')",
     )
     run.add_argument(
         "--plugin",
@@ -178,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="trace the first pretraining epoch of every pretrained model with torch.profiler into "
-        "DIR/<method>_seed<seed>/ (Chrome trace + top operators)",
+        "DIR/<method>_seed<seed>/, a variant under its file name (lamae@la_mask_ratio=0_seed0/; Chrome trace + top "
+        "operators)",
     )
     run.add_argument(
         "--budget",
@@ -340,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="SCOPE.FIELD=VALUE",
-        help="override a method or model setting, e.g. lamae_e.reading=alpha_la_0",
+        help="override a preset setting, e.g. model.dim=96 (a method's own settings go in brackets: "
+        "validate 'lamae_e[reading=alpha_la_0]')",
     )
     check.add_argument(
         "--plugin",
@@ -689,6 +692,7 @@ def _methods_in_file(path: Path) -> list[str]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from benchmark.method.external_source import EXTERNAL_PREFIX
+    from benchmark.method.variant import MethodVariant
     from benchmark.run.build import check_scopes, encoder_params, ladder_methods, resolve_method
     from benchmark.run.ladder import LADDER_PREFIX
     from benchmark.run.presets import ANCHOR_METHOD, get_preset
@@ -699,6 +703,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     presets = [get_preset(name).with_overrides(overrides) for name in args.presets]
     target = Path(args.target)
+    per_preset: dict[str, list[str] | list[MethodVariant]]
     if target.suffix == ".py" and not args.target.startswith(EXTERNAL_PREFIX):
         names = _methods_in_file(target)
         if not names:
@@ -710,18 +715,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     elif args.target == "all":
         per_preset = {preset.name: METHODS.names() for preset in presets}
     elif args.target.startswith(LADDER_PREFIX):  # a ladder's matched widths depend on the preset
-        per_preset = {preset.name: ladder_methods(args.target, preset, overrides) for preset in presets}
+        per_preset = {preset.name: ladder_methods(args.target, preset) for preset in presets}
     else:
-        per_preset = {preset.name: [resolve_method(args.target).name] for preset in presets}  # "did you mean"
+        per_preset = {preset.name: [resolve_method(args.target)] for preset in presets}  # "did you mean"
+    check_scopes(overrides, {}, "validation")  # the preset's own scopes only: a method's settings go in brackets
     reference = ANCHOR_METHOD
-    bases = [resolve_method(name).base for names in per_preset.values() for name in names]
-    check_scopes(overrides, {"method": list(dict.fromkeys([*bases, reference]))}, "validation")
     reports, reference_params = [], {}
     for preset in presets:
         if reference in METHODS:
-            reference_params[preset.name] = encoder_params(reference, preset, overrides)
-        for name in per_preset[preset.name]:
-            report = validate_method(name, preset, overrides, light=preset.name == "paper")
+            reference_params[preset.name] = encoder_params(reference, preset)
+        for method in per_preset[preset.name]:
+            report = validate_method(method, preset, light=preset.name == "paper")
             print(render_report(report), end="\n\n", flush=True)
             reports.append(report)
     print(render_summary(reports, reference_params, reference))

@@ -22,20 +22,18 @@ class ConfigError(ValueError):
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
-    """``["lamae.la_depth=3", "pretrain.steps=50"]`` -> ``{"lamae": {"la_depth": "3"}, ...}``."""
+    """``["model.dim=96", "pretrain.steps=50"]`` -> ``{"model": {"dim": "96"}, ...}``."""
     out: dict[str, dict[str, str]] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if "[" in key:
             raise ConfigError(
-                f"--set {item!r}: --set takes a method's name, not a variant; write a variant's settings in its "
-                f"brackets, e.g. --methods 'lamae[la_mask_ratio=0,la_depth=3]'"
+                f"--set {item!r}: a method's settings go in its brackets, not in --set, "
+                f"e.g. --methods 'lamae[la_mask_ratio=0,la_depth=3]'"
             )
         scope, dot, field_path = key.strip().partition(".")
         if not sep or not dot or not field_path:
-            raise ConfigError(
-                f"--set {item!r}: expected SCOPE.FIELD=VALUE, e.g. pretrain.steps=100 or lamae.la_depth=3"
-            )
+            raise ConfigError(f"--set {item!r}: expected SCOPE.FIELD=VALUE, e.g. pretrain.steps=100 or model.dim=96")
         out.setdefault(scope, {})[field_path] = value.strip()
     return out
 

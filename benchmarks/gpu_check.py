@@ -38,9 +38,10 @@ import torch
 from tabulate import tabulate
 
 from benchmark.config import ConfigError, parse_overrides
+from benchmark.method.variant import split_names
 from benchmark.provenance import describe_device, git_state, package_versions
-from benchmark.registry import METHODS, PluginError
-from benchmark.run.build import build_method
+from benchmark.registry import PluginError
+from benchmark.run.build import check_scopes, method_spec
 from benchmark.run.presets import get_preset
 from benchmark.train.flops import pretrain_step_flops
 from benchmark.train.runtime import resolve_device
@@ -52,7 +53,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="benchmarks/gpu_check.sh", description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="paper")
-    parser.add_argument("--methods", default="lamae,st_mem,ind_p", help="comma-separated pretraining methods")
+    parser.add_argument(
+        "--methods", default="lamae,st_mem,ind_p", help="comma-separated pretraining methods or variants"
+    )
     parser.add_argument("--steps", type=int, default=200, help="timed steps per method and mode")
     parser.add_argument("--warmup", type=int, default=20, help="untimed steps first (compilation happens here)")
     parser.add_argument("--max-batch", type=int, default=16384, help="stop the largest-batch search here")
@@ -70,7 +73,11 @@ class Check:
 
     def __init__(self, args: argparse.Namespace, device: torch.device):
         self.args, self.device, self.started = args, device, time.perf_counter()
-        self.preset = get_preset(args.preset).with_overrides(parse_overrides(args.overrides))
+        overrides = parse_overrides(args.overrides)
+        check_scopes(overrides, {})  # the preset's scopes only; a method's settings go in its brackets
+        self.preset = get_preset(args.preset).with_overrides(overrides)
+        #: each method of --methods resolved once (a variant checked against its config)
+        self.specs = {spec.name: spec for spec in (method_spec(n, self.preset) for n in split_names(args.methods))}
         self.peak = args.peak_tflops * 1e12 if args.peak_tflops else bf16_peak(device)
         self.hardware = describe_device(device)
         slug = re.sub(r"[^a-z0-9]+", "-", self.hardware.lower()).strip("-")[:60]
@@ -87,7 +94,7 @@ class Check:
         parameters), fused AdamW and a synthetic batch."""
         torch.manual_seed(0)
         with torch.device(self.device):
-            method = build_method(name, self.preset, self.preset.overrides)
+            method = self.specs[name].build(self.preset.input)
         loss = None
         if compiled:
             forward = torch.compile(method.pretrain_loss, dynamic=True, backend=self.args.compile_backend)
@@ -195,10 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         check = Check(args, resolve_device(args.device))
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        for name in methods:  # an unknown or untrainable method fails before any work
-            if not METHODS.get(name).pretrains:
-                raise ConfigError(f"{name} does not pretrain; the GPU check times pretraining steps")
+        for spec in check.specs.values():  # an unknown or untrainable method fails before any work
+            if not spec.cls.pretrains:
+                raise ConfigError(f"{spec.name} does not pretrain; the GPU check times pretraining steps")
+        methods = list(check.specs)
     except (ConfigError, PluginError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -37,7 +37,7 @@ def build(name: str, preset_name: str, device: torch.device):
     preset = PRESETS[preset_name]
     cls = METHODS.get(name)
     torch.manual_seed(0)
-    return cls(method_config(cls, preset, {}), preset.input).to(device), preset
+    return cls(method_config(cls, preset), preset.input).to(device), preset
 
 
 @pytest.mark.parametrize("preset_name", PRESET_NAMES)

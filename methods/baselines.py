@@ -30,7 +30,8 @@ RUNTIME_FIELDS: tuple[str, ...] = ("drop_path",)
 @dataclass
 class UntrainedConfig(MethodConfig):
     arch: str = "lamae"
-    #: the architecture's full config (the runner fills it from the preset and ``--set arch.*``);
+    #: the architecture's full config (the runner fills it from the preset and the
+    #: architecture's defaults: a variant ``random_init[arch=ind_p]`` wraps the plain ``ind_p``);
     #: empty = the architecture's defaults with this config's shared fields
     arch_config: dict = field(default_factory=dict)
 

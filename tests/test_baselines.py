@@ -31,7 +31,7 @@ def built(name: str, window_s: float = 5.0, preset=SMOKE, **fields):
     preset = dataclasses.replace(preset, input=dataclasses.replace(preset.input, window_s=window_s))
     method_cls = METHODS.get(name)
     torch.manual_seed(0)
-    config = dataclasses.replace(method_config(method_cls, preset, {}), **fields)
+    config = dataclasses.replace(method_config(method_cls, preset), **fields)
     return method_cls(config, preset.input)
 
 
@@ -86,33 +86,39 @@ def test_xresnet1d_is_the_ptbxl_benchmarks_xresnet1d101():
     assert 1.8e6 < sum(p.numel() for p in method.parameters()) < 1.9e6
     layer_ids = [method.layer_id(name) for name, _ in method.named_parameters()]
     assert layer_ids == sorted(layer_ids) and method.num_layers == 35
-    assert method_config(METHODS.get("xresnet1d"), PRESETS["paper"], {}) == method_config(
-        METHODS.get("xresnet1d"), SMOKE, {}
+    assert method_config(METHODS.get("xresnet1d"), PRESETS["paper"]) == method_config(
+        METHODS.get("xresnet1d"), SMOKE
     )  # the preset's transformer size does not apply
 
 
 def test_references_join_every_table_they_apply_to(monkeypatch):
     monkeypatch.setattr(METHODS.get("ecg_features"), "requires", ())  # as if neurokit2 were installed
     _, base = build_protocols(["linear", "attention_probe", "label_efficiency"], SMOKE)
-    names = resolve_methods(["lamae"], list(base.values()), True, SMOKE, {})
+    names = [s.name for s in resolve_methods(["lamae"], list(base.values()), True, SMOKE)]
     assert names == ["lamae", "random_init", "ecg_features", "scratch", "xresnet1d"]
     _, attention_only = build_protocols(["attention_probe"], SMOKE)
-    assert resolve_methods(["lamae"], list(attention_only.values()), True, SMOKE, {}) == ["lamae", "random_init"]
+    assert [s.name for s in resolve_methods(["lamae"], list(attention_only.values()), True, SMOKE)] == [
+        "lamae",
+        "random_init",
+    ]
     linear = next(p for p in base.values() if p.name == "linear")
     assert linear.applies_to(METHODS.get("ecg_features")) and not base["attention_probe"].applies_to(
         METHODS.get("ecg_features")
     )
-    assert "ecg_features" not in resolve_methods(["all"], list(base.values()), False, SMOKE, {})
+    assert "ecg_features" not in [s.name for s in resolve_methods(["all"], list(base.values()), False, SMOKE)]
 
 
 def test_a_reference_with_a_missing_dependency_is_left_out_and_a_requested_one_refused(monkeypatch, caplog):
     monkeypatch.setattr(METHODS.get("ecg_features"), "requires", ("no_such_package_xyz",))
     _, base = build_protocols(["linear"], SMOKE)
     with caplog.at_level(logging.WARNING, logger="benchmark"):
-        assert resolve_methods(["lamae"], list(base.values()), True, SMOKE, {}) == ["lamae", "random_init"]
+        assert [s.name for s in resolve_methods(["lamae"], list(base.values()), True, SMOKE)] == [
+            "lamae",
+            "random_init",
+        ]
     assert "ecg_features left out" in caplog.text
     with pytest.raises(ConfigError, match="needs no_such_package_xyz: pip install no_such_package_xyz"):
-        resolve_methods(["ecg_features"], list(base.values()), True, SMOKE, {})
+        [s.name for s in resolve_methods(["ecg_features"], list(base.values()), True, SMOKE)]
 
 
 # -- item 7: equal tuning --------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmark.config import ConfigError, parse_overrides
-from benchmark.run.build import build_method
+from benchmark.run.build import build_method, method_spec
 from benchmark.run.presets import PRESETS
 from benchmark.run.runner import plan_budgets
 from benchmark.train import budget as budget_module
@@ -53,8 +53,8 @@ def meter(tmp_path_factory):
 def test_matched_budgets_agree_within_5_percent_and_costlier_methods_get_fewer_steps(meter):
     preset = smoke_preset()
     # ind_p encoding 60 % of each lead (not a quarter) makes its steps clearly costlier than LAMAE's
-    overrides = parse_overrides(["ind_p.mask_ratio=0.4"])
-    plans = plan_budgets(["lamae", "ind_p", "random_init"], preset, overrides, meter)
+    specs = [method_spec(name, preset) for name in ("lamae", "ind_p[mask_ratio=0.4]", "random_init")]
+    plans = plan_budgets(specs, preset, meter)
     assert "random_init" not in plans  # nothing to pretrain
     budget = plans["lamae"].total_flops
     assert plans["lamae"].steps == 200 and plans["lamae"].budget_flops == budget
@@ -62,33 +62,31 @@ def test_matched_budgets_agree_within_5_percent_and_costlier_methods_get_fewer_s
         assert plan.budget_flops == budget
         assert abs(plan.total_flops / budget - 1) <= 0.05, (name, plan)
         assert plan.budget_error == pytest.approx(plan.total_flops / budget - 1)
-    assert plans["ind_p"].flops_per_step > 1.2 * plans["lamae"].flops_per_step
-    assert plans["ind_p"].steps < 200 * 0.85
+    assert plans["ind_p[mask_ratio=0.4]"].flops_per_step > 1.2 * plans["lamae"].flops_per_step
+    assert plans["ind_p[mask_ratio=0.4]"].steps < 200 * 0.85
 
 
 def test_flop_and_step_budgets(meter):
     preset = smoke_preset()
-    lamae = build_method("lamae", preset, {})
+    lamae = build_method("lamae", preset)
     per_step = meter(lamae, 16)
     absolute = plan_pretraining(lamae, 200, 16, parse_budget(f"{per_step * 50:.6e}"), meter, None)
     assert absolute.steps == 50
     equal_steps = plan_pretraining(lamae, 200, 16, parse_budget("steps"), meter, None)
     assert equal_steps.steps == 200 and equal_steps.budget_flops is None and equal_steps.total_flops == 200 * per_step
     with pytest.raises(ValueError, match="does not pretrain"):
-        plan_pretraining(
-            lamae, 200, 16, parse_budget("random_init"), meter, lambda name: build_method(name, preset, {})
-        )
+        plan_pretraining(lamae, 200, 16, parse_budget("random_init"), meter, lambda name: build_method(name, preset))
 
 
 def test_flop_measurements_are_cached_per_configuration(tmp_path, monkeypatch):
     preset = smoke_preset()
     meter = FlopsMeter(tmp_path, torch.device("cpu"))
-    first = meter(build_method("lamae", preset, {}), 16)
+    first = meter(build_method("lamae", preset), 16)
     monkeypatch.setattr(budget_module, "pretrain_step_flops", lambda *a: pytest.fail("measured twice"))
-    assert meter(build_method("lamae", preset, {}), 16) == first
+    assert meter(build_method("lamae", preset), 16) == first
     assert len(list(tmp_path.glob("lamae_*.json"))) == 1
     monkeypatch.setattr(budget_module, "pretrain_step_flops", lambda *a: 123)
-    assert meter(build_method("lamae", preset, parse_overrides(["lamae.la_depth=1"])), 16) == 123  # new config
+    assert meter(build_method("lamae[la_depth=1]", preset), 16) == 123  # new config
 
 
 def test_budget_sweep_points_are_multiples_of_the_preset_budget_or_flop_counts():

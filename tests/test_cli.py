@@ -31,9 +31,15 @@ from benchmark.run.results import ResultStore
         (["run", "--methods", "lamae", "--labels", "nope"], "valid: conditions, icd"),
         (["frobnicate"], "invalid choice"),
         (["run", "--methods", "lamae", "--set", "pretrian.steps=10"], "did you mean 'pretrain'?"),
-        (["run", "--methods", "lamae", "--set", "lamea.la_depth=1"], "did you mean 'lamae'?"),
+        (
+            ["run", "--methods", "lamae", "--set", "lamea.la_depth=1"],
+            "for the method 'lamae' write its settings in brackets: 'lamae[la_depth=1]'",
+        ),
         (["run", "--methods", "lamae", "--set", "synthetc.n_patients=50"], "did you mean 'synthetic'?"),
-        (["run", "--methods", "lamae", "--set", "st_mem.mask_ratio=0.5"], "method 'st_mem' is not part of this run"),
+        (
+            ["run", "--methods", "lamae", "--set", "st_mem.mask_ratio=0.5"],
+            "write the variant in brackets instead: --methods 'st_mem[mask_ratio=0.5]'",
+        ),
         (["run", "--methods", "lamae", "--set", "ptbxl.min_count=2"], "dataset 'ptbxl' is not part of this run"),
         (["run", "--methods", "lamae", "--device", "gpu"], "use auto, cpu, cuda or cuda:N"),
     ],

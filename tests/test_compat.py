@@ -7,8 +7,7 @@ import tomllib
 import torch
 from conftest import REPO
 
-from benchmark.registry import METHODS
-from benchmark.run.build import build_method, method_config
+from benchmark.run.build import build_method, method_spec
 from benchmark.run.presets import get_preset
 from benchmark.run.runner import rebuilder
 from benchmark.train.optim import OptimConfig, build_optimizer
@@ -17,7 +16,7 @@ from benchmark.train.optim import OptimConfig, build_optimizer
 def test_no_weight_decay_patterns_reach_the_optimiser_under_every_timm():
     """``*cls*``/``*token*``/``*lead_embed*`` are fnmatch patterns; timm before 1.0.2x compares exact
     names, so they are resolved to names here, and the tokens are exempt from decay whatever timm."""
-    model = build_method("lamae", get_preset("smoke"), {})
+    model = build_method("lamae", get_preset("smoke"))
     optimizer, _ = build_optimizer(model, OptimConfig(weight_decay=0.05), 16, 10, model.no_weight_decay)
     decay_of = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
     named = dict(model.named_parameters())
@@ -30,10 +29,9 @@ def test_scratch_is_rebuilt_with_the_drop_path_it_is_asked_for():
     """Fine-tuning rebuilds the model with drop_path; the untrained baselines wrap another
     architecture whose blocks must get it too (they were built from the frozen arch config)."""
     preset = get_preset("smoke")
-    scratch_cls = METHODS.get("scratch")
-    config = method_config(scratch_cls, preset, {})
-    model = scratch_cls(config, preset.input)
-    rebuilt = rebuilder(scratch_cls, config, preset.input, model.state_dict())(drop_path=0.3)
+    spec = method_spec("scratch", preset)
+    model = spec.build(preset.input)
+    rebuilt = rebuilder(spec, preset.input, model.state_dict())(drop_path=0.3)
     rates = [getattr(block.drop_path1, "drop_prob", 0.0) for block in rebuilt.net.encoder.transformer.blocks]
     assert rates[-1] == 0.3 and rates[0] == 0.0  # stochastic depth grows with depth
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values()))

@@ -180,9 +180,9 @@ def test_list_shows_one_line_per_method(capsys):
 
 
 # -- sizes ----------------------------------------------------------------------------------------
-def _relative_size(name: str, preset_name: str, overrides: dict | None = None) -> float:
+def _relative_size(name: str, preset_name: str) -> float:
     preset = PRESETS[preset_name]
-    return encoder_params(name, preset, overrides or {}) / encoder_params("lamae", preset, {}) - 1
+    return encoder_params(name, preset) / encoder_params("lamae", preset) - 1
 
 
 PRETRAINED = [n for n in BUILTIN if METHODS.get(n).pretrains and n not in ("lamae", "ind_p")]
@@ -202,7 +202,7 @@ def test_cpu_preset_matches_lamae_size_when_depth_adds_lamaes_latent_attention_b
     """docs/methods.md: on the cpu preset the methods without LA are 27-40 % smaller than LAMAE
     (3 encoder blocks + 2 LA blocks); `--set NAME.depth=5` brings each within 15 %."""
     assert _relative_size(name, "cpu") < -0.15
-    assert abs(_relative_size(name, "cpu", {name: {"depth": "5"}})) <= 0.15
+    assert abs(_relative_size(f"{name}[depth=5]", "cpu")) <= 0.15
 
 
 def test_docs_describe_every_builtin_method():

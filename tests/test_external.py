@@ -28,7 +28,8 @@ from benchmark.data.contract import LEADS, DataError
 from benchmark.eval.protocols.finetune import FinetuneConfig, Recipe
 from benchmark.method.external import check_data, check_feedable
 from benchmark.method.external_source import EncoderSpec
-from benchmark.run.build import method_class, method_config, resolve_method
+from benchmark.registry import METHODS
+from benchmark.run.build import method_config, resolve_method
 from benchmark.run.export import export_encoder
 from benchmark.run.presets import PRESETS
 from benchmark.train.flops import supervised_step_flops, synthetic_batch
@@ -63,7 +64,7 @@ def net(seed: int = 0, leads: int = 12) -> Net:
 
 
 def features(name: str, batch, preset=SMOKE) -> torch.Tensor:
-    method = method_class(name)(method_config(name, preset, {}), preset.input).eval()
+    method = METHODS.get(name)(method_config(name, preset), preset.input).eval()
     with torch.no_grad():
         return method.features(batch.signals, batch.lead_mask)
 
@@ -99,8 +100,8 @@ def test_the_same_weights_in_every_form_give_the_same_features(tmp_path):
         expected = module(batch.signals * batch.lead_mask[:, :, None])
     for name in names:
         assert torch.allclose(features(name, batch), expected, atol=1e-5), name
-    assert method_class(names[0]).source.format == "torchscript" and method_class(names[2]).source.format == "export"
-    assert method_class(names[3]).source.format == "state_dict"
+    assert METHODS.get(names[0]).source.format == "torchscript" and METHODS.get(names[2]).source.format == "export"
+    assert METHODS.get(names[3]).source.format == "state_dict"
 
 
 def test_the_name_is_the_content_hash_not_the_place(tmp_path):
@@ -116,7 +117,7 @@ def test_the_name_is_the_content_hash_not_the_place(tmp_path):
     assert changed != first and changed.startswith("enc-")
     other_input = resolve_method(f"external:{tmp_path / 'elsewhere' / 'enc.pt'}[fs=100,window_s=2.5,normalise=lead]")
     assert other_input.name != first  # what it is fed is part of what it is
-    config = method_config(first, SMOKE, {})
+    config = method_config(first, SMOKE)
     assert config.sha256.startswith(first.rsplit("-", 1)[1]) and str(tmp_path) not in json.dumps(
         config.__dict__, default=str
     )
@@ -126,14 +127,14 @@ def test_an_export_encoder_folder_is_an_external_encoder(tmp_path):
     folder, _ = checkpoint_folder(tmp_path)
     export_encoder(folder, tmp_path / "encoder")
     name = resolve_method(f"external:{tmp_path / 'encoder'}").name
-    method_cls = method_class(name)
+    method_cls = METHODS.get(name)
     assert name.startswith("encoder-") and method_cls.source.format == "ecgbench"
     assert "attention_probe" in method_cls.evaluations  # the exported method's tokens
     batch = toy_batch()
     loaded = ecgbench.load_encoder(tmp_path / "encoder")
     with torch.no_grad():
         assert torch.allclose(features(name, batch), loaded(batch.signals, batch.lead_mask, fs=100), atol=1e-6)
-    method = method_cls(method_config(name, SMOKE, {}), SMOKE.input)
+    method = method_cls(method_config(name, SMOKE), SMOKE.input)
     inner = loaded.method
     for parameter_name, _ in method.named_parameters():  # the exported method's own layer ids
         assert method.layer_id(parameter_name) == inner.layer_id(parameter_name.removeprefix("encoder.method."))
@@ -145,23 +146,23 @@ def test_a_plain_callable_is_evaluated_by_the_frozen_probes_only(tmp_path):
         tmp_path, "SPEC = EncoderSpec(fs=100, window_s=2.5)\ndef build():\n    return lambda x: x.std(-1)\n"
     )
     name = resolve_method(f"external:{path}").name
-    assert method_class(name).evaluations == frozenset({"linear"})
+    assert METHODS.get(name).evaluations == frozenset({"linear"})
     batch = toy_batch()
     expected = (batch.signals * batch.lead_mask[:, :, None]).std(-1)
     assert torch.allclose(features(name, batch), expected)
     with pytest.raises(DataError, match="without parameters cannot be fine-tuned"):
-        check_feedable(method_class(name), 100, ["linear", "finetune"])
+        check_feedable(METHODS.get(name), 100, ["linear", "finetune"])
 
 
 # -- what the suite feeds --------------------------------------------------------------------------
 def recording_encoder(tmp_path, spec: str, name: str = "rec.py"):
     """An external encoder that returns its whole input, flattened, so tests can see it."""
     body = f"SPEC = EncoderSpec({spec})\ndef build():\n    return lambda *args: args[0].flatten(1) if len(args) == 1 else torch.cat([args[0].flatten(1), args[1].float()], 1)\n"
-    return method_class(resolve_method(f"external:{spec_file(tmp_path, body, name)}").name)
+    return METHODS.get(resolve_method(f"external:{spec_file(tmp_path, body, name)}").name)
 
 
 def fed(method_cls, batch, preset=SMOKE) -> torch.Tensor:
-    method = method_cls(method_config(method_cls.name, preset, {}), preset.input)
+    method = method_cls(method_config(method_cls.name, preset), preset.input)
     with torch.no_grad():
         return method.features(batch.signals, batch.lead_mask)
 
@@ -217,22 +218,22 @@ def test_what_the_data_cannot_provide_is_refused(tmp_path):
 # -- protocols -----------------------------------------------------------------------------------------
 def test_fine_tuning_uses_the_recipe_of_pretrained_encoders_and_the_spec_layer_ids(tmp_path):
     body = "SPEC = EncoderSpec(fs=100, window_s=2.5)\ndef build():\n    torch.manual_seed(0)\n    return Net()\n"
-    plain = method_class(resolve_method(f"external:{spec_file(tmp_path, body, 'a.py')}").name)
+    plain = METHODS.get(resolve_method(f"external:{spec_file(tmp_path, body, 'a.py')}").name)
     layered = body + "def layer_id(name):\n    return 0 if name.startswith('conv') else 1\n"
-    with_ids = method_class(resolve_method(f"external:{spec_file(tmp_path, layered, 'b.py')}").name)
+    with_ids = METHODS.get(resolve_method(f"external:{spec_file(tmp_path, layered, 'b.py')}").name)
     for method_cls in (plain, with_ids):
         assert method_cls.pretrained_elsewhere and not method_cls.pretrains and not method_cls.supervised_only()
-        method = method_cls(method_config(method_cls.name, SMOKE, {}), SMOKE.input)
+        method = method_cls(method_config(method_cls.name, SMOKE), SMOKE.input)
         recipe = Recipe.of(FinetuneConfig(), method)
         assert recipe.pretrained and recipe.head_init == "linear_probe" and recipe.optim.layer_decay == 0.75
-    method = with_ids(method_config(with_ids.name, SMOKE, {}), SMOKE.input)
+    method = with_ids(method_config(with_ids.name, SMOKE), SMOKE.input)
     assert {n: method.layer_id(n) for n, _ in method.named_parameters()} == {
         "encoder.conv.weight": 0,
         "encoder.conv.bias": 0,
         "encoder.head.weight": 1,
         "encoder.head.bias": 1,
     }
-    assert plain(method_config(plain.name, SMOKE, {}), SMOKE.input).num_layers == 1  # one layer below the head
+    assert plain(method_config(plain.name, SMOKE), SMOKE.input).num_layers == 1  # one layer below the head
 
 
 def test_a_non_finite_output_on_real_data_stops_evaluation_but_is_a_divergence_in_training(tmp_path):
@@ -240,8 +241,8 @@ def test_a_non_finite_output_on_real_data_stops_evaluation_but_is_a_divergence_i
         "SPEC = EncoderSpec(fs=100, window_s=2.5)\n"
         "def build():\n    return lambda x: torch.where(x.abs().amax(-1) > 5, float('nan'), x.mean(-1))\n"
     )
-    method_cls = method_class(resolve_method(f"external:{spec_file(tmp_path, body)}").name)  # the probe is fine
-    method = method_cls(method_config(method_cls.name, SMOKE, {}), SMOKE.input).eval()
+    method_cls = METHODS.get(resolve_method(f"external:{spec_file(tmp_path, body)}").name)  # the probe is fine
+    method = method_cls(method_config(method_cls.name, SMOKE), SMOKE.input).eval()
     batch = toy_batch()
     batch.signals[3, 0, 100] = 9.0  # a 9 mV spike
     with pytest.raises(DataError, match="returned non-finite values"):
@@ -267,8 +268,8 @@ def test_torchscript_flops_are_counted_at_the_dispatcher_like_the_python_form(tm
     body = "SPEC = EncoderSpec(fs=100, window_s=2.5)\nWEIGHTS = 'state.pt'\ndef build():\n    return Net()\n"
     counted = []
     for text in (f"external:{tmp_path / 'enc.pt'}[fs=100,window_s=2.5]", f"external:{spec_file(tmp_path, body)}"):
-        method_cls = method_class(resolve_method(text).name)
-        method = method_cls(method_config(method_cls.name, SMOKE, {}), SMOKE.input)
+        method_cls = METHODS.get(resolve_method(text).name)
+        method = method_cls(method_config(method_cls.name, SMOKE), SMOKE.input)
         counted.append(supervised_step_flops(method, synthetic_batch(method, 2), 5))
     assert counted[0] == counted[1] > 3 * 2 * 2 * 16 * 12 * 7 * 250  # at least the convolution
 

@@ -36,7 +36,7 @@ PINNED = {
 @pytest.mark.parametrize("preset_name, method", sorted(PINNED))
 def test_step_flops_are_pinned_whatever_the_torch_version(preset_name, method):
     preset = get_preset(preset_name)
-    model = build_method(method, preset, {})
+    model = build_method(method, preset)
     batch = synthetic_batch(model, preset.pretrain.batch_size)
     assert pretrain_step_flops(model, batch) == PINNED[preset_name, method]
     assert RULES.endswith("v1")  # a new rule version must come with new pinned counts
@@ -91,9 +91,9 @@ def test_vmapped_modules_count_every_copy():
 def test_cached_measurements_do_not_depend_on_the_torch_version(tmp_path, monkeypatch):
     preset = get_preset("smoke")
     meter = FlopsMeter(tmp_path, torch.device("cpu"))
-    first = meter(build_method("lamae", preset, {}), 16)
+    first = meter(build_method("lamae", preset), 16)
     (cached,) = tmp_path.glob("lamae_*.json")
     assert json.loads(cached.read_text())["rules"] == RULES
     monkeypatch.setattr(torch, "__version__", "9.9.9")
     monkeypatch.setattr(budget_module, "pretrain_step_flops", lambda *a: pytest.fail("re-measured for another torch"))
-    assert meter(build_method("lamae", preset, {}), 16) == first
+    assert meter(build_method("lamae", preset), 16) == first

@@ -30,22 +30,20 @@ def test_gpu_check_measures_eager_compiled_and_largest_batch_steps(tmp_path):
     assert "| lamae" in result.with_suffix(".md").read_text()
 
 
-def test_gpu_check_refuses_an_unknown_method_in_one_line(tmp_path):
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--methods", "lamea"], "lamea"),
+        (["--methods", "lamae", "--set", "lamae.la_depth=3"], "--methods 'lamae[la_depth=3]'"),  # one way: brackets
+    ],
+)
+def test_gpu_check_refuses_an_unknown_method_or_a_methods_set_in_one_line(argv, named, tmp_path):
     done = subprocess.run(
-        [
-            "bash",
-            str(REPO / "benchmarks" / "gpu_check.sh"),
-            "--methods",
-            "lamea",
-            "--device",
-            "cpu",
-            "--out",
-            str(tmp_path),
-        ],
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), *argv, "--device", "cpu", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 2
-    assert "lamea" in done.stderr and "Traceback" not in done.stderr
+    assert named in done.stderr and "Traceback" not in done.stderr
     assert not list(tmp_path.iterdir())

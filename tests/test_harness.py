@@ -28,7 +28,7 @@ def build(name, arrays, **preset_overrides):
     preset = PRESETS["smoke"].with_overrides(parse_overrides([f"input.{k}={v}" for k, v in preset_overrides.items()]))
     cls = METHODS.get(name)
     torch.manual_seed(0)
-    return cls(method_config(cls, preset, {}), preset.input), preset
+    return cls(method_config(cls, preset), preset.input), preset
 
 
 def test_overrides_are_typed_validated_and_nested():
@@ -306,7 +306,7 @@ def test_profiling_writes_a_trace_and_an_operator_table_per_pretrained_model(toy
             torch.device("cpu"),
             tmp_path / f"ckpt_{name}_{seed}",
             progress=False,
-            profile_dir=tmp_path / "profile",
+            profile_to=tmp_path / "profile" / f"{name}_seed{seed}",
         )
     assert sorted(p.name for p in (tmp_path / "profile").iterdir()) == ["ind_s_seed0", "lamae_seed0", "lamae_seed1"]
     for model in (tmp_path / "profile").iterdir():

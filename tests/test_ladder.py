@@ -42,32 +42,34 @@ def test_every_rung_differs_from_its_neighbour_in_one_factor():
 
 @pytest.mark.parametrize("preset", ["smoke", "cpu", "paper"])
 def test_the_matched_ind_p_holds_lamaes_encoder_parameters_within_15_percent_at_every_preset(preset):
-    names = ladder_methods("ladder:lamae", PRESETS[preset], {})
+    names = [variant.name for variant in ladder_methods("ladder:lamae", PRESETS[preset])]
     assert [rung_of("lamae", n) for n in names] == list(RUNGS)  # every rung once, in order
-    lamae = encoder_params("lamae", PRESETS[preset], {})
-    assert abs(encoder_params(names[-1], PRESETS[preset], {}) / lamae - 1) <= PARAMETER_TOLERANCE
+    lamae = encoder_params("lamae", PRESETS[preset])
+    assert abs(encoder_params(names[-1], PRESETS[preset]) / lamae - 1) <= PARAMETER_TOLERANCE
 
 
 def test_the_matched_width_is_the_closest_one():
     preset = PRESETS["cpu"]
-    lamae = encoder_params("lamae", preset, {})
-    assert encoder_params("ind_p", preset, {}) > 5 * lamae  # what matching removes
-    width = method_config(ladder_methods("ladder:lamae", preset, {})[-1], preset, {}).dim
-    misses = {w: abs(encoder_params(f"ind_p[dim={w}]", preset, {}) - lamae) for w in (width - 4, width, width + 4)}
+    lamae = encoder_params("lamae", preset)
+    assert encoder_params("ind_p", preset) > 5 * lamae  # what matching removes
+    width = method_config(ladder_methods("ladder:lamae", preset)[-1], preset).dim
+    misses = {w: abs(encoder_params(f"ind_p[dim={w}]", preset) - lamae) for w in (width - 4, width, width + 4)}
     assert min(misses, key=misses.get) == width  # one step (lcm of 4 heads and 2) either way is further
 
 
-def test_the_matched_width_follows_set_overrides_of_the_anchor():
+def test_the_matched_width_follows_the_presets_model_size():
     preset = PRESETS["cpu"]
-    deeper = {"lamae": {"la_depth": "4"}}  # LAMAE grows by two LA blocks
-    assert method_config(ladder_methods("ladder:lamae", preset, deeper)[-1], preset, {}).dim > 24
+    wider = preset.with_overrides({"model": {"dim": "96"}})  # LAMAE's encoder grows about 2.25 times
+    matched = method_config(ladder_methods("ladder:lamae", preset)[-1], preset).dim
+    assert method_config(ladder_methods("ladder:lamae", wider)[-1], wider).dim > matched
 
 
 def test_runs_expand_the_ladder_and_unknown_ladders_fail_on_one_line(capsys, tmp_path):
-    names = resolve_methods(["ladder:lamae", "lamae"], [LinearProbe()], True, PRESETS["smoke"], {})
-    assert names == [*ladder_methods("ladder:lamae", PRESETS["smoke"], {}), "random_init", "ecg_features"]
+    names = [s.name for s in resolve_methods(["ladder:lamae", "lamae"], [LinearProbe()], True, PRESETS["smoke"])]
+    rungs = [variant.name for variant in ladder_methods("ladder:lamae", PRESETS["smoke"])]
+    assert names == [*rungs, "random_init", "ecg_features"]
     with pytest.raises(ConfigError, match="unknown ablation ladder 'ladder:mvmae'; ladders: ladder:lamae"):
-        ladder_methods("ladder:mvmae", PRESETS["smoke"], {})
+        ladder_methods("ladder:mvmae", PRESETS["smoke"])
     assert main(["run", "--methods", "ladder:nope", "--preset", "smoke", "--out", str(tmp_path)]) == 2
     assert "unknown ablation ladder" in capsys.readouterr().err
 
@@ -88,9 +90,9 @@ def test_every_rung_passes_the_contract(index):
     if rung.settings in ((("la_skip", "true"),), (("la_skip", "true"), ("la_tokens", "lead"))):
         presets.append((PRESETS["cpu"], True))
     for preset, light in presets:
-        name = ladder_methods("ladder:lamae", preset, {})[index]
-        report = validate_method(name, preset, light=light)
-        assert report.method == name
+        variant = ladder_methods("ladder:lamae", preset)[index]
+        report = validate_method(variant, preset, light=light)
+        assert report.method == variant.name
         assert report.passed, (
-            f"{name} @ {preset.name}: {[(c.name, c.detail) for c in report.checks if c.status == FAIL]}"
+            f"{variant.name} @ {preset.name}: {[(c.name, c.detail) for c in report.checks if c.status == FAIL]}"
         )

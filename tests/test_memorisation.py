@@ -20,7 +20,7 @@ import torch
 from benchmark.data.contract import InputSpec
 from benchmark.data.loader import Batch
 from benchmark.registry import METHODS
-from benchmark.run.build import method_class, method_config
+from benchmark.run.build import method_spec
 from benchmark.run.presets import PRESETS
 from ecgbench_datasets.synthetic import SyntheticConfig, generate
 
@@ -47,7 +47,7 @@ def ratio(out: dict[str, torch.Tensor]) -> float:
 def test_every_pretraining_method_memorises_16_records_to_a_tenth_of_the_trivial_loss(name, records):
     preset = dataclasses.replace(PRESETS["smoke"], input=SPEC)
     torch.manual_seed(0)
-    method = method_class(name)(method_config(name, preset, {}), SPEC).train()
+    method = method_spec(name, preset).build(SPEC).train()
     method.on_train_step(0, MAX_STEPS)  # annealed terms (MVMAE's beta) at their start: 0
     params = [p for n, p in method.named_parameters() if p.requires_grad and not method.is_downstream_only(n)]
     optimizer = torch.optim.AdamW(params, lr=3e-3, weight_decay=0.0)

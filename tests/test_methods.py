@@ -10,9 +10,10 @@ import torch
 from benchmark.config import ConfigError
 from benchmark.data.contract import LEADS, InputSpec
 from benchmark.data.loader import Batch
+from benchmark.method.variant import MethodVariant
 from benchmark.nn.layers import masked_patch_mse, patchify, random_keep_ids, reconstruction_loss
 from benchmark.registry import METHODS
-from benchmark.run.build import method_class, method_config
+from benchmark.run.build import method_config, method_spec
 from benchmark.run.presets import PRESETS
 
 SPEC = InputSpec(fs=100, window_s=2.0)
@@ -22,7 +23,7 @@ PRETRAINING = [name for name in METHODS.names() if METHODS.get(name).pretrains]
 def build(name: str, **overrides):
     cls = METHODS.get(name)
     preset = PRESETS["smoke"]
-    config = method_config(cls, preset, {name: {k: str(v) for k, v in overrides.items()}})
+    config = method_config(MethodVariant(name, tuple((k, str(v)) for k, v in sorted(overrides.items()))), preset)
     torch.manual_seed(0)
     return cls(config, SPEC)
 
@@ -198,7 +199,7 @@ def test_attention_runs_through_fused_scaled_dot_product_attention():
 # -- the two readings of LAMAE and its ablations --------------------------------------------------
 def variant(spec: str):
     torch.manual_seed(0)
-    return method_class(spec)(method_config(spec, PRESETS["smoke"], {}), SPEC)
+    return method_spec(spec, PRESETS["smoke"]).build(SPEC)
 
 
 class Recorder:
@@ -351,7 +352,7 @@ def test_without_lead_embeddings_latent_attention_is_permutation_invariant(la_to
 )
 def test_ablations_refuse_settings_that_would_train_or_read_out_nothing(settings, message):
     with pytest.raises(ConfigError, match=message):
-        method_config(f"lamae[{settings}]", PRESETS["smoke"], {})
+        method_config(f"lamae[{settings}]", PRESETS["smoke"])
 
 
 def test_every_transformer_gets_maes_xavier_initialisation():

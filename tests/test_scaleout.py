@@ -93,7 +93,7 @@ def test_shards_split_the_units_into_disjoint_shares_that_cover_them_all():
 
 
 def test_a_claim_is_exclusive_names_its_owner_and_is_gone_after_release(tmp_path):
-    path = lock_path(tmp_path, "synthetic", "smoke", LAMAE)
+    path = lock_path(tmp_path, "synthetic", "smoke", LAMAE.method, LAMAE.seed)
     owner = {"method": "lamae", "seed": 0, "cells": ["synthetic/conditions/smoke/lamae/linear_seed0.json"]}
     with claimed(path, owner, wait=False) as held:
         assert held
@@ -105,7 +105,7 @@ def test_a_claim_is_exclusive_names_its_owner_and_is_gone_after_release(tmp_path
 
 
 def test_a_waiting_claimant_gets_the_claim_when_its_holder_is_done(tmp_path):
-    path = lock_path(tmp_path, "synthetic", "smoke", LAMAE)
+    path = lock_path(tmp_path, "synthetic", "smoke", LAMAE.method, LAMAE.seed)
     holding, order = threading.Event(), []
 
     def holder():
@@ -125,7 +125,7 @@ def test_a_waiting_claimant_gets_the_claim_when_its_holder_is_done(tmp_path):
 
 
 def test_the_claim_of_a_killed_process_is_free_at_once_and_reported_interrupted(tmp_path):
-    path = lock_path(tmp_path, "synthetic", "smoke", LAMAE)
+    path = lock_path(tmp_path, "synthetic", "smoke", LAMAE.method, LAMAE.seed)
     code = (
         "import time; from pathlib import Path; from benchmark.run.units import claimed\n"
         f"with claimed(Path({str(path)!r}), {{'method': 'lamae'}}, wait=False) as held:\n"

@@ -53,7 +53,7 @@ def test_unknown_fields_bad_values_and_bad_syntax_fail_with_one_line_errors():
         resolve_method("lamae[la_depth=1]x")
     with pytest.raises(PluginError, match="did you mean 'lamae'"):
         resolve_method("lamea[la_depth=1]")
-    with pytest.raises(ConfigError, match="write a variant's settings in its brackets"):
+    with pytest.raises(ConfigError, match="a method's settings go in its brackets, not in --set"):
         parse_overrides(["lamae[la_depth=1].la_mask_ratio=0"])
 
 
@@ -63,25 +63,26 @@ def test_cli_refuses_a_bad_variant_on_one_line_with_status_2(capsys, tmp_path):
     assert code == 2 and err.count("\n") == 1 and "did you mean 'la_mask_ratio'" in err
 
 
-def test_a_variants_settings_apply_on_top_of_set_and_change_its_signature():
-    overrides = parse_overrides(["lamae.la_depth=3", "lamae.la_mask_ratio=0.25"])
-    plain = method_config("lamae", SMOKE, overrides)
-    variant = method_config("lamae[la_mask_ratio=0]", SMOKE, overrides)
-    assert (plain.la_depth, plain.la_mask_ratio) == (3, 0.25)
-    assert (variant.la_depth, variant.la_mask_ratio) == (3, 0.0)  # --set reaches it, its own setting wins
-    assert method_config("ind_p[dim=24]", SMOKE, {}).dim == 24  # over the preset's shared width too
+def test_a_variants_settings_apply_over_the_preset_and_change_its_signature():
+    plain = method_config("lamae", SMOKE)
+    variant = method_config("lamae[la_depth=3,la_mask_ratio=0]", SMOKE)
+    assert (plain.la_depth, variant.la_depth, variant.la_mask_ratio) == (2, 3, 0.0)
+    assert method_config("ind_p[dim=24]", SMOKE).dim == 24  # over the preset's shared width too
     assert signature(plain) != signature(variant)
-    assert signature(method_config("lamae[la_mask_ratio=0.0]", SMOKE, {})) == signature(
-        method_config("lamae[la_mask_ratio=0]", SMOKE, {})
+    assert signature(method_config("lamae[la_mask_ratio=0.0]", SMOKE)) == signature(
+        method_config("lamae[la_mask_ratio=0]", SMOKE)
     )
 
 
 def test_variants_resolve_in_runs_and_the_untrained_alternative_ind_s_runs_under_the_linear_probe():
-    names = resolve_methods(
-        ["lamae", "lamae[la_mask_ratio=0.0]", "random_init[arch=ind_p]"], [LinearProbe()], True, SMOKE, {}
-    )
+    names = [
+        s.name
+        for s in resolve_methods(
+            ["lamae", "lamae[la_mask_ratio=0.0]", "random_init[arch=ind_p]"], [LinearProbe()], True, SMOKE
+        )
+    ]
     assert names == ["lamae", "lamae[la_mask_ratio=0]", "random_init[arch=ind_p]", "random_init", "ecg_features"]
-    method = build_method("random_init[arch=ind_p]", SMOKE, {})
+    method = build_method("random_init[arch=ind_p]", SMOKE)
     assert LinearProbe.kind in type(method).evaluations and type(method.net).name == "ind_p"
 
 
@@ -97,20 +98,59 @@ def test_cells_of_variants_have_their_own_file_safe_paths(tmp_path):
     assert odd == "x@a=1%40b%3D2%2Fc" and odd != parse_variant("x[a=1,b=2]").file_name
 
 
-def test_set_scopes_accept_the_base_method_of_a_variant():
-    in_use = {"method": [resolve_method("lamae[la_mask_ratio=0]").base]}
-    check_scopes(parse_overrides(["lamae.la_depth=3"]), in_use)
-    with pytest.raises(ConfigError, match="not part of this run"):
-        check_scopes(parse_overrides(["ind_p.dim=24"]), in_use)
+def test_set_of_a_methods_settings_is_refused_with_the_variant_that_says_it(capsys, tmp_path):
+    """One variant, one identity, one folder: ``--set lamae.la_depth=3`` once wrote a LAMAE with
+    another signature into ``lamae/``, where the next plain run met a stale-result error."""
+    with pytest.raises(ConfigError, match=r"write the variant in brackets instead: --methods 'lamae\[la_depth=3\]'"):
+        check_scopes(parse_overrides(["lamae.la_depth=3"]), {})
+    with pytest.raises(ConfigError, match=r"validate 'ind_p\[dim=24,mask_ratio=0.5\]'"):
+        check_scopes(parse_overrides(["ind_p.mask_ratio=0.5", "ind_p.dim=24"]), {}, "validation")
+    command = ["run", "--methods", "lamae[la_mask_ratio=0]", "--preset", "smoke", "--out", str(tmp_path)]
+    assert main([*command, "--set", "lamae.la_depth=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--methods 'lamae[la_depth=3]'" in err
+    assert main(["validate", "lamae", "--preset", "smoke", "--set", "lamae.la_depth=3"]) == 2
+    assert "validate 'lamae[la_depth=3]'" in capsys.readouterr().err
+
+
+def test_profile_writes_one_folder_per_variant_of_one_seed(tmp_path):
+    """Regression: the profile folder was named by the method's class, so ``lamae`` and
+    ``lamae[la_mask_ratio=0]`` at seed 0 wrote (and overwrote) one folder."""
+    profile = tmp_path / "profile"
+    code = main(
+        [
+            "run",
+            "--methods",
+            "lamae,lamae[la_mask_ratio=0]",
+            "--preset",
+            "smoke",
+            "--protocols",
+            "linear",
+            "--no-references",
+            "--set",
+            "pretrain.steps=2",
+            "--out",
+            str(tmp_path / "results"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--profile",
+            str(profile),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    folders = sorted(p.name for p in profile.iterdir() if p.is_dir())
+    assert folders == ["lamae@la_mask_ratio=0_seed0", "lamae_seed0"]
+    assert all((profile / folder / "pretrain_top_ops.txt").is_file() for folder in folders)
 
 
 def test_a_variant_of_the_budget_method_is_matched_to_the_budget_not_to_itself(tmp_path):
     """Regression: the budget's reference was recognised by class name, so every LAMAE variant
     counted as the reference and ran pretrain.steps steps whatever its FLOPs per step."""
     meter = FlopsMeter(tmp_path, torch.device("cpu"))
-    lamae = build_method("lamae", SMOKE, {})
-    lead_level = build_method("lamae[la_skip=true,la_tokens=lead]", SMOKE, {})
-    build = lambda name: build_method(name, SMOKE, {})  # noqa: E731
+    lamae = build_method("lamae", SMOKE)
+    lead_level = build_method("lamae[la_skip=true,la_tokens=lead]", SMOKE)
+    build = lambda name: build_method(name, SMOKE)  # noqa: E731
     plan = plan_pretraining(
         lead_level, 200, 16, parse_budget("lamae"), meter, build, name="lamae[la_skip=true,la_tokens=lead]"
     )
@@ -155,4 +195,4 @@ def test_the_untrained_independent_lead_model_passes_the_contract_for_frozen_pro
 
     report = validate_method("random_init[arch=ind_p]", SMOKE)
     assert report.passed and report.method == "random_init[arch=ind_p]"
-    assert report.encoder_params == build_method("ind_p", SMOKE, {}).encoder_parameters()  # ind_p's network
+    assert report.encoder_params == build_method("ind_p", SMOKE).encoder_parameters()  # ind_p's network

@@ -38,7 +38,7 @@ def checkpoint_folder(tmp_path, name="lamae", seed=0):
     the method's initial weights perturbed, so a loader that ignores them would fail."""
     preset = PRESETS["smoke"]
     method_cls = METHODS.get(name)
-    config = method_config(method_cls, preset, {})
+    config = method_config(method_cls, preset)
     torch.manual_seed(seed)
     method = method_cls(config, preset.input)
     with torch.no_grad():

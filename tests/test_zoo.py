@@ -84,7 +84,7 @@ def test_pma_gate_is_trained_with_the_head_under_the_linear_probe(toy_arrays):
 
     cls = METHODS.get("st_mem_pma")
     preset = PRESETS["smoke"]
-    config = method_config(cls, preset, {"st_mem_pma": {"gate_fit.epochs": "3"}})
+    config = method_config("st_mem_pma[gate_fit.epochs=3]", preset)
     torch.manual_seed(0)
     method = cls(config, preset.input)
     before = {k: v.clone() for k, v in method.gate.state_dict().items()}

@@ -4,7 +4,8 @@ An ablation is a method with a few settings changed, and it deserves everything 
 its own cells and result files, its own leaderboard row, its own ``validate`` report and its
 own signature. A variant is written ``NAME[FIELD=VALUE,...]`` wherever a method name is
 accepted (``--methods``, ``validate``, ``compare``, ``--budget``); its settings are applied on
-top of the preset and of ``--set NAME.*`` (:func:`benchmark.run.build.method_config`).
+top of the preset (:func:`benchmark.run.build.method_config`); ``--set NAME.*`` of a method is refused
+with the variant to write instead.
 
 This module is the syntax alone (no registry): splitting a comma-separated list that contains
 bracketed variants, parsing one variant, and the canonical and file-name forms of its name.

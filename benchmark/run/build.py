@@ -1,11 +1,17 @@
 """One construction path for methods, datasets and protocols, shared by ``run``, ``prepare``,
 ``validate`` and the tests: the preset supplies the defaults, ``--set SCOPE.FIELD=VALUE``
-overrides them, a method variant's own settings (``lamae[la_mask_ratio=0]``) come last, and
-every object validates its configuration where it is built.
+overrides those of datasets, protocols and the preset's own scopes, a method variant's settings
+(``lamae[la_mask_ratio=0]``) configure a method, and every object validates its configuration
+where it is built.
 
-A ``--set`` scope names what it configures: ``input``, ``model``, ``pretrain``, a protocol, a
-method or a dataset. A scope that names nothing known, or a plugin that is not part of the run,
-is refused (with "did you mean"), never ignored: a typo must not run silently with the defaults.
+A method is resolved once (:func:`method_spec`) into a :class:`~benchmark.method.spec.MethodSpec`:
+its canonical variant, class and configuration, which the run carries from then on. Its settings
+live in its name only, so one variant has one identity and one folder: ``--set lamae.la_depth=3``
+is refused with the variant that says it, ``lamae[la_depth=3]``.
+
+A ``--set`` scope names what it configures: ``input``, ``model``, ``pretrain``, a protocol or a
+dataset. A scope that names nothing known, or a plugin that is not part of the run, is refused
+(with "did you mean"), never ignored: a typo must not run silently with the defaults.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from benchmark.eval.sweep import Sweep
 from benchmark.method.base import Method, MethodConfig
 from benchmark.method.external import register_external
 from benchmark.method.external_source import EXTERNAL_PREFIX
+from benchmark.method.spec import MethodSpec
 from benchmark.method.variant import MethodVariant, parse_variant
 from benchmark.registry import DATASETS, METHODS, PROTOCOLS
 from benchmark.run.ladder import LADDER_PREFIX, PARAMETER_TOLERANCE, ladder_rungs
@@ -53,18 +60,12 @@ def resolve_method(text: str) -> MethodVariant:
     return MethodVariant(parsed.base, settings)
 
 
-def method_class(method: str | MethodVariant) -> type[Method]:
-    variant = method if isinstance(method, MethodVariant) else resolve_method(method)
-    return METHODS.get(variant.base)
-
-
-def method_config(method: type[Method] | str | MethodVariant, preset: Preset, overrides: dict) -> MethodConfig:
-    """Preset's shared architecture fields, the method's own defaults, ``--set name.*``, then a
-    variant's own settings (``lamae[la_mask_ratio=0]``: ``--set lamae.*`` applies to it too).
+def method_config(method: type[Method] | str | MethodVariant, preset: Preset) -> MethodConfig:
+    """The preset's shared architecture fields, then the method's own defaults, then a variant's
+    settings (``lamae[la_mask_ratio=0]``).
 
     An untrained baseline (``random_init``, ``scratch``) wraps another method's architecture: its
-    ``arch_config`` is that method's full config, built the same way (so ``--set lamae.*``
-    reaches the untrained LAMAE too).
+    ``arch_config`` is that method's full config, built the same way.
     """
     if isinstance(method, type):  # a class, registered or not (validate checks unregistered ones too)
         method_cls, variant = method, MethodVariant(method.name)
@@ -74,16 +75,23 @@ def method_config(method: type[Method] | str | MethodVariant, preset: Preset, ov
     shared = {}
     if method_cls.uses_model_size:
         shared = {k: v for k, v in dataclasses.asdict(preset.model).items() if k in method_cls.Config.field_names()}
-    config = apply_overrides(method_cls.default_config(shared), overrides.get(method_cls.name, {}), method_cls.name)
-    config = apply_overrides(config, variant.overrides, variant.name)
+    config = apply_overrides(method_cls.default_config(shared), variant.overrides, variant.name)
     if hasattr(config, "arch"):
-        arch_config = method_config(METHODS.get(config.arch), preset, overrides)
+        arch_config = method_config(METHODS.get(config.arch), preset)
         config = dataclasses.replace(config, arch_config=dataclasses.asdict(arch_config))
     return config
 
 
-def build_method(name: str | MethodVariant, preset: Preset, overrides: dict) -> Method:
-    return method_class(name)(method_config(name, preset, overrides), preset.input)
+def method_spec(method: str | MethodVariant, preset: Preset) -> MethodSpec:
+    """A method or variant resolved once: its canonical variant (checked against its config,
+    "did you mean" for a typo), its class and its configuration at ``preset``. A
+    :class:`MethodVariant` is taken as canonical (the ladders resolve theirs)."""
+    variant = method if isinstance(method, MethodVariant) else resolve_method(method)
+    return MethodSpec(variant, METHODS.get(variant.base), method_config(variant, preset))
+
+
+def build_method(name: str | MethodVariant, preset: Preset) -> Method:
+    return method_spec(name, preset).build(preset.input)
 
 
 class _ShapesOnly(TorchDispatchMode):
@@ -99,11 +107,14 @@ class _ShapesOnly(TorchDispatchMode):
 _ENCODER_PARAMS: dict[str, int] = {}  # counts by (method, config, input) signature, per process
 
 
-def encoder_params(method: str | MethodVariant | type[Method], preset: Preset, overrides: dict) -> int:
+def encoder_params(method: str | MethodVariant | type[Method], preset: Preset) -> int:
     """Encoder parameters (those used downstream) of a method at a preset, counted on the meta
     device without initialising anything, so that paper-scale models are sized in a second."""
-    config = method_config(method, preset, overrides)
-    method_cls = method if isinstance(method, type) else method_class(method)
+    if isinstance(method, type):
+        method_cls, config = method, method_config(method, preset)
+    else:
+        spec = method_spec(method, preset)
+        method_cls, config = spec.cls, spec.config
     key = signature({"method": method_cls.name, "config": config, "input": preset.input})
     if key not in _ENCODER_PARAMS:
         with torch.device("meta"), _ShapesOnly():
@@ -111,24 +122,24 @@ def encoder_params(method: str | MethodVariant | type[Method], preset: Preset, o
     return _ENCODER_PARAMS[key]
 
 
-def matched_width(variant: MethodVariant, field: str, anchor: str, preset: Preset, overrides: dict) -> MethodVariant:
+def matched_width(variant: MethodVariant, field: str, anchor: str, preset: Preset) -> MethodVariant:
     """``variant`` with ``field`` (a width) set so that its encoder parameters are closest to
     ``anchor``'s at this preset; the width stays a multiple of the variant's ``heads`` and even
     (sin-cos positions), and the match must be within ``PARAMETER_TOLERANCE``."""
-    target = encoder_params(anchor, preset, overrides)
-    step = math.lcm(method_config(variant, preset, overrides).heads, 2)
+    target = encoder_params(anchor, preset)
+    step = math.lcm(method_config(variant, preset).heads, 2)
 
     def with_width(width: int) -> MethodVariant:
         return MethodVariant(variant.base, tuple(sorted({**variant.overrides, field: str(width)}.items())))
 
     @functools.cache
     def miss(width: int) -> int:
-        return abs(encoder_params(with_width(width), preset, overrides) - target)
+        return abs(encoder_params(with_width(width), preset) - target)
 
     # parameters grow about quadratically with the width: start from that guess, then walk to
     # the closest width (they grow monotonically)
-    width = getattr(method_config(variant, preset, overrides), field)
-    guess = width * math.sqrt(target / encoder_params(with_width(width), preset, overrides))
+    width = getattr(method_config(variant, preset), field)
+    guess = width * math.sqrt(target / encoder_params(with_width(width), preset))
     best = max(step, step * round(guess / step))
     for move in (step, -step):
         while best + move >= step and miss(best + move) < miss(best):
@@ -141,21 +152,21 @@ def matched_width(variant: MethodVariant, field: str, anchor: str, preset: Prese
     return with_width(best)
 
 
-def ladder_methods(text: str, preset: Preset, overrides: dict) -> list[str]:
-    """The canonical method names of an ablation ladder (``ladder:lamae``) at this preset."""
+def ladder_methods(text: str, preset: Preset) -> list[MethodVariant]:
+    """The canonical variants of an ablation ladder (``ladder:lamae``) at this preset."""
     anchor, rungs = ladder_rungs(text)
-    names = []
+    variants = []
     for rung in rungs:
         variant = rung.fixed
         if rung.match_features:  # before matching: the projection's parameters count
-            width = build_method(anchor, preset, overrides).feature_dim
+            width = build_method(anchor, preset).feature_dim
             variant = MethodVariant(
                 variant.base, tuple(sorted({**variant.overrides, "feature_dim": str(width)}.items()))
             )
         if rung.matched_field is not None:
-            variant = matched_width(variant, rung.matched_field, anchor, preset, overrides)
-        names.append(resolve_method(variant.name).name)
-    return names
+            variant = matched_width(variant, rung.matched_field, anchor, preset)
+        variants.append(resolve_method(variant.name))
+    return variants
 
 
 def build_dataset(name: str, preset: Preset, overrides: dict) -> DatasetPlugin:
@@ -193,30 +204,32 @@ def build_protocols(names: list[str], preset: Preset) -> tuple[dict[str, Protoco
 
 
 def resolve_methods(
-    names: list[str], protocols: list[Protocol], add_references: bool, preset: Preset, overrides: dict
-) -> list[str]:
-    """Expand ``all`` and ``ladder:NAME`` (the preset's ablation ladder), check every name and
-    variant, and add the reference baselines of each protocol kind that the protocol evaluates.
-    A method asked for by name whose optional dependencies are missing is refused; a reference
-    that lacks them is left out with a warning. Returns canonical names."""
+    names: list[str], protocols: list[Protocol], add_references: bool, preset: Preset
+) -> list[MethodSpec]:
+    """Expand ``all`` and ``ladder:NAME`` (the preset's ablation ladder), resolve every name and
+    variant once into its spec, and add the reference baselines of each protocol kind that the
+    protocol evaluates. A method asked for by name whose optional dependencies are missing is
+    refused; a reference that lacks them is left out with a warning. One spec per canonical name,
+    in the order asked."""
     references = {name for kind in REFERENCES.values() for name in kind}
-    expanded: list[str] = []
+    expanded: list[str | MethodVariant] = []
     for name in names:
         if name == "all":
             expanded += [n for n in METHODS.names() if n not in references]
         elif name.startswith(LADDER_PREFIX):
-            expanded += ladder_methods(name, preset, overrides)
+            expanded += ladder_methods(name, preset)
         else:
-            expanded.append(resolve_method(name).name)
-    for name in expanded:
-        missing = method_class(name).missing_requirements()
+            expanded.append(resolve_method(name))
+    specs = {spec.name: spec for spec in (method_spec(entry, preset) for entry in expanded)}
+    for spec in specs.values():
+        missing = spec.cls.missing_requirements()
         if missing:
-            raise ConfigError(f"method {name!r} needs {', '.join(missing)}: {install_hint(missing)}")
+            raise ConfigError(f"method {spec.name!r} needs {', '.join(missing)}: {install_hint(missing)}")
     if add_references:
         for protocol in protocols:
             for reference in REFERENCES.get(protocol.kind, ()):
                 method_cls = METHODS.get(reference)
-                if reference in expanded or not protocol.applies_to(method_cls):
+                if reference in specs or not protocol.applies_to(method_cls):
                     continue
                 missing = method_cls.missing_requirements()
                 if missing:
@@ -224,8 +237,8 @@ def resolve_methods(
                         "reference %s left out: it needs %s (%s)", reference, ", ".join(missing), install_hint(missing)
                     )
                     continue
-                expanded = [*expanded, reference]
-    return list(dict.fromkeys(expanded))
+                specs[reference] = method_spec(reference, preset)
+    return list(specs.values())
 
 
 def install_hint(missing: list[str]) -> str:
@@ -247,26 +260,29 @@ def install_hint(missing: list[str]) -> str:
     return "pip install " + " ".join(missing)
 
 
-def architectures(methods: list[str], preset: Preset, overrides: dict) -> list[str]:
-    """The registered methods whose configuration the run builds (``--set`` scopes): the methods
-    (a variant's base method) and the architectures their untrained baselines wrap."""
-    out = list(dict.fromkeys(resolve_method(name).base for name in methods))
-    for name in methods:
-        config = method_config(name, preset, overrides)
-        if hasattr(config, "arch") and config.arch not in out:
-            out.append(config.arch)
-    return out
+def as_variant(scope: str, settings: dict[str, str]) -> str:
+    """``--set`` settings of a method written as the variant that holds them: ``lamae[la_depth=3]``."""
+    return MethodVariant(scope, tuple(sorted(settings.items()))).name
 
 
 def check_scopes(overrides: dict, in_use: dict[str, list[str]], command: str = "run") -> None:
-    """Refuse ``--set`` scopes that configure nothing in this command.
+    """Refuse ``--set`` scopes that configure nothing in this command, and method scopes.
 
-    ``in_use`` maps a kind ("method", "dataset", "protocol") to the names this command builds;
-    the preset's own scopes (input, model, pretrain) are always valid.
+    ``in_use`` maps a kind ("dataset", "protocol") to the names this command builds; the preset's
+    own scopes (input, model, pretrain) are always valid. A method's settings make a variant with
+    its own name, results and signature: ``--set lamae.la_depth=3`` is refused with the variant
+    to write instead (under ``--set`` the variant's results would sit in the method's folder).
     """
-    registries = {"method": METHODS, "dataset": DATASETS, "protocol": PROTOCOLS}
+    registries = {"dataset": DATASETS, "protocol": PROTOCOLS}
     valid = [*PRESET_SCOPES, *(n for names in in_use.values() for n in names)]
     for scope in overrides:
+        if scope in METHODS:
+            variant = as_variant(scope, overrides[scope])
+            where = {"run": f"--methods '{variant}'", "validation": f"validate '{variant}'"}.get(command, variant)
+            raise ConfigError(
+                f"--set {scope}.*: a method's settings make a variant, with its own name, results and signature; "
+                f"write the variant in brackets instead: {where}"
+            )
         if scope in valid:
             continue
         kind = next((k for k, registry in registries.items() if scope in registry), None)
@@ -279,7 +295,13 @@ def check_scopes(overrides: dict, in_use: dict[str, list[str]], command: str = "
         known = [*PRESET_SCOPES, *(n for registry in registries.values() for n in registry.names())]
         close = difflib.get_close_matches(scope, known, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
+        method = difflib.get_close_matches(scope, METHODS.names(), n=1, cutoff=0.6)
+        if method and not close:
+            hint = (
+                f"; for the method {method[0]!r} write its settings in brackets: "
+                f"{as_variant(method[0], overrides[scope])!r}."
+            )
         raise ConfigError(
             f"--set {scope}.*: unknown scope {scope!r}{hint} Scopes are {', '.join(PRESET_SCOPES)}, "
-            f"a method, a dataset or a protocol (see `python -m benchmark list`)"
+            f"a dataset or a protocol (see `python -m benchmark list`); a method's settings go in its brackets"
         )

@@ -154,7 +154,7 @@ def variant_of(config: dict) -> dict | None:
     preset = PRESETS.get(config["preset"])
     if preset is None:
         return None
-    default = to_jsonable(method_config(METHODS.get(parse_variant(config["method"]).base), preset, {}))
+    default = to_jsonable(method_config(METHODS.get(parse_variant(config["method"]).base), preset))
     return {k: v for k, v in config["method_config"].items() if default.get(k) != v}
 
 

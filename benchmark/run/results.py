@@ -233,7 +233,7 @@ class ResultStore:
     def frozen_outputs_dir(self, dataset: str, preset: str, method: str, signature: str) -> Path:
         """Frozen outputs of a seed-independent method (e.g. measured ECG features), kept across
         seeds and runs (derived data, kept with the checkpoints)."""
-        return self.checkpoints / "frozen" / dataset / preset / f"{method}_{signature[:16]}"
+        return self.checkpoints / "frozen" / dataset / preset / f"{parse_variant(method).file_name}_{signature[:16]}"
 
     @property
     def flops_dir(self) -> Path:

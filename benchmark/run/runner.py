@@ -33,19 +33,17 @@ from benchmark.data.duplicates import guard_duplicates
 from benchmark.data.pool import parse_pool, pretraining_pool
 from benchmark.eval.protocol import CellContext
 from benchmark.eval.sweep import Evaluation, expand
-from benchmark.method.base import Method, MethodConfig
+from benchmark.method.base import Method
 from benchmark.method.external import check_data, check_feedable, external_pretraining
+from benchmark.method.spec import MethodSpec
 from benchmark.nn.metrics import classification_report
 from benchmark.provenance import provenance
-from benchmark.registry import load_plugin_file
+from benchmark.registry import METHODS, load_plugin_file
 from benchmark.run.build import (
-    architectures,
     build_dataset,
     build_method,
     build_protocols,
     check_scopes,
-    method_class,
-    method_config,
     resolve_method,
     resolve_methods,
 )
@@ -91,6 +89,7 @@ class RunRequest:
 @dataclass
 class PlannedCell:
     cell: Cell
+    spec: MethodSpec  # the method it evaluates, resolved once for the run
     evaluation: Evaluation
     identity: dict  # everything that produced the result (its signature keys the result file)
     signature: str
@@ -108,29 +107,29 @@ def check_batch_fits(pretrain_arrays: ECGArrays, batch_size: int) -> None:
         )
 
 
-def plan_budgets(methods: list[str], preset: Preset, overrides: dict, meter: FlopsMeter) -> dict[str, PretrainPlan]:
-    """Steps and FLOPs of every pretraining method under the preset's compute budget."""
+def plan_budgets(specs: list[MethodSpec], preset: Preset, meter: FlopsMeter) -> dict[str, PretrainPlan]:
+    """Steps and FLOPs of every pretraining method under the preset's compute budget (by name)."""
     budget = parse_budget(preset.pretrain.budget)
     if budget.method is not None:  # an unknown reference method or variant fails before any work
         budget = dataclasses.replace(budget, method=resolve_method(budget.method).name)
     plans = {}
-    for name in methods:
-        if method_class(name).pretrains:
-            plans[name] = plan_pretraining(
-                build_method(name, preset, overrides),
+    for spec in specs:
+        if spec.cls.pretrains:
+            plans[spec.name] = plan = plan_pretraining(
+                spec.build(preset.input),
                 preset.pretrain.steps,
                 preset.pretrain.batch_size,
                 budget,
                 meter,
-                lambda reference: build_method(reference, preset, overrides),
-                name=name,
+                lambda reference: build_method(reference, preset),
+                name=spec.name,
             )
             log.info(
                 "%s: %.3g FLOPs/step x %d steps = %.3g FLOPs (budget %s)",
-                name,
-                plans[name].flops_per_step,
-                plans[name].steps,
-                plans[name].total_flops,
+                spec.name,
+                plan.flops_per_step,
+                plan.steps,
+                plan.total_flops,
                 budget.text,
             )
     return plans
@@ -189,12 +188,12 @@ def diverged_pretraining(plan: PretrainPlan, failure: NonFiniteLossError) -> dic
     }
 
 
-def rebuilder(method_cls: type[Method], config: MethodConfig, input_spec: InputSpec, state: dict):
+def rebuilder(spec: MethodSpec, input_spec: InputSpec, state: dict):
     """``rebuild(**changes)``: a fresh copy of the (pre)trained model with some config fields
     changed (fine-tuning's drop_path), so protocols never mutate the shared model."""
 
     def rebuild(**changes) -> Method:
-        fresh = method_cls(dataclasses.replace(config, **changes), input_spec)
+        fresh = spec.cls(dataclasses.replace(spec.config, **changes), input_spec)
         fresh.load_state_dict(state)
         return fresh
 
@@ -232,6 +231,7 @@ class RunPlan:
     device: torch.device
     progress: bool
     plans: dict[str, PretrainPlan]
+    specs: dict[str, MethodSpec]  # every method of the run by its canonical name
     units: dict[Unit, list[PlannedCell]]  # every unit of the run, in order, with all its cells
     todo: dict[Unit, list[PlannedCell]]  # the units with unfinished cells, with those cells
     #: frozen outputs of seed-independent methods, shared across seeds (method -> outputs)
@@ -262,7 +262,8 @@ class RunPlan:
             "seed": unit.seed,
             "cells": [planned.cell.relpath.as_posix() for planned in self.todo[unit]],
         }
-        return claimed(lock_path(self.store.root, dataset, preset, unit), owner, wait)
+        path = lock_path(self.store.root, dataset, preset, self.specs[unit.method].file_name, unit.seed)
+        return claimed(path, owner, wait)
 
     def records(self) -> list[dict]:
         """The records of every cell of the run that is finished (by any process)."""
@@ -280,18 +281,18 @@ def plan_run(request: RunRequest) -> RunPlan:
         require_tensorboard()  # before any work
     preset = get_preset(request.preset).with_overrides(request.overrides)
     requested, base_protocols = build_protocols(request.protocols or list(preset.default_protocols), preset)
-    methods = resolve_methods(
-        request.methods, list(base_protocols.values()), request.add_references, preset, request.overrides
+    check_scopes(  # method scopes first: refused before any method is built without them
+        {scope: settings for scope, settings in request.overrides.items() if scope in METHODS}, {}
     )
+    specs = resolve_methods(request.methods, list(base_protocols.values()), request.add_references, preset)
     protocol_names = [*requested, *base_protocols]
-    for name in methods:  # an external encoder the prepared data cannot feed is refused before any work
-        check_feedable(method_class(name), preset.input.fs, protocol_names)
+    for spec in specs:  # an external encoder the prepared data cannot feed is refused before any work
+        check_feedable(spec.cls, preset.input.fs, protocol_names)
     pool_names = [name for name, _ in parse_pool(request.pretrain_data)]
     dataset = build_dataset(request.dataset, preset, request.overrides)
     check_scopes(
         request.overrides,
         {
-            "method": architectures(methods, preset, request.overrides),
             "dataset": list(dict.fromkeys([request.dataset, *dataset.member_names(), *pool_names])),
             "protocol": protocol_names,
         },
@@ -330,42 +331,41 @@ def plan_run(request: RunRequest) -> RunPlan:
     if distributed.is_main():
         distributed.barrier()
     log.info("%d records: %s", len(arrays.signals), ", ".join(f"{k} {len(v)}" for k, v in arrays.splits.items()))
-    if any(method_class(m).pretrains for m in methods):
+    if any(spec.cls.pretrains for spec in specs):
         check_batch_fits(pretrain_arrays, preset.pretrain.batch_size)
-    for name in methods:
-        check_data(method_class(name), arrays)
+    for spec in specs:
+        check_data(spec.cls, arrays)
     evaluations = expand(requested, base_protocols, arrays)
     meter = FlopsMeter(store.flops_dir, device)
-    plans = plan_budgets(methods, preset, request.overrides, meter)
+    plans = plan_budgets(specs, preset, meter)
     data = {**data_identity(dataset, arrays), "input": preset.input}  # content, not location
     if dropped:  # the data differ from an unguarded run's: so must the signatures
         data["dropped_duplicates"] = dropped
     units: dict[Unit, list[PlannedCell]] = {}
     todo: dict[Unit, list[PlannedCell]] = {}
-    for seed, method_name in itertools.product(request.seeds, methods):
-        method_cls = method_class(method_name)
+    for seed, spec in itertools.product(request.seeds, specs):
         pretrain_config = (
-            dataclasses.replace(preset.pretrain, steps=plans[method_name].steps) if method_cls.pretrains else None
+            dataclasses.replace(preset.pretrain, steps=plans[spec.name].steps) if spec.cls.pretrains else None
         )
         pretrain_identity = {
             **data,
-            "method": method_name,
+            "method": spec.name,
             "seed": seed,
             "pretrain": pretrain_config,
-            "method_config": method_config(method_name, preset, request.overrides),
+            "method_config": spec.config,
         }
-        if pool_identity and method_cls.pretrains:
+        if pool_identity and spec.cls.pretrains:
             pretrain_identity["pretrain_data"] = pool_identity
-        unit = Unit(seed, method_name)
+        unit = Unit(seed, spec.name)
         units[unit] = []
         for evaluation in evaluations:
-            if not evaluation.protocol.applies_to(method_cls):
+            if not evaluation.protocol.applies_to(spec.cls):
                 continue
             cell = Cell(
                 dataset.result_name,
                 label_set,
                 preset.name,
-                method_name,
+                spec.name,
                 evaluation.protocol_name,
                 seed,
                 evaluation.variant.name,
@@ -377,7 +377,7 @@ def plan_run(request: RunRequest) -> RunPlan:
                 "protocol_config": evaluation.protocol.config,
                 "variant": evaluation.variant.identity,
             }
-            planned = PlannedCell(cell, evaluation, identity, signature(identity))
+            planned = PlannedCell(cell, spec, evaluation, identity, signature(identity))
             units[unit].append(planned)
             if request.rerun or not store.is_finished(cell, planned.signature):
                 todo.setdefault(unit, []).append(planned)
@@ -393,6 +393,7 @@ def plan_run(request: RunRequest) -> RunPlan:
         device,
         progress,
         plans,
+        {spec.name: spec for spec in specs},
         units,
         todo,
     )
@@ -515,11 +516,10 @@ def run_unit(plan: RunPlan, unit: Unit, state: RunProgress) -> None:
         state.end_cell(planned.cell, record["compute"]["protocol_wall_s"])
         distributed.barrier()
 
-    seed, method_name = unit.seed, unit.method
-    identity = cells[0].identity
-    method_cls = method_class(method_name)
+    seed, spec = unit.seed, plan.specs[unit.method]
+    method_name, method_cls, identity = spec.name, spec.cls, cells[0].identity
     set_seed(seed)
-    method = method_cls(identity["method_config"], preset.input)
+    method = spec.build(preset.input)
     pretrain_compute, failure = None, None
     if method_cls.pretrained_elsewhere:
         pretrain_compute = external_pretraining(method_cls)
@@ -541,7 +541,7 @@ def run_unit(plan: RunPlan, unit: Unit, state: RunProgress) -> None:
                     device,
                     checkpoints,
                     progress,
-                    request.profile_dir,
+                    None if request.profile_dir is None else request.profile_dir / f"{spec.file_name}_seed{seed}",
                     pretraining_monitor,
                 )
             pretrain_compute = {**to_jsonable(report.as_record()), **plan.plans[method_name].as_record()}
@@ -559,12 +559,7 @@ def run_unit(plan: RunPlan, unit: Unit, state: RunProgress) -> None:
                 None,
             )
         return
-    rebuild = rebuilder(
-        method_cls,
-        identity["method_config"],
-        preset.input,
-        {k: v.detach().clone() for k, v in method.state_dict().items()},
-    )
+    rebuild = rebuilder(spec, preset.input, {k: v.detach().clone() for k, v in method.state_dict().items()})
 
     # frozen outputs of this model, shared by its cells; a seed-independent method's are the
     # same for every seed and run: shared across seeds and kept on disk

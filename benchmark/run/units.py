@@ -7,9 +7,10 @@ tasks one unit (:mod:`benchmark.run.launch`).
 
 Processes that run into one results folder at the same time (shards, launched tasks, or two
 commands a user started) coordinate through claims. A process that works on a unit holds its
-claim: an exclusive ``flock`` on
-``OUT/_locks/DATASET/PRESET/METHOD_seedSEED.lock`` (through ``filelock``). The kernel drops the
-lock when its holder dies, however it dies, so a killed run never leaves a stale claim behind.
+claim: an exclusive ``flock`` (through ``filelock``) on
+``OUT/_locks/DATASET/PRESET/METHOD_seedSEED.lock``, METHOD the method's file name
+(``lamae@la_mask_ratio=0``). The kernel drops the lock when its holder dies, however it dies,
+so a killed run never leaves a stale claim behind.
 ``flock`` works across the nodes of NFS (v4) and of Lustre mounted with ``flock``, the usual
 shared file systems of a SLURM cluster.
 
@@ -53,6 +54,11 @@ POLL_S = 10.0  # a waiting process re-tries this often (under torchrun the ranks
 
 @dataclass(frozen=True)
 class Unit:
+    """One pretrained model: a method (its canonical name, :attr:`MethodSpec.name
+    <benchmark.method.spec.MethodSpec.name>`) at a seed. It names its method rather than holding
+    the spec because it travels, pickled, to launched tasks, and a spec holds classes that an
+    external encoder registers at run time; the run's plan maps the name to the spec."""
+
     seed: int
     method: str
 
@@ -83,8 +89,9 @@ class Shard:
         return position % self.count == self.index
 
 
-def lock_path(results_root: Path, dataset: str, preset: str, unit: Unit) -> Path:
-    return Path(results_root) / LOCKS / dataset / preset / f"{unit.method}_seed{unit.seed}.lock"
+def lock_path(results_root: Path, dataset: str, preset: str, method_file_name: str, seed: int) -> Path:
+    """The claim of a method (its file name, ``lamae@la_mask_ratio=0``) at a seed."""
+    return Path(results_root) / LOCKS / dataset / preset / f"{method_file_name}_seed{seed}.lock"
 
 
 def owner_path(lock_path: Path) -> Path:

@@ -58,9 +58,10 @@ from tabulate import tabulate
 from benchmark.data.contract import LEADS, InputSpec
 from benchmark.data.loader import Batch
 from benchmark.method.base import Method
+from benchmark.method.variant import MethodVariant
 from benchmark.nn.layers import TRIVIAL
 from benchmark.rng import epoch_keys
-from benchmark.run.build import method_class, method_config, resolve_method
+from benchmark.run.build import method_config, method_spec
 from benchmark.run.presets import Preset
 from benchmark.train.flops import parameter_counts, pretrain_step_flops, supervised_step_flops
 
@@ -510,21 +511,22 @@ def format_count(n: float | None) -> str:
 
 
 def validate_method(
-    method: type[Method] | str,
+    method: type[Method] | str | MethodVariant,
     preset: Preset,
-    overrides: dict | None = None,
     light: bool = False,
     overfit_steps: int = 30,
     overfit_lr: float = 3e-3,
 ) -> ContractReport:
-    """Run the contract on one method or method variant (``lamae[la_tokens=patch]``) for one
-    preset, built the runner's way."""
-    name = method.name if isinstance(method, type) else method
+    """Run the contract on one method or method variant (``lamae[la_tokens=patch]``), or on a
+    method class registered or not, for one preset, built the runner's way."""
+    name = method.name if isinstance(method, (type, MethodVariant)) else method
     with torch.random.fork_rng(devices=[]):
         try:
-            method_cls = method if isinstance(method, type) else method_class(method)
-            name = name if isinstance(method, type) else resolve_method(method).name
-            config = method_config(method, preset, overrides or {})
+            if isinstance(method, type):
+                method_cls, config = method, method_config(method, preset)
+            else:
+                spec = method_spec(method, preset)
+                method_cls, name, config = spec.cls, spec.name, spec.config
         except Exception as exc:
             report = ContractReport(name, preset.name, preset.input)
             report.checks.append(Check("build", FAIL, f"config: {type(exc).__name__}: {exc}"))

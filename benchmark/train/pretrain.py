@@ -142,7 +142,7 @@ def pretrain(
     device: torch.device,
     checkpoint_dir: Path,
     progress: bool = True,
-    profile_dir: Path | None = None,
+    profile_to: Path | None = None,
     monitor: TrainingMonitor | None = None,
 ) -> PretrainReport:
     """Train ``method.pretrain_loss`` for ``cfg.steps`` steps; resumable from ``checkpoint_dir``.
@@ -152,8 +152,8 @@ def pretrain(
     by a full disk or a copy) is named in the log and ignored: the model is pretrained again, or
     from step 0 (the weights of a fresh run). Under ``torchrun``
     each rank trains on its shard of every global batch and only rank 0 writes checkpoints.
-    With ``profile_dir``, the first epoch is traced with torch.profiler into
-    ``profile_dir/<method>_seed<seed>/`` (one trace and operator table per pretrained model).
+    With ``profile_to``, the first epoch is traced with torch.profiler into that folder (the
+    runner gives each pretrained model its own: ``PROFILE/<method's file name>_seed<seed>/``).
     Every ``log_every``
     steps the mean loss joins the loss curve and ``monitor`` gets loss, learning rate,
     throughput and gradient norm; a non-finite mean loss raises ``NonFiniteLossError``.
@@ -195,7 +195,7 @@ def pretrain(
         trivial_curve = state.get("trivial_curve", [])
         set_rng_state(state["rng"])
     loss_function = _loss_function(method, device, cfg.compile)
-    profiler = Profiler(profile_dir / f"{method.name}_seed{seed}", device) if profile_dir is not None else None
+    profiler = Profiler(profile_to, device) if profile_to is not None else None
     monitor = monitor or TrainingMonitor()
     monitor.start(step, cfg.steps)
 
