@@ -74,7 +74,7 @@ def run(dataset: str, only: list[str]) -> None:
             continue
         out = RUNS / dataset / slug(name)
         argv = ["run", "--methods", methods, "--protocols", "linear", "--no-references", "--no-progress"]
-        argv += ["--out", str(out), "--leaderboard", str(out.with_suffix(".md")), *DATASETS[dataset]]
+        argv += ["--results", str(out), "--leaderboard", str(out.with_suffix(".md")), *DATASETS[dataset]]
         for value in sets:
             argv += ["--set", value]
         print(f"== {dataset} · {name}: {' '.join(argv)}", flush=True)

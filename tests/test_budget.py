@@ -108,7 +108,7 @@ def test_budget_sweep_points_are_multiples_of_the_preset_budget_or_flop_counts()
 def test_bad_budget_sweeps_are_one_line_and_exit_2(argv, tmp_path, capsys):
     from benchmark.cli import main
 
-    assert main(["run", "--methods", "lamae", "--preset", "smoke", "--out", str(tmp_path), *argv]) == 2
+    assert main(["run", "--methods", "lamae", "--preset", "smoke", "--results", str(tmp_path), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "budget" in err[0]
 
@@ -119,7 +119,7 @@ def test_a_budget_sweep_runs_each_point_into_its_folder_and_adds_the_budget_sect
 
     out = tmp_path / "sweep"
     common = ["--preset", "smoke", "--protocols", "linear", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
-    result = run_cli("run", "--methods", "lamae,ind_p", "--budgets", "0.5x,1x", "--out", str(out), *common)
+    result = run_cli("run", "--methods", "lamae,ind_p", "--budgets", "0.5x,1x", "--results", str(out), *common)
     assert result.returncode == 0, result.stderr[-3000:]
     for point, steps in (("0.5x", 3), ("1x", 6)):  # the smoke preset: LAMAE's FLOPs in 6 steps
         record = json.loads((out / f"budget-{point}/synthetic/conditions/smoke/lamae/linear_seed0.json").read_text())
@@ -127,5 +127,5 @@ def test_a_budget_sweep_runs_each_point_into_its_folder_and_adds_the_budget_sect
         assert record["config"]["pretrain"]["budget"] == f"{steps}@lamae"
     board = (tmp_path / "sweep.md").read_text()
     assert "## Pretraining budget" in board and board.count("## synthetic · conditions · preset `smoke` · linear") == 2
-    again = run_cli("run", "--methods", "lamae,ind_p", "--budgets", "0.5x,1x", "--out", str(out), *common)
+    again = run_cli("run", "--methods", "lamae,ind_p", "--budgets", "0.5x,1x", "--results", str(out), *common)
     assert again.stderr.count("finished already, 0 to run") == 2  # each point resumes on its own

@@ -45,7 +45,7 @@ from benchmark.run.results import ResultStore
     ],
 )
 def test_bad_input_is_one_line_with_exit_code_2(tmp_path, capsys, args, valid):
-    code = main([*args, "--out", str(tmp_path)] if args[0] == "run" else args)
+    code = main([*args, "--results", str(tmp_path)] if args[0] == "run" else args)
     stderr = capsys.readouterr().err
     assert code == 2
     lines = stderr.strip().splitlines()
@@ -54,7 +54,7 @@ def test_bad_input_is_one_line_with_exit_code_2(tmp_path, capsys, args, valid):
 
 
 def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
-    result = run_cli("run", "--methods", "lamae,nope", "--out", str(tmp_path))
+    result = run_cli("run", "--methods", "lamae,nope", "--results", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "Traceback" not in result.stderr
     assert "unknown method 'nope'" in result.stderr
@@ -74,7 +74,7 @@ def smoke_arguments(out, methods="lamae,ind_p"):
         methods,
         "--preset",
         "smoke",
-        "--out",
+        "--results",
         str(out),
         "--leaderboard",
         str(out / "LEADERBOARD.md"),
@@ -142,7 +142,7 @@ def test_smoke_run_writes_results_leaderboard_and_skips_finished_cells(tmp_path)
     damaged_json.write_text(damaged_json.read_text()[:100])
     damaged_preds = out / "synthetic/conditions/smoke/lamae/finetune_seed0.preds.npz"
     damaged_preds.write_bytes(damaged_preds.read_bytes()[:200])
-    board = run_cli("leaderboard", "--results", str(out), "--out", str(out / "board.md"))
+    board = run_cli("leaderboard", "--results", str(out), "--leaderboard", str(out / "board.md"))
     assert board.returncode == 0 and str(damaged_json) in board.stderr and "finetune_seed0.json" in board.stderr
     assert "6 results" in board.stdout
     compared = run_cli("compare", "lamae", "random_init", "--results", str(out), "--resamples", "50")

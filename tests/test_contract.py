@@ -151,10 +151,10 @@ def test_validate_command_rejects_unknown_methods_on_one_line(capsys):
 @pytest.mark.slow
 def test_new_method_template_passes_validate_and_a_broken_copy_fails(tmp_path, capsys):
     path = tmp_path / "my_method.py"
-    assert main(["new-method", "my_method", "--out", str(path)]) == 0
+    assert main(["new-method", "my_method", "--to", str(path)]) == 0
     text = path.read_text()
     assert "[choice]" in text and "TODO" not in text and '@METHODS.register("my_method")' in text
-    assert main(["new-method", "my_method", "--out", str(path)]) == 2  # never overwrites
+    assert main(["new-method", "my_method", "--to", str(path)]) == 2  # never overwrites
 
     passed = run_cli("validate", str(path), "--preset", "smoke")
     assert passed.returncode == 0, passed.stdout + passed.stderr

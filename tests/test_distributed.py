@@ -25,7 +25,7 @@ def run(out, cache, *launcher):
         "--no-references",
         "--preset",
         "smoke",
-        "--out",
+        "--results",
         str(out),
         "--leaderboard",
         str(out / "LEADERBOARD.md"),

@@ -178,7 +178,7 @@ def test_the_readme_main_command_finds_every_committed_cell_finished(tmp_path):
     21 s on a 2-core AMD EPYC, most of it the bootstrap CIs). CI repeats it at the smoke preset."""
     results = shutil.copytree(REPO / "results", tmp_path / "results")
     done = run_cli(
-        *readme_main_command(), "--out", str(results), "--cache-dir", str(tmp_path / "cache"), "--no-progress"
+        *readme_main_command(), "--results", str(results), "--cache-dir", str(tmp_path / "cache"), "--no-progress"
     )
     assert done.returncode == 0, done.stderr
     quoted = len(readme_results_table())

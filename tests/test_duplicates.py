@@ -168,7 +168,7 @@ def test_run_refuses_the_hidden_copies_and_drops_them_when_asked(hr_copies, tmp_
     common = [
         "run", "--methods", "lamae", "--dataset", "ptbxl", "--root", str(root), "--labels", "superdiagnostic",
         "--preset", "smoke", "--protocols", "linear", "--no-references", "--cache-dir", str(tmp / "cache"),
-        "--out", str(tmp_path / "out"), "--leaderboard", str(tmp_path / "LB.md"), "--no-progress",
+        "--results", str(tmp_path / "out"), "--leaderboard", str(tmp_path / "LB.md"), "--no-progress",
         "--pretrain-data", f"ptbxl,cinc:{tmp / 'challenge'}", "--set", "cinc.val_fraction=0",
         "--set", "cinc.test_fraction=0",
     ]  # fmt: skip

@@ -99,7 +99,15 @@ def test_damaged_encoder_files_are_one_line_naming_the_file(tmp_path, capsys):
         ecgbench.load_encoder(tmp_path / "encoder")
     assert (
         main(
-            ["run", "--methods", f"external:{tmp_path / 'encoder'}", "--preset", "smoke", "--out", str(tmp_path / "o")]
+            [
+                "run",
+                "--methods",
+                f"external:{tmp_path / 'encoder'}",
+                "--preset",
+                "smoke",
+                "--results",
+                str(tmp_path / "o"),
+            ]
         )
         == 2
     )

@@ -22,7 +22,9 @@ def one_line_error(capsys, argv) -> str:
 def test_an_unwritable_output_folder_fails_before_any_work(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    message = one_line_error(capsys, ["run", "--methods", "lamae", "--preset", "smoke", "--out", str(blocker / "res")])
+    message = one_line_error(
+        capsys, ["run", "--methods", "lamae", "--preset", "smoke", "--results", str(blocker / "res")]
+    )
     assert str(blocker / "res") in message and "choose another path" in message
 
 
@@ -38,7 +40,7 @@ def test_a_budget_naming_a_method_that_does_not_pretrain_is_one_line(tmp_path, c
             "--budget",
             "random_init",
             "--no-progress",
-            "--out",
+            "--results",
             str(tmp_path / "r"),
             "--leaderboard",
             str(tmp_path / "b.md"),
@@ -61,7 +63,7 @@ def test_a_pretraining_split_smaller_than_a_batch_says_how_to_fix_it(tmp_path, c
             "--set",
             "pretrain.batch_size=4096",
             "--no-progress",
-            "--out",
+            "--results",
             str(tmp_path / "r"),
             "--leaderboard",
             str(tmp_path / "b.md"),

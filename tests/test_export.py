@@ -47,7 +47,7 @@ def results(tmp_path):
 
 def test_export_has_one_row_per_cell_with_metrics_compute_and_every_config_field(results, tmp_path):
     out = tmp_path / "results.csv"
-    assert main(["export", "--results", str(results.root), "--out", str(out)]) == 0
+    assert main(["export", "--results", str(results.root), "--to", str(out)]) == 0
     frame = pd.read_csv(out)
     assert len(frame) == len(list(results.records())) == 16
     assert list(frame.columns[:7]) == ["dataset", "label_set", "preset", "method", "protocol", "point", "seed"]
@@ -91,7 +91,7 @@ def test_the_leaderboard_tables_are_reproducible_from_the_export(results, tmp_pa
     write_leaderboard(results.root, board_path)
     board = board_path.read_text()
     out = tmp_path / "results.csv"
-    assert main(["export", "--results", str(results.root), "--out", str(out)]) == 0
+    assert main(["export", "--results", str(results.root), "--to", str(out)]) == 0
     frame = pd.read_csv(out, keep_default_na=False, na_values=[""])
     tables = comparable_tables(list(results.records()))
     assert len(tables) == 3  # linear; finetune at two budgets
@@ -119,8 +119,8 @@ def test_the_leaderboard_tables_are_reproducible_from_the_export(results, tmp_pa
 
 def test_parquet_holds_the_same_table_as_csv(results, tmp_path):
     pytest.importorskip("pyarrow")
-    assert main(["export", "--results", str(results.root), "--format", "parquet", "--out", str(tmp_path / "r.pq")]) == 0
-    assert main(["export", "--results", str(results.root), "--out", str(tmp_path / "r.csv")]) == 0
+    assert main(["export", "--results", str(results.root), "--format", "parquet", "--to", str(tmp_path / "r.pq")]) == 0
+    assert main(["export", "--results", str(results.root), "--to", str(tmp_path / "r.csv")]) == 0
     parquet, csv = pd.read_parquet(tmp_path / "r.pq"), pd.read_csv(tmp_path / "r.csv")
     assert list(parquet.columns) == list(csv.columns) and len(parquet) == len(csv)
     np.testing.assert_allclose(parquet.macro_auroc, csv.macro_auroc)
@@ -150,10 +150,10 @@ def test_a_diverged_cell_is_exported_marked_and_shown_apart_in_the_leaderboard(r
 
 
 def test_export_without_results_or_pyarrow_says_what_to_do(tmp_path, capsys, monkeypatch):
-    assert main(["export", "--results", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert main(["export", "--results", str(tmp_path / "nothing"), "--to", str(tmp_path / "x.csv")]) == 2
     assert "does not exist" in capsys.readouterr().err
     store = ResultStore(tmp_path / "results")
     write_cell(store, "lamae", 0, 1.0)
     monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)  # as if it were not installed
-    assert main(["export", "--results", str(store.root), "--format", "parquet", "--out", str(tmp_path / "x")]) == 2
+    assert main(["export", "--results", str(store.root), "--format", "parquet", "--to", str(tmp_path / "x")]) == 2
     assert "pip install 'ecgbench[export]'" in capsys.readouterr().err

@@ -277,7 +277,7 @@ def test_torchscript_flops_are_counted_at_the_dispatcher_like_the_python_form(tm
 # -- one-line refusals ----------------------------------------------------------------------------
 def refused(tmp_path, capsys, methods: str, *extra: str) -> str:
     out = tmp_path / "out"
-    code = main(["run", "--methods", methods, "--preset", "smoke", "--out", str(out), "--no-progress", *extra])
+    code = main(["run", "--methods", methods, "--preset", "smoke", "--results", str(out), "--no-progress", *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: "), err
     assert not [p for p in out.rglob("*") if p.is_file()]  # nothing written
@@ -325,7 +325,7 @@ def test_an_external_result_has_no_encoder_to_export_and_compare_knows_its_name(
     out = tmp_path / "out"
     methods = f"external:{tmp_path / 'enc.pt'}[fs=100,window_s=2.5]"
     args = ["run", "--methods", methods, "--preset", "smoke", "--protocols", "linear", "--no-progress"]
-    assert main([*args, "--out", str(out), "--seeds", "2", "--no-references"]) == 0
+    assert main([*args, "--results", str(out), "--seeds", "2", "--no-references"]) == 0
     name = resolve_method(methods).name
     record = json.loads((out / f"synthetic/conditions/smoke/{name}/linear_seed0.json").read_text())
     assert record["compute"]["pretrain"]["external"] and record["compute"]["pretrain"]["compute"] == "unknown"
@@ -336,7 +336,7 @@ def test_an_external_result_has_no_encoder_to_export_and_compare_knows_its_name(
             [
                 "export-encoder",
                 str(out / f"synthetic/conditions/smoke/{name}/linear_seed0.json"),
-                "--out",
+                "--to",
                 str(tmp_path / "e"),
             ]
         )
@@ -424,7 +424,7 @@ def test_a_tokens_encoder_runs_every_protocol_of_pretrained_encoders(tmp_path):
     path = spec_file(tmp_path, body)
     protocols = "attention_probe,label_efficiency,reduced_leads"
     args = ["run", "--methods", f"external:{path}", "--preset", "smoke", "--protocols", protocols, "--no-references"]
-    assert main([*args, "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert main([*args, "--results", str(tmp_path / "out"), "--no-progress"]) == 0
     name = resolve_method(f"external:{path}").name
     files = sorted(p.name for p in (tmp_path / "out" / "synthetic/conditions/smoke" / name).glob("*.json"))
     assert files == sorted(

@@ -53,9 +53,9 @@ def test_a_users_plot_folder_is_refused_and_the_leaderboard_command_names_its_op
     (tmp_path / "board_plots").mkdir()
     (tmp_path / "board_plots" / "figure1.png").write_bytes(b"my figure")
     message = one_line_error(
-        capsys, ["leaderboard", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "board.md")]
+        capsys, ["leaderboard", "--results", str(tmp_path / "results"), "--leaderboard", str(tmp_path / "board.md")]
     )
-    assert str(tmp_path / "board_plots") in message and "--out FILE" in message
+    assert str(tmp_path / "board_plots") in message and "--leaderboard FILE" in message
     assert (tmp_path / "board_plots" / "figure1.png").read_bytes() == b"my figure"
     assert not (tmp_path / "board.md").exists()
     with pytest.raises(ForeignFileError):  # the library call refuses alike
@@ -92,8 +92,8 @@ def test_a_users_table_profile_folder_or_encoder_folder_is_refused(tmp_path, cap
     (tmp_path / "results").mkdir()
     mine = tmp_path / "table.csv"
     mine.write_text("name,value\na,1\n")
-    message = one_line_error(capsys, ["export", "--results", str(tmp_path / "results"), "--out", str(mine)])
-    assert str(mine) in message and "--out FILE" in message and mine.read_text() == "name,value\na,1\n"
+    message = one_line_error(capsys, ["export", "--results", str(tmp_path / "results"), "--to", str(mine)])
+    assert str(mine) in message and "--to FILE" in message and mine.read_text() == "name,value\na,1\n"
 
     profiles = tmp_path / "profiles"
     profiles.mkdir()
@@ -104,8 +104,8 @@ def test_a_users_table_profile_folder_or_encoder_folder_is_refused(tmp_path, cap
     encoder = tmp_path / "encoder"
     encoder.mkdir()
     (encoder / "config.json").write_text('{"my": "settings"}')
-    message = one_line_error(capsys, ["export-encoder", str(tmp_path / "any.json"), "--out", str(encoder)])
-    assert str(encoder) in message and "--out DIR" in message
+    message = one_line_error(capsys, ["export-encoder", str(tmp_path / "any.json"), "--to", str(encoder)])
+    assert str(encoder) in message and "--to DIR" in message
     assert (encoder / "config.json").read_text() == '{"my": "settings"}'
 
 
@@ -158,22 +158,22 @@ def test_an_old_result_without_signature_is_stale_not_a_crash(tmp_path, capsys, 
     message = one_line_error(capsys, smoke_run(out, tmp_path / "cache", "--leaderboard", str(tmp_path / "b.md")))
     assert str(cell) in message and "older version" in message and "--rerun" in message
     caplog.clear()
-    assert main(["leaderboard", "--results", str(out), "--out", str(tmp_path / "b.md")]) == 0
+    assert main(["leaderboard", "--results", str(out), "--leaderboard", str(tmp_path / "b.md")]) == 0
     assert any(str(cell) in m and "left out of reports" in m for m in caplog.messages)
-    assert main(["status", "--out", str(out)]) == 0
-    message = one_line_error(capsys, ["export-encoder", str(cell), "--out", str(tmp_path / "e")])
+    assert main(["status", "--results", str(out)]) == 0
+    message = one_line_error(capsys, ["export-encoder", str(cell), "--to", str(tmp_path / "e")])
     assert str(cell) in message and "older version" in message
 
 
 def test_export_encoder_of_a_truncated_result_or_identity_is_one_line(tmp_path, capsys):
     result = tmp_path / "linear_seed0.json"
     result.write_text('{"cell": {"dataset": "synth')
-    message = one_line_error(capsys, ["export-encoder", str(result), "--out", str(tmp_path / "e")])
+    message = one_line_error(capsys, ["export-encoder", str(result), "--to", str(tmp_path / "e")])
     assert str(result) in message and "damaged" in message
     folder = tmp_path / "_checkpoints" / "lamae_seed0_01234567"
     folder.mkdir(parents=True)
     (folder / IDENTITY).write_text('{"signature": "0123')
-    message = one_line_error(capsys, ["export-encoder", str(folder), "--out", str(tmp_path / "e")])
+    message = one_line_error(capsys, ["export-encoder", str(folder), "--to", str(tmp_path / "e")])
     assert str(folder / IDENTITY) in message and "delete it" in message
     assert not (tmp_path / "e").exists()
 
@@ -182,7 +182,7 @@ def test_status_names_a_truncated_run_state_file(tmp_path, capsys):
     runs = tmp_path / "r" / RUNS
     runs.mkdir(parents=True)
     (runs / "host-1-20261130T101500.json").write_text('{"format": 1, "run_id": "ho')
-    message = one_line_error(capsys, ["status", "--out", str(tmp_path / "r")])
+    message = one_line_error(capsys, ["status", "--results", str(tmp_path / "r")])
     assert str(runs / "host-1-20261130T101500.json") in message and "delete it" in message
 
 
@@ -291,7 +291,9 @@ def test_a_read_only_target_is_one_line_naming_it(tmp_path, capsys, monkeypatch)
     (tmp_path / "results").mkdir()
     monkeypatch.setattr(storage, "open", read_only, raising=False)
     board = tmp_path / "board.md"
-    message = one_line_error(capsys, ["leaderboard", "--results", str(tmp_path / "results"), "--out", str(board)])
+    message = one_line_error(
+        capsys, ["leaderboard", "--results", str(tmp_path / "results"), "--leaderboard", str(board)]
+    )
     assert f"{board}: Read-only file system; make it writable" in message and not board.exists()
 
 

@@ -70,7 +70,7 @@ def test_runs_expand_the_ladder_and_unknown_ladders_fail_on_one_line(capsys, tmp
     assert names == [*rungs, "random_init", "ecg_features"]
     with pytest.raises(ConfigError, match="unknown ablation ladder 'ladder:mvmae'; ladders: ladder:lamae"):
         ladder_methods("ladder:mvmae", PRESETS["smoke"])
-    assert main(["run", "--methods", "ladder:nope", "--preset", "smoke", "--out", str(tmp_path)]) == 2
+    assert main(["run", "--methods", "ladder:nope", "--preset", "smoke", "--results", str(tmp_path)]) == 2
     assert "unknown ablation ladder" in capsys.readouterr().err
 
 

@@ -121,7 +121,7 @@ def test_run_pretrains_on_the_pool_and_refuses_leaks_on_the_command_line(sources
         "--no-references",
         "--cache-dir",
         str(tmp / "cache"),
-        "--out",
+        "--results",
         str(tmp_path / "out"),
         "--leaderboard",
         str(tmp_path / "LB.md"),

@@ -97,7 +97,7 @@ def test_run_end_to_end_on_the_real_subset(cache, tmp_path):
         "linear",
         "--cache-dir",
         str(cache),
-        "--out",
+        "--results",
         str(tmp_path / "out"),
         "--leaderboard",
         str(tmp_path / "LB.md"),

@@ -18,7 +18,8 @@ import pytest
 from conftest import REPO, run_cli
 from test_cli import result_files, same_numbers
 
-from benchmark.cli import default_leaderboard, main
+from benchmark.cli import main
+from benchmark.cli.common import default_leaderboard
 from benchmark.config import ConfigError
 from benchmark.run.launch import LaunchConfig, time_limit_minutes
 from benchmark.run.results import Cell
@@ -41,7 +42,7 @@ def arguments(out: Path, cache: Path, *extra: str) -> list[str]:
         "smoke",
         "--protocols",
         "linear",
-        "--out",
+        "--results",
         str(out),
         "--cache-dir",
         str(cache),

@@ -58,7 +58,7 @@ def test_unknown_fields_bad_values_and_bad_syntax_fail_with_one_line_errors():
 
 
 def test_cli_refuses_a_bad_variant_on_one_line_with_status_2(capsys, tmp_path):
-    code = main(["run", "--methods", "lamae,lamae[la_mask_ratios=0]", "--preset", "smoke", "--out", str(tmp_path)])
+    code = main(["run", "--methods", "lamae,lamae[la_mask_ratios=0]", "--preset", "smoke", "--results", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "did you mean 'la_mask_ratio'" in err
 
@@ -105,7 +105,7 @@ def test_set_of_a_methods_settings_is_refused_with_the_variant_that_says_it(caps
         check_scopes(parse_overrides(["lamae.la_depth=3"]), {})
     with pytest.raises(ConfigError, match=r"validate 'ind_p\[dim=24,mask_ratio=0.5\]'"):
         check_scopes(parse_overrides(["ind_p.mask_ratio=0.5", "ind_p.dim=24"]), {}, "validation")
-    command = ["run", "--methods", "lamae[la_mask_ratio=0]", "--preset", "smoke", "--out", str(tmp_path)]
+    command = ["run", "--methods", "lamae[la_mask_ratio=0]", "--preset", "smoke", "--results", str(tmp_path)]
     assert main([*command, "--set", "lamae.la_depth=3"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--methods 'lamae[la_depth=3]'" in err
@@ -129,7 +129,7 @@ def test_profile_writes_one_folder_per_variant_of_one_seed(tmp_path):
             "--no-references",
             "--set",
             "pretrain.steps=2",
-            "--out",
+            "--results",
             str(tmp_path / "results"),
             "--cache-dir",
             str(tmp_path / "cache"),
@@ -172,7 +172,7 @@ def test_a_run_with_variants_writes_their_own_results_rows_and_ladder_table(tmp_
         "run",
         "--methods",
         "lamae,lamae[la_mask_ratio=0.0]",
-        "--out",
+        "--results",
         str(out),
         "--leaderboard",
         str(out / "LB.md"),

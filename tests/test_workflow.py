@@ -113,9 +113,9 @@ def test_the_loaded_encoder_refuses_signals_of_another_rate_length_or_shape(tmp_
 def test_export_encoder_says_what_is_missing(tmp_path, capsys):
     folder, _ = checkpoint_folder(tmp_path)
     (folder / IDENTITY).unlink()
-    assert main(["export-encoder", str(folder), "--out", str(tmp_path / "e")]) == 2
+    assert main(["export-encoder", str(folder), "--to", str(tmp_path / "e")]) == 2
     assert f"has no {IDENTITY}" in capsys.readouterr().err
-    assert main(["export-encoder", str(tmp_path / "nothing.json"), "--out", str(tmp_path / "e")]) == 2
+    assert main(["export-encoder", str(tmp_path / "nothing.json"), "--to", str(tmp_path / "e")]) == 2
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(DataError, match="not an encoder written by export-encoder"):
         ecgbench.load_encoder(tmp_path)
@@ -151,7 +151,7 @@ def test_tensorboard_logging_without_the_package_is_a_one_line_error(tmp_path, c
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.raises(ConfigError, match=r"pip install 'ecgbench\[tensorboard\]'"):
         require_tensorboard()
-    args = ["run", "--methods", "lamae", "--preset", "smoke", "--log", "tensorboard", "--out", str(tmp_path)]
+    args = ["run", "--methods", "lamae", "--preset", "smoke", "--log", "tensorboard", "--results", str(tmp_path)]
     assert main(args) == 2
     assert capsys.readouterr().err.strip().startswith("error: --log tensorboard needs the tensorboard package")
 
@@ -336,11 +336,11 @@ def test_a_run_records_curves_shows_them_in_the_leaderboard_and_writes_tensorboa
 @pytest.mark.slow
 def test_status_and_exports_of_a_finished_run(smoke, tmp_path):
     out, _ = smoke
-    status = run_cli("status", "--out", str(out))
+    status = run_cli("status", "--results", str(out))
     assert status.returncode == 0, status.stderr
     assert "6 finished cells (0 diverged)" in status.stdout and ": finished;" in status.stdout
 
-    assert main(["export", "--results", str(out), "--out", str(tmp_path / "r.csv")]) == 0
+    assert main(["export", "--results", str(out), "--to", str(tmp_path / "r.csv")]) == 0
     frame = pd.read_csv(tmp_path / "r.csv")
     assert sorted(zip(frame.method, frame.protocol)) == [
         ("ecg_features", "linear"),
@@ -356,7 +356,7 @@ def test_status_and_exports_of_a_finished_run(smoke, tmp_path):
 
     model, _ = build_model(locate(out / "synthetic/conditions/smoke/lamae/linear_seed0.json"))
     for source in (out / "synthetic/conditions/smoke/lamae/linear_seed0.json", next(out.rglob(IDENTITY)).parent):
-        exported = run_cli("export-encoder", str(source), "--out", str(tmp_path / "encoder"))
+        exported = run_cli("export-encoder", str(source), "--to", str(tmp_path / "encoder"))
         assert exported.returncode == 0, exported.stderr
         encoder = ecgbench.load_encoder(tmp_path / "encoder")
         batch = a_batch(make_toy_arrays(n_samples=250), 250)
@@ -380,5 +380,5 @@ def test_a_diverged_pretraining_is_recorded_and_the_run_goes_on(tmp_path):
     assert "| lamae " in board and "diverged: seed 0 (pretraining, step" in board
     again = smoke_run(out, "--protocols", "linear", "--set", "pretrain.optim.base_lr=1e30", methods="lamae")
     assert "3 cells: 3 finished already, 0 to run" in again.stderr  # a diverged cell is finished
-    assert "lamae / linear / seed 0: pretraining loss became" in run_cli("status", "--out", str(out)).stdout
+    assert "lamae / linear / seed 0: pretraining loss became" in run_cli("status", "--results", str(out)).stdout
     assert len(result_files(out)) == 3  # lamae, random_init, ecg_features

@@ -259,7 +259,7 @@ def test_every_method_runs_end_to_end_and_reaches_the_leaderboard(tmp_path):
         "all",
         "--preset",
         "smoke",
-        "--out",
+        "--results",
         str(out),
         "--leaderboard",
         str(out / "LB.md"),

@@ -129,7 +129,7 @@ def read_encoder_config(directory: Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(
             f"{directory / CONFIG} is damaged or truncated ({type(exc).__name__}: {exc}); export the encoder again "
-            f"(python -m benchmark export-encoder SOURCE --out {directory})"
+            f"(python -m benchmark export-encoder SOURCE --to {directory})"
         ) from None
     if not isinstance(config, dict) or config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
         found = (
@@ -169,7 +169,7 @@ def load_encoder(
     except (OSError, SafetensorError, ValueError) as exc:
         raise DataError(
             f"{directory / WEIGHTS} is damaged or truncated ({type(exc).__name__}: {exc}); export the encoder again "
-            f"(python -m benchmark export-encoder SOURCE --out {directory})"
+            f"(python -m benchmark export-encoder SOURCE --to {directory})"
         ) from None
     missing, unexpected = method.load_state_dict(weights, strict=False)
     missing = [name for name in missing if not method.is_pretraining_only(name)]

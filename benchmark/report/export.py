@@ -21,7 +21,7 @@ and the leaderboard's figures; list-valued settings (e.g. ``config.protocol_conf
 are JSON text. With ``--per-label`` the per-label AUROC and AUPRC become rows (``label``,
 ``auroc``, ``auprc``), since label sets differ between datasets; otherwise they are left out.
 
-An existing ``--out`` file is replaced only when it is such a table (its columns begin with the
+An existing ``--to`` file is replaced only when it is such a table (its columns begin with the
 cell's, :func:`is_export`): a user's own file of that name is refused, never overwritten.
 """
 

@@ -124,7 +124,7 @@ def _final(folder: Path) -> Path:
         state = "has only an unfinished pretraining (last.pt)" if (folder / "last.pt").exists() else "is missing"
         raise DataError(
             f"{final} {state}: the pretrained weights are not there (checkpoints are not committed with results). "
-            f"Run the cell's `python -m benchmark run` command with --out pointing to a new folder to pretrain it"
+            f"Run the cell's `python -m benchmark run` command with --results pointing to a new folder to pretrain it"
         )
     return final
 
@@ -229,9 +229,9 @@ def is_encoder_folder(out: Path) -> bool:
 
 
 def export_encoder(source: Path, out: Path) -> dict:
-    """``python -m benchmark export-encoder SOURCE --out DIR``; returns the written config. A
+    """``python -m benchmark export-encoder SOURCE --to DIR``; returns the written config. A
     ``DIR`` holding files of that name that no export wrote is refused."""
-    refuse_foreign(out, is_encoder_folder(out), "--out DIR")
+    refuse_foreign(out, is_encoder_folder(out), "--to DIR")
     model = locate(source)
     method, report = build_model(model)
     config = encoder_config(method, model, report)

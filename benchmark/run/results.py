@@ -130,7 +130,7 @@ def is_stale(record: dict) -> bool:
 def stale_message(path: Path) -> str:
     return (
         f"{path} was written by an older version of the benchmark (it has no configuration signature, so what "
-        f"produced it cannot be checked); re-run with --rerun to replace it, or --out DIR to keep it"
+        f"produced it cannot be checked); re-run with --rerun to replace it, or --results DIR to keep it"
     )
 
 
@@ -166,7 +166,7 @@ class ResultStore:
         if record["signature"] != signature:
             raise StaleResultError(
                 f"{self.path(cell)} was produced with a different configuration (code defaults or "
-                f"--set changed). Re-run with --rerun to replace it, or --out DIR to keep both."
+                f"--set changed). Re-run with --rerun to replace it, or --results DIR to keep both."
             )
         return True
 

@@ -1,6 +1,6 @@
 """Progress of a ``run`` you can trust: cells done / total, an ETA from measured times, the
 current cell — printed as the run goes and left in the results tree, so that
-``python -m benchmark status --out DIR`` can summarise a running or interrupted sweep from the
+``python -m benchmark status --results DIR`` can summarise a running or interrupted sweep from the
 tree alone.
 
 **The run-state file** (format 1). Every ``run`` process (rank 0 under torchrun) keeps one JSON
