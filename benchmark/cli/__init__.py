@@ -53,14 +53,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     return parser, run_parser
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line, with ``run --config FILE``'s flags placed before the command line's."""
+    parser, run_parser = build_parser()
+    if argv[:1] == ["run"]:
+        argv = expand_config(list(argv), run_parser)
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[benchmark] %(message)s", stream=sys.stderr)
-    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        parser, run_parser = build_parser()
-        if argv[:1] == ["run"]:
-            argv = expand_config(argv, run_parser)
-        args = parser.parse_args(argv)
+        args = parse_args(sys.argv[1:] if argv is None else argv)
         return args.handler(args)
     except (
         UsageError,

@@ -54,12 +54,13 @@ class Renamed(argparse.Action):
 
 
 def add_renamed(parser: argparse.ArgumentParser, name: str, old: str, what: str, help: str, **kwargs: Any) -> None:
-    """``name`` and its deprecated ``old`` name, storing into the same destination."""
+    """``name`` and its deprecated ``old`` name, storing into the same destination; a required
+    option is satisfied by either."""
     dest = name.lstrip("-").replace("-", "_")
-    parser.add_argument(name, action=Renamed, dest=dest, what=what, help=help, **kwargs)
-    kwargs.pop("required", None)
+    group = parser.add_mutually_exclusive_group(required=True) if kwargs.pop("required", False) else parser
+    group.add_argument(name, action=Renamed, dest=dest, what=what, help=help, **kwargs)
     kwargs.pop("default", None)
-    parser.add_argument(
+    group.add_argument(
         old,
         action=Renamed,
         dest=dest,

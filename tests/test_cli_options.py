@@ -1,0 +1,175 @@
+"""The command line's vocabulary: ``--results DIR`` for every results folder, the deprecated
+``--out`` still working with one warning line, and ``run --config FILE``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main, parse_args
+
+RUN_FLAGS = [
+    "--methods",
+    "lamae,lamae[la_mask_ratio=0,la_depth=3]",
+    "--dataset",
+    "synthetic",
+    "--labels",
+    "icd",
+    "--preset",
+    "smoke",
+    "--seeds",
+    "0,4,7",
+    "--protocols",
+    "linear,finetune",
+    "--results",
+    "runs/x",
+    "--set",
+    "pretrain.steps=3",
+    "--set",
+    "model.dim=96",
+    "--no-progress",
+    "--rerun",
+    "--learned-ratio",
+    "0.7",
+    "--budget",
+    "600@lamae",
+]
+RUN_TOML = """\
+methods = ["lamae", "lamae[la_mask_ratio=0,la_depth=3]"]
+dataset = "synthetic"
+labels = "icd"
+preset = "smoke"
+seeds = [0, 4, 7]
+protocols = ["linear", "finetune"]
+results = "runs/x"
+set = ["pretrain.steps=3", "model.dim=96"]
+no-progress = true
+rerun = true
+no-references = false
+learned-ratio = 0.7
+budget = "600@lamae"
+"""
+
+
+def options(argv: list[str]) -> dict:
+    """The parsed options, without the handler and the bookkeeping of the renamed options."""
+    args = vars(parse_args(argv))
+    return {k: v for k, v in args.items() if k != "handler" and not k.startswith("_given_")}
+
+
+def one_error_line(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), lines
+    return lines[0]
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_config_file_equals_its_flags(tmp_path):
+    config = write_config(tmp_path, RUN_TOML)
+    from_file = options(["run", "--config", str(config)])
+    assert from_file == options(["run", *RUN_FLAGS])
+    assert from_file["seeds"] == [0, 4, 7] and from_file["results"] == Path("runs/x")
+    assert from_file["add_references"] is True  # a switch set to false is the default
+    assert options(["run", f"--config={config}"]) == from_file
+
+
+def test_the_command_lines_flags_override_the_config_file(tmp_path):
+    config = write_config(tmp_path, RUN_TOML)
+    args = options(["run", "--config", str(config), "--preset", "cpu", "--seeds", "2", "--set", "pretrain.steps=5"])
+    assert args["preset"] == "cpu" and args["seeds"] == [0, 1]
+    assert args["overrides"] == ["pretrain.steps=3", "model.dim=96", "pretrain.steps=5"]  # the later one wins
+    assert args["methods"] == ["lamae", "lamae[la_mask_ratio=0,la_depth=3]"]
+
+
+def test_a_one_element_list_of_seeds_is_that_seed_and_a_number_is_a_count(tmp_path):
+    assert options(["run", "--config", str(write_config(tmp_path, 'methods = "lamae"\nseeds = [3]\n'))])["seeds"] == [3]
+    assert options(["run", "--config", str(write_config(tmp_path, 'methods = "lamae"\nseeds = 3\n'))])["seeds"] == [
+        0,
+        1,
+        2,
+    ]
+
+
+def test_an_unknown_config_key_is_refused_naming_the_valid_keys(tmp_path, capsys):
+    config = write_config(tmp_path, 'methods = ["lamae"]\nout = "runs/x"\n')
+    line = one_error_line(capsys, ["run", "--config", str(config)])
+    assert f"{config}: unknown key 'out'; valid keys: methods, dataset, labels" in line
+    assert "results" in line and "set" in line and "config" not in line.partition("valid keys:")[2]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('methods = "lamae"\nseeds = "two"\n', "seeds = 'two': --seeds 'two': give a count (3)"),
+        ('methods = "lamae"\nrerun = "yes"\n', "rerun = 'yes': a switch takes true or false"),
+        ('methods = "lamae"\nduplicates = "keep"\n', "duplicates = 'keep': choose from refuse, drop"),
+        ('methods = "lamae"\nset = {steps = 3}\n', "set = {'steps': 3}: give a string, a number or a list"),
+        ("methods = [lamae]\n", "not a TOML file"),
+    ],
+)
+def test_a_bad_config_value_is_one_line_naming_the_file_and_key(tmp_path, capsys, text, expected):
+    config = write_config(tmp_path, text)
+    line = one_error_line(capsys, ["run", "--config", str(config)])
+    assert str(config) in line and expected in line
+
+
+def test_a_missing_or_abbreviated_config_is_refused(tmp_path, capsys):
+    assert "--config" in one_error_line(capsys, ["run", "--config", str(tmp_path / "none.toml")])
+    config = write_config(tmp_path, 'methods = "lamae"\n')
+    assert "write --config in full" in one_error_line(capsys, ["run", "--methods", "lamae", "--conf", str(config)])
+
+
+@pytest.mark.parametrize(
+    "argv, dest, value, warning",
+    [
+        (["run", "--methods", "lamae", "--out", "x"], "results", Path("x"), "--out is deprecated for the results folder; use --results"),
+        (["status", "--out", "x"], "results", Path("x"), "--out is deprecated for the results folder; use --results"),
+        (["leaderboard", "--out", "b.md"], "leaderboard", Path("b.md"), "--out is deprecated for the leaderboard file; use --leaderboard"),
+        (["export", "--out", "r.csv"], "to", Path("r.csv"), "--out is deprecated for export's table file; use --to"),
+        (["export-encoder", "r.json", "--out", "e"], "to", Path("e"), "--out is deprecated for export-encoder's folder; use --to"),
+        (["new-method", "mine", "--out", "m.py"], "to", Path("m.py"), "--out is deprecated for new-method's file; use --to"),
+    ],
+)  # fmt: skip
+def test_the_old_out_flag_still_works_with_one_warning_line(capsys, argv, dest, value, warning):
+    assert options(argv)[dest] == value
+    assert capsys.readouterr().err.strip().splitlines() == [f"warning: {warning}"]
+
+
+def test_the_new_names_print_no_warning_and_both_names_at_once_are_refused(capsys):
+    assert options(["status", "--results", "x"])["results"] == Path("x")
+    assert options(["export", "--to", "r.csv"])["to"] == Path("r.csv")
+    assert capsys.readouterr().err == ""
+    line = one_error_line(capsys, ["status", "--results", "x", "--out", "y"])
+    assert "--out and --results both name the results folder; give --results alone" in line
+
+
+def test_status_with_the_old_flag_reads_the_folder(tmp_path, capsys):
+    assert main(["status", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "warning: --out is deprecated for the results folder; use --results"
+    assert str(tmp_path) in captured.out
+
+
+def test_every_subcommand_that_reads_results_takes_the_same_flag():
+    for argv in (
+        ["run", "--methods", "lamae"],
+        ["status"],
+        ["leaderboard"],
+        ["compare", "a", "b"],
+        ["export", "--to", "t"],
+    ):
+        assert options([*argv, "--results", "r"])["results"] == Path("r")
+        assert options(argv)["results"] == Path("results")
+
+
+def test_compare_takes_protocols_and_its_old_singular_name():
+    assert options(["compare", "a", "b", "--protocols", "linear,finetune"])["protocols"] == ["linear", "finetune"]
+    assert options(["compare", "a", "b", "--protocol", "linear"])["protocols"] == ["linear"]
+    assert options(["validate", "lamae", "--presets", "smoke"])["presets"] == ["smoke"]
