@@ -173,3 +173,28 @@ def test_compare_takes_protocols_and_its_old_singular_name():
     assert options(["compare", "a", "b", "--protocols", "linear,finetune"])["protocols"] == ["linear", "finetune"]
     assert options(["compare", "a", "b", "--protocol", "linear"])["protocols"] == ["linear"]
     assert options(["validate", "lamae", "--presets", "smoke"])["presets"] == ["smoke"]
+
+
+def test_the_documented_config_file_runs_as_its_flags_and_the_docs_name_every_key(tmp_path):
+    """docs/command-line.md's example file parses to the flags it stands for, and its list of keys
+    is the parser's (a new run option is documented as a key too)."""
+    import re
+
+    from conftest import REPO
+
+    from benchmark.cli import build_parser
+    from benchmark.cli.run_config import config_keys
+
+    guide = (REPO / "docs" / "command-line.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", guide, re.DOTALL)
+    assert example, "docs/command-line.md shows no run.toml"
+    config = write_config(tmp_path, example.group(1))
+    assert options(["run", "--config", str(config)]) == options(
+        ["run", "--methods", "lamae,ind_p,lamae[la_mask_ratio=0]", "--dataset", "synthetic", "--labels", "conditions"]
+        + ["--preset", "smoke", "--seeds", "3", "--protocols", "linear,finetune", "--results", "runs/study"]
+        + ["--set", "pretrain.steps=200", "--set", "linear.max_iter=100", "--no-progress"]
+    )
+    keys = guide.partition("A key is a `run` option's name")[2].partition("a value is")[0]
+    named = set(re.findall(r"`([a-z-]+)`", keys))
+    launchers = {"jobs", "partition", "gpus-per-task", "cpus-per-task", "time", "array-parallelism", "job-dir"}
+    assert set(config_keys(build_parser()[1])) == named | launchers
