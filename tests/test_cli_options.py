@@ -198,3 +198,29 @@ def test_the_documented_config_file_runs_as_its_flags_and_the_docs_name_every_ke
     named = set(re.findall(r"`([a-z-]+)`", keys))
     launchers = {"jobs", "partition", "gpus-per-task", "cpus-per-task", "time", "array-parallelism", "job-dir"}
     assert set(config_keys(build_parser()[1])) == named | launchers
+
+
+def test_the_synopsis_names_every_option_of_every_subcommand():
+    """docs/command-line.md's synopsis shows each subcommand with all its options (their current
+    names: the deprecated ones are documented once, in prose)."""
+    import argparse
+
+    from conftest import REPO
+
+    from benchmark.cli import build_parser
+    from benchmark.cli.common import Renamed
+
+    guide = (REPO / "docs" / "command-line.md").read_text()
+    synopsis = guide.partition("## Synopsis")[2].partition("```\n\n")[0]
+    shown = {}
+    for block in synopsis.split("python -m benchmark ")[1:]:
+        shown[block.split()[0]] = block
+    parser = build_parser()[0]
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(shown) == set(commands)
+    for name, command in commands.items():
+        for action in command._actions:
+            if isinstance(action, Renamed) and action.deprecated or not action.option_strings:
+                continue
+            flag = action.option_strings[0]
+            assert flag == "-h" or f"{flag} " in shown[name] or f"{flag}]" in shown[name], f"{name} {flag}"
