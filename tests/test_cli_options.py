@@ -88,6 +88,12 @@ def test_the_command_lines_flags_override_the_config_file(tmp_path):
     assert args["methods"] == ["lamae", "lamae[la_mask_ratio=0,la_depth=3]"]
 
 
+def test_the_old_results_flag_overrides_the_config_file_too(tmp_path, capsys):
+    config = write_config(tmp_path, RUN_TOML)
+    assert options(["run", "--config", str(config), "--out", "runs/y"])["results"] == Path("runs/y")
+    assert "--out is deprecated for the results folder" in capsys.readouterr().err
+
+
 def test_a_one_element_list_of_seeds_is_that_seed_and_a_number_is_a_count(tmp_path):
     assert options(["run", "--config", str(write_config(tmp_path, 'methods = "lamae"\nseeds = [3]\n'))])["seeds"] == [3]
     assert options(["run", "--config", str(write_config(tmp_path, 'methods = "lamae"\nseeds = 3\n'))])["seeds"] == [

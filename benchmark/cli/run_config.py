@@ -58,11 +58,12 @@ def expand_config(argv: list[str], run: argparse.ArgumentParser) -> list[str]:
         return argv
     if len(paths) > 1 or not paths[0]:
         raise UsageError(f"give one {CONFIG_FLAG} FILE")
-    return [rest[0], *file_flags(Path(paths[0]), run), *rest[1:]]
+    return [rest[0], *file_flags(Path(paths[0]), run, rest[1:]), *rest[1:]]
 
 
-def file_flags(path: Path, run: argparse.ArgumentParser) -> list[str]:
-    """The flags a config file holds, each value checked by its option's own type."""
+def file_flags(path: Path, run: argparse.ArgumentParser, command_line: list[str]) -> list[str]:
+    """The flags a config file holds, each value checked by its option's own type; an option the
+    command line gives under its deprecated name (``--out``) overrides the file's too."""
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -70,12 +71,15 @@ def file_flags(path: Path, run: argparse.ArgumentParser) -> list[str]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not a TOML file ({exc})") from None
     keys = config_keys(run)
+    renamed = {a.option_strings[0]: a.deprecated for a in run._actions if isinstance(a, Renamed) and a.deprecated}
+    overridden = {renamed[name] for name in (t.partition("=")[0] for t in command_line) if name in renamed}
     flags: list[str] = []
     for key, value in data.items():
         action = keys.get(key)
         if action is None:
             raise UsageError(f"{path}: unknown key {key!r}; valid keys: {', '.join(keys)}")
-        flags += option_flags(path, key, value, action)
+        if f"--{key}" not in overridden:
+            flags += option_flags(path, key, value, action)
     return flags
 
 
