@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from benchmark.data.loader import make_loader
+from benchmark.nn.training import autocast
 from benchmark.registry import METHODS
 from benchmark.run.build import build_dataset, method_config
 from benchmark.run.presets import ANCHOR_METHOD, PRESETS
 from benchmark.train.flops import pretrain_step_flops, synthetic_batch
-from benchmark.train.runtime import autocast
 from benchmark.train.throughput import (
     StepRunner,
     bf16_peak,

@@ -5,6 +5,9 @@ What a cardiologist's measurement program reports, measured with NeuroKit2 (Mako
 2021, Behav. Res. Methods 53:1689) on the window every
 method sees:
 
+Beats are found and delineated by the suite's one delineation (``ecgbench.data.delineate``, the
+pipeline data preparation and the ECG statistics use):
+
 * rhythm: R peaks (``nk.ecg_peaks``, NeuroKit's own detector, on the ``nk.ecg_clean``-ed
   reference lead) and NeuroKit's time-domain heart-rate variability of their intervals
   (``nk.hrv_time``: mean, median, SD, RMSSD, coefficients of variation, MAD, IQR, pNN50, pNN20,
@@ -52,6 +55,7 @@ import numpy as np
 import torch
 
 from ecgbench import LEADS, METHODS, Encoded, InputSpec, Method, MethodConfig
+from ecgbench.data import delineate, neurokit
 
 HRV_FEATURES: tuple[str, ...] = (
     "MeanNN",
@@ -81,7 +85,6 @@ GLOBAL_FEATURES: tuple[str, ...] = (
 )
 LEAD_FEATURES: tuple[str, ...] = ("p_mv", "q_mv", "r_mv", "s_mv", "st_mv", "t_mv")
 FEATURE_NAMES: tuple[str, ...] = (*GLOBAL_FEATURES, *(f"{lead}_{f}" for lead in LEADS for f in LEAD_FEATURES))
-WAVES = ("P_Onsets", "P_Peaks", "P_Offsets", "R_Onsets", "R_Offsets", "T_Peaks", "T_Offsets")
 
 
 @dataclass
@@ -104,21 +107,13 @@ class ECGFeaturesConfig(MethodConfig):
             )
 
 
-def _neurokit():
-    try:
-        import neurokit2
-    except ImportError:
-        raise ImportError("ecg_features measures ECGs with neurokit2: pip install neurokit2") from None
-    return neurokit2
-
-
 class RecordMeasurer:
     """The measurements of one record (12, T) with its lead mask; NaN where a step fails."""
 
     def __init__(self, config: ECGFeaturesConfig, fs: int):
         self.config, self.fs = config, fs
         self.reference_order = [LEADS.index(lead) for lead in config.reference_leads]
-        self.nk = _neurokit()
+        self.nk = neurokit()
 
     def __call__(self, signal: np.ndarray, present: np.ndarray) -> np.ndarray:
         out = np.full(len(FEATURE_NAMES), np.nan)
@@ -140,32 +135,14 @@ class RecordMeasurer:
 
     def _beats(self, lead: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
         """R peaks and per-beat fiducial points (samples, NaN where not found) of one lead."""
-        nk = self.nk
-        try:
-            cleaned = nk.ecg_clean(lead, sampling_rate=self.fs)
-            _, info = nk.ecg_peaks(cleaned, sampling_rate=self.fs)
-            rpeaks = np.asarray(info["ECG_R_Peaks"], dtype=int)
-        except Exception:
-            return np.zeros(0, dtype=int), None
-        if len(rpeaks) < 2:
-            return rpeaks, None
-        try:
-            _, found = nk.ecg_delineate(
-                cleaned,
-                rpeaks,
-                sampling_rate=self.fs,
-                method="prominence",
-                max_pr_interval=self.config.max_pr_ms,
-                max_qrs_interval=self.config.max_qrs_ms,
-                max_r_basepoint_interval=self.config.max_qrs_ms,
-            )
-        except Exception:
-            return rpeaks, None
-        waves = {}
-        for name in WAVES:  # one value per R peak; a wave list of another length cannot be aligned
-            values = np.asarray(found.get(f"ECG_{name}", ()), dtype=float)
-            waves[name] = values if len(values) == len(rpeaks) else np.full(len(rpeaks), np.nan)
-        return rpeaks, waves
+        beats = delineate(
+            lead,
+            self.fs,
+            max_pr_ms=self.config.max_pr_ms,
+            max_qrs_ms=self.config.max_qrs_ms,
+            max_r_basepoint_ms=self.config.max_qrs_ms,
+        )
+        return beats.peaks, beats.waves
 
     def _rhythm(self, rpeaks: np.ndarray) -> np.ndarray:
         """Heart rate and NeuroKit's time-domain HRV of the RR intervals."""

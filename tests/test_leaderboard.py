@@ -10,9 +10,11 @@ from sklearn.metrics import roc_auc_score
 
 from benchmark.cli import main
 from benchmark.eval.protocol import Prediction
+from benchmark.eval.sweep import Sweep
 from benchmark.nn.metrics import classification_report
+from benchmark.registry import PROTOCOLS
 from benchmark.report.comparison import TableStats, comparable_tables
-from benchmark.report.leaderboard import plots_dir_for, write_leaderboard
+from benchmark.report.leaderboard import plots_dir_for, sweeps, write_leaderboard
 from benchmark.run.results import Cell, ResultStore
 
 N_TEST = 400
@@ -301,6 +303,58 @@ def test_sweeps_become_tables_and_embedded_plots(results, tmp_path):
     assert len(remaining) == 1 and set(images) - set(remaining)
     assert not (path.parent / (set(images) - set(remaining)).pop()).exists()  # ... and so is their plot
     assert foreign.read_bytes() == b"not ours"
+
+
+def test_a_plugin_sweep_describes_its_own_axis_on_the_leaderboard(results, tmp_path, monkeypatch):
+    """The leaderboard knows no sweep by name: a sweep registered by a plugin gets its section,
+    table columns, curve and replicate note from what the sweep says of itself."""
+
+    class NoiseLevels(Sweep):
+        title = "Added noise"
+        axis = "added noise (mV)"
+        repeats = "noise draws"
+
+        @classmethod
+        def point(cls, variant, details):
+            noise = variant.get("params", {}).get("noise_mv", 0.0)
+            return f"{noise:g} mV", noise
+
+        @classmethod
+        def column(cls, label, position):
+            return f"+{label}"
+
+    NoiseLevels.name = "noise_levels"
+    PROTOCOLS.discover()
+    monkeypatch.setitem(PROTOCOLS._entries, "noise_levels", NoiseLevels)
+    assert NoiseLevels in sweeps()
+    for seed in range(2):
+        for method, skill in (("lamae", 1.0), ("random_init", 0.2)):
+            for noise in (0.5, 0.1):
+                identity = {"name": f"noise-{noise}", "sweep": "noise_levels", "params": {"noise_mv": noise}}
+                write_cell(results, method, seed, skill - noise, variant=f"noise-{noise}", variant_identity=identity)
+    path = tmp_path / "LEADERBOARD.md"
+    write_leaderboard(results.root, path)
+    board = path.read_text()
+    section = board.split("\n## Added noise\n")[1]
+    assert "### Added noise: synthetic · labels · preset `cpu` · linear" in section
+    header = next(line for line in section.splitlines() if line.startswith("| method"))
+    assert [c.strip() for c in header.split("|")[2:-1]] == ["+0 mV", "+0.1 mV", "+0.5 mV"]  # by position
+    assert "seeds × noise draws" in section and "(2)" in section
+    image = re.search(r"!\[Added noise: [^]]*\]\(([^)]+\.png)\)", section)
+    assert image and (path.parent / image.group(1)).stat().st_size > 5000
+
+
+def test_a_reported_number_is_matched_to_our_methods_by_its_protocols_kind():
+    """The paper's "Scratch" is our untrained probe under a frozen protocol and our from-scratch
+    training under fine-tuning: reported.py asks each protocol its ``kind``."""
+    from benchmark.report.reported import LAMAE_TASK, PAPER_COLUMNS, _rows
+
+    def ours(protocol: str) -> tuple[str, ...]:
+        (row,) = _rows("a paper", LAMAE_TASK, "its data", protocol, {"Scratch": 0.5}, "macro", PAPER_COLUMNS)
+        return row.ours
+
+    assert ours("linear") == ours("attention_probe") == ("random_init",)
+    assert ours("finetune") == ("scratch",)
 
 
 def test_reported_numbers_sit_beside_but_apart_from_measured_ones(tmp_path):

@@ -21,7 +21,8 @@
    - **clipping**: runs of a lead's extreme value lasting ``clip_run_s`` or longer (ADC
      saturation) -> **flagged**; more than ``clip_max_fraction`` of the lead clipped -> **masked**;
    - **heart rate**: R peaks of lead II (else the strongest lead) found with ``neurokit2``
-     (``ecg_clean`` + ``ecg_peaks``, Makowski et al. 2021); a rate outside ``heart_rate_bpm`` or
+     (``ecg_clean`` + ``ecg_peaks``, Makowski et al. 2021; the suite's one delineation,
+     :mod:`benchmark.data.delineation`); a rate outside ``heart_rate_bpm`` or
      fewer than two beats -> **flagged** (kept: asystole or an extreme tachycardia may be real,
      and the labels decide what the record teaches);
 5. the record's content fingerprint (:func:`benchmark.data.duplicates.fingerprint`) of the
@@ -57,6 +58,7 @@ import numpy as np
 from scipy.signal import butter, firwin, resample_poly, sosfiltfilt
 
 from benchmark.data.contract import LEADS
+from benchmark.data.delineation import delineate
 from benchmark.data.duplicates import fingerprint
 from benchmark.data.readers import Note, RawRecord, RecordError
 
@@ -193,18 +195,10 @@ def lead_amplitude(x: np.ndarray) -> np.ndarray:
 
 
 def _heart_rate(lead: np.ndarray, fs: float) -> tuple[float, int]:
-    """(beats per minute from the median RR interval, beats found) with neurokit2's detector."""
-    import neurokit2 as nk  # imported here: ~1 s at import, and only preparation needs it
-
-    cleaned = nk.ecg_clean(lead, sampling_rate=int(round(fs)))
-    try:
-        _, info = nk.ecg_peaks(cleaned, sampling_rate=int(round(fs)))
-    except (ValueError, IndexError):  # neurokit2 raises on signals without any peak
-        return float("nan"), 0
-    peaks = np.asarray(info["ECG_R_Peaks"])
-    if len(peaks) < 2:
-        return float("nan"), len(peaks)
-    return 60.0 * fs / float(np.median(np.diff(peaks))), len(peaks)
+    """(beats per minute from the median RR interval, beats found) by the suite's R-peak detector
+    (:func:`benchmark.data.delineation.delineate`, R peaks only)."""
+    beats = delineate(lead, int(round(fs)), min_peaks=None)
+    return beats.heart_rate_bpm(fs), len(beats.peaks)
 
 
 def check_plausibility(x: np.ndarray, mask: np.ndarray, fs: float, checks: Plausibility) -> list[Note]:

@@ -18,9 +18,9 @@ said, no filtering), because that is what a method sees under the default prepro
   sum((beat - template)^2) / sum((beat - mean)^2) over all complete beats. It counts baseline
   wander, muscle noise, mains and beat-to-beat variation alike, in real and synthetic records.
 - **Amplitude** (12,): peak-to-peak of that median beat (mV).
-- **Heart rate, PR, QRS, QT** (scalars, bpm and s): R peaks and waves of lead II from
-  ``neurokit2`` (``ecg_clean``, ``ecg_peaks`` and ``ecg_delineate(method="prominence")``,
-  Emrich et al. 2024); per record the median over beats of P onset to R onset (PR), R onset to
+- **Heart rate, PR, QRS, QT** (scalars, bpm and s): R peaks and waves of lead II from the
+  suite's one delineation (:mod:`benchmark.data.delineation`: ``neurokit2``'s ``ecg_clean``,
+  ``ecg_peaks`` and ``ecg_delineate(method="prominence")``, Emrich et al. 2024); per record the median over beats of P onset to R onset (PR), R onset to
   R offset (QRS) and R onset to T offset (QT), and 60 / median RR. Against LUDB's expert
   annotations of lead II (40 sinus records) this delineator's per-record medians were off by a
   median absolute 8 ms (PR), 17 ms (QRS, bias -16 ms) and 14 ms (QT); the "dwt" method was off
@@ -39,6 +39,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from benchmark.data.contract import LEADS, DataError
+from benchmark.data.delineation import delineate
 from benchmark.registry import DATASETS
 
 LOW_FREQUENCY_HZ = 0.67
@@ -114,46 +115,27 @@ def beat_statistics(signal: np.ndarray, peaks: np.ndarray) -> tuple[np.ndarray, 
     return share, np.ptp(template, axis=1)
 
 
-def _neurokit():
-    try:
-        import neurokit2
-    except ImportError:
-        raise ImportError("ECG delineation needs neurokit2: pip install neurokit2") from None
-    return neurokit2
-
-
 def rhythm_lead_waves(lead: np.ndarray, fs: int) -> tuple[np.ndarray, dict[str, float]]:
     """R peaks (samples) of one lead and its per-record median heart rate, PR, QRS and QT
-    (NaN where neurokit2 finds no beat or no wave)."""
-    nk = _neurokit()
-    nan = dict.fromkeys(INTERVALS, np.nan)
-    with warnings.catch_warnings():  # neurokit2 warns about every beat whose wave it cannot find
-        warnings.simplefilter("ignore")
-        try:
-            clean = nk.ecg_clean(lead, sampling_rate=fs)
-            peaks = np.asarray(nk.ecg_peaks(clean, sampling_rate=fs)[1]["ECG_R_Peaks"], dtype=np.int64)
-        except (ValueError, IndexError):  # no beat in a flat or pathological lead
-            return np.zeros(0, dtype=np.int64), nan
-        if len(peaks) < 3:
-            return peaks, nan
-        try:
-            waves = nk.ecg_delineate(clean, peaks, sampling_rate=fs, method="prominence")[1]
-        except (ValueError, IndexError):
-            return peaks, {**nan, "heart_rate": 60.0 * fs / float(np.median(np.diff(peaks)))}
+    (NaN where neurokit2 finds no beat or no wave), delineated by :func:`delineate`."""
+    beats = delineate(lead, fs, min_peaks=3)
+    if len(beats.peaks) < 3:
+        return beats.peaks, dict.fromkeys(INTERVALS, np.nan)
+    heart_rate = beats.heart_rate_bpm(fs)
+    if beats.waves is None:
+        return beats.peaks, {**dict.fromkeys(INTERVALS, np.nan), "heart_rate": heart_rate}
+    waves = beats.waves
 
-        def at(name: str) -> np.ndarray:
-            return np.asarray(waves[name], dtype=float)
+    def median_s(start: str, end: str) -> float:
+        span = waves[end] - waves[start]
+        return float(np.nanmedian(span)) / fs if np.isfinite(span).any() else np.nan
 
-        def median_s(start: str, end: str) -> float:
-            span = at(end) - at(start)
-            return float(np.nanmedian(span)) / fs if np.isfinite(span).any() else np.nan
-
-        return peaks, {
-            "heart_rate": 60.0 * fs / float(np.median(np.diff(peaks))),
-            "pr": median_s("ECG_P_Onsets", "ECG_R_Onsets"),
-            "qrs": median_s("ECG_R_Onsets", "ECG_R_Offsets"),
-            "qt": median_s("ECG_R_Onsets", "ECG_T_Offsets"),
-        }
+    return beats.peaks, {
+        "heart_rate": heart_rate,
+        "pr": median_s("P_Onsets", "R_Onsets"),
+        "qrs": median_s("R_Onsets", "R_Offsets"),
+        "qt": median_s("R_Onsets", "T_Offsets"),
+    }
 
 
 #: the synthetic default was fitted to the PTB-XL NORM records with ecg_id up to this (datasets/synthetic.py);

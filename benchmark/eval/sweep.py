@@ -7,12 +7,17 @@ probe, fine-tuning), each with a :class:`Variant` that narrows the training reco
 of the cell (``Cell.variant``, its name) and of the cell's signature (``Variant.identity``), so
 every point of a sweep is its own resumable, never-recomputed cell. A variant equal to the
 plain protocol (100 % of the training set, all 12 leads) *is* the plain cell.
+
+A sweep also describes how the leaderboard shows it (its section's ``title``, the curve's
+``axis`` label and ``scale``, what its points repeat over, and where a recorded result lies on
+the axis: :meth:`Sweep.point`), so the leaderboard draws any sweep, a plugin's too, without
+knowing it by name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -58,6 +63,28 @@ class Sweep:
     summary: ClassVar[str] = ""
     kind: ClassVar[str] = "sweep"
     Config: ClassVar[type] = object
+    #: the heading of the sweep's leaderboard section (empty: its registered name)
+    title: ClassVar[str] = ""
+    #: the label of its curve's x axis
+    axis: ClassVar[str] = ""
+    #: "log": points at their numeric position on a log axis; "categories": point labels, evenly
+    #: spaced in the order of their positions
+    scale: ClassVar[Literal["log", "categories"]] = "categories"
+    #: what a point's results repeat over besides the training seeds (e.g. "subset seeds"), if anything
+    repeats: ClassVar[str] = ""
+
+    @classmethod
+    def point(cls, variant: dict, details: dict) -> tuple[str, float]:
+        """Where a result lies on the sweep's axis: (its point's label, its position), from the
+        result's recorded variant (``Variant.identity``; empty for the plain protocol, which is a
+        point of every sweep) and its details (empty for a diverged cell). Points sort by
+        position; results of one label take the largest position recorded."""
+        raise NotImplementedError
+
+    @classmethod
+    def column(cls, label: str, position: float) -> str:
+        """The leaderboard table's column heading of a point."""
+        return label
 
     def __init__(self, config=None):
         self.config = config if config is not None else self.Config()

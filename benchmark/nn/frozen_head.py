@@ -3,7 +3,8 @@
 Frozen protocols whose head is more than a linear map (an attention-pooling probe, a learned
 mixture of layers) cannot use the closed-form logistic fit of the linear probe; they share
 this loop: mini-batch AdamW on cached inputs, early stopping on validation macro AUROC, the
-best epoch's weights kept. Everything stays on one device, so it is fast and deterministic.
+best epoch's weights kept (the step and the stopping rule of every training loop,
+:mod:`benchmark.nn.training`). Everything stays on one device, so it is fast and deterministic.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from benchmark.config import require_positive
 from benchmark.data.contract import DataError
 from benchmark.nn.losses import known_bce
 from benchmark.nn.metrics import macro_auroc
+from benchmark.nn.training import EarlyStopping, OptimiserStep
 
 
 @dataclass
@@ -66,7 +68,13 @@ def fit_frozen_head(
     x, y = train
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    best: tuple[float, int, dict[str, torch.Tensor] | None] = (-np.inf, -1, None)
+    optimiser_step = OptimiserStep(optimizer, head.parameters())
+    stopping = EarlyStopping(cfg.patience)
+
+    def batch_loss(index: torch.Tensor) -> torch.Tensor:
+        return known_bce(head(x[index]).float(), y[index].float())
+
+    best_state: dict[str, torch.Tensor] = {}
     history: list[float] = []
     bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
@@ -74,21 +82,18 @@ def fit_frozen_head(
         order = torch.randperm(len(x), generator=generator).to(x.device)
         for start in range(0, len(x), cfg.batch_size):
             index = order[start : start + cfg.batch_size]
-            loss = known_bce(head(x[index]).float(), y[index].float())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            optimiser_step.step(batch_loss, index)
         val_auroc = macro_auroc(val[1].cpu().numpy(), predict_scores(head, val[0]))
         history.append(val_auroc)
         bar.set_postfix(val_auroc=f"{val_auroc:.4f}")
-        if val_auroc > best[0]:
-            best = (val_auroc, epoch, copy.deepcopy(head.state_dict()))
-        elif epoch - best[1] >= cfg.patience:
+        if stopping.improved(epoch, val_auroc):
+            best_state = copy.deepcopy(head.state_dict())
+        elif stopping.should_stop(epoch):
             break
-    if best[2] is None:  # every epoch's AUROC was NaN
+    if np.isnan(stopping.best_score):  # every epoch's AUROC was NaN
         raise DataError(
             f"{desc}: validation macro AUROC is undefined ({len(val[1])} validation records, no label with both "
             "positive and negative records), so no epoch can be chosen; use a larger validation split"
         )
-    head.load_state_dict(best[2])
-    return FittedHead(head, best[0], best[1], history)
+    head.load_state_dict(best_state)
+    return FittedHead(head, stopping.best_score, stopping.best_epoch, history)

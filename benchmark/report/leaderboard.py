@@ -13,7 +13,8 @@
   of the LAMAE paper's Tables 1/3/4.
 * Ablation ladders (``--methods ladder:lamae``): the rungs present in a table, tested against the
   ladder's anchor with the same hierarchical bootstrap (Holm over the ladder), with a verdict per rung.
-* Label-efficiency and reduced-lead sweeps: tables and PNG curves (written beside the markdown).
+* Sweeps (label efficiency, reduced leads, a plugin's): tables and PNG curves (written beside the
+  markdown), laid out as each sweep describes its axis (``Sweep.title``, ``axis``, ``scale``, ``point``).
 * Training curves, one figure per table: pretraining loss against cumulative pretraining FLOPs
   for all its methods (matched compute shows as curves ending at the same FLOPs) and, where the
   protocol trains, the validation macro AUROC per fine-tuning epoch.
@@ -45,6 +46,8 @@ from tabulate import tabulate
 
 from benchmark.config import signature
 from benchmark.data.icd import ICD_LEVELS, icd_hierarchy, icd_level, is_valid_code
+from benchmark.eval.sweep import Sweep
+from benchmark.registry import PROTOCOLS
 from benchmark.report import stats
 from benchmark.report.comparison import (
     EVALUATION_KEYS,
@@ -75,7 +78,6 @@ N_RESAMPLES = 1000
 ALPHA = 0.05
 BELOW_BEST = "▼"
 EXTERNAL_COMPUTE = "external, unknown"
-SWEEPS = {"label_efficiency": "Label efficiency", "reduced_leads": "Reduced leads"}
 _IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+\.png)\)")
 GENERATOR = "`python -m benchmark leaderboard` regenerates this file and its plots from the results; do not edit"
 #: how leaderboards written before the marker line began (the committed LEADERBOARD.md among them)
@@ -710,19 +712,16 @@ class Point:
         return None
 
 
-def sweep_point(record: dict, sweep: str) -> tuple[str, float]:
-    variant = record["config"].get("variant") or {}
-    params = variant.get("params", {})
-    if sweep == "label_efficiency":  # a diverged cell has no details: its variant knows the size
-        n = (record.get("details") or {}).get("n_train") or variant.get("n_train", 0)
-        return params.get("train_size", "100%"), n
-    leads = params.get("leads")
-    return (variant["name"].removeprefix("leads-") if leads else "all"), -(len(leads) if leads else 12)
+def sweeps() -> list[type[Sweep]]:
+    """The registered sweeps (a plugin's too), by name."""
+    return [cls for _, cls in PROTOCOLS if isinstance(cls, type) and issubclass(cls, Sweep)]
 
 
-def sweep_sections(tables: list[Table], sweep: str, plots_dir: Path, link_base: Path) -> tuple[list[str], list[Path]]:
-    """A table and a PNG curve per group of comparable tables that hold points of ``sweep``;
-    returns the markdown lines and the plots written."""
+def sweep_sections(
+    tables: list[Table], sweep: type[Sweep], plots_dir: Path, link_base: Path
+) -> tuple[list[str], list[Path]]:
+    """A table and a PNG curve per group of comparable tables that hold points of ``sweep``, laid
+    out as the sweep describes its axis; returns the markdown lines and the plots written."""
     groups: dict[tuple, list[Table]] = defaultdict(list)
     for table in tables:
         groups[(table.dataset, table.label_set, table.preset, table.protocol, table.evaluation, table.budget)].append(
@@ -733,24 +732,27 @@ def sweep_sections(tables: list[Table], sweep: str, plots_dir: Path, link_base: 
         every = [(t, r, "") for t in group for r in t.records]
         every += [(t, r, "diverged") for t in group for recs in t.diverged.values() for r in recs]
         every += [(t, r, "not_learned") for t in group for recs in t.not_learned.values() for r in recs]
-        if not any(sweep_of(r) == sweep for _, r, _ in every):
+        if not any(sweep_of(r) == sweep.name for _, r, _ in every):
             continue
         points: dict[str, Point] = {}
         for table, record, set_apart in every:
-            if table.variant and sweep_of(record) != sweep:
+            if table.variant and sweep_of(record) != sweep.name:
                 continue
-            label, x = sweep_point(record, sweep)
-            point = points.setdefault(label, Point(label, 0.0))
+            label, x = sweep.point(record["config"].get("variant") or {}, record.get("details") or {})
+            point = points.get(label)
+            if point is None:
+                point = points[label] = Point(label, x)
             if set_apart:
                 getattr(point, set_apart)[record["cell"]["method"]].append(record)
             else:
                 point.values[record["cell"]["method"]].append(record["metrics"]["macro_auroc"])
-            point.x = max(point.x, x) if sweep == "label_efficiency" else x
+            point.x = max(point.x, x)
         ordered = sorted(points.values(), key=lambda p: p.x)
         methods = sorted({m for p in ordered for m in [*p.values, *p.diverged, *p.not_learned]})
         heading = title_of(group[0], variant=False)
         plot_title = heading.replace("`", "")
-        columns = [f"{p.label} (n={p.x:.0f})" if sweep == "label_efficiency" else p.label for p in ordered]
+        title = sweep.title or sweep.name
+        columns = [sweep.column(p.label, p.x) for p in ordered]
         rows = [
             {
                 "method": m,
@@ -762,10 +764,11 @@ def sweep_sections(tables: list[Table], sweep: str, plots_dir: Path, link_base: 
             }
             for m in methods
         ]
-        slug = "_".join([sweep, *key[:4], key[4][:6]]).replace("/", "-").replace(" ", "")
+        slug = "_".join([sweep.name, *key[:4], key[4][:6]]).replace("/", "-").replace(" ", "")
+        log = sweep.scale == "log"
         series = {
             m: (
-                [p.x if sweep == "label_efficiency" else p.label for p in ordered if p.values.get(m)],
+                [p.x if log else p.label for p in ordered if p.values.get(m)],
                 [float(np.mean(p.values[m])) for p in ordered if p.values.get(m)],
                 [
                     float(np.std(p.values[m], ddof=1)) if len(p.values[m]) > 1 else 0.0
@@ -776,23 +779,23 @@ def sweep_sections(tables: list[Table], sweep: str, plots_dir: Path, link_base: 
             for m in methods
             if any(p.values.get(m) for p in ordered)
         }
-        if sweep == "label_efficiency":
-            path = curve_plot(plots_dir / f"{slug}.png", plot_title, "training records (log scale)", series, log_x=True)
+        if log:
+            path = curve_plot(plots_dir / f"{slug}.png", plot_title, sweep.axis, series, log_x=True)
         else:
             path = curve_plot(
-                plots_dir / f"{slug}.png", plot_title, "leads present", series, categories=[p.label for p in ordered]
+                plots_dir / f"{slug}.png", plot_title, sweep.axis, series, categories=[p.label for p in ordered]
             )
         plots.append(path)
         lines += [
             "",
-            f"### {SWEEPS[sweep]}: {heading}",
+            f"### {title}: {heading}",
             "",
             f"- pretraining budget: {group[0].budget or 'none (untrained methods only)'}; cells: macro AUROC "
-            f"mean ± sd (number of results: seeds" + (" × subset seeds" if sweep == "label_efficiency" else "") + ")",
+            f"mean ± sd (number of results: seeds" + (f" × {sweep.repeats}" if sweep.repeats else "") + ")",
             "",
             tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True),
             "",
-            f"![{SWEEPS[sweep]}: {heading}]({path.relative_to(link_base).as_posix()})",
+            f"![{title}: {heading}]({path.relative_to(link_base).as_posix()})",
         ]
     return lines, plots
 
@@ -1024,11 +1027,11 @@ def render(
     plots += written
     if section:
         lines += ["", "## Pretraining budget", *section]
-    for sweep in SWEEPS:
+    for sweep in sweeps():
         section, written = sweep_sections(tables, sweep, plots_dir, link_base)
         plots += written
         if section:
-            lines += ["", f"## {SWEEPS[sweep]}", *section]
+            lines += ["", f"## {sweep.title or sweep.name}", *section]
     quoted = [r for r in REPORTED if set(r.datasets) & {t.dataset for t in tables}]
     if quoted:  # only beside the datasets it quotes: a synthetic-only leaderboard has none
         lines += [

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmark.registry import PROTOCOLS
+
 LAMAE_PAPER = "LAMAE paper (arXiv 2603.26475), Tables 3/4"
 REALITY_CHECK = 'Al-Masud, Strodthoff et al., ICLR 2026, "Benchmarking ECG FMs: a reality check"'
 PTBXL_BENCHMARK = (
@@ -42,10 +44,9 @@ PTBXL_BENCHMARK_CAVEATS = (
 MIMIC = ("mimic-iv-ecg", "mimic_iv_ecg", "mimic-iv-ecg-ext-icd", "mimic")
 PTBXL = ("ptb-xl", "ptbxl", "ptb_xl")
 LAMAE_DATA = "MIMIC-IV-ECG-Ext-ICD, ICD-10 chapter IX codes"
-#: the kind of each protocol the sources report ("frozen" probes, "finetune")
-KINDS = {"linear": "frozen", "attention_probe": "frozen", "finetune": "finetune"}
 
-#: the LAMAE paper's columns -> the methods of this suite measuring the same, per protocol kind;
+#: the LAMAE paper's columns -> the methods of this suite measuring the same, per protocol kind
+#: (``Protocol.kind``: "frozen" probes, "finetune");
 #: Ind_S: our default reading (a shared encoder, ``ind_s``), then the alternative (not pretrained)
 PAPER_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
     "LAMAE": {"frozen": ("lamae",), "finetune": ("lamae",)},
@@ -96,7 +97,7 @@ def _rows(
             m,
             value,
             label,
-            columns.get(m, {}).get(KINDS[protocol], ()),
+            columns.get(m, {}).get(PROTOCOLS.get(protocol).kind, ()),
             caveats,
         )
         for m, value in values.items()

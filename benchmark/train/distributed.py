@@ -97,6 +97,21 @@ def gather_interleaved(rows: torch.Tensor, total: int) -> torch.Tensor:
     return stacked.reshape(per_rank * world, *rows.shape[1:])[:total]
 
 
+def data_parallel(module: torch.nn.Module, device: torch.device, *, find_unused_parameters: bool = False):
+    """``module`` as the training loops run it: wrapped in DistributedDataParallel under torchrun
+    (each rank trains on its share of every batch; gradients are averaged in ``backward``), itself
+    in one process."""
+    if world_size() <= 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        module,
+        device_ids=[device] if device.type == "cuda" else None,
+        find_unused_parameters=find_unused_parameters,
+    )
+
+
 def local_batch_size(global_batch: int) -> int:
     world = world_size()
     if global_batch % world:

@@ -12,7 +12,6 @@ from typing import cast
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from benchmark.config import ConfigError, require_positive
@@ -20,12 +19,13 @@ from benchmark.data.contract import ECGArrays
 from benchmark.data.loader import WindowBatchSampler, make_loader
 from benchmark.method.base import Method
 from benchmark.nn.layers import TRIVIAL
+from benchmark.nn.training import OptimiserStep
 from benchmark.storage import DamagedFileError, atomic_torch_save, read_torch
 from benchmark.train import distributed
 from benchmark.train.budget import parse_budget
 from benchmark.train.monitor import TrainingMonitor, check_finite, max_lr
 from benchmark.train.optim import OptimConfig, build_optimizer
-from benchmark.train.runtime import autocast, rng_state, set_rng_state
+from benchmark.train.runtime import rng_state, set_rng_state
 
 log = logging.getLogger("benchmark")
 
@@ -110,11 +110,7 @@ class _LossModule(nn.Module):
 
 
 def _loss_function(method: Method, device: torch.device, compile_model: bool):
-    module: nn.Module = _LossModule(method)
-    if distributed.world_size() > 1:
-        module = DistributedDataParallel(
-            module, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True
-        )
+    module = distributed.data_parallel(_LossModule(method), device, find_unused_parameters=True)
     return torch.compile(module, dynamic=True) if compile_model else module
 
 
@@ -212,7 +208,9 @@ def pretrain(
     )
     running = torch.zeros((), device=device)
     trivial: dict[str, torch.Tensor] = {}  # running sums of the trivial predictors' losses
-    grad_norms = torch.zeros((), device=device)
+    optimiser_step = OptimiserStep(
+        optimizer, method.parameters(), grad_clip=cfg.optim.grad_clip, schedule=scheduler, amp_device=device
+    )
     interval_started = time.perf_counter()
     epoch, skip = divmod(step, len(loader))
     sampler = cast(WindowBatchSampler, loader.batch_sampler)  # what make_loader batches with
@@ -224,16 +222,10 @@ def pretrain(
                     continue
                 batch = batch.to(device, non_blocking=True)
                 method.on_train_step(step, cfg.steps)
-                scheduler.step_update(step)
-                with autocast(device):
-                    losses = loss_function(batch)
+                losses = optimiser_step.step(loss_function, batch, index=step)
                 loss = losses.pop("loss")
                 for name, value in losses.items():
                     trivial[name] = trivial.get(name, 0.0) + value.detach().float()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norms += torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.optim.grad_clip).detach()
-                optimizer.step()
                 running += loss.detach()
                 step += 1
                 bar.update(1)
@@ -264,13 +256,12 @@ def pretrain(
                             "pretrain/loss": mean_loss,
                             **({"pretrain/loss_vs_trivial": ratio} if ratio else {}),
                             "pretrain/lr": max_lr(optimizer),
-                            "pretrain/grad_norm": grad_norms.item() / n,  # before clipping
+                            "pretrain/grad_norm": optimiser_step.mean_grad_norm(n),  # before clipping
                             "pretrain/throughput_ecgs_per_s": n * cfg.batch_size / max(now - interval_started, 1e-9),
                         },
                     )
                     running.zero_()
                     trivial.clear()
-                    grad_norms.zero_()
                     interval_started = now
                 if step % cfg.checkpoint_every == 0 and step < cfg.steps:
                     if distributed.is_main():

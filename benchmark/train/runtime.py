@@ -1,10 +1,9 @@
-"""The runtime every training loop shares: device choice, seeding and RNG state for resumption,
-and bf16 autocast on CUDA.
+"""The runtime every training loop shares: device choice, seeding and RNG state for resumption
+(the mixed-precision rule is :func:`benchmark.nn.training.autocast`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
 
 import numpy as np
@@ -29,13 +28,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (no loss scaling needed); full precision on CPU for determinism."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def rng_state() -> dict:

@@ -73,23 +73,23 @@ import numpy as np
 import torch
 from timm.layers import trunc_normal_
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from benchmark.config import require_positive
-from benchmark.data.loader import make_loader
+from benchmark.data.loader import Batch, make_loader
 from benchmark.eval.protocol import CellContext, Prediction, Protocol, ProtocolOutput, run_inference
 from benchmark.eval.protocols.linear import FittedProbe, LinearProbeConfig, cached_readout_inputs, fit_probe
-from benchmark.eval.tuning import Tuning, score
+from benchmark.eval.tuning import Tuning
 from benchmark.method.base import Method
 from benchmark.nn.losses import known_bce
 from benchmark.nn.metrics import macro_auroc
+from benchmark.nn.training import EarlyStopping, OptimiserStep
 from benchmark.registry import PROTOCOLS
 from benchmark.train import distributed
 from benchmark.train.flops import supervised_step_flops, synthetic_batch
 from benchmark.train.monitor import NonFiniteLossError, check_finite, max_lr
 from benchmark.train.optim import OptimConfig, build_optimizer
-from benchmark.train.runtime import autocast, set_seed
+from benchmark.train.runtime import set_seed
 
 log = logging.getLogger("benchmark")
 
@@ -412,14 +412,19 @@ class Finetune(Protocol):
         device, epochs = ctx.device, recipe.epochs
         encoder = ctx.rebuild(drop_path=recipe.drop_path)
         model = Classifier(encoder, len(ctx.arrays.label_names), probe, self.label_prior(ctx, recipe)).to(device)
-        training_model: nn.Module = model
-        if distributed.world_size() > 1:  # each rank trains on its share of every batch
-            if device.type == "cuda":  # BatchNorm (xresnet1d) over the global batch, as in one process
-                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            training_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        if distributed.world_size() > 1 and device.type == "cuda":  # BatchNorm (xresnet1d) over the global batch
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        training_model = distributed.data_parallel(model, device)
         optim = replace(recipe.optim, base_lr=base_lr)
         optimizer, scheduler = build_optimizer(model, optim, batch_size, epochs * len(loader), encoder.no_weight_decay)
-        warmup_epochs = recipe.warmup_epochs(len(loader))
+        optimiser_step = OptimiserStep(
+            optimizer, model.parameters(), grad_clip=optim.grad_clip, schedule=scheduler, amp_device=device
+        )
+        stopping = EarlyStopping(recipe.patience, min_epochs=recipe.warmup_epochs(len(loader)))
+
+        def batch_loss(batch: Batch) -> torch.Tensor:
+            return known_bce(training_model(batch.signals, batch.lead_mask).float(), batch.labels)
+
         candidate = Candidate(base_lr)
         bar = tqdm(
             range(epochs),
@@ -432,16 +437,9 @@ class Finetune(Protocol):
             loader.batch_sampler.set_epoch(epoch)
             epoch_started, epoch_steps = time.perf_counter(), 0
             epoch_loss = torch.zeros((), device=device)
-            grad_norms = torch.zeros((), device=device)
             for batch in loader:
                 batch = batch.to(device, non_blocking=True)
-                scheduler.step_update(candidate.steps)
-                with autocast(device):
-                    loss = known_bce(training_model(batch.signals, batch.lead_mask).float(), batch.labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norms += torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip).detach()
-                optimizer.step()
+                loss = optimiser_step.step(batch_loss, batch, index=candidate.steps)
                 candidate.steps += 1
                 epoch_loss += loss.detach()
                 epoch_steps += 1
@@ -469,15 +467,15 @@ class Finetune(Protocol):
                     "finetune/train_loss": train_loss,
                     "finetune/val_macro_auroc": val_auroc,
                     "finetune/lr": max_lr(optimizer),
-                    "finetune/grad_norm": grad_norms.item() / max(epoch_steps, 1),  # before clipping
+                    "finetune/grad_norm": optimiser_step.mean_grad_norm(epoch_steps),  # before clipping
                     "finetune/throughput_ecgs_per_s": throughput,
                 },
             )
             bar.set_postfix(val_auroc=f"{val_auroc:.4f}")
-            if candidate.state is None or score(val_auroc) > score(candidate.val_macro_auroc):
+            if stopping.improved(epoch, val_auroc):
                 candidate.val_macro_auroc, candidate.best_epoch = val_auroc, epoch
                 candidate.state = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
-            elif epoch - max(candidate.best_epoch, warmup_epochs - 1) >= recipe.patience:
+            elif stopping.should_stop(epoch):
                 break
         bar.close()
         return candidate

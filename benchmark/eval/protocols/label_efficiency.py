@@ -39,6 +39,21 @@ def size_tag(size: str) -> str:
 class LabelEfficiency(Sweep):
     summary = "Sweep: training-set sizes x subset seeds (stratified, every label keeps positives)"
     Config = LabelEfficiencyConfig
+    title = "Label efficiency"
+    axis = "training records (log scale)"
+    scale = "log"
+    repeats = "subset seeds"
+
+    @classmethod
+    def point(cls, variant: dict, details: dict) -> tuple[str, float]:
+        """The requested size (the plain protocol: "100%") at the number of training records; a
+        diverged cell has no details, its variant knows the number."""
+        n = details.get("n_train") or variant.get("n_train", 0)
+        return variant.get("params", {}).get("train_size", "100%"), n
+
+    @classmethod
+    def column(cls, label: str, position: float) -> str:
+        return f"{label} (n={position:.0f})"
 
     def variants(self, arrays: ECGArrays) -> list[Variant]:
         train = arrays.splits["train"]

@@ -52,6 +52,14 @@ class ReducedLeadsConfig:
 class ReducedLeads(Sweep):
     summary = "Sweep: evaluate with lead subsets (all 12, 6 limb, I+II, I, or user-given sets)"
     Config = ReducedLeadsConfig
+    title = "Reduced leads"
+    axis = "leads present"
+
+    @classmethod
+    def point(cls, variant: dict, details: dict) -> tuple[str, float]:
+        """The lead set's name (the plain protocol: "all"), placed by fewer leads further right."""
+        leads = variant.get("params", {}).get("leads")
+        return (variant["name"].removeprefix("leads-") if leads else "all"), -(len(leads) if leads else len(LEADS))
 
     def variants(self, arrays: ECGArrays) -> list[Variant]:
         variants = []
