@@ -229,6 +229,18 @@ def test_the_standardiser_uses_batch_statistics_in_training_and_running_ones_in_
     assert fresh(x).abs().mean() < 2
 
 
+def test_a_feature_constant_over_the_batch_sends_back_finite_gradients():
+    """Regression: a channel silent on every record of a small batch (var exactly 0: xresnet1d on
+    a 6-record label-efficiency subset) made the supervised head's standardiser return NaN
+    gradients through sqrt, every weight NaN after one step and the run crash in roc_auc_score."""
+    x = torch.randn(6, 5)
+    x[:, 2] = 0.0
+    x.requires_grad_(True)
+    out = FeatureStandardiser(None, None, dim=5)(x)
+    (out * torch.randn_like(out)).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and torch.isfinite(out).all()
+
+
 def test_leakage_between_evaluation_and_pretraining_is_refused(toy_arrays):
     splits = dict(toy_arrays.splits)
     splits["pretrain"] = np.concatenate([splits["pretrain"], splits["test"][:1]])

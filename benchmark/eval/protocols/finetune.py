@@ -238,7 +238,7 @@ class FeatureStandardiser(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
-            return (x - self.running_mean) / self.running_var.sqrt().clamp_min(self.min_std)
+            return (x - self.running_mean) / self.std(self.running_var)
         n = distributed.sum_across_ranks(torch.tensor(float(len(x)), device=x.device))
         mean = distributed.sum_across_ranks(x.sum(0)) / n
         centred = x - mean
@@ -249,7 +249,13 @@ class FeatureStandardiser(nn.Module):
             self.running_mean.lerp_(mean, weight)
             self.running_var.lerp_(unbiased, weight)
             self.started.fill_(True)
-        return centred / var.sqrt().clamp_min(self.min_std)
+        return centred / self.std(var)
+
+    def std(self, var: torch.Tensor) -> torch.Tensor:
+        """max(sqrt(var), min_std), clamped before the root: a feature constant over the batch (var
+        exactly 0, e.g. a ReLU channel silent on a 6-record label-efficiency subset) would
+        otherwise send 0 x inf = NaN back through sqrt's gradient and into every weight."""
+        return var.clamp_min(self.min_std**2).sqrt()
 
 
 class Classifier(nn.Module):
