@@ -1,14 +1,14 @@
-"""Command line: ``python -m benchmark {run,status,prepare,list,leaderboard,compare,export,export-encoder,validate,new-method} ...``,
+"""Command line: ``python -m benchmark {run,status,prepare,list,leaderboard,compare,export,export-encoder,validate,validate-dataset,new-method,new-dataset} ...``,
 one module per subcommand (its options and its command; ``list`` is :mod:`benchmark.cli.listing`,
 not to shadow the builtin), assembled here.
 
 One vocabulary (:mod:`benchmark.cli.common`): ``--results DIR`` is the results folder of every
 command, ``--leaderboard FILE`` the leaderboard file, ``--to PATH`` what ``export``,
-``export-encoder`` and ``new-method`` write, ``--protocols`` a list of protocols; the old ``--out``
+``export-encoder``, ``new-method`` and ``new-dataset`` write, ``--protocols`` a list of protocols; the old ``--out``
 still works for a release with a warning. Bad input (unknown method, dataset, preset or protocol,
 malformed ``--seeds`` or ``--set``, an unknown key in ``run --config``) is reported on one line
-with the valid choices, exit status 2, and no traceback. ``validate`` exits with status 1 when a
-method breaks the contract.
+with the valid choices, exit status 2, and no traceback. ``validate`` and ``validate-dataset`` exit with
+status 1 when a method or dataset breaks its contract.
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from benchmark.cli import (
     export_encoder,
     leaderboard,
     listing,
+    new_dataset,
     new_method,
     prepare,
     run,
     status,
     validate,
+    validate_dataset,
 )
 from benchmark.cli.common import EXIT_USAGE, OneLineParser, UsageError
 from benchmark.cli.run_config import expand_config
@@ -48,7 +50,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     run_parser = run.register(sub)
-    for command in (status, prepare, listing, leaderboard, compare, export, export_encoder, validate, new_method):
+    for command in (
+        status,
+        prepare,
+        listing,
+        leaderboard,
+        compare,
+        export,
+        export_encoder,
+        validate,
+        validate_dataset,
+        new_method,
+        new_dataset,
+    ):
         command.register(sub)
     return parser, run_parser
 

@@ -9,6 +9,7 @@ of these) still work for a release through :class:`Renamed`, with one warning li
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from benchmark.config import ConfigError, parse_overrides
 from benchmark.method.variant import split_names
-from benchmark.registry import load_plugin_file
+from benchmark.registry import PluginError, Registry, load_plugin_file
 
 EXIT_USAGE = 2
 DEFAULT_RESULTS = Path("results")
@@ -90,6 +91,17 @@ def add_plugins(parser: argparse.ArgumentParser, help: str = "load a method/data
 def load_plugins(paths: Sequence[Path]) -> None:
     for path in paths:
         load_plugin_file(path)
+
+
+def registered_in_file(path: Path, registry: Registry, hint: str) -> list[str]:
+    """The plugins of ``registry``'s kind that a plugin file registers (a file of the built-in
+    methods/ or datasets/ folder is already loaded); none is an error ending in ``hint``."""
+    resolved = path.resolve()
+    builtin = [name for name, cls in registry if Path(inspect.getfile(cls)).resolve() == resolved]
+    names = builtin or load_plugin_file(path)[registry.kind]
+    if not names:
+        raise PluginError(f"plugin file {path} registers no {registry.kind}; {hint}")
+    return names
 
 
 def add_overrides(parser: argparse.ArgumentParser, help: str) -> None:

@@ -1,13 +1,14 @@
 """``python -m benchmark new-method NAME``: write a documented template method plugin that passes
-``validate``."""
+``validate``; :func:`write_template` writes ``new-dataset``'s too."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmark.cli.common import UsageError, add_renamed
-from benchmark.registry import METHODS
+from benchmark.registry import METHODS, Registry
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,21 +27,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
 
 
-def cmd_new_method(args: argparse.Namespace) -> int:
-    from benchmark.run.template import default_template_path, render_template
-
-    path = args.to or default_template_path(args.name)
-    if args.name in METHODS:
+def write_template(
+    name: str, path: Path, registry: Registry, render: Callable[[str, Path], str], what: str, check: str
+) -> int:
+    """Write ``render(name, path)`` to ``path``: refused (exit 2) when ``name`` is taken or
+    ``path`` exists, so nothing is overwritten. ``what`` and ``check`` complete the message."""
+    if name in registry:
         raise UsageError(
-            f"a method named {args.name!r} already exists ({METHODS.origin(args.name)}); choose another name"
+            f"a {registry.kind} named {name!r} already exists ({registry.origin(name)}); choose another name"
         )
     if path.exists():
         raise UsageError(f"{path} already exists; choose another --to or remove it")
     try:
-        text = render_template(args.name, path)
+        text = render(name, path)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    print(f"wrote {path}: a working per-lead MAE to turn into your method\nnext: python -m benchmark validate {path}")
+    print(f"wrote {path}: {what}\nnext: python -m benchmark {check} {path}")
     return 0
+
+
+def cmd_new_method(args: argparse.Namespace) -> int:
+    from benchmark.run.template import default_template_path, render_template
+
+    path = args.to or default_template_path(args.name)
+    return write_template(
+        args.name, path, METHODS, render_template, "a working per-lead MAE to turn into your method", "validate"
+    )

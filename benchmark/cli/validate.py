@@ -4,12 +4,11 @@ when one does not); the checks are :mod:`benchmark.run.validate`'s."""
 from __future__ import annotations
 
 import argparse
-import inspect
 from pathlib import Path
 
-from benchmark.cli.common import add_overrides, add_plugins, load_plugins, parse_names
+from benchmark.cli.common import add_overrides, add_plugins, load_plugins, parse_names, registered_in_file
 from benchmark.config import parse_overrides
-from benchmark.registry import METHODS, PluginError, load_plugin_file
+from benchmark.registry import METHODS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,13 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_plugins(check, "load another plugin file first (repeatable)")
 
 
-def _methods_in_file(path: Path) -> list[str]:
-    """Methods a plugin file registers; a file of the built-in methods/ folder is already loaded."""
-    resolved = path.resolve()
-    builtin = [name for name, cls in METHODS if Path(inspect.getfile(cls)).resolve() == resolved]
-    return builtin or load_plugin_file(path)["method"]
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     from benchmark.method.external_source import EXTERNAL_PREFIX
     from benchmark.method.variant import MethodVariant
@@ -58,12 +50,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     target = Path(args.target)
     per_preset: dict[str, list[str] | list[MethodVariant]]
     if target.suffix == ".py" and not args.target.startswith(EXTERNAL_PREFIX):
-        names = _methods_in_file(target)
-        if not names:
-            raise PluginError(
-                f"plugin file {target} registers no method; decorate its Method subclass with "
-                "@METHODS.register('name') (from ecgbench import METHODS)"
-            )
+        hint = "decorate its Method subclass with @METHODS.register('name') (from ecgbench import METHODS)"
+        names = registered_in_file(target, METHODS, hint)
         per_preset = {preset.name: names for preset in presets}
     elif args.target == "all":
         per_preset = {preset.name: METHODS.names() for preset in presets}

@@ -70,7 +70,7 @@ import pandas as pd
 from filelock import FileLock
 
 from benchmark.data.conditioning import lead_amplitude
-from benchmark.data.contract import LEADS
+from benchmark.data.contract import LEADS, SignalRows
 from benchmark.data.readers import SignalSource
 from benchmark.storage import DamagedFileError, atomic_write, read_json
 
@@ -148,7 +148,7 @@ def relation_findings(x: np.ndarray, present: np.ndarray) -> list[list[RelationF
     return found
 
 
-def measure(signals: np.ndarray, lead_mask: np.ndarray, relations: bool = True) -> Measurements:
+def measure(signals: np.ndarray | SignalRows, lead_mask: np.ndarray, relations: bool = True) -> Measurements:
     """Lead amplitudes of every record and, with ``relations``, the laws each breaks (read in
     chunks from the memory map)."""
     amplitude = np.full(lead_mask.shape, np.nan)

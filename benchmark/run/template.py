@@ -124,18 +124,23 @@ def class_name(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
-def render_template(name: str, path: Path) -> str:
-    """The template plugin for method ``name`` that will live at ``path``."""
+def check_plugin_name(name: str, kind: str) -> None:
+    """A registry name that is also a valid module name, or ValueError saying what is allowed."""
     if not NAME_PATTERN.fullmatch(name) or keyword.iskeyword(name):
         raise ValueError(
-            f"method name {name!r} must be lower-case letters, digits and '_', starting with a letter "
+            f"{kind} name {name!r} must be lower-case letters, digits and '_', starting with a letter "
             f"(it is also the module name)"
         )
+
+
+def render_template(name: str, path: Path) -> str:
+    """The template plugin for method ``name`` that will live at ``path``."""
+    check_plugin_name(name, "method")
     return TEMPLATE.substitute(
         name=name, class_name=class_name(name), title=name.replace("_", " ").upper(), path=path.as_posix()
     )
 
 
-def default_template_path(name: str) -> Path:
-    """``methods/NAME.py`` in a checkout (discovered automatically), else ``./NAME.py``."""
-    return Path("methods") / f"{name}.py" if Path("methods").is_dir() else Path(f"{name}.py")
+def default_template_path(name: str, folder: str = "methods") -> Path:
+    """``FOLDER/NAME.py`` in a checkout (discovered automatically), else ``./NAME.py``."""
+    return Path(folder) / f"{name}.py" if Path(folder).is_dir() else Path(f"{name}.py")

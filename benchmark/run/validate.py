@@ -110,6 +110,22 @@ class ContractReport:
         return self.flops_per_sample * self.pretrain_batch_size
 
 
+def run_check(name: str, check: Callable[[], str]) -> tuple[Check, Exception | None]:
+    """One check, timed: PASS with the detail it returns, skip on :class:`Skipped`, FAIL on
+    :class:`ContractFailure` or any other exception (a broken plugin is reported, not allowed to
+    crash the check; that exception is returned too)."""
+    started, error = time.perf_counter(), None
+    try:
+        status, detail = PASS, check()
+    except Skipped as exc:
+        status, detail = SKIP, str(exc)
+    except ContractFailure as exc:
+        status, detail = FAIL, str(exc)
+    except Exception as exc:
+        status, detail, error = FAIL, f"{type(exc).__name__}: {exc}", exc
+    return Check(name, status, detail, time.perf_counter() - started), error
+
+
 def contract_batch(spec: InputSpec, batch_size: int, seed: int = 0) -> Batch:
     """Smooth 12-lead signals: per lead two sinusoids (0.5-3 Hz) with random phase and
     amplitude plus a little noise, all leads present."""
@@ -197,19 +213,9 @@ class _Contract:
             if self.method is None and name != "build":
                 self.report.checks.append(Check(name, SKIP, "method did not build"))
                 continue
-            started = time.perf_counter()
-            try:
-                status, detail = PASS, check()
-            except Skipped as exc:
-                status, detail = SKIP, str(exc)
-            except ContractFailure as exc:
-                status, detail = FAIL, str(exc)
-            except Exception as exc:  # a broken plugin is reported, not allowed to crash the check
-                status, detail = FAIL, f"{type(exc).__name__}: {exc}"
-            finally:
-                if self.method is not None:
-                    self.method.zero_grad(set_to_none=True)
-            self.report.checks.append(Check(name, status, detail, time.perf_counter() - started))
+            self.report.checks.append(run_check(name, check)[0])
+            if self.method is not None:
+                self.method.zero_grad(set_to_none=True)
         return self.report
 
     # -- the checks ----------------------------------------------------------------------------
