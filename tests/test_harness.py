@@ -132,19 +132,27 @@ def test_linear_probe_learns_a_linearly_decodable_label(toy_arrays):
 
 
 def test_finetuning_improves_on_validation_and_tests_the_best_epoch():
+    """From a random head (not LP-FT's probe, which already scores ~0.93 on the toy's validation
+    records, so whether a later epoch beats the first one is a float detail of the torch build),
+    validation AUROC climbs: 0.84 -> 0.90 under torch 2.4.1, 0.72 -> 0.89 under 2.14.1."""
     arrays = make_toy_arrays(n_patients=80)
     method, _ = build("lamae", arrays, window_s=5.0)
     cfg = FinetuneConfig(
-        epochs=6, batch_size=16, patience=6, optim=OptimConfig(base_lr=2e-2, layer_decay=0.75), lr_grid=(1.0,)
+        epochs=6,
+        batch_size=16,
+        patience=6,
+        optim=OptimConfig(base_lr=1e-3, layer_decay=0.75),
+        lr_grid=(1.0,),
+        head_init="random",
     )
     output = Finetune(cfg).run(context(arrays, method))
     history = output.details["val_history"]
     assert output.details["best_epoch"] == int(np.argmax(history))
     report = classification_report(output.prediction.y_true, output.prediction.y_score, arrays.label_names)
-    assert max(history) > history[0]  # fine-tuning improved on validation
-    # well above chance on the toy's test split (0.70 under torch 2.4.1, higher under later
-    # releases: the toy's 20 test records make the exact value depend on float details)
-    assert report["macro_auroc"] > 0.65, (report, history)
+    assert max(history) > history[0] + 0.03, history  # fine-tuning improved on validation
+    # well above chance on the toy's test split (0.91-0.93 measured; its 20 test records make the
+    # exact value depend on float details)
+    assert report["macro_auroc"] > 0.75, (report, history)
 
 
 def test_finetuning_starts_from_the_linear_probe_of_the_initial_encoder(toy_arrays):
