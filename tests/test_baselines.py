@@ -280,10 +280,10 @@ def test_seed_independent_outputs_are_computed_once_and_kept_on_disk(monkeypatch
         preset="smoke",
         seeds=[0, 1],
         protocols=["linear"],
-        out=tmp_path / "out",
+        results=tmp_path / "out",
         add_references=False,
         progress=False,
-        cache_root=tmp_path / "cache",
+        cache_dir=tmp_path / "cache",
     )
     records = run(request)
     arrays = build_dataset("synthetic", SMOKE, {}).load(SMOKE.input.fs, "conditions", tmp_path / "cache", False)

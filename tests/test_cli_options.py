@@ -88,6 +88,23 @@ def test_the_command_lines_flags_override_the_config_file(tmp_path):
     assert args["methods"] == ["lamae", "lamae[la_mask_ratio=0,la_depth=3]"]
 
 
+def test_a_run_request_holds_the_flags_under_their_own_names(tmp_path):
+    """RunRequest's fields are the run flags' names: nothing is copied under a new name, and a
+    field without its flag (but the settings, the cache folder and a task's units) fails here."""
+    from benchmark.cli.run import run_request
+    from benchmark.data.contract import default_cache_root
+    from benchmark.run.runner import RunRequest
+
+    args = parse_args(["run", "--config", str(write_config(tmp_path, RUN_TOML)), "--profile", str(tmp_path / "p")])
+    request = run_request(args, {"pretrain": {"steps": "3"}})
+    assert isinstance(request, RunRequest)
+    assert request.results == Path("runs/x") and request.seeds == [0, 4, 7] and request.profile == tmp_path / "p"
+    assert request.methods == ["lamae", "lamae[la_mask_ratio=0,la_depth=3]"] and request.preset == "smoke"
+    assert request.overrides == {"pretrain": {"steps": "3"}} and request.units is None
+    assert request.rerun is True and request.progress is False and request.label_set == "icd"
+    assert request.cache_dir == default_cache_root()  # --cache-dir not given
+
+
 def test_the_old_results_flag_overrides_the_config_file_too(tmp_path, capsys):
     config = write_config(tmp_path, RUN_TOML)
     assert options(["run", "--config", str(config), "--out", "runs/y"])["results"] == Path("runs/y")

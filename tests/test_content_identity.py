@@ -153,11 +153,11 @@ def test_a_run_from_another_root_reuses_the_finished_cells(original, tmp_path, m
             label_set="superdiagnostic",
             preset="smoke",
             protocols=["linear"],
-            out=tmp_path / "out",
+            results=tmp_path / "out",
             overrides={"ptbxl": {"root": root}},
             add_references=False,
             progress=False,
-            cache_root=tmp_path / "cache",
+            cache_dir=tmp_path / "cache",
         )
 
     root = mini_ptbxl(shared_ptbxl(), tmp_path / "data" / "ptbxl", n=120)

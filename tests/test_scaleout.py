@@ -284,8 +284,8 @@ def test_slurm_launcher_through_submitits_local_executor_with_ddp_tasks_gives_th
         methods=["lamae", "random_init"],
         preset="smoke",
         protocols=["linear"],
-        out=out,
-        cache_root=root / "cache",
+        results=out,
+        cache_dir=root / "cache",
         progress=False,
         add_references=False,
     )

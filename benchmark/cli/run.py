@@ -212,7 +212,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.run.launch import LaunchError, launch
     from benchmark.run.presets import get_preset
     from benchmark.run.results import ResultStore
-    from benchmark.run.runner import RunRequest, run, tensorboard_hint
+    from benchmark.run.runner import run, tensorboard_hint
     from benchmark.train.budget import budget_at
     from benchmark.train.runtime import resolve_device
 
@@ -249,27 +249,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             settings = {scope: dict(values) for scope, values in overrides.items()}
             settings.setdefault("pretrain", {}).update(budget=budget, steps=str(steps))
             points.append((point, args.results / f"budget-{point}", settings))
-    request = RunRequest(
-        methods=args.methods,
-        dataset=args.dataset,
-        label_set=args.label_set,
-        preset=args.preset,
-        seeds=args.seeds,
-        protocols=args.protocols,
-        out=args.results,
-        overrides=overrides,
-        plugins=args.plugins,
-        device=args.device,
-        rerun=args.rerun,
-        add_references=args.add_references,
-        progress=args.progress,
-        cache_root=args.cache_dir or default_cache_root(),
-        profile_dir=args.profile,
-        pretrain_data=args.pretrain_data,
-        log=args.log,
-        duplicates=args.duplicates,
-        shard=args.shard,
-    )
+    request = run_request(args, overrides)
     failed = None
     started = dt.datetime.now(dt.UTC)
     records, writes_outputs = [], True
@@ -277,7 +257,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for point, folder, settings in points:
             if point is not None:
                 print(f"\n== pretraining budget {point}: {settings['pretrain']['budget']} -> {folder}/", flush=True)
-            one = dataclasses.replace(request, out=folder, overrides=settings)
+            one = dataclasses.replace(request, results=folder, overrides=settings)
             if fan_out.launcher == "none":
                 with distributed.session(resolve_device(args.device)) as device:
                     records += run(dataclasses.replace(one, device=str(device)))
@@ -314,6 +294,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+# RunRequest's fields no flag holds: the settings --set and the shorthand flags give together, the
+# cache folder (its default is computed), and the units a launcher hands one task
+NOT_FLAGS = ("overrides", "cache_dir", "units")
+
+
+def run_request(args: argparse.Namespace, overrides: dict[str, dict[str, str]]):
+    """The run the flags ask for: every field of :class:`RunRequest` is the flag of its name
+    (``--results`` -> ``results``; a new field without its flag fails every run at once), but
+    :data:`NOT_FLAGS`."""
+    from benchmark.run.runner import RunRequest
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunRequest) if f.name not in NOT_FLAGS}
+    return RunRequest(**given, overrides=overrides, cache_dir=args.cache_dir or default_cache_root())
 
 
 def what_was_run(records: list[dict], started: dt.datetime) -> str:

@@ -70,15 +70,15 @@ class RunRequest:
     preset: str = "cpu"
     seeds: list[int] = field(default_factory=lambda: [0])
     protocols: list[str] | None = None  # None: the preset's defaults
-    out: Path = Path("results")
+    results: Path = Path("results")
     overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     plugins: list[Path] = field(default_factory=list)
     device: str = "auto"
     rerun: bool = False
     add_references: bool = True
     progress: bool = True
-    cache_root: Path = field(default_factory=default_cache_root)
-    profile_dir: Path | None = None  # trace the first pretraining epoch with torch.profiler
+    cache_dir: Path = field(default_factory=default_cache_root)
+    profile: Path | None = None  # trace the first pretraining epoch with torch.profiler
     pretrain_data: list[str] = field(default_factory=list)  # NAME[:ROOT] pool replacing the dataset's pretrain split
     log: str | None = None  # "tensorboard": event files of every training run under OUT/_tensorboard/
     duplicates: str = "refuse"  # pretraining/training records that ARE val/test recordings: refuse | drop
@@ -300,9 +300,9 @@ def plan_run(request: RunRequest) -> RunPlan:
     label_set = request.label_set or dataset.label_sets[0]
     dataset.check_label_set(label_set)
     if request.log == "tensorboard":
-        log.info("%s", tensorboard_hint(Path(request.out)))
+        log.info("%s", tensorboard_hint(Path(request.results)))
     device = resolve_device(request.device)
-    store = ResultStore(request.out)
+    store = ResultStore(request.results)
     if distributed.is_main():
         remove_orphans(store.root)  # temporary files of a killed earlier run ...
         clear_interrupted(store.root)  # ... and who its claims belonged to
@@ -311,7 +311,7 @@ def plan_run(request: RunRequest) -> RunPlan:
     log.info("loading %s (%s labels) at %d Hz", dataset.name, label_set, preset.input.fs)
     if not distributed.is_main():
         distributed.barrier()  # rank 0 prepares (or generates) the caches first, alone
-    arrays = dataset.load(preset.input.fs, label_set, request.cache_root, progress)
+    arrays = dataset.load(preset.input.fs, label_set, request.cache_dir, progress)
     pretrain_arrays, pool_identity = pretraining_pool(
         request.pretrain_data,
         dataset,
@@ -319,7 +319,7 @@ def plan_run(request: RunRequest) -> RunPlan:
         lambda name, overrides: build_dataset(name, preset, overrides),
         request.overrides,
         preset.input.fs,
-        request.cache_root,
+        request.cache_dir,
         progress,
     )
     arrays, pretrain_arrays, dropped = guard_duplicates(
@@ -541,7 +541,7 @@ def run_unit(plan: RunPlan, unit: Unit, state: RunProgress) -> None:
                     device,
                     checkpoints,
                     progress,
-                    None if request.profile_dir is None else request.profile_dir / f"{spec.file_name}_seed{seed}",
+                    None if request.profile is None else request.profile / f"{spec.file_name}_seed{seed}",
                     pretraining_monitor,
                 )
             pretrain_compute = {**to_jsonable(report.as_record()), **plan.plans[method_name].as_record()}
