@@ -23,6 +23,7 @@ from benchmark.cli.common import default_leaderboard
 from benchmark.config import ConfigError
 from benchmark.run.launch import LaunchConfig, time_limit_minutes
 from benchmark.run.results import Cell
+from benchmark.run.state import status_report
 from benchmark.run.units import Shard, Unit, claimed, claims, clear_interrupted, lock_path, owner_path
 from benchmark.storage import FOREIGN_ORPHAN_AGE_S, remove_orphans
 
@@ -102,6 +103,7 @@ def test_a_claim_is_exclusive_names_its_owner_and_is_gone_after_release(tmp_path
             assert not second  # a second claimant (here another open file of this process) is refused
         (record,) = claims(tmp_path)
         assert record["state"] == "running" and record["pid"] == os.getpid() and record["cells"] == owner["cells"]
+        assert f"lamae seed 0 (?, ?): pid {os.getpid()} on {record['host']} since" in status_report(tmp_path)
     assert claims(tmp_path) == [] and not owner_path(path).exists()
 
 
@@ -144,6 +146,8 @@ def test_the_claim_of_a_killed_process_is_free_at_once_and_reported_interrupted(
     pid = killed_holder()
     (record,) = claims(tmp_path)
     assert record["state"] == "interrupted" and record["pid"] == pid
+    assert f"lamae seed ? (?, ?): pid {pid} on {record['host']}" in status_report(tmp_path)
+    assert "interrupted: its process died; the next run takes it over" in status_report(tmp_path)
     with claimed(path, {"method": "lamae"}, wait=False) as held:
         assert held and claims(tmp_path)[0]["pid"] == os.getpid()
         assert clear_interrupted(tmp_path) == 0  # a live owner's record stays

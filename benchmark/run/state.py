@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.run.results import RUNS, Cell, ResultStore, is_diverged
+from benchmark.run.units import claims
 from benchmark.storage import DamagedFileError, atomic_write, pid_alive, read_json
 
 log = logging.getLogger("benchmark")
@@ -292,6 +293,25 @@ def liveness(state: dict, now: dt.datetime | None = None) -> str:
     return "running"
 
 
+def describe_claims(root: Path) -> list[str]:
+    """The pretrained models a process has claimed in the results folder (benchmark/run/units.py):
+    which process on which host holds each, or that its holder died. Runs of several processes or
+    a launcher's tasks share one folder, so this names who is doing what, and a claim a killed
+    process left that the next run takes over. (Telling the two apart tries each free lock for an
+    instant; a run that meets it then only comes back to that model at its end.)"""
+    held = claims(root)
+    if not held:
+        return []
+    lines = ["", "pretrained models claimed by a process:"]
+    for claim in held:
+        what = f"{claim.get('method', '?')} seed {claim.get('seed', '?')} ({claim.get('dataset', '?')}, {claim.get('preset', '?')})"
+        state = (
+            "running" if claim["state"] == "running" else "interrupted: its process died; the next run takes it over"
+        )
+        lines.append(f"  {what}: pid {claim['pid']} on {claim['host']} since {claim['started']}, {state}")
+    return lines
+
+
 def status_report(root: Path) -> str:
     """The summary ``python -m benchmark status`` prints."""
     store = ResultStore(root)
@@ -353,6 +373,7 @@ def status_report(root: Path) -> str:
         if remaining and alive != "running":
             lines.append(f"  next: {remaining[0]}" + (f" and {len(remaining) - 1} more" if len(remaining) > 1 else ""))
         lines.append(f"  last error: {state['error'] or 'none'}")
+    lines += describe_claims(root)
     hidden = len(runs) - len(shown)
     if hidden:
         lines += ["", f"{hidden} earlier run(s) not shown: every cell they planned is finished now"]
