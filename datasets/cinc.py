@@ -37,9 +37,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from ecgbench import DATASETS, DataError, DatasetConfig
+from ecgbench import DATASETS, DatasetConfig
 from ecgbench.data import (
     LABELLED_SPLITS,
     TABLE_FILES,
@@ -48,13 +47,12 @@ from ecgbench.data import (
     PreparedDataset,
     RandomSplitConfig,
     SignalSource,
-    WfdbReader,
     challenge_source,
     common_tokens,
     header_records,
     order_common,
     random_patient_splits,
-    read_dx,
+    read_dx_lines,
 )
 
 
@@ -87,10 +85,7 @@ class CinC(PreparedDataset):
 
     @cached_property
     def record_paths(self) -> list[str]:
-        paths = header_records(self.root)
-        if not paths:
-            raise DataError(f"{self.name}: no .hea file under {self.root}; point --root at a Challenge training folder")
-        return paths
+        return header_records(self.name, self.root, "point --root at a Challenge training folder")
 
     def label_files(self):
         """The tables (when present: pretraining needs none) and every header (its ``# Dx:`` line)."""
@@ -98,13 +93,8 @@ class CinC(PreparedDataset):
         return [*tables, *(self.root / f"{path}.hea" for path in self.record_paths)]
 
     def signal_source(self, fs: int) -> SignalSource:
-        return SignalSource(
-            self.name,
-            np.array(self.record_paths, dtype=str),
-            WfdbReader(str(self.root), self.record_paths, self.config.fs or None),
-            10.0,
-            sources=np.array([challenge_source(path) or "other" for path in self.record_paths], dtype=str),
-        )
+        sources = [challenge_source(path) or "other" for path in self.record_paths]
+        return SignalSource.wfdb_folder(self.name, self.root, self.record_paths, self.config.fs, sources)
 
     def annotate(self, source: SignalSource, label_set: str | None) -> Annotations:
         records = np.asarray(source.record_ids, dtype=str)
@@ -113,12 +103,10 @@ class CinC(PreparedDataset):
             return annotations
         scored = set(self.tables.scored)
         labels: list[list[str] | None] = []
-        for i, path in enumerate(tqdm(self.record_paths, desc="read # Dx: lines", unit="hea", leave=False)):
+        for i, (path, tokens) in enumerate(zip(self.record_paths, read_dx_lines(self.root, self.record_paths))):
             header = self.root / f"{path}.hea"
-            try:
-                tokens = read_dx(header)
-            except ValueError as exc:
-                annotations.problems[i] = str(exc)
+            if isinstance(tokens, str):
+                annotations.problems[i] = tokens
                 labels.append(None)
                 continue
             if not tokens:

@@ -25,7 +25,6 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ecgbench import DATASETS, DataError, DatasetConfig
 from ecgbench.data import (
@@ -33,12 +32,11 @@ from ecgbench.data import (
     SignalSource,
     UserDataConfig,
     UserDataset,
-    WfdbReader,
     annotate_user_table,
     header_records,
     random_patient_splits,
     read_csv,
-    read_dx,
+    read_dx_lines,
 )
 
 FIX = "see docs/datasets-guide.md, 'Bring your own data', for the labels.csv layout"
@@ -66,10 +64,7 @@ class WfdbFolder(UserDataset):
     def record_paths(self) -> list[str]:
         if self.table is not None:
             return self.table["record"].fillna("").tolist()
-        paths = header_records(self.root)
-        if not paths:
-            raise DataError(f"{self.name}: no .hea file under {self.root} and no labels.csv; {FIX}")
-        return paths
+        return header_records(self.name, self.root, f"no labels.csv either; {FIX}")
 
     def label_files(self):
         if self.table is not None:
@@ -77,12 +72,7 @@ class WfdbFolder(UserDataset):
         return [self.root / f"{path}.hea" for path in self.record_paths if (self.root / f"{path}.hea").is_file()]
 
     def signal_source(self, fs: int) -> SignalSource:
-        return SignalSource(
-            self.name,
-            np.array(self.record_paths, dtype=str),
-            WfdbReader(str(self.root), self.record_paths, self.config.fs or None),
-            10.0,
-        )
+        return SignalSource.wfdb_folder(self.name, self.root, self.record_paths, self.config.fs)
 
     def annotate(self, source: SignalSource, label_set: str | None) -> Annotations:
         records = np.asarray(source.record_ids, dtype=str)
@@ -97,13 +87,11 @@ class WfdbFolder(UserDataset):
         if label_set is None:
             return annotations
         labels: list[list[str] | None] = []
-        for i, path in enumerate(tqdm(self.record_paths, desc="read # Dx: lines", unit="hea", leave=False)):
-            try:
-                codes = read_dx(self.root / f"{path}.hea")
-                if not codes and self.config.empty_labels == "exclude":
-                    raise ValueError("empty '# Dx:' line (set empty_labels=negative to use it as a negative)")
-            except ValueError as exc:
-                annotations.problems[i] = str(exc)
+        for i, codes in enumerate(read_dx_lines(self.root, self.record_paths)):
+            if not codes and self.config.empty_labels == "exclude":
+                codes = "empty '# Dx:' line (set empty_labels=negative to use it as a negative)"
+            if isinstance(codes, str):
+                annotations.problems[i] = codes
                 codes = None
             labels.append(codes)
         if all(tokens is None for tokens in labels):

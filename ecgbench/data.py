@@ -6,7 +6,14 @@ one ECG delineation (:func:`delineate`: R peaks and waves of a lead, as data pre
 ECG statistics measure them)."""
 
 from benchmark.config import signature, to_jsonable
-from benchmark.data.challenge import TABLE_FILES, ChallengeTables, challenge_source, header_records, read_dx
+from benchmark.data.challenge import (
+    TABLE_FILES,
+    ChallengeTables,
+    challenge_source,
+    header_records,
+    read_dx,
+    read_dx_lines,
+)
 from benchmark.data.common_labels import COMMON_LABELS, CommonLabel, common_tokens, order_common
 from benchmark.data.contract import data_identity
 from benchmark.data.delineation import WAVES, Beats, delineate, neurokit
@@ -48,6 +55,7 @@ __all__ = [
     "challenge_source",
     "header_records",
     "read_dx",
+    "read_dx_lines",
     "COMMON_LABELS",
     "CommonLabel",
     "common_tokens",

@@ -3,6 +3,7 @@ PhysioNet/CinC 2020-21 layout (.hea + .mat, SNOMED codes in # Dx:), and NumPy ar
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -102,6 +103,19 @@ def test_cinc_2020_layout_with_snomed_codes_in_headers(signals, tmp_path):
         np.testing.assert_allclose(np.asarray(arrays.signals[i], dtype=np.float64), x[i], atol=2e-3)
     assert all(3 not in arrays.splits[s] for s in ("train", "val", "test"))  # no # Dx: line
     assert len(set(arrays.patient_ids)) == N  # the challenge has no patient ids
+
+
+@pytest.mark.parametrize(
+    ("name", "fix"), [("wfdb-folder", "no labels.csv either"), ("cinc", "point --root at a Challenge training folder")]
+)
+def test_a_folder_without_headers_is_refused_naming_it(tmp_path, name, fix):
+    """Both readers of the Challenge's layout list records by one helper (header_records)."""
+    root = tmp_path / "empty"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "a.dat").write_bytes(b"")
+    cls = DATASETS.get(name)
+    with pytest.raises(DataError, match=re.escape(f"{name}: no .hea file under {root}; {fix}")):
+        cls(cls.Config(root=root)).load(100, cls.label_sets[0], tmp_path / "cache")
 
 
 def test_numpy_arrays_with_labels_csv_and_patient_ids(signals, tmp_path):

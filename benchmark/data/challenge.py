@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from benchmark.data.contract import DataError
 from benchmark.data.files import parse_list_cell, read_csv
@@ -86,9 +87,13 @@ def challenge_source(record: str) -> str | None:
     return next((source for start, source in SOURCE_PREFIXES if prefix == start), None)
 
 
-def header_records(root: Path) -> list[str]:
-    """Every record below ``root`` that has a ``.hea`` file: its path without extension, sorted."""
-    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.hea"))
+def header_records(dataset: str, root: Path, fix: str) -> list[str]:
+    """Every record below ``root`` that has a ``.hea`` file: its path without extension, sorted.
+    A folder without one is refused in one line naming ``dataset``, the folder and ``fix``."""
+    paths = sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.hea"))
+    if not paths:
+        raise DataError(f"{dataset}: no .hea file under {root}; {fix}")
+    return paths
 
 
 def read_dx(header: Path) -> list[str]:
@@ -97,6 +102,19 @@ def read_dx(header: Path) -> list[str]:
     if found is None:
         raise ValueError(f"no '# Dx:' line in {header}")
     return parse_list_cell(found.group(1).strip() or "[]", separator=",")
+
+
+def read_dx_lines(root: Path, paths: list[str]) -> list[list[str] | str]:
+    """The Challenge layout's labels: each record's ``# Dx:`` tokens (``root/path.hea``), or the
+    reason it has none (a string), with a progress bar. What an empty line means is the caller's
+    to say (unknown for the Challenge; excluded or negative for a user's folder)."""
+    lines: list[list[str] | str] = []
+    for path in tqdm(paths, desc="read # Dx: lines", unit="hea", leave=False):
+        try:
+            lines.append(read_dx(root / f"{path}.hea"))
+        except ValueError as exc:
+            lines.append(str(exc))
+    return lines
 
 
 @dataclass

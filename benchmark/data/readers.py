@@ -23,6 +23,7 @@ import os
 import posixpath
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -371,3 +372,18 @@ class SignalSource:
     duration_s: float  # the dataset's record length (used when Preprocessing.duration_s is None)
     #: (N,) str, the database each record comes from (the gain check summarises per source); None: the dataset
     sources: np.ndarray | None = None
+
+    @classmethod
+    def wfdb_folder(
+        cls, dataset: str, root: Path, paths: list[str], fs: float, sources: list[str] | None = None
+    ) -> SignalSource:
+        """WFDB records ``root/paths[i]`` of any rate and length, as the Challenge's layout and a
+        user's folder hold them: the first 10 s unless ``preprocess.duration_s`` says otherwise;
+        ``fs`` the rate every header must declare (0: any)."""
+        return cls(
+            dataset,
+            np.array(paths, dtype=str),
+            WfdbReader(str(root), paths, fs or None),
+            10.0,
+            sources=None if sources is None else np.array(sources, dtype=str),
+        )
