@@ -123,9 +123,10 @@ def table() -> str:
 
 
 def oracle_ratios(signals: np.ndarray, lead_mask: np.ndarray, patch: int, mask_ratio: float) -> dict[str, float]:
-    """Loss over the best trivial predictor's for two informed non-learned predictors on the masked
-    patches of ``signals`` (B, 12, T), masked as the suite masks (each lead its own keys):
-    ``interpolation`` (linear, inside each lead, between its visible samples) and ``other leads``
+    """Loss over the best trivial predictor's for three informed non-learned predictors on the
+    masked patches of ``signals`` (B, 12, T), masked as the suite masks (each lead its own keys):
+    ``interpolation`` (linear, inside each lead, between its visible samples), ``one beat away``
+    (inside each lead, the visible samples one rhythm period away: :func:`one_beat_away`) and ``other leads``
     (per lead, least squares on the other leads' visible samples at the same instant, fitted on
     these records: an in-sample fit, so an optimistic reading of what is linear)."""
     import torch
@@ -166,7 +167,43 @@ def oracle_ratios(signals: np.ndarray, lead_mask: np.ndarray, patch: int, mask_r
         fit = scored[:, lead].reshape(-1)
         coef, *_ = np.linalg.lstsq(design[fit], x[:, lead].reshape(-1)[fit], rcond=None)
         other[:, lead] = (design @ coef).reshape(b, t)
-    return {"interpolation": loss(interpolated) / trivial, "other leads": loss(other) / trivial}
+    beat = one_beat_away(seen, visible, mean, round(0.3 * t / 5), round(2.0 * t / 5))
+    return {
+        "interpolation": loss(interpolated) / trivial,
+        "one beat away": loss(beat) / trivial,
+        "other leads": loss(other) / trivial,
+    }
+
+
+def one_beat_away(seen: np.ndarray, visible: np.ndarray, mean: np.ndarray, shortest: int, longest: int) -> np.ndarray:
+    """Each sample predicted, inside its own lead, by the visible samples one period before and
+    after it (two periods where neither is visible, else the lead's visible mean); the period is
+    each record's lag between ``shortest`` and ``longest`` samples with the highest normalised
+    correlation over pairs of visible samples, all leads pooled. What a predictor that reads only
+    the hidden sample's own lead can reach by inferring the rhythm."""
+    b, _, t = seen.shape
+    lags = np.arange(shortest, longest + 1)
+    score = np.empty((b, len(lags)))
+    for j, lag in enumerate(lags):
+        a, c = seen[:, :, :-lag], seen[:, :, lag:]  # zero where hidden, so only visible pairs count
+        score[:, j] = (a * c).sum((1, 2)) / np.sqrt((a * a).sum((1, 2)) * (c * c).sum((1, 2)) + 1e-12)
+    period = lags[score.argmax(1)]
+    predicted = np.broadcast_to(mean, seen.shape).copy()
+    found = np.zeros(seen.shape, bool)
+    steps = np.arange(t)
+    for k in (1, 2):
+        total, count = np.zeros(seen.shape), np.zeros(seen.shape)
+        for sign in (-1, 1):
+            source = steps[None, :] + sign * k * period[:, None]  # (B, T)
+            inside = (source >= 0) & (source < t)
+            index = np.clip(source, 0, t - 1)[:, None, :].repeat(seen.shape[1], 1)
+            usable = np.take_along_axis(visible, index, 2) & inside[:, None, :]
+            total += np.where(usable, np.take_along_axis(seen, index, 2), 0.0)
+            count += usable
+        new = (count > 0) & ~found
+        predicted[new] = total[new] / count[new]
+        found |= new
+    return predicted
 
 
 def oracles(dataset: str, records: int = 400) -> list[dict]:
