@@ -206,9 +206,10 @@ def one_beat_away(seen: np.ndarray, visible: np.ndarray, mean: np.ndarray, short
     return predicted
 
 
-def oracles(dataset: str, records: int = 400) -> list[dict]:
+def oracles(dataset: str, patches_s: list[float] | None = None, records: int = 400) -> list[dict]:
     """:func:`oracle_ratios` on the first ``records`` pretraining records of ``dataset`` (the cpu
-    preset's 100 Hz, first 5 s), at the cpu preset's patch and two mask ratios."""
+    preset's 100 Hz, first 5 s), at two mask ratios and each patch length of ``patches_s``
+    (seconds; the cpu preset's patch by default)."""
     from benchmark.data.contract import default_cache_root
     from benchmark.run.build import build_dataset
     from benchmark.run.presets import get_preset
@@ -223,13 +224,14 @@ def oracles(dataset: str, records: int = 400) -> list[dict]:
     window = preset.input.window
     signals = np.asarray(arrays.signals[index][:, :, :window], dtype=np.float64)
     lead_mask = np.asarray(arrays.lead_mask[index], dtype=bool)
-    patch = round(preset.model.patch_s * preset.input.fs)
     return [
         {
             "data": "synthetic" if dataset == "synthetic" else "PTB-XL 1-999 (the pool's PTB-XL part)",
+            "patch (s)": patch_s,
             "mask ratio": ratio,
         }
-        | oracle_ratios(signals, lead_mask, patch, ratio)
+        | oracle_ratios(signals, lead_mask, round(patch_s * preset.input.fs), ratio)
+        for patch_s in patches_s or [preset.model.patch_s]
         for ratio in (0.75, 0.5)
     ]
 
@@ -243,6 +245,12 @@ def main() -> None:
     sub.add_parser("table", help="the markdown table of every finished setting")
     informed = sub.add_parser("oracles", help="the informed non-learned predictors' ratios")
     informed.add_argument("--dataset", choices=list(DATASETS), default="synthetic")
+    informed.add_argument(
+        "--patch-s",
+        type=float,
+        action="append",
+        help="a patch length in seconds (repeatable; default: the cpu preset's)",
+    )
     args = parser.parse_args()
     if args.command == "run":
         run(args.dataset, args.only)
@@ -251,7 +259,7 @@ def main() -> None:
     else:
         from tabulate import tabulate
 
-        print(tabulate(oracles(args.dataset), headers="keys", tablefmt="github", floatfmt=".3f"))
+        print(tabulate(oracles(args.dataset, args.patch_s), headers="keys", tablefmt="github", floatfmt=".3f"))
 
 
 if __name__ == "__main__":  # the data preparation spawns worker processes that import this file
