@@ -6,9 +6,10 @@ exactly the suite's data, budget, pretraining loop and linear probe; the table r
 back: the final pretraining loss over the best trivial predictor's loss on the same masked targets
 (``loss / trivial``, :class:`benchmark.train.pretrain.PretrainReport`), the linear-probe macro
 AUROC, steps and wall time. Beside it, what a *trivial-but-informed* predictor reaches on the same
-masked targets (:func:`oracle_ratios`): linear interpolation inside each lead, and a least-squares
-map from the other leads' visible samples at the same instant — an upper-bound-free hint of how
-much of the target is predictable at all, and from where.
+masked targets (:func:`oracle_ratios`): linear interpolation inside each lead, the same lead one
+beat away, and a least-squares map from the other leads' visible samples at the same instant — an
+upper-bound-free hint of how much of the target is predictable at all, and from where (``oracles
+--patch-s S``, repeatable, at other patch lengths).
 
     python benchmarks/pretraining_regime.py run --dataset synthetic      # every setting, resumable
     python benchmarks/pretraining_regime.py run --dataset pool
