@@ -12,7 +12,7 @@ import torch
 from conftest import REPO
 from test_cli import result_files
 
-from benchmark.train import distributed
+from benchmark.nn import distributed
 
 
 def run(out, cache, *launcher):

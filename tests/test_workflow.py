@@ -22,13 +22,13 @@ from benchmark.config import ConfigError, to_jsonable
 from benchmark.data.contract import DataError
 from benchmark.data.loader import make_loader
 from benchmark.eval.protocols.finetune import Finetune, FinetuneConfig
+from benchmark.nn.monitor import NonFiniteLossError, TrainingMonitor, require_tensorboard
 from benchmark.registry import METHODS
 from benchmark.run.build import method_config
 from benchmark.run.export import export_encoder
 from benchmark.run.presets import PRESETS
 from benchmark.run.results import IDENTITY, Cell, ResultStore
 from benchmark.run.state import Eta, PendingPretraining, RunProgress, describe_eta, format_duration, status_report
-from benchmark.train.monitor import NonFiniteLossError, TrainingMonitor, require_tensorboard
 from benchmark.train.pretrain import PretrainConfig, pretrain
 
 

@@ -24,9 +24,9 @@ from benchmark.cli.common import (
 )
 from benchmark.cli.run_config import CONFIG_FLAG, ConfigFlag
 from benchmark.data.contract import default_cache_root
+from benchmark.nn import distributed
+from benchmark.nn.monitor import LOGGERS
 from benchmark.storage import claim_folder, ensure_writable
-from benchmark.train import distributed
-from benchmark.train.monitor import LOGGERS
 
 # the options of one --launcher each: flag, type, launcher, help (LaunchConfig holds the defaults)
 FAN_OUT_OPTIONS = (

@@ -23,11 +23,11 @@ from tqdm.auto import tqdm
 from benchmark.data.contract import ECGArrays
 from benchmark.data.loader import make_loader
 from benchmark.method.base import Method
+from benchmark.nn import distributed
+from benchmark.nn.monitor import TrainingMonitor
 from benchmark.nn.training import autocast
 from benchmark.registry import PROTOCOLS
 from benchmark.storage import DamagedFileError, atomic_write, read_checked
-from benchmark.train import distributed
-from benchmark.train.monitor import TrainingMonitor
 
 log = logging.getLogger("benchmark")
 

@@ -3,25 +3,25 @@
 Frozen protocols whose head is more than a linear map (an attention-pooling probe, a learned
 mixture of layers) cannot use the closed-form logistic fit of the linear probe; they share
 this loop: mini-batch AdamW on cached inputs, early stopping on validation macro AUROC, the
-best epoch's weights kept (the step and the stopping rule of every training loop,
-:mod:`benchmark.nn.training`). Everything stays on one device, so it is fast and deterministic.
+best epoch's weights kept (the suite's one training loop,
+:class:`benchmark.nn.training.TrainingLoop`). Everything stays on one device, so it is fast and
+deterministic.
 """
 
 from __future__ import annotations
 
-import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from benchmark.config import require_positive
 from benchmark.data.contract import DataError
 from benchmark.nn.losses import known_bce
 from benchmark.nn.metrics import macro_auroc
-from benchmark.nn.training import EarlyStopping, OptimiserStep
+from benchmark.nn.training import EarlyStopping, OptimiserStep, TrainingLoop, Validation
 
 
 @dataclass
@@ -68,32 +68,35 @@ def fit_frozen_head(
     x, y = train
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    optimiser_step = OptimiserStep(optimizer, head.parameters())
     stopping = EarlyStopping(cfg.patience)
 
     def batch_loss(index: torch.Tensor) -> torch.Tensor:
         return known_bce(head(x[index]).float(), y[index].float())
 
-    best_state: dict[str, torch.Tensor] = {}
-    history: list[float] = []
-    bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
-    for epoch in bar:
-        head.train()
+    def batches(epoch: int):
         order = torch.randperm(len(x), generator=generator).to(x.device)
-        for start in range(0, len(x), cfg.batch_size):
-            index = order[start : start + cfg.batch_size]
-            optimiser_step.step(batch_loss, index)
-        val_auroc = macro_auroc(val[1].cpu().numpy(), predict_scores(head, val[0]))
-        history.append(val_auroc)
-        bar.set_postfix(val_auroc=f"{val_auroc:.4f}")
-        if stopping.improved(epoch, val_auroc):
-            best_state = copy.deepcopy(head.state_dict())
-        elif stopping.should_stop(epoch):
-            break
+        return (order[start : start + cfg.batch_size] for start in range(0, len(x), cfg.batch_size))
+
+    def validate() -> float:
+        return macro_auroc(val[1].cpu().numpy(), predict_scores(head, val[0]))
+
+    loop = TrainingLoop(
+        head,
+        OptimiserStep(optimizer, head.parameters()),
+        batch_loss,
+        stage=desc,
+        divergence_hint=f"lower the learning rate of the {desc} (its FrozenHeadConfig.lr, {cfg.lr:g})",
+        records_per_step=cfg.batch_size,
+        validation=Validation(validate, stopping),
+        progress=progress,
+        desc=desc,
+    )
+    loop.run(batches, math.ceil(len(x) / cfg.batch_size), max_epochs=cfg.epochs)
     if np.isnan(stopping.best_score):  # every epoch's AUROC was NaN
         raise DataError(
             f"{desc}: validation macro AUROC is undefined ({len(val[1])} validation records, no label with both "
             "positive and negative records), so no epoch can be chosen; use a larger validation split"
         )
-    head.load_state_dict(best_state)
-    return FittedHead(head, stopping.best_score, stopping.best_epoch, history)
+    assert loop.best_state is not None  # the first epoch is always kept
+    head.load_state_dict(loop.best_state)
+    return FittedHead(head, stopping.best_score, stopping.best_epoch, loop.history)

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from benchmark.config import ConfigError
+from benchmark.nn import distributed
 from benchmark.run.runner import RunRequest, plan_run, run
 from benchmark.run.units import Unit
-from benchmark.train import distributed
 from benchmark.train.runtime import resolve_device
 
 log = logging.getLogger("benchmark")

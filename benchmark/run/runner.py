@@ -36,7 +36,9 @@ from benchmark.eval.sweep import Evaluation, expand
 from benchmark.method.base import Method
 from benchmark.method.external import check_data, check_feedable, external_pretraining
 from benchmark.method.spec import MethodSpec
+from benchmark.nn import distributed
 from benchmark.nn.metrics import classification_report
+from benchmark.nn.monitor import NonFiniteLossError, TrainingMonitor, require_tensorboard
 from benchmark.provenance import provenance
 from benchmark.registry import METHODS, load_plugin_file
 from benchmark.run.build import (
@@ -52,10 +54,8 @@ from benchmark.run.results import IDENTITY, PRETRAIN_KEYS, TENSORBOARD, Cell, Re
 from benchmark.run.state import Eta, PendingPretraining, RunProgress
 from benchmark.run.units import Shard, Unit, claimed, clear_interrupted, lock_path
 from benchmark.storage import DamagedFileError, atomic_write, read_json, remove_orphans
-from benchmark.train import distributed
 from benchmark.train.budget import FlopsMeter, PretrainPlan, parse_budget, plan_pretraining
 from benchmark.train.flops import parameter_counts
-from benchmark.train.monitor import NonFiniteLossError, TrainingMonitor, require_tensorboard
 from benchmark.train.pretrain import pretrain
 from benchmark.train.runtime import resolve_device, set_seed
 

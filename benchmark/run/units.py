@@ -42,8 +42,8 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from benchmark.config import ConfigError
+from benchmark.nn import distributed
 from benchmark.storage import atomic_write, host
-from benchmark.train import distributed
 
 log = logging.getLogger("benchmark")
 

@@ -5,25 +5,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from benchmark.config import ConfigError, require_positive
 from benchmark.data.contract import ECGArrays
 from benchmark.data.loader import WindowBatchSampler, make_loader
 from benchmark.method.base import Method
+from benchmark.nn import distributed
 from benchmark.nn.layers import TRIVIAL
-from benchmark.nn.training import OptimiserStep
+from benchmark.nn.monitor import TrainingMonitor
+from benchmark.nn.training import Interval, OptimiserStep, TrainingLoop
 from benchmark.storage import DamagedFileError, atomic_torch_save, read_torch
-from benchmark.train import distributed
 from benchmark.train.budget import parse_budget
-from benchmark.train.monitor import TrainingMonitor, check_finite, max_lr
 from benchmark.train.optim import OptimConfig, build_optimizer
 from benchmark.train.runtime import rng_state, set_rng_state
 
@@ -192,98 +190,66 @@ def pretrain(
         set_rng_state(state["rng"])
     loss_function = _loss_function(method, device, cfg.compile)
     profiler = Profiler(profile_to, device) if profile_to is not None else None
+    first_epoch = step // len(loader)
     monitor = monitor or TrainingMonitor()
     monitor.start(step, cfg.steps)
-
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    started = time.perf_counter() - elapsed
-    bar = tqdm(
-        total=cfg.steps,
-        initial=step,
-        desc=f"pretrain {method.name}",
-        unit="step",
-        disable=not (progress and distributed.is_main()),
-        dynamic_ncols=True,
-    )
-    running = torch.zeros((), device=device)
-    trivial: dict[str, torch.Tensor] = {}  # running sums of the trivial predictors' losses
-    optimiser_step = OptimiserStep(
-        optimizer, method.parameters(), grad_clip=cfg.optim.grad_clip, schedule=scheduler, amp_device=device
-    )
-    interval_started = time.perf_counter()
-    epoch, skip = divmod(step, len(loader))
-    sampler = cast(WindowBatchSampler, loader.batch_sampler)  # what make_loader batches with
-    while step < cfg.steps:
+
+    def with_ratio(interval: Interval) -> dict[str, float]:
+        """The interval's trivial losses join their curve; its loss / trivial is logged."""
+        trivial_curve.append((interval.step, {k.removeprefix(TRIVIAL): v for k, v in interval.means.items()}))
+        ratio = loss_ratio(loop.loss_curve, trivial_curve, -1)
+        return {"loss_vs_trivial": ratio} if ratio else {}
+
+    def checkpoint(step: int) -> None:
+        if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            if distributed.is_main():
+                atomic_torch_save(
+                    {
+                        "model": method.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "step": step,
+                        "loss_curve": loop.loss_curve,
+                        "trivial_curve": trivial_curve,
+                        "rng": rng_state(),
+                        "wall_s": loop.elapsed_s(),
+                    },
+                    last_path,
+                )
+            distributed.barrier()
+
+    def batches(epoch: int):
         sampler.set_epoch(epoch)
-        with profiler or contextlib.nullcontext():
-            for i, batch in enumerate(loader):
-                if i < skip:
-                    continue
-                batch = batch.to(device, non_blocking=True)
-                method.on_train_step(step, cfg.steps)
-                losses = optimiser_step.step(loss_function, batch, index=step)
-                loss = losses.pop("loss")
-                for name, value in losses.items():
-                    trivial[name] = trivial.get(name, 0.0) + value.detach().float()
-                running += loss.detach()
-                step += 1
-                bar.update(1)
-                if step % cfg.log_every == 0 or step == cfg.steps:
-                    n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
-                    # the only host sync of the loop: once per log interval
-                    mean_loss = distributed.mean_across_ranks(running).item() / n
-                    check_finite(
-                        "pretraining",
-                        step,
-                        mean_loss,
-                        "lower the learning rate (--set pretrain.optim.base_lr=...)",
-                        loss_curve,
-                        time.perf_counter() - started,
-                    )
-                    loss_curve.append((step, mean_loss))
-                    trivial_means = {
-                        name.removeprefix(TRIVIAL): distributed.mean_across_ranks(total).item() / n
-                        for name, total in sorted(trivial.items())
-                    }
-                    trivial_curve.append((step, trivial_means))
-                    ratio = loss_ratio(loss_curve, trivial_curve, -1)
-                    bar.set_postfix(loss=f"{mean_loss:.4f}", **({"vs_trivial": f"{ratio:.2f}"} if ratio else {}))
-                    now = time.perf_counter()
-                    monitor.log(
-                        step,
-                        {
-                            "pretrain/loss": mean_loss,
-                            **({"pretrain/loss_vs_trivial": ratio} if ratio else {}),
-                            "pretrain/lr": max_lr(optimizer),
-                            "pretrain/grad_norm": optimiser_step.mean_grad_norm(n),  # before clipping
-                            "pretrain/throughput_ecgs_per_s": n * cfg.batch_size / max(now - interval_started, 1e-9),
-                        },
-                    )
-                    running.zero_()
-                    trivial.clear()
-                    interval_started = now
-                if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                    if distributed.is_main():
-                        atomic_torch_save(
-                            {
-                                "model": method.state_dict(),
-                                "optimizer": optimizer.state_dict(),
-                                "step": step,
-                                "loss_curve": loss_curve,
-                                "trivial_curve": trivial_curve,
-                                "rng": rng_state(),
-                                "wall_s": time.perf_counter() - started,
-                            },
-                            last_path,
-                        )
-                    distributed.barrier()
-                if step >= cfg.steps:
-                    break
-        epoch, skip, profiler = epoch + 1, 0, None  # trace the first epoch only
-    bar.close()
+        return (batch.to(device, non_blocking=True) for batch in loader)
+
+    sampler = cast(WindowBatchSampler, loader.batch_sampler)  # what make_loader batches with
+    loop = TrainingLoop(
+        method,
+        OptimiserStep(
+            optimizer, method.parameters(), grad_clip=cfg.optim.grad_clip, schedule=scheduler, amp_device=device
+        ),
+        loss_function,
+        stage="pretraining",
+        divergence_hint="lower the learning rate (--set pretrain.optim.base_lr=...)",
+        records_per_step=cfg.batch_size,
+        prefix="pretrain",
+        monitor=monitor,
+        log_every=cfg.log_every,
+        on_interval=with_ratio,
+        before_step=lambda step: method.on_train_step(step, cfg.steps),
+        after_step=checkpoint,
+        # trace the first epoch only
+        epoch_context=lambda epoch: profiler if profiler and epoch == first_epoch else contextlib.nullcontext(),
+        progress=progress,
+        desc=f"pretrain {method.name}",
+        step=step,
+        wall_s=elapsed,
+        loss_curve=loss_curve,
+    )
+    loop.run(batches, len(loader), max_steps=cfg.steps)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    report = PretrainReport(step, time.perf_counter() - started, loss_curve[-1][1], loss_curve, peak, trivial_curve)
+    report = PretrainReport(loop.step, loop.wall_s, loop.loss_curve[-1][1], loop.loss_curve, peak, trivial_curve)
     if distributed.is_main():
         atomic_torch_save({"model": method.state_dict(), "report": report.__dict__}, final_path)
         last_path.unlink(missing_ok=True)

@@ -63,17 +63,14 @@ candidate.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
-import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from timm.layers import trunc_normal_
 from torch import nn
-from tqdm.auto import tqdm
 
 from benchmark.config import require_positive
 from benchmark.data.loader import Batch, make_loader
@@ -81,13 +78,13 @@ from benchmark.eval.protocol import CellContext, Prediction, Protocol, ProtocolO
 from benchmark.eval.protocols.linear import FittedProbe, LinearProbeConfig, cached_readout_inputs, fit_probe
 from benchmark.eval.tuning import Tuning
 from benchmark.method.base import Method
+from benchmark.nn import distributed
 from benchmark.nn.losses import known_bce
 from benchmark.nn.metrics import macro_auroc
-from benchmark.nn.training import EarlyStopping, OptimiserStep
+from benchmark.nn.monitor import NonFiniteLossError
+from benchmark.nn.training import EarlyStopping, OptimiserStep, TrainingLoop, Validation
 from benchmark.registry import PROTOCOLS
-from benchmark.train import distributed
 from benchmark.train.flops import supervised_step_flops, synthetic_batch
-from benchmark.train.monitor import NonFiniteLossError, check_finite, max_lr
 from benchmark.train.optim import OptimConfig, build_optimizer
 from benchmark.train.runtime import set_seed
 
@@ -415,76 +412,60 @@ class Finetune(Protocol):
         its failure (``step_offset``: the cell's steps before it, so the monitor's curves of
         successive candidates follow on)."""
         set_seed(ctx.seed)
-        device, epochs = ctx.device, recipe.epochs
+        device = ctx.device
         encoder = ctx.rebuild(drop_path=recipe.drop_path)
         model = Classifier(encoder, len(ctx.arrays.label_names), probe, self.label_prior(ctx, recipe)).to(device)
         if distributed.world_size() > 1 and device.type == "cuda":  # BatchNorm (xresnet1d) over the global batch
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         training_model = distributed.data_parallel(model, device)
         optim = replace(recipe.optim, base_lr=base_lr)
-        optimizer, scheduler = build_optimizer(model, optim, batch_size, epochs * len(loader), encoder.no_weight_decay)
-        optimiser_step = OptimiserStep(
-            optimizer, model.parameters(), grad_clip=optim.grad_clip, schedule=scheduler, amp_device=device
+        optimizer, scheduler = build_optimizer(
+            model, optim, batch_size, recipe.epochs * len(loader), encoder.no_weight_decay
         )
         stopping = EarlyStopping(recipe.patience, min_epochs=recipe.warmup_epochs(len(loader)))
 
         def batch_loss(batch: Batch) -> torch.Tensor:
             return known_bce(training_model(batch.signals, batch.lead_mask).float(), batch.labels)
 
-        candidate = Candidate(base_lr)
-        bar = tqdm(
-            range(epochs),
-            desc=f"finetune {encoder.name} (lr {base_lr:.2g})",
-            unit="epoch",
-            disable=not (ctx.progress and distributed.is_main()),
-        )
-        for epoch in bar:
-            model.train()
+        def batches(epoch: int):
             loader.batch_sampler.set_epoch(epoch)
-            epoch_started, epoch_steps = time.perf_counter(), 0
-            epoch_loss = torch.zeros((), device=device)
-            for batch in loader:
-                batch = batch.to(device, non_blocking=True)
-                loss = optimiser_step.step(batch_loss, batch, index=candidate.steps)
-                candidate.steps += 1
-                epoch_loss += loss.detach()
-                epoch_steps += 1
-            # the log interval of fine-tuning is the epoch, where validation happens anyway
-            train_loss = distributed.mean_across_ranks(epoch_loss).item() / max(epoch_steps, 1)
-            try:
-                check_finite(
-                    "fine-tuning",
-                    candidate.steps,
-                    train_loss,
-                    "lower the learning rate (--set finetune.optim.base_lr=... or finetune.lr_grid=...)",
-                    candidate.history,  # the validation curve up to the divergence, for the record
-                )
-            except NonFiniteLossError as exc:
-                candidate.failure = exc
-                break
-            candidate.train_loss_history.append(train_loss)
-            throughput = epoch_steps * batch_size / max(time.perf_counter() - epoch_started, 1e-9)
-            val_scores, val_labels = self.predict(ctx, model, ctx.arrays.splits["val"], "val")
-            val_auroc = macro_auroc(val_labels, val_scores)
-            candidate.history.append(val_auroc)
-            ctx.monitor.log(
-                step_offset + candidate.steps,
-                {
-                    "finetune/train_loss": train_loss,
-                    "finetune/val_macro_auroc": val_auroc,
-                    "finetune/lr": max_lr(optimizer),
-                    "finetune/grad_norm": optimiser_step.mean_grad_norm(epoch_steps),  # before clipping
-                    "finetune/throughput_ecgs_per_s": throughput,
-                },
-            )
-            bar.set_postfix(val_auroc=f"{val_auroc:.4f}")
-            if stopping.improved(epoch, val_auroc):
-                candidate.val_macro_auroc, candidate.best_epoch = val_auroc, epoch
-                candidate.state = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
-            elif stopping.should_stop(epoch):
-                break
-        bar.close()
-        return candidate
+            return (batch.to(device, non_blocking=True) for batch in loader)
+
+        def validate() -> float:
+            scores, labels = self.predict(ctx, model, ctx.arrays.splits["val"], "val")
+            return macro_auroc(labels, scores)
+
+        loop = TrainingLoop(
+            model,
+            OptimiserStep(
+                optimizer, model.parameters(), grad_clip=optim.grad_clip, schedule=scheduler, amp_device=device
+            ),
+            batch_loss,
+            stage="fine-tuning",
+            divergence_hint="lower the learning rate (--set finetune.optim.base_lr=... or finetune.lr_grid=...)",
+            records_per_step=batch_size,
+            prefix="finetune",
+            monitor=ctx.monitor,
+            monitor_offset=step_offset,
+            validation=Validation(validate, stopping),
+            progress=ctx.progress,
+            desc=f"finetune {encoder.name} (lr {base_lr:.2g})",
+        )
+        failure = None
+        try:
+            loop.run(batches, len(loader), max_epochs=recipe.epochs)
+        except NonFiniteLossError as exc:
+            failure = exc
+        return Candidate(
+            base_lr,
+            stopping.best_score,
+            stopping.best_epoch,
+            loop.history,
+            [loss for _, loss in loop.loss_curve],
+            loop.step,
+            loop.best_state,
+            failure,
+        )
 
     def predict(self, ctx: CellContext, model: nn.Module, indices: np.ndarray, split: str):
         """Sigmoid scores and labels of ``indices`` (centred windows, evaluation mode)."""
