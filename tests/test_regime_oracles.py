@@ -53,3 +53,17 @@ def test_the_oracles_read_structure_where_there_is_some_and_none_in_noise():
     noise = np.random.default_rng(1).normal(size=(16, 12, 500))
     for name, ratio in oracles(noise, np.ones((16, 12), bool), patch=25, mask_ratio=0.5).items():
         assert ratio > 0.97, (name, ratio)
+
+
+def test_the_first_step_below_the_target_reads_each_interval_against_its_own_trivial_loss():
+    first_below = regime().first_below
+    loss_curve = [(20, 0.9), (40, 0.7), (60, 0.5), (80, 0.4)]
+    trivial_curve = [
+        (20, {"zero": 1.0, "visible_mean": 0.95}),
+        (40, {"zero": 1.0}),
+        (60, {"zero": 0.8}),
+        (80, {"zero": 1.0}),
+    ]
+    assert first_below(loss_curve, trivial_curve, 0.6) == 80  # 60: 0.5 / 0.8 = 0.625, not yet
+    assert first_below(loss_curve, trivial_curve, 0.3) is None
+    assert first_below([], [], 0.6) is None
