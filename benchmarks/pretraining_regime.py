@@ -15,8 +15,8 @@ upper-bound-free hint of how much of the target is predictable at all, and from 
     python benchmarks/pretraining_regime.py run --dataset pool
     python benchmarks/pretraining_regime.py table > docs/pretraining-regime-table.md
 
-On a GPU, the long budget that says how many steps each method needs to reach issue 20's target
-(the table's "first ≤ 0.6 at step"), one seed:
+The long budget that says how many steps each method needs to reach issue 20's target (the
+table's "first ≤ 0.6 at step"), one seed, quickest on a GPU:
 
     python benchmarks/pretraining_regime.py run --only "16x budget (9600 steps)" --device cuda --seeds 1
 
@@ -65,8 +65,8 @@ SETTINGS: dict[str, tuple[str, list[str]]] = {
     "lr x4 (base 1.2e-2)": ("lamae,ind_p", ["pretrain.optim.base_lr=1.2e-2"]),
     "lr x0.25 (base 7.5e-4)": ("lamae", ["pretrain.optim.base_lr=7.5e-4"]),
     "4x budget (2400 steps)": ("lamae,ind_p,st_mem", ["pretrain.steps=2400"]),
-    # GPU work: about 3.5 h of LAMAE alone on 2 CPU cores (1.3 s a step); the steps at which each
-    # method first reaches the target ratio (TARGET_RATIO) are what a preset between cpu and paper needs
+    # about 35 minutes of LAMAE alone on 2 quiet CPU cores (0.21 s a step; docs/pretraining-regime.md,
+    # section 4); the steps at which each method first reaches TARGET_RATIO are what a preset needs
     "16x budget (9600 steps)": ("lamae,ind_p,st_mem", ["pretrain.steps=9600"]),
 }
 
