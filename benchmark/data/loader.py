@@ -7,9 +7,9 @@ loader workers or processes, and a resumed run sees the batches an uninterrupted
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -180,3 +180,15 @@ def make_loader(
         # resumed mid-epoch would mask differently from an uninterrupted one
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def epochs_on(loader: torch.utils.data.DataLoader, device: torch.device) -> Callable[[int], Iterator[Batch]]:
+    """``batches(epoch)`` for a training loop: the loader's batches in that epoch's order (its
+    :class:`WindowBatchSampler` set to the epoch), each moved to ``device``."""
+    sampler = cast(WindowBatchSampler, loader.batch_sampler)  # what make_loader batches with
+
+    def batches(epoch: int) -> Iterator[Batch]:
+        sampler.set_epoch(epoch)
+        return (batch.to(device, non_blocking=True) for batch in loader)
+
+    return batches

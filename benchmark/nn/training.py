@@ -132,7 +132,6 @@ class Interval:
     """What a loop measured over one log interval (``log_every`` steps, or an epoch)."""
 
     step: int  # the loop's steps when it ended
-    steps: int  # the interval's steps
     loss: float  # the mean training loss over its steps and the torchrun processes
     means: dict[str, float]  # the same mean of each other scalar the forward returned
     grad_norm: float  # the mean global gradient norm before clipping (0 without clipping)
@@ -262,9 +261,10 @@ class TrainingLoop:
         curve = self.history if self.validation is not None else self.loss_curve
         check_finite(self.stage, interval.step, interval.loss, self.divergence_hint, curve, self.elapsed_s())
         self.loss_curve.append((interval.step, interval.loss))
+        extra = self.on_interval(interval) if self.on_interval is not None else {}
         scalars = {
             "loss": interval.loss,
-            **(self.on_interval(interval) if self.on_interval is not None else {}),
+            **extra,
             "lr": interval.lr,
             "grad_norm": interval.grad_norm,
             "throughput_ecgs_per_s": interval.records_per_s,
@@ -279,8 +279,8 @@ class TrainingLoop:
             else:
                 stop = self.validation.stopping.should_stop(epoch)
         self.monitor.log(self.monitor_offset + interval.step, {f"{self.prefix}/{k}": v for k, v in scalars.items()})
-        shown = ("loss", self.validation.name if self.validation else "", *(k for k in scalars if "vs_" in k))
-        bar.set_postfix({k: f"{scalars[k]:.4f}" for k in shown if k in scalars})
+        shown = ["loss", *extra, *([self.validation.name] if self.validation is not None else [])]
+        bar.set_postfix({k: f"{scalars[k]:.4f}" for k in shown})
         return stop
 
 
@@ -306,7 +306,6 @@ class _Sums:
         n, now = self.steps, time.perf_counter()
         interval = Interval(
             step,
-            n,
             distributed.mean_across_ranks(self.loss).item() / n,
             {name: distributed.mean_across_ranks(total).item() / n for name, total in sorted(self.others.items())},
             self.optimiser_step.mean_grad_norm(n),

@@ -7,14 +7,13 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 import torch
 from torch import nn
 
 from benchmark.config import ConfigError, require_positive
 from benchmark.data.contract import ECGArrays
-from benchmark.data.loader import WindowBatchSampler, make_loader
+from benchmark.data.loader import epochs_on, make_loader
 from benchmark.method.base import Method
 from benchmark.nn import distributed
 from benchmark.nn.layers import TRIVIAL
@@ -219,11 +218,6 @@ def pretrain(
                 )
             distributed.barrier()
 
-    def batches(epoch: int):
-        sampler.set_epoch(epoch)
-        return (batch.to(device, non_blocking=True) for batch in loader)
-
-    sampler = cast(WindowBatchSampler, loader.batch_sampler)  # what make_loader batches with
     loop = TrainingLoop(
         method,
         OptimiserStep(
@@ -247,7 +241,7 @@ def pretrain(
         wall_s=elapsed,
         loss_curve=loss_curve,
     )
-    loop.run(batches, len(loader), max_steps=cfg.steps)
+    loop.run(epochs_on(loader, device), len(loader), max_steps=cfg.steps)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     report = PretrainReport(loop.step, loop.wall_s, loop.loss_curve[-1][1], loop.loss_curve, peak, trivial_curve)
     if distributed.is_main():

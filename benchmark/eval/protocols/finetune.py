@@ -73,7 +73,7 @@ from timm.layers import trunc_normal_
 from torch import nn
 
 from benchmark.config import require_positive
-from benchmark.data.loader import Batch, make_loader
+from benchmark.data.loader import Batch, epochs_on, make_loader
 from benchmark.eval.protocol import CellContext, Prediction, Protocol, ProtocolOutput, run_inference
 from benchmark.eval.protocols.linear import FittedProbe, LinearProbeConfig, cached_readout_inputs, fit_probe
 from benchmark.eval.tuning import Tuning
@@ -427,10 +427,6 @@ class Finetune(Protocol):
         def batch_loss(batch: Batch) -> torch.Tensor:
             return known_bce(training_model(batch.signals, batch.lead_mask).float(), batch.labels)
 
-        def batches(epoch: int):
-            loader.batch_sampler.set_epoch(epoch)
-            return (batch.to(device, non_blocking=True) for batch in loader)
-
         def validate() -> float:
             scores, labels = self.predict(ctx, model, ctx.arrays.splits["val"], "val")
             return macro_auroc(labels, scores)
@@ -453,7 +449,7 @@ class Finetune(Protocol):
         )
         failure = None
         try:
-            loop.run(batches, len(loader), max_epochs=recipe.epochs)
+            loop.run(epochs_on(loader, device), len(loader), max_epochs=recipe.epochs)
         except NonFiniteLossError as exc:
             failure = exc
         return Candidate(
