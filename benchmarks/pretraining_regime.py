@@ -20,6 +20,9 @@ table's "first ≤ 0.6 at step"), one seed, quickest on a GPU:
 
     python benchmarks/pretraining_regime.py run --only "16x budget (9600 steps)" --device cuda --seeds 1
 
+On CPU cores, ``--methods st_mem`` (say) runs only those of a setting's methods, so that one process per
+core can share the setting.
+
 Settings already finished are found finished (the runner's own result identity), so the command
 resumes after an interruption.
 """
@@ -79,8 +82,12 @@ def slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
-def run(dataset: str, only: list[str], device: str = "auto", seeds: str | None = None) -> None:
-    """Run every setting (or those named in ``only``) on ``device``, at ``seeds`` (run's default: 3)."""
+def run(
+    dataset: str, only: list[str], device: str = "auto", seeds: str | None = None, subset: str | None = None
+) -> None:
+    """Run every setting (or those named in ``only``) on ``device``, at ``seeds`` (run's default: 3);
+    ``subset`` (comma-separated) keeps only those of each setting's methods, so two processes can
+    share a setting's methods between them (one CPU core each, say)."""
     from benchmark.cli import main
 
     unknown = [name for name in only if name not in SETTINGS]
@@ -89,6 +96,8 @@ def run(dataset: str, only: list[str], device: str = "auto", seeds: str | None =
     for name, (methods, sets) in SETTINGS.items():
         if only and name not in only:
             continue
+        if subset:
+            methods = select(methods, subset, name)
         out = RUNS / dataset / slug(name)
         argv = ["run", "--methods", methods, "--protocols", "linear", "--no-references", "--no-progress"]
         argv += ["--device", device, *(["--seeds", seeds] if seeds else [])]
@@ -99,6 +108,19 @@ def run(dataset: str, only: list[str], device: str = "auto", seeds: str | None =
         code = main(argv)
         if code:
             sys.exit(code)
+
+
+def select(methods: str, subset: str, setting: str) -> str:
+    """The setting's methods (a comma-separated spec list) whose name is in ``subset``, in the setting's
+    order; a name the setting does not run is refused with the setting's list."""
+    from benchmark.method.variant import split_names
+
+    wanted = split_names(subset)
+    listed = split_names(methods)
+    missing = [name for name in wanted if name not in listed]
+    if missing:
+        sys.exit(f"--methods {missing[0]!r}: setting {setting!r} runs only {methods}")
+    return ",".join(name for name in listed if name in wanted)
 
 
 def rows() -> list[dict]:
@@ -278,6 +300,7 @@ def main() -> None:
     go.add_argument("--only", action="append", default=[], help="one setting by name (repeatable)")
     go.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
     go.add_argument("--seeds", help="as run's --seeds (default: run's, 3)")
+    go.add_argument("--methods", help="only these of each setting's methods (comma-separated, as listed)")
     sub.add_parser("table", help="the markdown table of every finished setting")
     informed = sub.add_parser("oracles", help="the informed non-learned predictors' ratios")
     informed.add_argument("--dataset", choices=list(DATASETS), default="synthetic")
@@ -289,7 +312,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.command == "run":
-        run(args.dataset, args.only, args.device, args.seeds)
+        run(args.dataset, args.only, args.device, args.seeds, args.methods)
     elif args.command == "table":
         print(table())
     else:

@@ -8,6 +8,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "pretraining_regime.py"
 
@@ -67,3 +68,12 @@ def test_the_first_step_below_the_target_reads_each_interval_against_its_own_tri
     assert first_below(loss_curve, trivial_curve, 0.6) == 80  # 60: 0.5 / 0.8 = 0.625, not yet
     assert first_below(loss_curve, trivial_curve, 0.3) is None
     assert first_below([], [], 0.6) is None
+
+
+def test_a_method_subset_keeps_the_settings_order_and_refuses_a_method_it_does_not_run():
+    select = regime().select
+    assert select("lamae,ind_p,st_mem", "st_mem,lamae", "16x") == "lamae,st_mem"
+    variant = "lamae[la_skip=true,la_tokens=lead]"  # commas inside brackets belong to the variant
+    assert select(variant, variant, "lead-level") == variant
+    with pytest.raises(SystemExit, match="runs only lamae,ind_p"):
+        select("lamae,ind_p", "st_mem", "lr x4")
