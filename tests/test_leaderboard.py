@@ -15,6 +15,7 @@ from benchmark.nn.metrics import classification_report
 from benchmark.registry import PROTOCOLS
 from benchmark.report.comparison import TableStats, comparable_tables
 from benchmark.report.leaderboard import plots_dir_for, sweeps, write_leaderboard
+from benchmark.report.plots import Run, ratio_limits
 from benchmark.run.results import Cell, ResultStore
 
 N_TEST = 400
@@ -551,3 +552,14 @@ def test_a_budget_sweep_keeps_methods_that_did_not_learn_out_of_the_ranking(tmp_
     section = (tmp_path / "LB.md").read_text().split("### Pretraining budget:")[1]
     assert "did not learn" in section
     assert "fewer than two pretrained methods learned at every budget" in section
+
+
+def test_training_curves_keep_the_plateau_readable_when_the_first_intervals_are_far_above_trivial():
+    # a run starting at 20x the trivial loss (the decoder's output settling) and learning to 0.7:
+    # the axis shows the range between the threshold and 1, not 0 to 20
+    learning = Run([1, 2, 3, 4, 5, 6], [20.0, 1.0, 0.9, 0.8, 0.75, 0.7])
+    assert ratio_limits({"lamae": [learning]}, 0.8) == pytest.approx((0.6, 1.25))
+    rising = Run([1, 2, 3, 4], [5.0, 0.9, 1.6, float("nan")])  # a run whose late loss rises stays in view
+    low, high = ratio_limits({"lamae": [learning], "ind_p": [rising]}, 0.8)
+    assert low == pytest.approx(0.6) and high == pytest.approx(1.76)
+    assert ratio_limits({}, None) == (0.0, 1.25)

@@ -893,7 +893,8 @@ CURVES_NOTE = (
     "Training curves: pretraining loss over the loss of the best trivial predictor on the same masked targets "
     "(predicting zero, or each lead's visible mean), per log interval, against cumulative pretraining FLOPs, "
     "one line per seed (matched compute ends every method at the same FLOPs); 1 (solid grey) is the trivial "
-    "level, the dashed line the preset's learned threshold: a run ending above it did not learn. Runs recorded "
+    "level, the dashed line the preset's learned threshold: a run ending above it did not learn; the first "
+    "intervals, often many times the trivial loss, run off the top of the axis. Runs recorded "
     "before the suite measured the trivial level show their raw loss (log scale) instead. Where the protocol "
     "fine-tunes: validation macro AUROC per epoch. × marks a run whose loss became NaN or infinite."
 )

@@ -3,6 +3,7 @@ no display needed, identical bytes for identical inputs)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +138,7 @@ def training_curves_plot(
                 ax.axhline(1.0, color="0.5", linewidth=1.5, label="trivial predictor")
                 if learned_ratio is not None:
                     ax.axhline(learned_ratio, color="0.3", linestyle="--", linewidth=1, label="learned below")
+                ax.set_ylim(*ratio_limits(runs, learned_ratio))
             elif all(y > 0 for rs in runs.values() for r in rs for y in r.y):
                 ax.set_yscale("log")
         else:
@@ -148,3 +150,16 @@ def training_curves_plot(
     fig.suptitle(title, fontsize=10)
     save_png(fig, path)
     return path
+
+
+def ratio_limits(runs: dict[str, list[Run]], learned_ratio: float | None) -> tuple[float, float]:
+    """The y range of loss / trivial curves: from just below the lowest ratio (and the learned
+    threshold) to just above the trivial level or the highest ratio of any run's second half. A
+    run's first intervals, often 10-20 times the trivial loss while the decoder's output settles,
+    would otherwise squeeze the part a reader needs (between the threshold and 1) into a sliver."""
+    values = [y for rs in runs.values() for r in rs for y in r.y if math.isfinite(y)]
+    late = [y for rs in runs.values() for r in rs for y in r.y[len(r.y) // 2 :] if math.isfinite(y)]
+    if not values:
+        return 0.0, 1.25
+    low = min([*values, *([learned_ratio] if learned_ratio is not None else []), 1.0])
+    return max(0.0, low - 0.1), max(1.25, 1.1 * max(late, default=1.0))
