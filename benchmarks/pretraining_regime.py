@@ -14,6 +14,7 @@ upper-bound-free hint of how much of the target is predictable at all, and from 
     python benchmarks/pretraining_regime.py run --dataset synthetic      # every setting, resumable
     python benchmarks/pretraining_regime.py run --dataset pool
     python benchmarks/pretraining_regime.py table > docs/pretraining-regime-table.md
+    python benchmarks/pretraining_regime.py curves --dataset synthetic --out docs/pretraining-regime-synthetic.png
 
 The long budget that says how many steps each method needs to reach issue 20's target (the
 table's "first ≤ 0.6 at step"), one seed, quickest on a GPU:
@@ -161,6 +162,38 @@ def first_below(
     return None
 
 
+#: the settings whose curves the figure draws: the budgets beyond the preset's
+LONG = ["4x budget (2400 steps)", "16x budget (9600 steps)"]
+
+
+def curves(dataset: str, path: Path) -> Path | None:
+    """loss / trivial against pretraining FLOPs for every finished run of the :data:`LONG` settings
+    on ``dataset`` (one line per method, budget and seed, the trivial level and issue 20's target as
+    lines), drawn by the leaderboard's own training-curve plot; None when no such run is finished."""
+    from benchmark.report.plots import Run, training_curves_plot
+
+    runs: dict[str, list[Run]] = {}
+    for name in LONG:
+        for record_path in sorted((RUNS / dataset / slug(name)).rglob("linear_seed*.json")):
+            record = json.loads(record_path.read_text())
+            pretrain = record["compute"]["pretrain"] or {}
+            loss, trivial = pretrain.get("loss_curve") or [], dict(pretrain.get("trivial_curve") or [])
+            points = [(step, value, min(trivial[step].values())) for step, value in loss if trivial.get(step)]
+            if points:
+                label = f"{record['cell']['method']} · {name.split(' (')[0]}"
+                runs.setdefault(label, []).append(
+                    Run(
+                        [step * pretrain["flops_per_step"] for step, _, _ in points],
+                        [value for _, value, _ in points],
+                        reference=[level for _, _, level in points],
+                    )
+                )
+    if not runs:
+        return None
+    title = f"pretraining regime study · {dataset} · cpu preset sizes, longer budgets"
+    return training_curves_plot(path, title, runs, {}, TARGET_RATIO, threshold_label="issue 20's target")
+
+
 def table() -> str:
     from tabulate import tabulate
 
@@ -302,6 +335,9 @@ def main() -> None:
     go.add_argument("--seeds", help="as run's --seeds (default: run's, 3)")
     go.add_argument("--methods", help="only these of each setting's methods (comma-separated, as listed)")
     sub.add_parser("table", help="the markdown table of every finished setting")
+    figure = sub.add_parser("curves", help="the longer budgets' loss / trivial curves as a PNG")
+    figure.add_argument("--dataset", choices=list(DATASETS), default="synthetic")
+    figure.add_argument("--out", type=Path, required=True, help="the PNG to write")
     informed = sub.add_parser("oracles", help="the informed non-learned predictors' ratios")
     informed.add_argument("--dataset", choices=list(DATASETS), default="synthetic")
     informed.add_argument(
@@ -315,6 +351,9 @@ def main() -> None:
         run(args.dataset, args.only, args.device, args.seeds, args.methods)
     elif args.command == "table":
         print(table())
+    elif args.command == "curves":
+        written = curves(args.dataset, args.out)
+        print(written or f"no finished run of {LONG} on {args.dataset} in {RUNS}")
     else:
         from tabulate import tabulate
 

@@ -5,6 +5,7 @@ only if each predictor reaches ~0 where its information is complete."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,19 @@ def test_a_method_subset_keeps_the_settings_order_and_refuses_a_method_it_does_n
     assert select(variant, variant, "lead-level") == variant
     with pytest.raises(SystemExit, match="runs only lamae,ind_p"):
         select("lamae,ind_p", "st_mem", "lr x4")
+
+
+def test_the_curves_figure_draws_the_finished_long_runs_and_says_when_there_are_none(tmp_path, monkeypatch):
+    module = regime()
+    monkeypatch.setattr(module, "RUNS", tmp_path)
+    assert module.curves("synthetic", tmp_path / "none.png") is None
+    cell = tmp_path / "synthetic" / module.slug(module.LONG[-1]) / "synthetic" / "lamae" / "linear_seed0.json"
+    cell.parent.mkdir(parents=True)
+    pretrain = {
+        "flops_per_step": 1e9,
+        "loss_curve": [[20, 2.0], [40, 0.9], [60, 0.7]],
+        "trivial_curve": [[20, {"zero": 1.0}], [40, {"zero": 1.0, "visible_mean": 0.95}], [60, {"zero": 1.0}]],
+    }
+    cell.write_text(json.dumps({"cell": {"method": "lamae"}, "compute": {"pretrain": pretrain}}))
+    png = module.curves("synthetic", tmp_path / "curves.png")
+    assert png == tmp_path / "curves.png" and png.read_bytes().startswith(b"\x89PNG")

@@ -97,12 +97,14 @@ def training_curves_plot(
     pretraining: dict[str, list[Run]],
     finetuning: dict[str, list[Run]],
     learned_ratio: float | None = None,
+    threshold_label: str = "learned below",
 ) -> Path:
     """Pretraining loss against cumulative FLOPs, and fine-tuning validation macro AUROC per
     epoch when there is any; one colour per method, one line per seed, × at the last finite point
     of a diverged run. Where every pretraining run knows its trivial level, the loss is drawn as
     loss / trivial with the trivial level (1) and ``learned_ratio`` as lines, so that methods with
-    different objectives share one scale; otherwise the raw loss on a log axis."""
+    different objectives share one scale; otherwise the raw loss on a log axis. ``threshold_label``
+    names the ``learned_ratio`` line in the legend."""
     as_ratio = bool(pretraining) and all(r.reference for rs in pretraining.values() for r in rs)
     if as_ratio:
         pretraining = {
@@ -137,7 +139,7 @@ def training_curves_plot(
             if as_ratio:
                 ax.axhline(1.0, color="0.5", linewidth=1.5, label="trivial predictor")
                 if learned_ratio is not None:
-                    ax.axhline(learned_ratio, color="0.3", linestyle="--", linewidth=1, label="learned below")
+                    ax.axhline(learned_ratio, color="0.3", linestyle="--", linewidth=1, label=threshold_label)
                 ax.set_ylim(*ratio_limits(runs, learned_ratio))
             elif all(y > 0 for rs in runs.values() for r in rs for y in r.y):
                 ax.set_yscale("log")
