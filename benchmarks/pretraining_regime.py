@@ -170,24 +170,16 @@ def curves(dataset: str, path: Path) -> Path | None:
     """loss / trivial against pretraining FLOPs for every finished run of the :data:`LONG` settings
     on ``dataset`` (one line per method, budget and seed, the trivial level and issue 20's target as
     lines), drawn by the leaderboard's own training-curve plot; None when no such run is finished."""
+    from benchmark.report.leaderboard import pretraining_run
     from benchmark.report.plots import Run, training_curves_plot
 
     runs: dict[str, list[Run]] = {}
     for name in LONG:
         for record_path in sorted((RUNS / dataset / slug(name)).rglob("linear_seed*.json")):
             record = json.loads(record_path.read_text())
-            pretrain = record["compute"]["pretrain"] or {}
-            loss, trivial = pretrain.get("loss_curve") or [], dict(pretrain.get("trivial_curve") or [])
-            points = [(step, value, min(trivial[step].values())) for step, value in loss if trivial.get(step)]
-            if points:
-                label = f"{record['cell']['method']} · {name.split(' (')[0]}"
-                runs.setdefault(label, []).append(
-                    Run(
-                        [step * pretrain["flops_per_step"] for step, _, _ in points],
-                        [value for _, value, _ in points],
-                        reference=[level for _, _, level in points],
-                    )
-                )
+            curve = pretraining_run(record["compute"]["pretrain"] or {})
+            if curve is not None:
+                runs.setdefault(f"{record['cell']['method']} · {name.split(' (')[0]}", []).append(curve)
     if not runs:
         return None
     title = f"pretraining regime study · {dataset} · cpu preset sizes, longer budgets"

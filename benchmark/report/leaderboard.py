@@ -900,6 +900,18 @@ CURVES_NOTE = (
 )
 
 
+def pretraining_run(pretrain: dict, diverged: bool = False) -> Run | None:
+    """A record's pretraining curve (``compute.pretrain``): the loss per log interval against
+    cumulative FLOPs, with the best trivial predictor's loss of each interval as its reference when
+    every interval has one; None for a record without a curve (a reference method, an old record)."""
+    if not (pretrain.get("loss_curve") and pretrain.get("flops_per_step")):
+        return None
+    steps, losses = zip(*pretrain["loss_curve"])
+    trivial = {step: levels for step, levels in pretrain.get("trivial_curve") or [] if levels}
+    reference = [min(trivial[step].values()) for step in steps] if all(step in trivial for step in steps) else None
+    return Run([step * pretrain["flops_per_step"] for step in steps], list(losses), diverged, reference)
+
+
 def training_runs(table: Table) -> tuple[dict[str, list[Run]], dict[str, list[Run]]]:
     """Per method, the pretraining loss curves (x = cumulative FLOPs) and the fine-tuning
     validation curves (x = epoch) of the table's records."""
@@ -908,13 +920,9 @@ def training_runs(table: Table) -> tuple[dict[str, list[Run]], dict[str, list[Ru
     for method, recs in sorted({**table.by_method, **table.set_apart}.items()):
         for record in recs:
             failed = record["failure"]["stage"] if is_diverged(record) else None
-            pretrain = record["compute"].get("pretrain") or {}
-            if pretrain.get("loss_curve") and pretrain.get("flops_per_step"):
-                steps, losses = zip(*pretrain["loss_curve"])
-                flops = [step * pretrain["flops_per_step"] for step in steps]
-                levels = [t for _, t in pretrain.get("trivial_curve") or []]
-                reference = [min(t.values()) for t in levels] if len(levels) == len(losses) and all(levels) else None
-                pretraining[method].append(Run(flops, list(losses), failed == "pretraining", reference))
+            run = pretraining_run(record["compute"].get("pretrain") or {}, failed == "pretraining")
+            if run is not None:
+                pretraining[method].append(run)
             history = (record.get("details") or {}).get("val_history")
             if history or failed == "fine-tuning":
                 finetuning[method].append(
