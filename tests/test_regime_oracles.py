@@ -94,3 +94,26 @@ def test_the_curves_figure_draws_the_finished_long_runs_and_says_when_there_are_
     cell.write_text(json.dumps({"cell": {"method": "lamae"}, "compute": {"pretrain": pretrain}}))
     png = module.curves("synthetic", tmp_path / "curves.png")
     assert png == tmp_path / "curves.png" and png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_data_setting_runs_only_on_the_datasets_it_names_with_each_ones_settings(tmp_path, monkeypatch):
+    import benchmark.cli
+
+    module = regime()
+    monkeypatch.setattr(module, "RUNS", tmp_path)
+    calls = []
+    monkeypatch.setattr(benchmark.cli, "main", lambda argv: calls.append(argv) or 0)
+    setting = "4x, band-pass 0.67-40 Hz"
+    module.run("pool", [setting], seeds="1")
+    (argv,) = calls
+    sets = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--set"]
+    assert [s for s in sets if "bandpass" in s] == [f"{d}.preprocess.bandpass_hz=0.67,40" for d in module.POOL]
+    assert "pretrain.steps=2400" in sets and argv[argv.index("--results") + 1].endswith("4x--band-pass-0-67-40-hz")
+    with pytest.raises(SystemExit, match="runs only on pool, not on synthetic"):
+        module.run("synthetic", [setting])
+    calls.clear()
+    monkeypatch.setattr(
+        module, "SETTINGS", {"cpu preset": module.SETTINGS["cpu preset"], setting: module.SETTINGS[setting]}
+    )
+    module.run("synthetic", [])  # every setting: the data setting is skipped on the synthetic default
+    assert len(calls) == 1 and "--set" not in calls[0]
