@@ -64,6 +64,12 @@ DATASETS = {
 #: the real pool's three pretraining datasets (a data setting is given to each of them)
 POOL = ("ptbxl", "ludb", "cinc")
 
+
+def on_pool(preprocess: str) -> list[str]:
+    """``preprocess`` (``FIELD=VALUE``) as the `--set` value of every dataset of the pool."""
+    return [f"{name}.preprocess.{preprocess}" for name in POOL]
+
+
 #: setting name -> (methods, extra `--set` values); every setting runs at the cpu preset. The values
 #: are a list for every dataset, or a dict of each dataset's list for a setting that runs only on
 #: the datasets it names (a data setting such as a band-pass filter has no meaning on the synthetic
@@ -83,14 +89,14 @@ SETTINGS: dict[str, tuple[str, list[str] | dict[str, list[str]]]] = {
     "4x, lr x4 (base 1.2e-2)": ("lamae,ind_p", ["pretrain.steps=2400", "pretrain.optim.base_lr=1.2e-2"]),
     "4x, band-pass 0.67-40 Hz": (
         "lamae,ind_p",
-        {"pool": ["pretrain.steps=2400", *(f"{name}.preprocess.bandpass_hz=0.67,40" for name in POOL)]},
+        {"pool": ["pretrain.steps=2400", *on_pool("bandpass_hz=0.67,40")]},
     ),
     # one scale per record (lead ratios kept, as ST-MEM's code standardises): unit-variance input and
     # targets instead of raw mV (std ~0.15), to test whether the scale the network must first adapt to
     # is what keeps the per-lead methods near the trivial loss
     "4x, per-record standardisation": (
         "lamae,ind_p",
-        {"pool": ["pretrain.steps=2400", *(f"{name}.preprocess.standardize=record" for name in POOL)]},
+        {"pool": ["pretrain.steps=2400", *on_pool("standardize=record")]},
     ),
     # four decoder blocks instead of the preset's one (the paper preset's depth; in MAE's ablation a
     # deeper decoder raised linear-probe accuracy): whether the small decoder limits the per-lead methods
