@@ -85,8 +85,8 @@ SETTINGS: dict[str, tuple[str, list[str] | dict[str, list[str]]]] = {
     # section 4); the steps at which each method first reaches TARGET_RATIO are what a preset needs
     "16x budget (9600 steps)": ("lamae,ind_p,st_mem", ["pretrain.steps=9600"]),
     # ST-MEM alone at twice that: at 16x it ended at 0.635 (synthetic) and 0.643 (pool), still falling,
-    # so this is where the first method of the three should cross TARGET_RATIO (about 100 minutes a run
-    # as one single-thread process beside another on 2 CPU cores)
+    # so this is where the first method of the three should cross TARGET_RATIO (84-90 minutes a run as
+    # one single-thread process beside another on 2 CPU cores; docs/pretraining-regime.md, "ST-MEM at 32x")
     "32x budget (19200 steps)": ("st_mem", ["pretrain.steps=19200"]),
     # levers at 4x on real data, where LAMAE and Ind_P learn much slower than on the synthetic
     # default (section 4 of docs/pretraining-regime.md); the baseline is "4x budget (2400 steps)"
