@@ -15,6 +15,7 @@ upper-bound-free hint of how much of the target is predictable at all, and from 
     python benchmarks/pretraining_regime.py run --dataset pool
     python benchmarks/pretraining_regime.py table > docs/pretraining-regime-table.md
     python benchmarks/pretraining_regime.py curves --dataset synthetic --out docs/pretraining-regime-synthetic.png
+    python benchmarks/pretraining_regime.py curves --dataset pool --figure masks --out docs/pretraining-regime-pool-masks.png
 
 The long budget that says how many steps each method needs to reach issue 20's target (the
 table's "first ≤ 0.6 at step"), one seed, quickest on a GPU:
@@ -220,36 +221,45 @@ def first_below(
     return None
 
 
-#: the settings the curves figures draw: the budgets, and the wider encoder and the lower mask ratios at
-#: the 16x setting's FLOPs
-LONG = [
-    "4x budget (2400 steps)",
-    "16x budget (9600 steps)",
-    "32x budget (19200 steps)",
-    "16x FLOPs, width 128",
-    "16x, mask ratio 0.5",
-    "16x, LA mask ratio 0.25",
-    "16x, mask ratio 0.5, LA mask ratio 0.25",
-]
+#: figure name -> (what it shows, the settings whose finished runs it draws); one figure each, as a
+#: dozen curves in one plot are no longer told apart
+FIGURES: dict[str, tuple[str, list[str]]] = {
+    "budgets": (
+        "longer budgets at the cpu preset's sizes, a wider encoder",
+        ["4x budget (2400 steps)", "16x budget (9600 steps)", "32x budget (19200 steps)", "16x FLOPs, width 128"],
+    ),
+    "masks": (
+        "mask ratios at the 16x budget's FLOPs",
+        [
+            "16x budget (9600 steps)",
+            "16x, mask ratio 0.5",
+            "16x, LA mask ratio 0.25",
+            "16x, mask ratio 0.5, LA mask ratio 0.25",
+        ],
+    ),
+}
 
 
-def curves(dataset: str, path: Path) -> Path | None:
-    """loss / trivial against pretraining FLOPs for every finished run of the :data:`LONG` settings
-    on ``dataset`` (one line per method, setting and seed, the trivial level and issue 20's target as
-    lines), drawn by the leaderboard's own training-curve plot; None when no such run is finished."""
+def curves(dataset: str, path: Path, figure: str = "budgets") -> Path | None:
+    """loss / trivial against pretraining FLOPs for every finished run of ``figure``'s settings
+    (:data:`FIGURES`) on ``dataset`` (one line per method, setting and seed, the trivial level and
+    issue 20's target as lines), drawn by the leaderboard's own training-curve plot; None when no
+    such run is finished. A line is named by the method without its variant: the setting names it."""
     from benchmark.report.leaderboard import pretraining_run
     from benchmark.report.plots import Run, training_curves_plot
 
+    shows, settings = FIGURES[figure]
     runs: dict[str, list[Run]] = {}
-    for name in LONG:
+    for name in settings:
         for record_path in sorted((RUNS / dataset / slug(name)).rglob("linear_seed*.json")):
             record = json.loads(record_path.read_text())
             curve = pretraining_run(record["compute"]["pretrain"] or {})
             if curve is not None:
-                runs.setdefault(f"{record['cell']['method']} · {name.split(' (')[0]}", []).append(curve)
+                method = record["cell"]["method"].split("[")[0]
+                runs.setdefault(f"{method} · {name.split(' (')[0]}", []).append(curve)
     if not runs:
         return None
-    title = f"pretraining regime study · {dataset} · longer budgets at the cpu preset's sizes, a wider encoder"
+    title = f"pretraining regime study · {dataset} · {shows}"
     return training_curves_plot(path, title, runs, {}, TARGET_RATIO, threshold_label="issue 20's target")
 
 
@@ -394,9 +404,12 @@ def main() -> None:
     go.add_argument("--seeds", help="as run's --seeds (default: run's, 3)")
     go.add_argument("--methods", help="only these of each setting's methods (comma-separated, as listed)")
     sub.add_parser("table", help="the markdown table of every finished setting")
-    figure = sub.add_parser("curves", help="the longer budgets' loss / trivial curves as a PNG")
+    figure = sub.add_parser("curves", help="loss / trivial curves of the longer runs as a PNG")
     figure.add_argument("--dataset", choices=list(DATASETS), default="synthetic")
     figure.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    figure.add_argument(
+        "--figure", choices=list(FIGURES), default="budgets", help="which settings' runs to draw (default: budgets)"
+    )
     informed = sub.add_parser("oracles", help="the informed non-learned predictors' ratios")
     informed.add_argument("--dataset", choices=list(DATASETS), default="synthetic")
     informed.add_argument(
@@ -411,8 +424,8 @@ def main() -> None:
     elif args.command == "table":
         print(table())
     elif args.command == "curves":
-        written = curves(args.dataset, args.out)
-        print(written or f"no finished run of {LONG} on {args.dataset} in {RUNS}")
+        written = curves(args.dataset, args.out, args.figure)
+        print(written or f"no finished run of {FIGURES[args.figure][1]} on {args.dataset} in {RUNS}")
     else:
         from tabulate import tabulate
 

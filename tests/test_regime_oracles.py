@@ -84,16 +84,24 @@ def test_the_curves_figure_draws_the_finished_long_runs_and_says_when_there_are_
     module = regime()
     monkeypatch.setattr(module, "RUNS", tmp_path)
     assert module.curves("synthetic", tmp_path / "none.png") is None
-    cell = tmp_path / "synthetic" / module.slug(module.LONG[-1]) / "synthetic" / "lamae" / "linear_seed0.json"
+    setting = module.FIGURES["masks"][1][-1]
+    cell = tmp_path / "synthetic" / module.slug(setting) / "synthetic" / "lamae" / "linear_seed0.json"
     cell.parent.mkdir(parents=True)
     pretrain = {
         "flops_per_step": 1e9,
         "loss_curve": [[20, 2.0], [40, 0.9], [60, 0.7]],
         "trivial_curve": [[20, {"zero": 1.0}], [40, {"zero": 1.0, "visible_mean": 0.95}], [60, {"zero": 1.0}]],
     }
-    cell.write_text(json.dumps({"cell": {"method": "lamae"}, "compute": {"pretrain": pretrain}}))
-    png = module.curves("synthetic", tmp_path / "curves.png")
+    cell.write_text(json.dumps({"cell": {"method": "lamae[mask_ratio=0.5]"}, "compute": {"pretrain": pretrain}}))
+    assert module.curves("synthetic", tmp_path / "budgets.png") is None  # the run is another figure's
+    png = module.curves("synthetic", tmp_path / "curves.png", "masks")
     assert png == tmp_path / "curves.png" and png.read_bytes().startswith(b"\x89PNG")
+    drawn = {}
+    monkeypatch.setattr(
+        "benchmark.report.plots.training_curves_plot", lambda path, title, runs, *a, **k: drawn.update(runs)
+    )
+    module.curves("synthetic", tmp_path / "again.png", "masks")
+    assert list(drawn) == [f"lamae · {setting}"]  # the setting names the variant, the legend need not repeat it
 
 
 def test_a_data_setting_runs_only_on_the_datasets_it_names_with_each_ones_settings(tmp_path, monkeypatch):
