@@ -84,7 +84,8 @@ def test_the_curves_figure_draws_the_finished_long_runs_and_says_when_there_are_
     module = regime()
     monkeypatch.setattr(module, "RUNS", tmp_path)
     assert module.curves("synthetic", tmp_path / "none.png") is None
-    setting = module.FIGURES["masks"][1][-1]
+    setting = "32x, lower masking (mask ratio 0.5, LA 0.25)"
+    assert setting in module.FIGURES["masks"][1]
     cell = tmp_path / "synthetic" / module.slug(setting) / "synthetic" / "lamae" / "linear_seed0.json"
     cell.parent.mkdir(parents=True)
     pretrain = {
@@ -101,7 +102,7 @@ def test_the_curves_figure_draws_the_finished_long_runs_and_says_when_there_are_
         "benchmark.report.plots.training_curves_plot", lambda path, title, runs, *a, **k: drawn.update(runs)
     )
     module.curves("synthetic", tmp_path / "again.png", "masks")
-    assert list(drawn) == [f"lamae · {setting}"]  # the setting names the variant, the legend need not repeat it
+    assert list(drawn) == ["lamae · 32x, lower masking"]  # the setting names the variant: not repeated
 
 
 def test_a_data_setting_runs_only_on_the_datasets_it_names_with_each_ones_settings(tmp_path, monkeypatch):
