@@ -15,7 +15,7 @@ from benchmark.nn.metrics import classification_report
 from benchmark.registry import PROTOCOLS
 from benchmark.report.comparison import TableStats, comparable_tables
 from benchmark.report.leaderboard import plots_dir_for, sweeps, write_leaderboard
-from benchmark.report.plots import Run, ratio_limits
+from benchmark.report.plots import LEGEND_INSIDE_MAX, Run, ratio_limits, training_curves_plot
 from benchmark.run.results import Cell, ResultStore
 
 N_TEST = 400
@@ -563,3 +563,17 @@ def test_training_curves_keep_the_plateau_readable_when_the_first_intervals_are_
     low, high = ratio_limits({"lamae": [learning], "ind_p": [rising]}, 0.8)
     assert low == pytest.approx(0.6) and high == pytest.approx(1.76)
     assert ratio_limits({}, None) == (0.0, 1.25)
+
+
+def test_a_training_curve_legend_of_many_lines_moves_beside_the_axes(tmp_path):
+    # a dozen settings' lines in one panel: a legend inside the axes covered the curves it names
+    from matplotlib.image import imread
+
+    run = Run([1, 2, 3], [1.0, 0.9, 0.8], reference=[1.0, 1.0, 1.0])
+    few = {f"m{i}": [run] for i in range(LEGEND_INSIDE_MAX)}
+    many = {f"m{i}": [run] for i in range(LEGEND_INSIDE_MAX + 1)}
+    widths = [
+        imread(training_curves_plot(tmp_path / f"{n}.png", "t", runs, {}, 0.8)).shape[1]
+        for n, runs in (("few", few), ("many", many))
+    ]
+    assert widths[1] > widths[0] * 1.3

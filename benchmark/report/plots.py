@@ -91,6 +91,10 @@ class Run:
     reference: list[float] | None = None
 
 
+#: most methods a training-curve panel's legend lists inside its axes; more go beside them
+LEGEND_INSIDE_MAX = 6
+
+
 def training_curves_plot(
     path: Path,
     title: str,
@@ -112,7 +116,9 @@ def training_curves_plot(
             for m, rs in pretraining.items()
         }
     panels = [p for p in (pretraining, finetuning) if p]
-    fig = Figure(figsize=(6.4 * len(panels), 4.0), dpi=110, layout="constrained")
+    # a legend of many lines covers the curves it names: beside the axes then, the figure wider
+    outside = max(len(p) for p in panels) > LEGEND_INSIDE_MAX
+    fig = Figure(figsize=(6.4 * len(panels) + (3.2 if outside else 0), 4.0), dpi=110, layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     colours = {m: f"C{i}" for i, m in enumerate(sorted({*pretraining, *finetuning}))}
     labels = (
@@ -148,7 +154,7 @@ def training_curves_plot(
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if outside else {}))
     fig.suptitle(title, fontsize=10)
     save_png(fig, path)
     return path
