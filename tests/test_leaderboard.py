@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from matplotlib.image import imread
 from sklearn.metrics import roc_auc_score
 
 from benchmark.cli import main
@@ -567,8 +568,6 @@ def test_training_curves_keep_the_plateau_readable_when_the_first_intervals_are_
 
 def test_a_training_curve_legend_of_many_lines_moves_beside_the_axes(tmp_path):
     # a dozen settings' lines in one panel: a legend inside the axes covered the curves it names
-    from matplotlib.image import imread
-
     run = Run([1, 2, 3], [1.0, 0.9, 0.8], reference=[1.0, 1.0, 1.0])
     few = {f"m{i}": [run] for i in range(LEGEND_INSIDE_MAX)}
     many = {f"m{i}": [run] for i in range(LEGEND_INSIDE_MAX + 1)}
