@@ -8,7 +8,7 @@ SwissBeatsNet was reachable, so the whole design is [choice]:
 
 * the multi-lead MAE is the one of its co-authors' MVMAE (``mvmae``, which this class
   reconfigures): one encoder shared by the leads plus a lead embedding, each lead masked
-  (ratio 0.75) and reconstructed, ``norm_pix`` off;
+  (ratio 0.5, LAMAE's) and reconstructed, ``norm_pix`` off;
 * ``align_metric`` ``lead_infonce``: InfoNCE over the leads of the batch, the other leads of
   the same ECG being the positives and the leads of other ECGs the negatives, temperature 0.5
   (benchmark/alignment.lead_infonce); ``mse`` on L2-normalised mean embeddings is the option;

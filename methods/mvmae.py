@@ -24,9 +24,9 @@ From the code:
   lr warmup fraction (``pretrain.optim.warmup_frac``); keep the two equal when changing either.
 * the sigmoid's steepness is counted per 1 % of the annealing window and the curve rescaled to
   start at exactly 0 and end at exactly ``beta_final`` (benchmark/alignment.annealed_weight).
-* ``norm_pix`` off and mask ratio 0.75 (their radiology config masks 0.93 of 16x16 image
-  patches): the reconstruction target of LAMAE and Ind_*, so that the comparison isolates the
-  alignment term. The preset's optimiser is used for every method (comparability).
+* ``norm_pix`` off and mask ratio 0.5 (their radiology config masks 0.93 of 16x16 image
+  patches): the reconstruction target of LAMAE and Ind_* (methods/independent.py says why 0.5),
+  so that the comparison isolates the alignment term. The preset's optimiser is used for every method (comparability).
 
 Lead masks: missing leads are neither encoded nor reconstructed and take part in no alignment
 pair; any subset of leads works at evaluation time (the lead average of the readout).

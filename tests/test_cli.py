@@ -22,7 +22,7 @@ from benchmark.run.results import ResultStore
     [
         (["run", "--methods", "lamea"], "did you mean 'lamae'"),
         (["run", "--methods", "lamae", "--dataset", "ptb"], "Valid datasets:"),
-        (["run", "--methods", "lamae", "--preset", "huge"], "valid presets: smoke, cpu, paper"),
+        (["run", "--methods", "lamae", "--preset", "huge"], "valid presets: smoke, cpu, cpu-long, paper"),
         (["run", "--methods", "lamae", "--protocols", "linaer"], "did you mean 'linear'"),
         (["run", "--methods", "lamae", "--seeds", "two"], "give a count (3), a list (0,4,7) or a range (2-5)"),
         (["run", "--methods", "lamae", "--seeds", "1,1"], "all distinct"),

@@ -68,7 +68,7 @@ LADDERS: dict[str, tuple[Rung, ...]] = {
         Rung(
             "lamae",
             (),
-            "LAMAE as the paper writes it (token-level LA, α_LA 0.5, LA's CLS readout)",
+            "LAMAE as the paper writes it (token-level LA, α_LA 0.25, LA's CLS readout)",
             "the anchor",
             neighbour=None,
         ),
@@ -76,7 +76,7 @@ LADDERS: dict[str, tuple[Rung, ...]] = {
             "lamae",
             (("la_mask_ratio", "0"),),
             "α_LA = 0 (no masking of LA's input)",
-            "masking LA's input (α_LA 0.5 vs 0)",
+            "masking LA's input (α_LA 0.25 vs 0)",
             neighbour=0,
         ),
         Rung(
