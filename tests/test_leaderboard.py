@@ -512,7 +512,7 @@ def test_a_table_where_no_pretrained_method_learned_says_so_loudly(tmp_path):
     path = tmp_path / "LB.md"
     write_leaderboard(store.root, path)
     assert "**Warning: no pretrained method in this table learned.**" in path.read_text()
-    assert "more pretraining" in path.read_text()
+    assert "more pretraining" in path.read_text() and "`--preset cpu-long`" in path.read_text()  # the fix, named
 
 
 @pytest.mark.parametrize("value", ["0", "1.5", "-0.2", "nan", "high"])

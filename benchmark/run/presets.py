@@ -94,7 +94,7 @@ class Preset:
 
 CPU = Preset(
     name="cpu",
-    description="Default: a real comparison on 2 CPU cores (about 65 min for lamae,ind_p; docs/command-line.md, Presets)",
+    description="Default: the whole pipeline on CPU cores (about 11 min for lamae,ind_p; docs/command-line.md, Presets); too little pretraining for the methods to learn (see cpu-long)",
     input=InputSpec(fs=100, window_s=5.0),
     model=MethodConfig(dim=64, depth=3, heads=4, patch_s=0.25, decoder_dim=64, decoder_depth=1, decoder_heads=4),
     pretrain=PretrainConfig(
