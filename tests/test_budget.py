@@ -133,9 +133,10 @@ def test_a_budget_sweep_runs_each_point_into_its_folder_and_adds_the_budget_sect
     assert again.stderr.count("finished already, 0 to run") == 2  # each point resumes on its own
 
 
-def test_the_cpu_long_preset_is_the_cpu_preset_at_32_times_its_pretraining_budget():
-    """docs/pretraining-regime.md: the regime study's 32x runs are `cpu-long`'s computation, so the
-    preset may differ from `cpu` in nothing but its pretraining steps (and its name)."""
+def test_the_cpu_long_preset_is_the_regime_studys_32x_runs(meter):
+    """docs/pretraining-regime.md: the study's "32x" runs (19,200 steps of the LAMAE of the earlier
+    masking) are `cpu-long`'s computation — the `cpu` preset with nothing changed but the budget, and
+    the same steps (so the same schedules) for each method."""
     import dataclasses
 
     from benchmark.run.presets import Preset
@@ -144,5 +145,9 @@ def test_the_cpu_long_preset_is_the_cpu_preset_at_32_times_its_pretraining_budge
     assert list(PRESETS) == ["smoke", "cpu", "cpu-long", "paper"]  # `list` shows them by scale
     differ = {f.name for f in dataclasses.fields(Preset) if getattr(cpu, f.name) != getattr(long, f.name)}
     assert differ == {"name", "description", "pretrain"}
-    assert long.pretrain.steps == 32 * cpu.pretrain.steps
     assert dataclasses.replace(long.pretrain, steps=cpu.pretrain.steps) == cpu.pretrain
+    plans = plan_budgets([method_spec(name, long) for name in ("lamae", "ind_p", "st_mem")], long, meter)
+    assert {name: plan.steps for name, plan in plans.items()} == {"lamae": 12_150, "ind_p": 16_310, "st_mem": 18_555}
+    study = plan_budgets([method_spec("lamae[la_mask_ratio=0.5,mask_ratio=0.75]", cpu)], cpu, meter)
+    study_budget = 19_200 * study["lamae[la_mask_ratio=0.5,mask_ratio=0.75]"].flops_per_step  # the 32x runs'
+    assert plans["lamae"].budget_flops == pytest.approx(study_budget, rel=1e-4)

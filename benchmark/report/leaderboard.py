@@ -180,7 +180,7 @@ def learning_notes(table: Table) -> list[str]:
         "best trivial predictor on the same masked targets (predicting zero, or each lead's visible mean) in the "
         "seeds named, so the encoder learned nothing a constant does not know; the method is shown apart, never "
         "ranked, tested or averaged. The fix is more pretraining (a larger budget: `--set pretrain.steps=...`) "
-        "or a preset in which the method learns (`--preset cpu-long`: the `cpu` preset at 32 times its budget, "
+        "or a preset in which the method learns (`--preset cpu-long`: the `cpu` preset at 20 times its budget, "
         "docs/pretraining-regime.md), not a different probe.",
     ]
     pretrained = [m for m, recs in table.by_method.items() if any(loss_ratio(r) is not None for r in recs)]
