@@ -15,18 +15,21 @@ import torch
 PACKAGES = ("ecgbench", "torch", "timm", "numpy", "scipy", "scikit-learn", "pandas", "wfdb", "einops")
 
 
+def git(*args: str) -> str | None:
+    """``git ARGS`` in the checkout holding the benchmark code (None where git or the checkout is missing)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 @lru_cache(maxsize=1)
 def git_state() -> dict:
-    """Commit of the checkout holding the benchmark code, and whether it had local changes."""
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
+    """Commit of the checkout holding the benchmark code, and whether it had local changes — read once
+    per process, which the runner does as a run starts (:func:`benchmark.run.runner.plan_run`): a
+    result names the code its process loaded, not the checkout as it was when a long cell ended."""
     commit = git("rev-parse", "HEAD")
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", "benchmark", "methods", "datasets")
     return {"commit": commit, "dirty": bool(dirty) if dirty is not None else None}

@@ -19,8 +19,8 @@ linear probe / fine-tuning head reproduces the ensemble exactly.
 * masking ratio 0.5 per lead, loss = MSE on masked patches of present leads, ``norm_pix`` off
   — the same reconstruction target as LAMAE so that the comparison isolates cross-lead LA. The
   ratio was 0.75 until the regime study (docs/pretraining-regime.md, "Lower masking at 32x on the
-  pool"): on the pooled PTB-XL, LUDB and CinC records at 32 times the ``cpu`` preset's
-  pretraining FLOPs (seed 0) Ind_P ended at 0.781 of the trivial loss at 0.75 (linear probe 0.815
+  pool"): on the pooled PTB-XL, LUDB and CinC records at 2.2e14 pretraining FLOPs (the
+  ``cpu-long`` preset; seed 0) Ind_P ended at 0.781 of the trivial loss at 0.75 (linear probe 0.815
   macro AUROC, PTB-XL superdiagnostic), at 0.590 at 0.5 (probe 0.835); ``ind_p[mask_ratio=0.75]``
   is the earlier default.
 * ``feature_dim``: 0 (default) reads out the encoder width; another value adds a fixed

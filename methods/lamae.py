@@ -65,8 +65,8 @@ Further [choice] items (each a config field):
   gives no values. The two ratios were 0.75 (MAE's for images) and 0.5 until the regime study
   (docs/pretraining-regime.md, "Lower masking at 32x on the pool") measured that at them LAMAE
   barely leaves the trivial predictor on real ECGs: on the pooled PTB-XL (records 1-999), LUDB and
-  CinC records at 32 times the ``cpu`` preset's pretraining FLOPs (2.2e14; seed 0, one CPU core)
-  it ended at 0.826 of the trivial loss (linear probe 0.781 macro AUROC, PTB-XL superdiagnostic),
+  CinC records at 2.2e14 pretraining FLOPs (the ``cpu-long`` preset; seed 0, one CPU core) it
+  ended at 0.826 of the trivial loss (linear probe 0.781 macro AUROC, PTB-XL superdiagnostic),
   at 0.5 / 0.25 at 0.321 (probe 0.821). At 0.75 / 0.5 a lead's decoder reads LA's output at 3 of
   its 20 patches (5 s of 0.25 s), at 0.5 / 0.25 at 8. Every other value runs as a variant
   (``lamae[la_mask_ratio=0.5,mask_ratio=0.75]`` is the earlier default).

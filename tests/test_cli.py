@@ -250,3 +250,30 @@ def test_help_is_plain_text(capsys):
         with pytest.raises(SystemExit):
             main([*command, "--help"])
         assert "`" not in capsys.readouterr().out, command
+
+
+def test_a_result_names_the_commit_its_run_started_from(tmp_path, monkeypatch):
+    """A cell that ends after the checkout moved on (a commit during a 100-minute pretraining) still
+    names the commit whose code its process loaded: the runner reads the git state as the run starts."""
+    import benchmark.provenance as provenance_module
+    import benchmark.run.runner as runner_module
+    from benchmark.cli import main
+
+    head = ["a" * 40]
+    monkeypatch.setattr(provenance_module, "git", lambda *args: head[-1] if args[0] == "rev-parse" else "")
+    provenance_module.git_state.cache_clear()
+    plan_run = runner_module.plan_run
+
+    def planned_then_committed(request):
+        plan = plan_run(request)
+        head.append("b" * 40)  # the checkout moves on while the cells run
+        return plan
+
+    monkeypatch.setattr(runner_module, "plan_run", planned_then_committed)
+    command = ["run", "--methods", "lamae", "--preset", "smoke", "--protocols", "linear", "--no-references"]
+    try:
+        assert main([*command, "--no-progress", "--results", str(tmp_path / "results")]) == 0
+    finally:
+        provenance_module.git_state.cache_clear()  # the other tests read the real checkout
+    (record_path,) = result_files(tmp_path / "results")
+    assert json.loads(record_path.read_text())["provenance"]["git"] == {"commit": "a" * 40, "dirty": False}

@@ -39,7 +39,7 @@ from benchmark.method.spec import MethodSpec
 from benchmark.nn import distributed
 from benchmark.nn.metrics import classification_report
 from benchmark.nn.monitor import NonFiniteLossError, TrainingMonitor, require_tensorboard
-from benchmark.provenance import provenance
+from benchmark.provenance import git_state, provenance
 from benchmark.registry import METHODS, load_plugin_file
 from benchmark.run.build import (
     build_dataset,
@@ -275,6 +275,7 @@ def plan_run(request: RunRequest) -> RunPlan:
     """Load the data (preparing its cache once), give every method its share of the compute
     budget, and list every cell of the run, marking the finished ones (a result with another
     signature is refused)."""
+    git_state()  # the code this process loads now is what its results will name (benchmark/provenance.py)
     for path in request.plugins:
         load_plugin_file(path)
     if request.log == "tensorboard":
