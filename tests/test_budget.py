@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from benchmark.config import ConfigError, parse_overrides
 from benchmark.run.build import build_method, method_spec
-from benchmark.run.presets import PRESETS
+from benchmark.run.presets import PRESETS, Preset
 from benchmark.run.runner import plan_budgets
 from benchmark.train import budget as budget_module
 from benchmark.train.budget import FlopsMeter, parse_budget, plan_pretraining
@@ -137,10 +138,6 @@ def test_the_cpu_long_preset_is_the_regime_studys_32x_runs(meter):
     """docs/pretraining-regime.md: the study's "32x" runs (19,200 steps of the LAMAE of the earlier
     masking) are `cpu-long`'s computation — the `cpu` preset with nothing changed but the budget, and
     the same steps (so the same schedules) for each method."""
-    import dataclasses
-
-    from benchmark.run.presets import Preset
-
     cpu, long = PRESETS["cpu"], PRESETS["cpu-long"]
     assert list(PRESETS) == ["smoke", "cpu", "cpu-long", "paper"]  # `list` shows them by scale
     differ = {f.name for f in dataclasses.fields(Preset) if getattr(cpu, f.name) != getattr(long, f.name)}

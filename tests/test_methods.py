@@ -230,6 +230,13 @@ def reconstruction(method, data, replace_la=None) -> torch.Tensor:
     return recorder.calls["pred"]
 
 
+def kept_patches(method) -> tuple[int, int]:
+    """Of each lead's patches: how many the encoder sees (1 - alpha_E of them), and how many of those
+    reach LA (M_LA hides floor(alpha_LA * K) of each lead's K latents)."""
+    n_keep = round(method.n_patches * (1 - method.config.mask_ratio))
+    return n_keep, n_keep - int(n_keep * method.config.la_mask_ratio)
+
+
 def test_default_lamae_decodes_each_lead_only_from_latent_attentions_outputs_at_its_positions():
     """The paper's x_hat_{l_t} = D(LA(Z_vis))_{l_t}: no skip path from a lead's encoder tokens, no
     mask tokens into LA (it sees the M_LA-kept latents only)."""
@@ -240,9 +247,7 @@ def test_default_lamae_decodes_each_lead_only_from_latent_attentions_outputs_at_
         method.pretrain_loss(data)
     la_out = recorder.calls["la_out"]  # (B, 1 + L * K', D)
     (tokens, is_visible), kwargs = recorder.calls["decoder_in"]  # per present lead: (P, N, D), (P, N)
-    c = method.config
-    n_keep = round(method.n_patches * (1 - c.mask_ratio))
-    n_to_la = n_keep - int(n_keep * c.la_mask_ratio)  # M_LA hides floor(alpha_LA * K) of each lead's K latents
+    n_keep, n_to_la = kept_patches(method)
     assert la_out.shape[1] == 1 + len(LEADS) * n_to_la
     assert torch.equal(is_visible.sum(1), torch.full((3 * len(LEADS),), n_to_la))
     # lead l's decoder sees exactly LA's outputs at lead l's positions, after LA's CLS output
@@ -271,10 +276,8 @@ def test_lamae_scores_the_encoder_masked_patches_as_the_papers_sum_and_the_la_hi
     monkeypatch,
 ):
     data = batch(3)
-    lamae = variant("lamae")
-    n, c = lamae.n_patches, lamae.config
-    n_keep = round(n * (1 - c.mask_ratio))
-    n_to_la = n_keep - int(n_keep * c.la_mask_ratio)
+    n = variant("lamae").n_patches
+    n_keep, n_to_la = kept_patches(variant("lamae"))
     assert (scored_patches(variant("lamae"), data, monkeypatch) == n - n_keep).all()  # t not in T_vis
     hidden_too = scored_patches(variant("lamae[la_score_hidden=true]"), data, monkeypatch)
     assert (hidden_too == n - n_to_la).all() and n_to_la < n_keep
@@ -286,7 +289,7 @@ def test_lamae_skip_path_variant_gives_each_decoder_its_own_encoder_latents():
     with torch.no_grad():
         method.pretrain_loss(data)
     (tokens, is_visible), _ = recorder.calls["decoder_in"]
-    n_keep = round(method.n_patches * (1 - method.config.mask_ratio))
+    n_keep, _ = kept_patches(method)
     assert torch.equal(is_visible.sum(1), torch.full((3 * len(LEADS),), n_keep))  # every encoder-visible patch
 
 
