@@ -102,6 +102,8 @@ def test_budget_sweep_points_are_multiples_of_the_preset_budget_or_flop_counts()
     assert budget_at("2x", "3e12", 600) == ("6e+12", 600)
     assert budget_at("0.5x", "steps", 600) == ("steps", 300)
     assert budget_at("120T", "lamae", 600) == ("120T", 600)
+    for budget in ("lamae", "600@lamae", "3e12", "steps"):  # 1x is the preset's run itself
+        assert budget_at("1x", budget, 600) == budget_at("1.0x", budget, 600) == (budget, 600)
     for bad in ("0x", "-1x", "4", "fourx", "1x", "1x,1x", "0"):
         with pytest.raises(ValueError, match="0.25x,1x,4x"):
             parse_budget_points(bad)
@@ -124,14 +126,16 @@ def test_a_budget_sweep_runs_each_point_into_its_folder_and_adds_the_budget_sect
     common = ["--preset", "smoke", "--protocols", "linear", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
     result = run_cli("run", "--methods", "lamae,ind_p", "--budgets", "0.5x,1x", "--results", str(out), *common)
     assert result.returncode == 0, result.stderr[-3000:]
-    for point, steps in (("0.5x", 3), ("1x", 6)):  # the smoke preset: LAMAE's FLOPs in 6 steps
+    for point, steps, budget in (("0.5x", 3, "3@lamae"), ("1x", 6, "lamae")):  # smoke: LAMAE's FLOPs in 6 steps
         record = json.loads((out / f"budget-{point}/synthetic/conditions/smoke/lamae/linear_seed0.json").read_text())
         assert record["compute"]["pretrain"]["steps"] == steps
-        assert record["config"]["pretrain"]["budget"] == f"{steps}@lamae"
+        assert record["config"]["pretrain"]["budget"] == budget
     board = (tmp_path / "sweep.md").read_text()
     assert "## Pretraining budget" in board and board.count("## synthetic · conditions · preset `smoke` · linear") == 2
     again = run_cli("run", "--methods", "lamae,ind_p", "--budgets", "0.5x,1x", "--results", str(out), *common)
     assert again.stderr.count("finished already, 0 to run") == 2  # each point resumes on its own
+    plain = run_cli("run", "--methods", "lamae,ind_p", "--results", str(out / "budget-1x"), *common)
+    assert "4 cells: 4 finished already, 0 to run" in plain.stderr  # the 1x point is the preset's run (+2 refs)
 
 
 def test_the_cpu_long_preset_is_the_regime_studys_32x_runs(meter):

@@ -102,11 +102,15 @@ def budget_at(point: str, budget: str, steps: int) -> tuple[str, int]:
     """The ``pretrain.budget`` and ``pretrain.steps`` of one sweep point, from the preset's
     ``budget`` and ``steps``: ``k x`` scales the budget (``lamae`` -> ``round(k * steps)@lamae``,
     ``600@lamae`` -> ``round(k * 600)@lamae``, a FLOP count -> k times it, ``steps`` -> k times the
-    steps); a FLOP count replaces it."""
+    steps); a FLOP count replaces it. ``1x`` is the preset's budget as written, so the sweep's 1x
+    point has the identity of the run without ``--budgets`` and reuses its cells and checkpoints
+    (a run into ``RESULTS/budget-1x/`` is that point) instead of recomputing them."""
     multiple = _MULTIPLE.match(point)
     if not multiple:
         return point, steps
     k = float(multiple.group(1))
+    if k == 1:
+        return budget, steps
     parsed = parse_budget(budget)
     if parsed.flops is not None:
         return f"{k * parsed.flops:.6g}", steps
