@@ -10,6 +10,7 @@ from matplotlib.image import imread
 from sklearn.metrics import roc_auc_score
 
 from benchmark.cli import main
+from benchmark.config import signature
 from benchmark.eval.protocol import Prediction
 from benchmark.eval.sweep import Sweep
 from benchmark.nn.metrics import classification_report
@@ -57,7 +58,6 @@ def write_cell(
     pretrains = method not in ("random_init", "scratch", "xresnet1d", "ecg_features")
     cell = Cell(dataset, label_set, "cpu", method, protocol, seed, variant)
     record = {
-        "signature": f"{method}{seed}{variant}",
         "label_names": names,
         "config": {
             "dataset": dataset,
@@ -102,6 +102,9 @@ def write_cell(
             "git": {"commit": "abc", "dirty": False},
         },
     }
+    # as a run's: the identity of the computation (its settings and budget), not its outcome
+    identity = {"config": record["config"], "budget": budget_flops if pretrains else None, "details": details}
+    record["signature"] = signature({**identity, "n_train": n_train, "downstream": downstream})
     store.write(cell, record, Prediction(y, scores, np.array([f"r{i}" for i in range(N_TEST)]), patients))
 
 
@@ -541,6 +544,8 @@ def test_a_budget_sweep_plots_auroc_against_flops_and_says_whether_the_ranking_h
     assert (path.parent / image).stat().st_size > 5000
     rows = table_rows(section, "| method")
     assert "did not learn" not in section and rows  # every method learned (ratio 0.5)
+    for table in comparable_tables(list(store.records())):  # the reference, in both folders, counts once
+        assert [r["cell"]["seed"] for r in table.by_method["random_init"]] == [0, 1]
 
 
 def test_a_budget_sweep_keeps_methods_that_did_not_learn_out_of_the_ranking(tmp_path):

@@ -121,12 +121,28 @@ class Table:
         return [r for recs in self.by_method.values() for r in recs]
 
 
+def distinct_results(records: list[dict]) -> list[dict]:
+    """Each computation once: a result found in several folders under one signature (a reference
+    evaluated into every point of a budget sweep, whose cell does not depend on the budget) is one
+    seed, not one per folder — counted per folder, one seed would look like several with no
+    variance between them. The first found is kept."""
+    seen: set[str] = set()
+    distinct = []
+    for record in records:
+        key = record.get("signature")
+        if key is None or key not in seen:
+            distinct.append(record)
+            if key is not None:
+                seen.add(key)
+    return distinct
+
+
 def comparable_tables(records: list[dict], learned: float | None = None) -> list[Table]:
     """Split records into tables of comparable results (see the module docstring); ``learned``
     overrides every preset's ``learned_ratio``."""
     #: (dataset, label set, preset, protocol, variant, evaluation signature) -> records
     groups: dict[tuple[str, str, str, str, str, str], list[dict]] = defaultdict(list)
-    for record in records:
+    for record in distinct_results(records):
         cell = record["cell"]
         groups[
             (
