@@ -21,8 +21,9 @@ linear probe / fine-tuning head reproduces the ensemble exactly.
   ratio was 0.75 until the regime study (docs/pretraining-regime.md, "Lower masking at 32x on the
   pool"): on the pooled PTB-XL, LUDB and CinC records at 2.2e14 pretraining FLOPs (the
   ``cpu-long`` preset; seed 0) Ind_P ended at 0.781 of the trivial loss at 0.75 (linear probe 0.815
-  macro AUROC, PTB-XL superdiagnostic), at 0.590 at 0.5 (probe 0.835); ``ind_p[mask_ratio=0.75]``
-  is the earlier default.
+  macro AUROC, PTB-XL superdiagnostic), at 0.590 at 0.5 (probe 0.835); on the synthetic default
+  at 0.5 and the same FLOPs at 0.426 (probe 0.946; section 5 of that page).
+  ``ind_p[mask_ratio=0.75]`` is the earlier default.
 * ``feature_dim``: 0 (default) reads out the encoder width; another value adds a fixed
   (frozen, semi-orthogonal, seeded) projection of the lead average to that width, counted in the
   encoder's parameters — so that a narrower, parameter-matched Ind_P (the ablation ladder's rung)
