@@ -103,8 +103,8 @@ def write_cell(
         },
     }
     # as a run's: the identity of the computation (its settings and budget), not its outcome
-    identity = {"config": record["config"], "budget": budget_flops if pretrains else None, "details": details}
-    record["signature"] = signature({**identity, "n_train": n_train, "downstream": downstream})
+    budget = budget_flops if pretrains else None
+    record["signature"] = signature([record["config"], budget, details, n_train, downstream])
     store.write(cell, record, Prediction(y, scores, np.array([f"r{i}" for i in range(N_TEST)]), patients))
 
 

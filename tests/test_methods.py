@@ -276,8 +276,9 @@ def test_lamae_scores_the_encoder_masked_patches_as_the_papers_sum_and_the_la_hi
     monkeypatch,
 ):
     data = batch(3)
-    n = variant("lamae").n_patches
-    n_keep, n_to_la = kept_patches(variant("lamae"))
+    lamae = variant("lamae")
+    n = lamae.n_patches
+    n_keep, n_to_la = kept_patches(lamae)
     assert (scored_patches(variant("lamae"), data, monkeypatch) == n - n_keep).all()  # t not in T_vis
     hidden_too = scored_patches(variant("lamae[la_score_hidden=true]"), data, monkeypatch)
     assert (hidden_too == n - n_to_la).all() and n_to_la < n_keep

@@ -126,15 +126,10 @@ def distinct_results(records: list[dict]) -> list[dict]:
     evaluated into every point of a budget sweep, whose cell does not depend on the budget) is one
     seed, not one per folder — counted per folder, one seed would look like several with no
     variance between them. The first found is kept."""
-    seen: set[str] = set()
-    distinct = []
+    distinct: dict[object, dict] = {}
     for record in records:
-        key = record.get("signature")
-        if key is None or key not in seen:
-            distinct.append(record)
-            if key is not None:
-                seen.add(key)
-    return distinct
+        distinct.setdefault(record.get("signature") or id(record), record)
+    return list(distinct.values())
 
 
 def comparable_tables(records: list[dict], learned: float | None = None) -> list[Table]:
