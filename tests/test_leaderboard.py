@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -15,8 +16,8 @@ from benchmark.eval.protocol import Prediction
 from benchmark.eval.sweep import Sweep
 from benchmark.nn.metrics import classification_report
 from benchmark.registry import PROTOCOLS
-from benchmark.report.comparison import TableStats, comparable_tables
-from benchmark.report.leaderboard import plots_dir_for, sweeps, write_leaderboard
+from benchmark.report.comparison import Table, TableStats, comparable_tables
+from benchmark.report.leaderboard import learning_notes, plots_dir_for, summary_table, sweeps, write_leaderboard
 from benchmark.report.plots import LEGEND_INSIDE_MAX, Run, ratio_limits, training_curves_plot
 from benchmark.run.results import Cell, ResultStore
 
@@ -558,6 +559,35 @@ def test_a_budget_sweep_keeps_methods_that_did_not_learn_out_of_the_ranking(tmp_
     section = (tmp_path / "LB.md").read_text().split("### Pretraining budget:")[1]
     assert "did not learn" in section
     assert "fewer than two pretrained methods learned at every budget" in section
+
+
+def test_the_tables_of_a_budget_sweep_have_headings_that_name_their_budget(tmp_path):
+    # the points of a sweep are one evaluation at several budgets: under one heading each they
+    # read alike in the leaderboard and in run's summary (a regression: all three said the same)
+    store = ResultStore(tmp_path / "results")
+    for budget in (1e12, 4e12):
+        point = ResultStore(store.root / f"budget-{budget:g}")
+        write_cell(point, "lamae", 0, 1.5, budget_flops=budget)
+        write_cell(point, "random_init", 0, 0.3)
+    write_cell(store, "lamae", 0, 1.5, protocol="finetune")  # alone under its title: no budget named
+    write_leaderboard(store.root, tmp_path / "LB.md")
+    headings = re.findall(r"^## (.*)$", (tmp_path / "LB.md").read_text(), re.MULTILINE)
+    assert "synthetic · labels · preset `cpu` · linear · 1T FLOPs pretraining" in headings
+    assert "synthetic · labels · preset `cpu` · linear · 4T FLOPs pretraining" in headings
+    assert "synthetic · labels · preset `cpu` · finetune" in headings
+    summary = summary_table(list(store.records()))
+    assert "preset `cpu` · linear · 1T FLOPs pretraining\n" in summary
+    assert "preset `cpu` · linear · 4T FLOPs pretraining\n" in summary
+
+
+def test_a_method_that_did_not_learn_is_pointed_to_a_longer_preset_only_below_it():
+    table = Table(
+        "synthetic", "labels", "cpu", "linear", "", "e", "lamae", not_learned={"lamae": []}, learned_ratio=0.8
+    )
+    assert "`--preset cpu-long`" in " ".join(learning_notes(table))
+    at_cpu_long = dataclasses.replace(table, preset="cpu-long")  # already there: only a larger budget helps
+    note = " ".join(learning_notes(at_cpu_long))
+    assert "--preset cpu-long" not in note and "a larger budget: `--budget`" in note
 
 
 def test_training_curves_keep_the_plateau_readable_when_the_first_intervals_are_far_above_trivial():

@@ -37,7 +37,7 @@ existed are recognised by their generated header (:data:`UNMARKED_HEADER`).
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,9 +107,19 @@ def signed_si(value: float) -> str:
     return ("+" if value >= 0 else "−") + si(abs(value))
 
 
-def title_of(table: Table, variant: bool = True) -> str:
+def title_of(table: Table, variant: bool = True, budget: bool = False) -> str:
     parts = [table.dataset, table.label_set, f"preset `{table.preset}`", table.protocol]
-    return " · ".join(parts + ([table.variant] if variant and table.variant else []))
+    parts += [table.variant] if variant and table.variant else []
+    flops = budget_flops(table) if budget else None
+    return " · ".join(parts + ([f"{si(flops)} FLOPs pretraining"] if flops is not None else []))
+
+
+def section_titles(tables: list[Table]) -> list[str]:
+    """Each table's title; tables whose titles would be the same (the points of a budget sweep: one
+    evaluation at several pretraining budgets) also name their budget, so that no two sections of a
+    leaderboard or a run's summary read alike."""
+    plain = Counter(title_of(t) for t in tables)
+    return [title_of(t, budget=plain[title_of(t)] > 1) for t in tables]
 
 
 def external_methods(table: Table) -> list[str]:
@@ -169,19 +179,29 @@ def ratio_cell(recs: list[dict]) -> str:
     return f"{np.mean(values):.2f}" + (f" ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else "")
 
 
+#: the presets whose pretraining budget is below ``cpu-long``'s: a method that did not learn at
+#: one of them is pointed to ``cpu-long``; at ``cpu-long`` or ``paper`` only to a larger budget
+BELOW_CPU_LONG = ("smoke", "cpu")
+
+
 def learning_notes(table: Table) -> list[str]:
     """What the table says about methods that did not learn; loud when no pretrained method did."""
     if not table.not_learned:
         return []
     names = ", ".join(f"`{m}`" for m in sorted(table.not_learned))
+    longer = (
+        " or a preset in which the method learns (`--preset cpu-long`: the `cpu` preset at 20 times its budget, "
+        "docs/pretraining-regime.md)"
+        if table.preset in BELOW_CPU_LONG
+        else ""
+    )
     lines = [
         "",
         f"{names}: did not learn — the final pretraining loss stayed above {table.learned_ratio:g} of the loss of the "
         "best trivial predictor on the same masked targets (predicting zero, or each lead's visible mean) in the "
         "seeds named, so the encoder learned nothing a constant does not know; the method is shown apart, never "
-        "ranked, tested or averaged. The fix is more pretraining (a larger budget: `--set pretrain.steps=...`) "
-        "or a preset in which the method learns (`--preset cpu-long`: the `cpu` preset at 20 times its budget, "
-        "docs/pretraining-regime.md), not a different probe.",
+        "ranked, tested or averaged. The fix is more pretraining (a larger budget: `--budget` or "
+        f"`--set pretrain.steps=...`){longer}, not a different probe.",
     ]
     pretrained = [m for m, recs in table.by_method.items() if any(loss_ratio(r) is not None for r in recs)]
     if not pretrained:
@@ -932,7 +952,7 @@ def training_runs(table: Table) -> tuple[dict[str, list[Run]], dict[str, list[Ru
     return pretraining, finetuning
 
 
-def curves_section(table: Table, plots_dir: Path, link_base: Path) -> tuple[list[str], Path | None]:
+def curves_section(table: Table, title: str, plots_dir: Path, link_base: Path) -> tuple[list[str], Path | None]:
     pretraining, finetuning = training_runs(table)
     if not pretraining and not finetuning:
         return [], None
@@ -947,13 +967,13 @@ def curves_section(table: Table, plots_dir: Path, link_base: Path) -> tuple[list
         ]
     ).replace("/", "-")
     path = training_curves_plot(
-        plots_dir / f"{slug}.png", title_of(table).replace("`", ""), pretraining, finetuning, table.learned_ratio
+        plots_dir / f"{slug}.png", title.replace("`", ""), pretraining, finetuning, table.learned_ratio
     )
     return [
         "",
         CURVES_NOTE,
         "",
-        f"![Training curves: {title_of(table)}]({path.relative_to(link_base).as_posix()})",
+        f"![Training curves: {title}]({path.relative_to(link_base).as_posix()})",
     ], path
 
 
@@ -1011,17 +1031,17 @@ def render(
         "ranked among them. Labels are shown with their names beside their codes.",
     ]
     main = [t for t in tables if not t.variant]
-    for table in main:
+    for table, title in zip(main, section_titles(main)):
         order = method_order(table)
         ts = table_stats(table, store) if order else "no finished results"
         probes = linear_probe_scores(table, tables)
-        lines += ["", f"## {title_of(table)}", "", *table_meta(table), "", *main_table(table, ts, probes)]
+        lines += ["", f"## {title}", "", *table_meta(table), "", *main_table(table, ts, probes)]
         lines += ladder_table(table, ts)
         if order and is_icd_label_set(
             table.records[0].get("label_names") or list(table.records[0]["metrics"]["per_label_auroc"])
         ):
             lines += icd_reports(table, order)
-        curves, curves_plot = curves_section(table, plots_dir, link_base)
+        curves, curves_plot = curves_section(table, title, plots_dir, link_base)
         lines += curves
         plots += [curves_plot] if curves_plot else []
         published = reported_for(table.dataset, table.label_set, table.protocol)
@@ -1122,9 +1142,8 @@ def summary_table(
     results ``store`` (the predictions), the 95 % bootstrap CI of the leaderboard; each pretrained
     method's loss / trivial ratio, and what did not learn."""
     blocks = []
-    for table in comparable_tables(records, learned):
-        if table.variant:
-            continue
+    main = [t for t in comparable_tables(records, learned) if not t.variant]
+    for table, title in zip(main, section_titles(main)):
         ts = table_stats(table, store) if store is not None and table.by_method else None
         rows = []
         for method in [*method_order(table), *sorted(table.set_apart)]:
@@ -1150,6 +1169,6 @@ def summary_table(
                     "pretrain FLOPs": EXTERNAL_COMPUTE if external else si(pretrain.get("total_flops")),
                 }
             )
-        block = f"{title_of(table)}\n{tabulate(rows, headers='keys', tablefmt=tablefmt, disable_numparse=True)}"
+        block = f"{title}\n{tabulate(rows, headers='keys', tablefmt=tablefmt, disable_numparse=True)}"
         blocks.append("\n".join([block, *learning_notes(table)]))
     return "\n\n".join(blocks)
