@@ -74,6 +74,11 @@ def budget_label(record: dict) -> str | None:
     return f"{pretrain['steps']} steps per method"
 
 
+def budget_flops_of(record: dict) -> float:
+    """The FLOPs of a pretrained result's budget; 0 where it was given in steps."""
+    return float((record["compute"].get("pretrain") or {}).get("budget_flops") or 0.0)
+
+
 def loss_ratio(record: dict) -> float | None:
     """A pretrained result's final pretraining loss over the best trivial predictor's (None: not
     pretrained, or pretrained before the suite measured it)."""
@@ -151,7 +156,9 @@ def comparable_tables(records: list[dict], learned: float | None = None) -> list
         ].append(record)
     tables = []
     for key, group in sorted(groups.items()):
-        given = sorted({label for r in group if (label := budget_label(r)) is not None})
+        # the budgets in increasing FLOPs (as strings, 5.46e+13 would sort after 2.18e+14)
+        flops = {label: budget_flops_of(r) for r in group if (label := budget_label(r)) is not None}
+        given = sorted(flops, key=lambda label: (flops[label], label))
         budgets: list[str | None] = [*given] if given else [None]
         for budget in budgets:
             table = Table(*key, budget, learned_ratio=learned_ratio(key[2], learned))
