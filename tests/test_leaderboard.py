@@ -50,6 +50,7 @@ def write_cell(
     downstream=None,
     loss_ratio=0.5,
     patients=None,
+    preset="cpu",
 ):
     """A result whose scores separate the classes with strength ``skill`` (0 = chance); ``patients``:
     the test records' patient ids (None: a result written before they were stored)."""
@@ -57,7 +58,7 @@ def write_cell(
     rng = np.random.default_rng([seed, *map(ord, method)])
     scores = 1 / (1 + np.exp(-(skill * (2.0 * y - 1) + rng.standard_normal(y.shape))))
     pretrains = method not in ("random_init", "scratch", "xresnet1d", "ecg_features")
-    cell = Cell(dataset, label_set, "cpu", method, protocol, seed, variant)
+    cell = Cell(dataset, label_set, preset, method, protocol, seed, variant)
     record = {
         "label_names": names,
         "config": {
@@ -65,7 +66,7 @@ def write_cell(
             "dataset_config": {"n": 1},
             "input": {"fs": 100},
             "label_set": label_set,
-            "preset": "cpu",
+            "preset": preset,
             "protocol": protocol,
             "protocol_config": protocol_config or {"max_iter": 300},
             "variant": variant_identity,
@@ -103,9 +104,11 @@ def write_cell(
             "git": {"commit": "abc", "dirty": False},
         },
     }
-    # as a run's: the identity of the computation (its settings and budget), not its outcome
+    # as a run's: the identity of the computation (its settings and budget, not the preset's name),
+    # not its outcome
     budget = budget_flops if pretrains else None
-    record["signature"] = signature([record["config"], budget, details, n_train, downstream])
+    settings = {k: v for k, v in record["config"].items() if k != "preset"}
+    record["signature"] = signature([settings, budget, details, n_train, downstream])
     store.write(cell, record, Prediction(y, scores, np.array([f"r{i}" for i in range(N_TEST)]), patients))
 
 
@@ -559,6 +562,19 @@ def test_a_budget_sweep_keeps_methods_that_did_not_learn_out_of_the_ranking(tmp_
     section = (tmp_path / "LB.md").read_text().split("### Pretraining budget:")[1]
     assert "did not learn" in section
     assert "fewer than two pretrained methods learned at every budget" in section
+
+
+def test_a_reference_shared_by_two_presets_joins_the_tables_of_both(tmp_path):
+    # cpu-long is cpu with more pretraining: a reference (not pretrained) is the same computation,
+    # with the same signature, at both — but each preset's table needs it (a regression: counted
+    # once over all folders, the committed cpu table lost its references to the cpu-long sweep's)
+    store = ResultStore(tmp_path / "results")
+    for preset, folder in (("cpu-long", store.root / "budget-1x"), ("cpu", store.root)):
+        write_cell(ResultStore(folder), "lamae", 0, 1.5, preset=preset)
+        write_cell(ResultStore(folder), "random_init", 0, 0.3, preset=preset)
+    tables = {t.preset: t for t in comparable_tables(list(store.records()))}
+    assert set(tables) == {"cpu", "cpu-long"}
+    assert all(set(t.by_method) == {"lamae", "random_init"} for t in tables.values())
 
 
 def test_the_tables_of_a_budget_sweep_have_headings_that_name_their_budget(tmp_path):

@@ -127,13 +127,16 @@ class Table:
 
 
 def distinct_results(records: list[dict]) -> list[dict]:
-    """Each computation once: a result found in several folders under one signature (a reference
-    evaluated into every point of a budget sweep, whose cell does not depend on the budget) is one
-    seed, not one per folder — counted per folder, one seed would look like several with no
-    variance between them. The first found is kept."""
+    """Each cell's computation once: a result found in several folders under one signature and
+    one cell (a reference evaluated into every point of a budget sweep, whose cell does not depend
+    on the budget) is one seed, not one per folder — counted per folder, one seed would look like
+    several with no variance between them. The first found is kept. The same computation under
+    another cell (a reference at two presets that differ only in pretraining) belongs to each
+    preset's tables and is kept in both."""
     distinct: dict[object, dict] = {}
     for record in records:
-        distinct.setdefault(record.get("signature") or id(record), record)
+        key = (record["signature"], tuple(sorted(record["cell"].items()))) if record.get("signature") else id(record)
+        distinct.setdefault(key, record)
     return list(distinct.values())
 
 
