@@ -76,7 +76,7 @@ def budget_label(record: dict) -> str | None:
 
 def budget_flops_of(record: dict) -> float:
     """The FLOPs of a pretrained result's budget; 0 where it was given in steps."""
-    return float((record["compute"].get("pretrain") or {}).get("budget_flops") or 0.0)
+    return float(((record.get("compute") or {}).get("pretrain") or {}).get("budget_flops") or 0.0)
 
 
 def loss_ratio(record: dict) -> float | None:

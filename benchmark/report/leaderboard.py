@@ -54,6 +54,7 @@ from benchmark.report.comparison import (
     UNTRAINED_REFERENCES,
     Table,
     TableStats,
+    budget_flops_of,
     comparable_tables,
     did_not_learn,
     is_external,
@@ -824,11 +825,8 @@ def sweep_sections(
 # -- pretraining-budget sweeps (run --budgets) ---------------------------------------------------
 def budget_flops(table: Table) -> float | None:
     """The pretraining FLOPs per method of a table's budget (None: no pretrained method)."""
-    for record in [*table.records, *(r for rs in table.set_apart.values() for r in rs)]:
-        pretrain = (record.get("compute") or {}).get("pretrain") or {}
-        if pretrain.get("budget_flops") is not None:
-            return float(pretrain["budget_flops"])
-    return None
+    records = [*table.records, *(r for rs in table.set_apart.values() for r in rs)]
+    return next((flops for record in records if (flops := budget_flops_of(record))), None)
 
 
 def budget_sweep_sections(
